@@ -1,0 +1,30 @@
+# The two commands the README gives: `make demo` and `make test`. Both build .venv with pip first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test splits clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned to the wheels that lie on local disk (pip's cap here), so no CUDA download happens
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/polypbench demo --out demo_out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Regenerate the committed public splits (byte-for-byte reproducible; tests compare against them).
+splits: $(STAMP)
+	$(BIN)/polypbench splits generate --out split_manifests
+
+clean:
+	rm -rf demo_out .pytest_cache

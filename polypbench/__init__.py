@@ -1,0 +1,30 @@
+"""polypbench: reproducible colonoscopy polyp-size estimation.
+
+Converters from the raw REAL-Colon / SUN / SUN-SEG dumps to Parquet manifests with fixed public splits,
+PyTorch and Hugging Face loaders, HAG/GR reference models, one scorer and a leaderboard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_split": "polypbench.load",
+    "load_hf": "polypbench.load",
+    "Manifest": "polypbench.manifest",
+    "score": "polypbench.evaluate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import polypbench` stays cheap (no torch import for the CLI's --help).
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'polypbench' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,82 @@
+"""A prepared manifest directory, read back: frames, polyps and the Parquet metadata.
+
+Loaders, scoring and the leaderboard all open a prepared directory through :class:`Manifest`, so the
+file names and the checks on them live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from polypbench import schema
+from polypbench.errors import InputError, choice_error
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The manifest written by ``polypbench prepare`` into ``root`` (see docs/manifest.md)."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Manifest":
+        """Open a prepared directory, refusing one without a readable ``frames.parquet`` of schema version 1."""
+        root = Path(root)
+        frames = root / schema.FRAMES_FILE
+        if not frames.is_file():
+            raise InputError(root, f"no {schema.FRAMES_FILE}", "a directory written by `polypbench prepare`")
+        schema.read_metadata(frames)
+        return cls(root)
+
+    @cached_property
+    def metadata(self) -> dict[str, str]:
+        """polypbench key-value metadata of frames.parquet (version, dataset, split version and hash, raw root)."""
+        return schema.read_metadata(self.root / schema.FRAMES_FILE)
+
+    @property
+    def dataset(self) -> str:
+        return self.metadata["polypbench.dataset"]
+
+    @property
+    def raw_root(self) -> Path | None:
+        """The raw root recorded at prepare time (a hint: pass ``raw_root`` at load time on another machine)."""
+        raw = self.metadata.get("polypbench.raw_root")
+        return Path(raw) if raw else None
+
+    @cached_property
+    def frames(self) -> pd.DataFrame:
+        """All rows of frames.parquet (one per annotated box)."""
+        path = self.root / schema.FRAMES_FILE
+        table = pq.read_table(path)
+        schema.check_columns(table, schema.FRAMES, path)
+        return table.to_pandas()
+
+    @cached_property
+    def polyps(self) -> pd.DataFrame:
+        """All rows of polyps.parquet (one per polyp)."""
+        path = self.root / schema.POLYPS_FILE
+        if not path.is_file():
+            raise InputError(path, "no such file", "polyps.parquet beside frames.parquet")
+        table = pq.read_table(path)
+        schema.check_columns(table, schema.POLYPS, path)
+        return table.to_pandas()
+
+    def select(self, split: str, fold: int | None = None, *, table: str = "frames") -> pd.DataFrame:
+        """Rows of one split. With ``fold`` k (cross-validation over the non-test rows): ``validation`` is fold k
+        and ``train`` is every other non-test fold; ``test`` is unchanged."""
+        if split not in schema.SPLITS:
+            raise choice_error("split", split, schema.SPLITS)
+        df = self.frames if table == "frames" else self.polyps
+        if fold is None or split == "test":
+            mask = df["split"] == split
+        else:
+            folds = sorted(int(f) for f in df.loc[df["fold"] >= 0, "fold"].unique())
+            if fold not in folds:
+                raise choice_error("fold", fold, folds)
+            mask = (df["fold"] == fold) if split == "validation" else (df["fold"] >= 0) & (df["fold"] != fold)
+        return df.loc[mask].reset_index(drop=True)

@@ -1,0 +1,101 @@
+"""The manifest schema (DESIGN.md section 2): column names, Arrow types and Parquet metadata keys.
+
+One owner for the layout that converters write and loaders, scoring and the leaderboard read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from polypbench.errors import InputError
+
+SCHEMA_VERSION = "1"
+DATASETS = ("real-colon", "sun", "misawa", "sun-seg")
+SPLITS = ("train", "validation", "test")
+CLINICAL_FIELDS = ("histology", "site", "endoscope")
+
+FRAMES_FILE = "frames.parquet"
+POLYPS_FILE = "polyps.parquet"
+
+FRAMES = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("patient_id", pa.string()),
+        ("video_id", pa.string()),
+        ("polyp_id", pa.string()),
+        ("frame_index", pa.int32()),
+        ("frame_path", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("xmin", pa.int32()),
+        ("ymin", pa.int32()),
+        ("xmax", pa.int32()),
+        ("ymax", pa.int32()),
+        ("size_mm", pa.float32()),
+        ("size_class3", pa.int8()),
+        ("size_class2", pa.int8()),
+        ("split", pa.string()),
+        ("fold", pa.int8()),
+        ("histology", pa.string()),
+        ("site", pa.string()),
+        ("endoscope", pa.string()),
+    ]
+)
+"""One row per annotated box. ``frame_path`` is relative to the raw root; ``xmax``/``ymax`` are exclusive."""
+
+POLYPS = pa.schema(
+    [
+        ("polyp_id", pa.string()),
+        ("dataset", pa.string()),
+        ("patient_id", pa.string()),
+        ("video_id", pa.string()),
+        ("size_mm", pa.float32()),
+        ("size_class3", pa.int8()),
+        ("size_class2", pa.int8()),
+        ("split", pa.string()),
+        ("fold", pa.int8()),
+        ("n_frames", pa.int32()),
+        ("histology", pa.string()),
+        ("site", pa.string()),
+        ("endoscope", pa.string()),
+    ]
+)
+"""One row per polyp with at least one valid box."""
+
+# Parquet key-value metadata keys (bytes, as Parquet stores them).
+META_POLYPBENCH_VERSION = b"polypbench.version"
+META_SCHEMA_VERSION = b"polypbench.schema_version"
+META_DATASET = b"polypbench.dataset"
+META_SPLIT_VERSION = b"polypbench.split_version"
+META_SPLIT_HASH = b"polypbench.split_sha256"
+META_RAW_ROOT = b"polypbench.raw_root"
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The polypbench key-value metadata of a manifest Parquet file, as str -> str."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file", f"a manifest written by `polypbench prepare` ({FRAMES_FILE})")
+    meta = pq.read_schema(path).metadata or {}
+    out = {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"polypbench.")}
+    if out.get(META_SCHEMA_VERSION.decode()) != SCHEMA_VERSION:
+        raise InputError(
+            path,
+            f"schema version {out.get(META_SCHEMA_VERSION.decode())!r}",
+            f"schema version {SCHEMA_VERSION!r} (re-run `polypbench prepare`)",
+        )
+    return out
+
+
+def check_columns(table: pa.Table | pa.Schema, expected: pa.Schema, path: str | Path) -> None:
+    """Refuse a table whose columns or types differ from ``expected``, naming the first difference."""
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    for field in expected:
+        idx = schema.get_field_index(field.name)
+        if idx < 0:
+            raise InputError(path, f"missing column {field.name!r}", f"the columns {', '.join(expected.names)}")
+        if not schema.field(idx).type.equals(field.type):
+            raise InputError(path, f"type {schema.field(idx).type}", str(field.type), field=field.name)

@@ -1,0 +1,43 @@
+"""Prove that a prepared manifest uses the published split: by hash, and row by row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polypbench.errors import PolypbenchError
+from polypbench.manifest import Manifest
+from polypbench.splits.public import SPLIT_VERSION, file_sha256, read_split, split_file
+
+
+def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
+    """Check ``prepared`` against the published split; return a one-line confirmation or raise.
+
+    Two checks: the split hash recorded in the manifest equals the hash of the published file, and every
+    frame row's ``split``/``fold`` equals the published assignment of its patient.
+    """
+    manifest = Manifest.open(prepared)
+    meta = manifest.metadata
+    path = split_file(manifest.dataset, split_dir)
+    expected = file_sha256(path)
+    recorded = meta.get("polypbench.split_sha256")
+    if recorded != expected:
+        raise PolypbenchError(
+            f"{manifest.root}: split hash {recorded} differs from the published {path} ({expected}); "
+            "re-run `polypbench prepare` with this polypbench version"
+        )
+    if meta.get("polypbench.split_version") != SPLIT_VERSION:
+        raise PolypbenchError(f"{manifest.root}: split version {meta.get('polypbench.split_version')!r}; expected {SPLIT_VERSION!r}")
+    published = read_split(manifest.dataset, split_dir).set_index("patient_id")
+    frames = manifest.frames
+    joined = frames[["patient_id", "split", "fold"]].join(published, on="patient_id", rsuffix="_published")
+    wrong = (joined["split"] != joined["split_published"]) | (joined["fold"] != joined["fold_published"])
+    if wrong.any():
+        row = joined[wrong].iloc[0]
+        raise PolypbenchError(
+            f"{manifest.root}: {int(wrong.sum())} frame rows disagree with {path}, e.g. patient {row['patient_id']}: "
+            f"{row['split']}/{row['fold']}; expected {row['split_published']}/{row['fold_published']}"
+        )
+    return (
+        f"OK: {manifest.root} ({manifest.dataset}, {len(frames)} frame rows, {frames['patient_id'].nunique()} patients) "
+        f"uses the published split {SPLIT_VERSION} (sha256 {expected[:12]})"
+    )
