@@ -176,3 +176,21 @@ def splits_paper(prepared: tuple[Path, ...], out: Path, folds: int, seed: int) -
     df = paper_folds(list(prepared), n_folds=folds, seed=seed)
     df.to_csv(out, index=False)
     click.echo(f"wrote {out} ({len(df)} polyps, {folds} folds)")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("demo_out"), show_default=True)
+@click.option("--frames-per-polyp", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
+@_one_line_errors
+def demo(out: Path, frames_per_polyp: int, workers: int | None) -> None:
+    """Run the toolkit end to end on synthetic data: synth, prepare, verify splits, summary.
+
+    \b
+    Example:
+      polypbench demo --out demo_out
+    """
+    from polypbench.demo import run_demo
+
+    summary = run_demo(out, frames_per_polyp=frames_per_polyp, workers=workers)
+    click.echo(summary.to_string())

@@ -114,8 +114,6 @@ class RowBuilder:
                 "xmax": xmax,
                 "ymax": ymax,
                 "size_mm": info.size_mm,
-                "size_class3": int(sizes.size_class3(info.size_mm)),
-                "size_class2": int(sizes.size_class2(info.size_mm)),
                 "split": split,
                 "fold": fold,
                 "histology": info.histology,
@@ -128,6 +126,9 @@ class RowBuilder:
         return False
 
     def result(self, n_files: int = 0, n_negative: int = 0) -> UnitResult:
+        size = self.columns["size_mm"]
+        self.columns["size_class3"] = sizes.size_class3(size) if size else []  # vectorised, once per unit
+        self.columns["size_class2"] = sizes.size_class2(size) if size else []
         return UnitResult(pa.table(self.columns, schema=schema.FRAMES), self.problems, n_files, n_negative)
 
 

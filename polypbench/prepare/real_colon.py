@@ -66,16 +66,21 @@ class RealColonConverter(Converter):
         frames_dir = ctx.raw / f"{video}_frames"
         frame_names = {e.name for e in os.scandir(frames_dir)} if frames_dir.is_dir() else set()
         n_files = n_negative = 0
+        positives: list[tuple[str, bytes]] = []
         with os.scandir(ctx.raw / unit.path) as entries:
-            names = sorted((e.name for e in entries if e.name.endswith(".xml")), key=_sort_key)
-        for name in names:
-            n_files += 1
+            for entry in entries:  # plain strings and entry.path: Path joins would cost more than the parse
+                if not entry.name.endswith(".xml"):
+                    continue
+                n_files += 1
+                with open(entry.path, "rb") as fh:
+                    data = fh.read()
+                if is_negative(data):
+                    n_negative += 1
+                else:
+                    positives.append((entry.name, data))
+        positives.sort(key=lambda item: _sort_key(item[0]))  # deterministic row order: numeric frame order
+        for name, data in positives:
             source = f"{unit.path}/{name}"
-            with open(ctx.raw / source, "rb") as fh:
-                data = fh.read()
-            if is_negative(data):
-                n_negative += 1
-                continue
             try:
                 ann = parse_voc(data)
                 index = frame_index_of(name[:-4])

@@ -1,0 +1,66 @@
+"""Shared fixtures: small synthetic raw dumps in each real layout, and their prepared manifests.
+
+Built once per test session with the real code (synth + prepare), never mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DATASETS = ("real-colon", "sun", "sun-seg")
+
+
+@dataclass
+class Prepared:
+    dataset: str
+    raw: Path
+    out: Path
+    synth: object  # polypbench.synth summary
+    report: object  # polypbench.prepare.PrepareReport
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
+
+
+@pytest.fixture(scope="session")
+def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Synthetic raw dumps (2 frames per polyp, 1 negative per video) of every dataset."""
+    from polypbench.synth import synthesize
+
+    root = tmp_path_factory.mktemp("raw")
+    return {name: synthesize(name, root / name, frames_per_polyp=2, negatives_per_video=1, seed=0) for name in DATASETS}
+
+
+@pytest.fixture(scope="session")
+def prepared(dumps: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Prepared]:
+    """Each synthetic dump prepared with the real converter (one worker: deterministic and cheap)."""
+    from polypbench.prepare import prepare
+
+    root = tmp_path_factory.mktemp("prepared")
+    out = {}
+    for name, summary in dumps.items():
+        raw = Path(summary.root)  # type: ignore[attr-defined]
+        out[name] = Prepared(name, raw, root / name, summary, prepare(name, raw, root / name, workers=1))
+    return out
+
+
+def link_copy(src: Path, dst: Path) -> Path:
+    """A cheap copy of a dump (hard links): tests then replace single files (unlink first, never edit in place)."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    return dst
+
+
+def replace_file(path: Path, data: bytes | str) -> None:
+    """Replace a (possibly hard-linked) file without touching the shared original."""
+    path.unlink()
+    path.write_bytes(data.encode() if isinstance(data, str) else data)

@@ -1,0 +1,140 @@
+"""Bad input: skipped, counted and named without --strict; the first one fails the run with --strict.
+Resumable and atomic runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from polypbench.cli import main
+from polypbench.errors import InputError
+from polypbench.prepare import prepare
+from tests.conftest import link_copy, replace_file
+
+
+def first_positive_xml(raw: Path, video: str = "001-001") -> Path:
+    return next(p for p in sorted((raw / f"{video}_annotations").glob("*.xml")) if b"<object>" in p.read_bytes())
+
+
+def break_xml(raw: Path) -> str:
+    path = first_positive_xml(raw)
+    replace_file(path, path.read_bytes()[:-40])
+    return path.name
+
+
+def box_outside(raw: Path) -> str:
+    path = first_positive_xml(raw)
+    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>99999</xmax>", path.read_bytes(), count=1))
+    return path.name
+
+
+def empty_box(raw: Path) -> str:
+    path = first_positive_xml(raw)
+    data = path.read_bytes()
+    xmin = re.search(rb"<xmin>(\d+)</xmin>", data).group(1)
+    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>" + xmin + b"</xmax>", data, count=1))
+    return path.name
+
+
+def unknown_lesion(raw: Path) -> str:
+    path = first_positive_xml(raw)
+    replace_file(path, re.sub(rb"<unique_id>[^<]+</unique_id>", b"<unique_id>001-001_99</unique_id>", path.read_bytes(), count=1))
+    return path.name
+
+
+def missing_frame(raw: Path) -> str:
+    path = first_positive_xml(raw)
+    (raw / "001-001_frames" / (path.stem + ".jpg")).unlink()
+    return path.stem + ".jpg"
+
+
+def lesion_without_frames(raw: Path) -> str:
+    # every box of lesion 001-005_1 (the only lesion of 001-005) disappears from its XMLs
+    for path in (raw / "001-005_annotations").glob("*.xml"):
+        data = path.read_bytes()
+        if b"<object>" in data:
+            replace_file(path, re.sub(rb"\s*<object>.*?</object>", b"", data, flags=re.S))
+    return "001-005_1"
+
+
+CASES = {
+    "malformed_xml": break_xml,
+    "box_outside_image": box_outside,
+    "empty_box": empty_box,
+    "unknown_lesion": unknown_lesion,
+    "missing_frame": missing_frame,
+    "lesion_without_frames": lesion_without_frames,
+}
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_bad_input_is_skipped_counted_and_named_or_fails_with_strict(prepared, tmp_path: Path, kind: str) -> None:
+    raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
+    named = CASES[kind](raw)
+    report = prepare("real-colon", raw, tmp_path / "out", workers=1)
+    assert set(report.problems) == {kind}
+    assert named in report.problems[kind]["examples"][0]
+    clean = prepared["real-colon"].report.rows
+    assert report.rows < clean or kind == "lesion_without_frames" and report.polyps == 131
+    result = CliRunner().invoke(main, ["prepare", "real-colon", "--raw", str(raw), "--out", str(tmp_path / "strict"),
+                                       "--workers", "1", "--strict"])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], result.output
+
+
+def test_sun_bad_annotation_line_is_named_with_its_line_number(prepared, tmp_path: Path) -> None:
+    raw = link_copy(prepared["sun"].raw, tmp_path / "raw")
+    txt = next(raw.glob("*/annotation_txt/case7.txt"))
+    replace_file(txt, txt.read_text() + "garbage line without a box\n")
+    report = prepare("sun", raw, tmp_path / "out", workers=1)
+    assert set(report.problems) == {"bad_annotation"}
+    n_lines = len(txt.read_text().splitlines())
+    assert f"case7.txt:{n_lines}" in report.problems["bad_annotation"]["examples"][0]
+
+
+def test_sun_seg_json_with_unknown_image_is_reported(prepared, tmp_path: Path) -> None:
+    raw = link_copy(prepared["sun-seg"].raw, tmp_path / "raw")
+    path = raw / "TrainDataset" / "Detection" / "bbox_annotation.json"
+    replace_file(path, path.read_text().replace('"annotation": [', '"annotation": [{"id": "case999_1-a1-image0001", "bbox": [1, 1, 5, 5]}, ', 1))
+    report = prepare("sun-seg", raw, tmp_path / "out", workers=1)
+    assert set(report.problems) == {"bad_annotation"} and "case999_1-a1-image0001" in report.problems["bad_annotation"]["examples"][0]
+
+
+def test_metadata_csv_without_a_column_stops_the_run(prepared, tmp_path: Path) -> None:
+    raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
+    csv = raw / "lesion_info.csv"
+    replace_file(csv, csv.read_text().replace('"size [mm]"', '"size"', 1))
+    with pytest.raises(InputError, match=r"lesion_info\.csv: missing column\(s\) 'size \[mm\]'"):
+        prepare("real-colon", raw, tmp_path / "out", workers=1)
+
+
+def test_an_interrupted_run_keeps_its_work_and_a_rerun_continues(prepared, tmp_path: Path) -> None:
+    raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
+    path = first_positive_xml(raw, "003-001")
+    original = path.read_bytes()
+    replace_file(path, original[:-40])
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="003-001_annotations"):
+        prepare("real-colon", raw, out, workers=1, strict=True)  # stops mid-way, like an interruption
+    done = sorted(p.stem for p in (out / ".parts").glob("*.parquet"))
+    assert done and done[-1] < "003-001" and not (out / "frames.parquet").exists()
+    replace_file(path, original)
+    report = prepare("real-colon", raw, out, workers=1)
+    assert report.resumed_units == len(done)
+    assert pq.read_table(out / "frames.parquet").equals(pq.read_table(prepared["real-colon"].out / "frames.parquet"))
+
+
+def test_a_failed_rerun_leaves_the_previous_manifest_intact(prepared, tmp_path: Path) -> None:
+    raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
+    out = tmp_path / "out"
+    prepare("real-colon", raw, out, workers=1)
+    before = (out / "frames.parquet").read_bytes()
+    break_xml(raw)
+    with pytest.raises(Exception):
+        prepare("real-colon", raw, out, workers=1, strict=True)
+    assert (out / "frames.parquet").read_bytes() == before

@@ -1,0 +1,51 @@
+"""The CLI: every command documents an example; errors are one `Error:` line; splits show/verify."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from polypbench.cli import main
+
+
+def all_commands(group=main, prefix=()):
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            yield from all_commands(cmd, prefix + (name,))
+        else:
+            yield prefix + (name,)
+
+
+@pytest.mark.parametrize("command", list(all_commands()), ids=" ".join)
+def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0 and "Example" in result.output, result.output
+
+
+def test_splits_show_prints_class_counts() -> None:
+    result = CliRunner().invoke(main, ["splits", "show", "sun"])
+    assert result.exit_code == 0
+    assert "diminutive" in result.output and "test" in result.output and " 20 " in result.output
+
+
+def test_splits_verify_catches_a_tampered_manifest(prepared, tmp_path) -> None:
+    src = prepared["sun"].out / "frames.parquet"
+    table = pq.read_table(src)
+    folds = table["fold"].to_numpy().copy()
+    first_train = int((table["split"].to_numpy() == "train").nonzero()[0][0])
+    folds[first_train] = (folds[first_train] % 4) + 1 if folds[first_train] != 4 else 1
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    pq.write_table(table.set_column(table.schema.get_field_index("fold"), "fold", pa.array(folds, pa.int8())), tampered / "frames.parquet")
+    ok = CliRunner().invoke(main, ["splits", "verify", str(prepared["sun"].out)])
+    assert ok.exit_code == 0 and ok.output.startswith("OK")
+    bad = CliRunner().invoke(main, ["splits", "verify", str(tampered)])
+    assert bad.exit_code != 0 and bad.output.startswith("Error: ") and "disagree" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+
+
+def test_prepare_refuses_an_unknown_dataset_with_the_valid_names(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["prepare", "kvasir", "--raw", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "real-colon" in result.output and "sun-seg" in result.output
