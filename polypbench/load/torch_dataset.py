@@ -6,11 +6,12 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 from polypbench.errors import InputError
 from polypbench.load.crop import crop_window
@@ -54,14 +55,15 @@ class PolypFrames(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows.iloc[index]
         path = self.raw_root / row["frame_path"]
-        try:
-            image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as exc:
-            raise InputError(path, f"unreadable frame ({str(exc).splitlines()[0]})", "a JPEG frame") from None
-        height, width = image.shape[-2:]
         box = (int(row["xmin"]), int(row["ymin"]), int(row["xmax"]), int(row["ymax"]))
-        left, top, right, bottom = crop_window(box, width, height, self.margin)
-        crop = image[:, top:bottom, left:right]
+        try:
+            # Pillow, not torchvision.io: torchvision 0.29 deprecates its image decoders.
+            with Image.open(path) as frame:
+                left, top, right, bottom = crop_window(box, frame.width, frame.height, self.margin)
+                pixels = np.asarray(frame.convert("RGB").crop((left, top, right, bottom)))
+        except OSError as exc:
+            raise InputError(path, f"unreadable frame ({str(exc).splitlines()[0]})", "a JPEG frame") from None
+        crop = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
         boxes = torch.tensor([[box[0] - left, box[1] - top, box[2] - left, box[3] - top]], dtype=torch.float32)
         sample = {
             "image": tv_tensors.Image(crop),

@@ -178,11 +178,13 @@ class Engine:
                 problems += [Problem(**p) for p in info["problems"]]
                 files, negative = files + info["files"], negative + info["negative"]
                 table = pq.read_table(self.parts / f"{unit.key}.parquet").cast(frames_schema)
-                writers["frames"].write_table(table)
+                if table.num_rows:  # no empty row groups: some readers (HF datasets) refuse them
+                    writers["frames"].write_table(table)
                 for split in schema.SPLITS:
                     part = table.filter(pc.equal(table["split"], split))
                     split_rows[split] += part.num_rows
-                    writers[split].write_table(part)
+                    if part.num_rows:
+                        writers[split].write_table(part)
                 for row in table.group_by("polyp_id").aggregate([("polyp_id", "count")]).to_pylist():
                     n_frames[row["polyp_id"]] = n_frames.get(row["polyp_id"], 0) + row["polyp_id_count"]
         finally:

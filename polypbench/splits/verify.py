@@ -29,7 +29,9 @@ def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
         raise PolypbenchError(f"{manifest.root}: split version {meta.get('polypbench.split_version')!r}; expected {SPLIT_VERSION!r}")
     published = read_split(manifest.dataset, split_dir).set_index("patient_id")
     frames = manifest.frames
-    joined = frames[["patient_id", "split", "fold"]].join(published, on="patient_id", rsuffix="_published")
+    joined = frames[["patient_id", "split", "fold"]].merge(
+        published.add_suffix("_published"), left_on="patient_id", right_index=True, how="left"
+    )
     wrong = (joined["split"] != joined["split_published"]) | (joined["fold"] != joined["fold_published"])
     if wrong.any():
         row = joined[wrong].iloc[0]
