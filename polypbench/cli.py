@@ -194,3 +194,49 @@ def demo(out: Path, frames_per_polyp: int, workers: int | None) -> None:
 
     summary = run_demo(out, frames_per_polyp=frames_per_polyp, workers=workers)
     click.echo(summary.to_string())
+
+
+@main.command()
+@click.argument("predictions", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              multiple=True, required=True, help="Prepared directory; repeat to score several datasets pooled.")
+@click.option("--split", type=click.Choice(("train", "validation", "test")), default="test", show_default=True)
+@click.option("--fold", type=click.IntRange(0), default=None,
+              help="Cross-validation fold k: --split validation scores fold k, train the other folds.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the versioned JSON result here.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the HTML report here (plus a Markdown twin .md and the size plot .png beside it).")
+@click.option("--bootstrap", type=click.IntRange(0), default=2000, show_default=True,
+              help="Patient-bootstrap replicates for the 95% CIs (0: no CIs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--compare", "other", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="A second prediction file: report PREDICTIONS minus it, with paired CIs (same resamples).")
+@_one_line_errors
+def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: int | None, json_path: Path | None,
+             report_path: Path | None, bootstrap: int, seed: int, other: Path | None) -> None:
+    """Score a PREDICTIONS file (Parquet or CSV) against the SPLIT of the prepared manifests.
+
+    Headline numbers are per polyp (frame predictions aggregated per polyp); frame-level numbers follow.
+    An invalid file is refused with every problem on its own line, and nothing is scored.
+
+    \b
+    Example:
+      polypbench evaluate preds.parquet --manifest prepared/real-colon --json result.json --report report.html
+      polypbench evaluate a.parquet --manifest prepared/sun --compare b.parquet
+    """
+    from polypbench.evaluate import compare, score
+    from polypbench.evaluate.report import write_report
+
+    if other is None:
+        result = score(predictions, list(manifests), split=split, fold=fold, n_bootstrap=bootstrap, seed=seed)
+    else:
+        result = compare(predictions, other, list(manifests), split=split, fold=fold, n_bootstrap=bootstrap,
+                         seed=seed)
+    click.echo(result.summary_table())
+    if json_path is not None:
+        result.to_json(json_path)
+        click.echo(f"wrote {json_path}")
+    if report_path is not None:
+        for path in write_report(result, report_path):
+            click.echo(f"wrote {path}")

@@ -1,0 +1,13 @@
+"""Reference models: ResNet-18, multi-stream ResNet-18 and ViT-Tiny, each plain and with hard-attention gates.
+
+``create_model(name, num_outputs, **kw)`` builds one (see ``list_models()``); ``gate_parameters(model)`` returns
+the gate parameters that gradient routing trains separately. Nothing here downloads weights.
+"""
+
+from __future__ import annotations
+
+from polypbench.models import multistream, resnet, vit  # noqa: F401  (registers the models)
+from polypbench.models.gates import Gate
+from polypbench.models.registry import create_model, gate_parameters, list_models, register_model
+
+__all__ = ["Gate", "create_model", "gate_parameters", "list_models", "register_model"]

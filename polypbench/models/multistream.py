@@ -1,0 +1,74 @@
+"""Multi-stream ResNet-18: one encoder per input stream, embeddings concatenated, one head.
+
+Streams (``streams=`` keyword, default ``("rgb", "masked")``):
+- ``rgb``: the crop around the polyp box, (B, 3, H, W);
+- ``masked``: the RGB frame multiplied by the box mask (the reference code's LOC stream), (B, 3, H, W);
+- ``depth``: a precomputed depth map, (B, 1, H, W), for users who have one (nothing here computes depth).
+
+``forward`` takes a dict ``{stream: tensor}`` with exactly the model's streams, or a plain tensor when the model
+has a single stream. ``weights=`` loads the same torchvision ResNet-18 file into every stream (the depth stem gets
+the RGB stem summed over channels). The gated variant has four stage gates per stream, one gate on the
+concatenated embedding and one on the head's hidden layer (4 * streams + 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from polypbench.errors import ConfigError, choice_error
+from polypbench.models.gates import gate_or_identity
+from polypbench.models.heads import Head
+from polypbench.models.registry import register_model
+from polypbench.models.resnet import EMBED_DIM, ResNetEncoder
+
+STREAM_CHANNELS = {"rgb": 3, "masked": 3, "depth": 1}
+
+
+class MultiStreamModel(nn.Module):
+    """One :class:`ResNetEncoder` per stream -> concatenation -> embedding gate slot -> :class:`Head`."""
+
+    def __init__(self, num_outputs: int, *, streams: Sequence[str] = ("rgb", "masked"), gated: bool = False,
+                 weights: str | Path | None = None, head_hidden: int = 256, dropout: float = 0.35) -> None:
+        super().__init__()
+        streams = tuple(streams)
+        for s in streams:
+            if s not in STREAM_CHANNELS:
+                raise choice_error("stream", s, STREAM_CHANNELS)
+        if not streams or len(set(streams)) != len(streams):
+            raise ConfigError(f"streams must be non-empty and distinct, got {streams!r}")
+        self.streams = streams
+        self.encoders = nn.ModuleDict({s: ResNetEncoder(STREAM_CHANNELS[s], gated, weights) for s in streams})
+        dim = EMBED_DIM * len(streams)
+        self.embed_gate = gate_or_identity(gated, dim)
+        self.head = Head(dim, num_outputs, head_hidden, dropout, gated)
+
+    def forward_features(self, x: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """The (gated) concatenated embedding, (B, 512 * len(streams)), in ``self.streams`` order.
+
+        ``x`` is ``{stream: tensor}``; a single-stream model also takes the tensor itself.
+        """
+        if isinstance(x, torch.Tensor) and len(self.streams) == 1:
+            x = {self.streams[0]: x}
+        if not isinstance(x, Mapping) or set(x) != set(self.streams):
+            got = sorted(x) if isinstance(x, Mapping) else type(x).__name__
+            raise ValueError(f"multistream input must be a dict with keys {list(self.streams)}, got {got}")
+        return self.embed_gate(torch.cat([self.encoders[s](x[s]) for s in self.streams], dim=1))
+
+    def forward(self, x: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+@register_model("multistream")
+def multistream_plain(num_outputs: int, **kw: object) -> MultiStreamModel:
+    """One ResNet-18 per stream, fused head; no gates."""
+    return MultiStreamModel(num_outputs, gated=False, **kw)  # type: ignore[arg-type]
+
+
+@register_model("multistream-hag")
+def multistream_hag(num_outputs: int, **kw: object) -> MultiStreamModel:
+    """Multi-stream ResNet-18 with gates after every stage of every stream, on the fused embedding and the head."""
+    return MultiStreamModel(num_outputs, gated=True, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,59 @@
+"""ViT-Tiny/16 (timm ``vit_tiny_patch16_384``), plain (``vit-tiny``) and gated (``vit-tiny-hag``).
+
+timm builds the ViT (``pretrained=False`` always); the gated variant assigns a :class:`Gate` over the 192 token
+features to each block's ``ls1`` and ``ls2`` slot (the LayerScale slots, ``nn.Identity`` in this model), so that
+``x = x + attn(norm1(x)) * sigmoid(g1)`` and ``x = x + mlp(norm2(x)) * sigmoid(g2)``, as in the reference code:
+two gates per block, 24 in all. The head is the shared :class:`Head` on the pooled embedding (ungated).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from polypbench.models.gates import Gate
+from polypbench.models.heads import Head
+from polypbench.models.registry import register_model
+from polypbench.models.weights import load_backbone
+
+
+class ViTModel(nn.Module):
+    """timm ViT-Tiny/16 backbone (no classifier) -> :class:`Head`. Input (B, 3, img_size, img_size)."""
+
+    def __init__(self, num_outputs: int, *, gated: bool = False, weights: str | Path | None = None,
+                 img_size: int = 384, head_hidden: int = 256, dropout: float = 0.35) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import checkpoint_filter_fn, vit_tiny_patch16_384
+
+        vit = vit_tiny_patch16_384(pretrained=False, num_classes=0, img_size=img_size)
+        if weights is not None:
+            # timm's own filter converts its checkpoints (e.g. resamples pos_embed to img_size).
+            load_backbone(vit, weights, drop_prefixes=("head.",), adapt=lambda s: checkpoint_filter_fn(s, vit),
+                          expected="a timm vit_tiny_patch16_384 state dict")
+        if gated:
+            for block in vit.blocks:
+                block.ls1 = Gate(vit.embed_dim, dim=-1)
+                block.ls2 = Gate(vit.embed_dim, dim=-1)
+        self.backbone = vit
+        self.head = Head(vit.num_features, num_outputs, head_hidden, dropout, gated=False)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled (class-token) embedding, (B, 192)."""
+        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+@register_model("vit-tiny")
+def vit_tiny(num_outputs: int, **kw: object) -> ViTModel:
+    """timm ViT-Tiny/16-384 (random init) with the shared head; no gates."""
+    return ViTModel(num_outputs, gated=False, **kw)  # type: ignore[arg-type]
+
+
+@register_model("vit-tiny-hag")
+def vit_tiny_hag(num_outputs: int, **kw: object) -> ViTModel:
+    """ViT-Tiny/16-384 with a gate in each block's ls1 and ls2 slot (24 gates)."""
+    return ViTModel(num_outputs, gated=True, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,81 @@
+"""`polypbench evaluate`: table on stdout, JSON and reports written, refusals as Error lines with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from click.testing import CliRunner
+
+from polypbench.cli import main
+
+from .test_score import polyp_level
+from .test_validate import frame_predictions
+
+
+def test_evaluate_writes_table_json_and_reports(small_manifest: Path, tmp_path: Path) -> None:
+    preds = tmp_path / "preds.parquet"
+    frame_predictions().to_parquet(preds)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = CliRunner().invoke(main, ["evaluate", str(preds), "--manifest", str(small_manifest), "--bootstrap", "50",
+                                    "--json", str(out / "r.json"), "--report", str(out / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "Per polyp (HEADLINE" in res.output and "Per frame" in res.output and "macro F1" in res.output
+    doc = json.loads((out / "r.json").read_text())
+    assert doc["bootstrap"]["replicates"] == 50 and doc["predictions"]["level"] == "frame"
+    page = (out / "r.html").read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page and "confusion matrix" in page
+    assert "<script" not in page and "http" not in page.split("base64,")[0]  # self-contained
+    assert (out / "r.png").stat().st_size > 1000
+    md = (out / "r.md").read_text()
+    assert "| dataset |" in md and "](r.png)" in md
+
+
+def test_evaluate_compare(small_manifest: Path, tmp_path: Path) -> None:
+    polyp_level().to_csv(tmp_path / "a.csv", index=False)
+    b = polyp_level()
+    b["size_mm"] += 1.0
+    b.to_csv(tmp_path / "b.csv", index=False)
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "a.csv"), "--manifest", str(small_manifest),
+                                    "--compare", str(tmp_path / "b.csv"), "--bootstrap", "20",
+                                    "--json", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    assert "minus" in res.output
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["comparison"]["views"]["polyp"]["size"]["datasets"]["pooled"]["bias_mm"]["value"] == -1.0
+
+
+def test_evaluate_refuses_with_every_problem_and_exits_non_zero(small_manifest: Path, tmp_path: Path) -> None:
+    df = frame_predictions()
+    df.loc[0, "size_mm"] = float("nan")
+    df.loc[1, "p1"] = 0.9
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "bad.csv"), "--manifest", str(small_manifest)])
+    assert res.exit_code != 0
+    assert res.output.startswith("Error: ")
+    assert "size_mm: row 1: missing or non-finite" in res.output and "do not sum to 1" in res.output
+    assert "macro F1" not in res.output  # nothing scored
+
+
+def test_evaluate_refuses_other_file_types(small_manifest: Path, tmp_path: Path) -> None:
+    (tmp_path / "p.xlsx").write_bytes(b"PK\x03\x04")
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "p.xlsx"), "--manifest", str(small_manifest)])
+    assert res.exit_code == 1 and "not Parquet/CSV" in res.output
+
+
+def test_evaluate_help_has_an_example() -> None:
+    res = CliRunner().invoke(main, ["evaluate", "--help"])
+    assert res.exit_code == 0 and "Example:" in res.output and "--compare" in res.output
+
+
+def test_polyp_level_csv_is_accepted(small_manifest: Path, tmp_path: Path) -> None:
+    pd.DataFrame({"polyp_id": ["real-colon/A_1", "real-colon/A_2", "real-colon/B_1", "real-colon/B_2",
+                               "real-colon/C_1", "real-colon/C_2"],
+                  "p0": [1.0, 0, 0, 1, 0, 0], "p1": [0.0, 1, 0, 0, 1, 0], "p2": [0.0, 0, 1, 0, 0, 1]}
+                 ).to_csv(tmp_path / "p.csv", index=False)
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "p.csv"), "--manifest", str(small_manifest),
+                                    "--bootstrap", "10"])
+    assert res.exit_code == 0, res.output
+    assert "1.000 [1.000, 1.000]" in res.output

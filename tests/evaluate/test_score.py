@@ -1,0 +1,175 @@
+"""score() end to end on a tiny manifest: aggregation rules, hand-computed values, views, datasets, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import polypbench
+from polypbench.evaluate import RESULT_SCHEMA_VERSION, compare, score, validate_predictions
+from polypbench.evaluate.aggregate import per_polyp
+from polypbench.evaluate.truth import load_truth
+
+from .conftest import SMALL, SUN, write_manifest
+from .test_metrics import HAND_CM
+
+TEST = [s for s in SMALL if s[3] == "test"]
+HAND_CLASS3 = {"real-colon/A_1": 0, "real-colon/A_2": 2, "real-colon/B_1": 2, "real-colon/B_2": 1,
+               "real-colon/C_1": 1, "real-colon/C_2": 2}
+"""Per-polyp hard labels giving the confusion matrix HAND_CM."""
+
+
+def polyp_level(sizes: dict[str, float] | None = None) -> pd.DataFrame:
+    df = pd.DataFrame({"polyp_id": list(HAND_CLASS3), "class3": list(HAND_CLASS3.values())})
+    df["size_mm"] = [sizes[p] if sizes else s + 1.0 for p, (_, _, s, _, _) in zip(HAND_CLASS3, TEST)]
+    return df
+
+
+def frames(**columns: list) -> pd.DataFrame:
+    keys = [(pid, 100 + i) for pid, _, _, _, n in TEST for i in range(n)]
+    df = pd.DataFrame(keys, columns=["polyp_id", "frame_index"])
+    for name, values in columns.items():
+        df[name] = values
+    return df
+
+
+def test_score_is_exported_lazily() -> None:
+    assert polypbench.score is score
+
+
+def test_hand_computed_polyp_level_result(small_manifest: Path) -> None:
+    result = score(polyp_level(), small_manifest, n_bootstrap=50, seed=1)
+    assert result.predictions["class_source"] == "class3" and list(result.views) == ["polyp"]
+    np.testing.assert_array_equal(result.views["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]["confusion_matrix"],
+                                  HAND_CM)
+    assert result.stat("polyp", "triclass", "accuracy").value == pytest.approx(4 / 6)
+    assert result.stat("polyp", "triclass", "specificity", cls="large").value == pytest.approx(3 / 4)
+    assert result.stat("polyp", "triclass", "precision", cls="large").value == pytest.approx(2 / 3)
+    assert result.stat("polyp", "triclass", "macro_f1").value == pytest.approx((2 / 3 + 1 / 2 + 4 / 5) / 3)
+    # binary10: true (0,0,1,0,0,1), predicted (0,1,1,0,0,1): one false positive
+    assert result.stat("polyp", "binary10", "accuracy").value == pytest.approx(5 / 6)
+    assert result.stat("polyp", "binary10", "specificity", cls=">=10 mm").value == pytest.approx(3 / 4)
+    assert result.stat("polyp", "binary10", "sensitivity", cls=">=10 mm").value == pytest.approx(1.0)
+    # every predicted size is 1 mm too large
+    for metric in ("mae_mm", "median_ae_mm", "bias_mm"):
+        assert result.stat("polyp", "size", metric).value == pytest.approx(1.0)
+    assert result.counts["pooled"] == {"n_polyps": 6, "n_patients": 3, "n_frames": 14}
+
+
+def test_frame_predictions_are_aggregated_per_polyp(small_manifest: Path) -> None:
+    n = sum(s[4] for s in TEST)
+    size = np.full(n, 1.0)
+    size[2:5] = [5.0, 9.0, 100.0]                  # A_2: median 9, not the mean 38
+    class3 = np.zeros(n, dtype=int)
+    class3[0:2] = [1, 0]                           # A_1: tie 1-1 goes to the smaller class (0)
+    class3[10:14] = [2, 1, 2, 1]                   # C_2: tie goes to 1
+    probs = np.tile([1.0, 0.0, 0.0], (n, 1))
+    probs[5:7] = [[0.6, 0.3, 0.1], [0.0, 0.1, 0.9]]  # B_1: mean (0.3, 0.2, 0.5): large
+    df = frames(size_mm=size, class3=class3, p0=probs[:, 0], p1=probs[:, 1], p2=probs[:, 2])
+    truth = load_truth(small_manifest)
+    valid = validate_predictions(df.sample(frac=1.0, random_state=0), truth)  # row order does not matter
+    sizes, labels = per_polyp(valid, truth)
+    by_id = dict(zip(truth.polyps["polyp_id"], zip(sizes, labels)))
+    assert by_id["real-colon/A_2"][0] == 9.0
+    assert by_id["real-colon/A_1"][1] == 0 and by_id["real-colon/C_2"][1] == 1
+    probs_only = validate_predictions(df.drop(columns=["class3"]), truth)
+    assert dict(zip(truth.polyps["polyp_id"], per_polyp(probs_only, truth)[1]))["real-colon/B_1"] == 2
+    size_only = validate_predictions(df[["polyp_id", "frame_index", "size_mm"]], truth)
+    assert dict(zip(truth.polyps["polyp_id"], per_polyp(size_only, truth)[1]))["real-colon/A_2"] == 1  # 9 mm: small
+
+
+def test_frame_views_and_their_weights(small_manifest: Path) -> None:
+    truth_class = np.concatenate([[int(s > 5) + int(s >= 10)] * n for _, _, s, _, n in TEST])
+    pred = truth_class.copy()
+    pred[:2] = 2                                   # patient A's two A_1 frames wrong
+    result = score(frames(class3=pred), small_manifest, n_bootstrap=0)
+    assert list(result.views) == ["polyp", "frame", "frame_patient"]
+    assert result.stat("frame", "triclass", "accuracy").value == pytest.approx(12 / 14)
+    # patient-weighted: A has 5 frames, 2 wrong (3/5 right); B and C all right: (3/5 + 1 + 1) / 3
+    assert result.stat("frame_patient", "triclass", "accuracy").value == pytest.approx((0.6 + 2) / 3)
+    cm = result.views["frame_patient"]["tasks"]["triclass"]["datasets"]["pooled"]["confusion_matrix"]
+    assert cm.sum() == pytest.approx(3.0)          # one unit of weight per patient
+    assert result.stat("polyp", "triclass", "accuracy").value == pytest.approx(5 / 6)
+    assert result.stat("polyp", "triclass", "accuracy").ci95 is None  # no replicates, no CI
+    assert all("description" in v for v in result.views.values())
+
+
+def test_per_dataset_and_pooled(small_manifest: Path, sun_manifest: Path) -> None:
+    ids = [s[0] for s in SMALL + SUN if s[3] == "test"]
+    sizes = [s[2] for s in SMALL + SUN if s[3] == "test"]
+    result = score(pd.DataFrame({"polyp_id": ids, "size_mm": sizes}), [small_manifest, sun_manifest], n_bootstrap=20)
+    assert list(result.counts) == ["real-colon", "sun", "pooled"]
+    assert result.counts["sun"] == {"n_polyps": 4, "n_patients": 4, "n_frames": 8}
+    assert [m["dataset"] for m in result.manifests] == ["real-colon", "sun"]
+    for ds in ("real-colon", "sun", "pooled"):
+        assert result.stat("polyp", "triclass", "accuracy", ds).value == 1.0
+        assert result.stat("polyp", "size", "mae_mm", ds).value == 0.0
+
+
+def test_undefined_metrics_are_null_with_a_reason(tmp_path: Path) -> None:
+    root = write_manifest(tmp_path / "m", "real-colon", [("real-colon/A_1", "A", 3.0, "test", 1),
+                                                          ("real-colon/B_1", "B", 7.0, "test", 1)])
+    df = pd.DataFrame({"polyp_id": ["real-colon/A_1", "real-colon/B_1"], "class3": [0, 0]})
+    result = score(df, root, n_bootstrap=30)
+    sens = result.stat("polyp", "triclass", "sensitivity", cls="large")
+    assert sens.value is None and sens.reason and sens.ci95 is None and sens.undefined_replicates == 30
+    assert result.stat("polyp", "triclass", "macro_f1").value is None
+    assert result.stat("polyp", "triclass", "accuracy").value == 0.5
+    doc = json.loads(result.to_json())
+    entry = doc["views"]["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]["macro_f1"]
+    assert entry["value"] is None and "absent" in entry["reason"]
+    # some replicates draw only patient A: small is then absent, and those replicates are counted, not zeroed
+    small = result.stat("polyp", "triclass", "sensitivity", cls="small")
+    assert small.value == 0.0 and 0 < small.undefined_replicates < 30
+
+
+def test_json_layout(small_manifest: Path, tmp_path: Path) -> None:
+    result = score(frames(size_mm=np.arange(14.0)), small_manifest, n_bootstrap=40)
+    path = tmp_path / "r.json"
+    result.to_json(path)
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == RESULT_SCHEMA_VERSION
+    assert doc["manifests"][0]["split_version"] == "v1" and doc["manifests"][0]["split_sha256"] == "real-colon-hash"
+    assert doc["bootstrap"]["replicates"] == 40 and doc["bootstrap"]["unit"] == "patient"
+    assert "median" in doc["aggregation"]["size_mm"]
+    assert set(doc["views"]) == {"polyp", "frame", "frame_patient"}
+    entry = doc["views"]["frame"]["tasks"]["binary5"]["datasets"]["real-colon"]
+    assert set(entry["macro_f1"]) >= {"value", "ci95"} and len(entry["macro_f1"]["ci95"]) == 2
+    assert set(entry["specificity"]) == {"<=5 mm", ">5 mm"}
+    assert doc["views"]["polyp"]["size"]["datasets"]["pooled"]["median_ae_mm"]["value"] is not None
+    assert "kappa_quadratic" in doc["views"]["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]
+
+
+def test_deterministic_for_a_seed(small_manifest: Path) -> None:
+    df = frames(size_mm=np.linspace(1, 20, 14), p0=[0.5] * 14, p1=[0.25] * 14, p2=[0.25] * 14)
+    a = score(df, small_manifest, n_bootstrap=200, seed=3).to_json()
+    assert a == score(df.iloc[::-1], small_manifest, n_bootstrap=200, seed=3).to_json()
+    assert a != score(df, small_manifest, n_bootstrap=200, seed=4).to_json()
+
+
+def test_paired_comparison_uses_the_same_resamples(small_manifest: Path) -> None:
+    a, b = polyp_level(), polyp_level()
+    b["size_mm"] = b["size_mm"] + 2.0
+    result = compare(a, b, small_manifest, n_bootstrap=100, name="a", other_name="b")
+    diff = result.comparison["views"]["polyp"]
+    mae = diff["size"]["datasets"]["pooled"]["mae_mm"]
+    assert mae.value == pytest.approx(-2.0) and mae.ci95 == pytest.approx((-2.0, -2.0))  # paired: no resampling noise
+    same = diff["tasks"]["triclass"]["datasets"]["pooled"]["macro_f1"]
+    assert same.value == 0.0 and same.ci95 == (0.0, 0.0)
+    assert result.comparison["other"]["name"] == "b"
+    assert "minus" in result.summary_table()
+
+
+def test_a_cross_validation_fold_is_scored_and_other_rows_refused(small_manifest: Path) -> None:
+    from polypbench.evaluate import SubmissionError
+
+    result = score(pd.DataFrame({"polyp_id": ["real-colon/D_1"], "size_mm": [6.5]}), small_manifest,
+                   split="validation", fold=0, n_bootstrap=5)
+    assert result.split == "validation (fold 0)" and result.stat("polyp", "size", "mae_mm").value == 0.5
+    with pytest.raises(SubmissionError, match="from the test split"):
+        score(pd.DataFrame({"polyp_id": ["real-colon/D_1", "real-colon/A_1"], "size_mm": [6.5, 3.0]}),
+              small_manifest, split="validation", fold=0)
