@@ -1,0 +1,45 @@
+"""Scoring on manifests written by the real `polypbench prepare` (synthetic dumps), not a hand-made fixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polypbench import score
+from polypbench.evaluate import SubmissionError
+from polypbench.manifest import Manifest
+
+
+def frame_predictions(out, noise_mm: float, seed: int = 0) -> pd.DataFrame:
+    rows = Manifest.open(out).select("test")
+    rng = np.random.default_rng(seed)
+    size = np.clip(rows["size_mm"].to_numpy() + rng.normal(0, noise_mm, len(rows)), 0.1, None)
+    return pd.DataFrame({"polyp_id": rows["polyp_id"], "frame_index": rows["frame_index"], "size_mm": size})
+
+
+@pytest.mark.parametrize("name", ["real-colon", "sun", "sun-seg"])
+def test_perfect_predictions_score_perfectly(prepared, name: str) -> None:
+    out = prepared[name].out
+    result = score(frame_predictions(out, 0.0), out, n_bootstrap=50)
+    test_polyps = Manifest.open(out).select("test", table="polyps")
+    assert result.stat("polyp", "triclass", "accuracy").value == 1.0
+    assert result.stat("polyp", "binary10", "accuracy").value == 1.0
+    assert result.stat("polyp", "size", "mae_mm").value == pytest.approx(0.0, abs=1e-6)
+    assert result.counts["pooled"]["n_polyps"] == len(test_polyps)
+    assert result.counts["pooled"]["n_patients"] == test_polyps["patient_id"].nunique()
+
+
+def test_noise_lowers_the_score_and_pooling_over_datasets_works(prepared) -> None:
+    outs = [prepared["real-colon"].out, prepared["sun"].out]
+    preds = pd.concat([frame_predictions(o, 4.0, seed=1) for o in outs], ignore_index=True)
+    result = score(preds, outs, n_bootstrap=50)
+    acc = result.stat("polyp", "triclass", "accuracy")
+    assert acc.value < 1.0 and acc.ci95[0] <= acc.value <= acc.ci95[1]
+    assert {"real-colon", "sun", "pooled"} <= set(result.datasets)
+
+
+def test_a_prediction_file_missing_test_rows_is_refused(prepared) -> None:
+    out = prepared["sun"].out
+    with pytest.raises(SubmissionError, match="have no prediction"):
+        score(frame_predictions(out, 0.0).iloc[1:], out, n_bootstrap=10)
