@@ -38,8 +38,12 @@ def _scan(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``counts``: the first sorted position whose cumulative weight reaches ``target`` (> if strict,
     else >=), and, for the non-strict search, the first position exceeding it within the same bucket (-1: not there).
+    Comparisons allow a relative 1e-12 so that fractional weights summing to exactly half (up to rounding) tie
+    as they would in exact arithmetic.
     """
-    reached = (bucket_cum > target[:, None]) if strict else (bucket_cum >= target[:, None])
+    tol = 1e-12 * np.maximum(np.abs(target), 1.0)
+    above, at_least = target + tol, target - tol
+    reached = (bucket_cum > above[:, None]) if strict else (bucket_cum >= at_least[:, None])
     last = len(edges) - 2
     bucket = np.where(reached.any(axis=1), np.argmax(reached, axis=1), last)
     base = np.where(bucket > 0, np.take_along_axis(bucket_cum, np.maximum(bucket - 1, 0)[:, None], 1)[:, 0], 0.0)
@@ -51,11 +55,11 @@ def _scan(
     unit[~inside] = 0.0
     cum = np.cumsum(unit, axis=1)
     cum += base[:, None]
-    hit = ((cum > target[:, None]) if strict else (cum >= target[:, None])) & inside
+    hit = ((cum > above[:, None]) if strict else (cum >= at_least[:, None])) & inside
     first = start + np.where(hit.any(axis=1), np.argmax(hit, axis=1), stop - start - 1)
     if strict:
         return first, first
-    over = (cum > target[:, None]) & inside
+    over = (cum > above[:, None]) & inside
     after = np.where(over.any(axis=1), start + np.argmax(over, axis=1), -1)
     return first, after
 

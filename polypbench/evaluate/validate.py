@@ -231,6 +231,9 @@ def _check_keys(df: pd.DataFrame, truth: Truth, level: str, chk: _Checker) -> np
         missing_frame = frames.isna().to_numpy()
         chk.rows_where(FRAME_KEY, missing_frame, "missing value", "a frame number")
         number = frames.to_numpy(dtype=np.int64, na_value=-1)
+        out_of_range = ~missing_frame & ((number < 0) | (number > np.iinfo(np.int32).max))
+        chk.rows_where(FRAME_KEY, out_of_range, "frame number outside 0..2^31-1", "a frame number of the manifest")
+        missing_frame = missing_frame | out_of_range  # never folded into the 32-bit key below
         truth_keys = truth.frame_polyp * (1 << 32) + (truth.frame_index & 0xFFFFFFFF)
         pos = _lookup(truth_keys, polyp * (1 << 32) + (number & 0xFFFFFFFF))
         pos[(polyp < 0) | missing_frame] = -1

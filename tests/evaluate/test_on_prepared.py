@@ -43,3 +43,25 @@ def test_a_prediction_file_missing_test_rows_is_refused(prepared) -> None:
     out = prepared["sun"].out
     with pytest.raises(SubmissionError, match="have no prediction"):
         score(frame_predictions(out, 0.0).iloc[1:], out, n_bootstrap=10)
+
+
+def test_frame_numbers_outside_int32_are_refused_not_folded(prepared) -> None:
+    out = prepared["sun"].out
+    preds = frame_predictions(out, 0.0)
+    preds["frame_index"] = preds["frame_index"].astype("int64")
+    preds.loc[0, "frame_index"] += 2**32  # would alias the same frame in a 32-bit key
+    with pytest.raises(SubmissionError, match="frame number outside"):
+        score(preds, out, n_bootstrap=10)
+
+
+def test_weighted_median_ties_at_half_despite_rounding() -> None:
+    from polypbench.evaluate.bootstrap import weighted_median
+
+    # patients with 1, 1 and 3 frames (frame weights 1, 1, 1/3), the third drawn twice: weights 1, 1, 2/3, 2/3, 2/3
+    # total 4, and the cumulative weight reaches exactly half at the 2nd value, so the median is (1 + 2) / 2;
+    # floating point makes the total 4 + 1 ulp, which picked 1.0 before ties were compared with a tolerance
+    values = np.arange(5, dtype=float)
+    patient = np.array([0, 1, 2, 2, 2])
+    weight = np.array([1.0, 1.0, 1 / 3, 1 / 3, 1 / 3])
+    got = weighted_median(values, patient, weight, np.array([[1.0, 1.0, 2.0]]))
+    assert got[0] == 1.5
