@@ -247,7 +247,8 @@ def _check_keys(df: pd.DataFrame, truth: Truth, level: str, chk: _Checker) -> np
     counts = np.bincount(pos[found], minlength=n_units)
     dup = found & (counts[np.maximum(pos, 0)] > 1)
     key_name = "(polyp_id, frame_index)" if level == "frame" else POLYP_KEY
-    chk.rows_where(key_name, dup, "duplicate key", f"one row per {unit}")
+    hint = "" if level == "frame" else f" (frame-level predictions need a {FRAME_KEY} column)"
+    chk.rows_where(key_name, dup, "duplicate key", f"one row per {unit}{hint}")
     absent = np.flatnonzero(counts == 0)
     if len(absent):
         ids_missing = truth.polyps["polyp_id"].to_numpy()

@@ -214,3 +214,9 @@ def test_key_lookup_in_unsorted_tables() -> None:
     np.testing.assert_array_equal(_lookup(table, np.array([20, 50, 30, 10, 99])), [3, 0, -1, 1, -1])
     np.testing.assert_array_equal(_lookup(np.sort(table), np.array([40, 5])), [2, -1])
     np.testing.assert_array_equal(_lookup(table, table.copy()), [0, 1, 2, 3])
+
+
+def test_frame_rows_without_frame_index_hint_at_the_missing_column(small_manifest: Path) -> None:
+    df = frame_predictions().drop(columns="frame_index")
+    found = problems(df, small_manifest)
+    assert any("duplicate key" in p and "need a frame_index column" in p for p in found), found
