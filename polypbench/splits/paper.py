@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
-
 from polypbench.manifest import Manifest
 
 
 def paper_folds(prepared: list[str | Path], n_folds: int = 6, seed: int = 1) -> pd.DataFrame:
     """Per-object stratified folds over the polyps of all ``prepared`` manifests (ordered by polyp_id)."""
+    from sklearn.model_selection import StratifiedKFold  # lazy: importing scikit-learn costs about 1 s
+
     polyps = pd.concat([Manifest.open(p).polyps for p in prepared], ignore_index=True)
     polyps = polyps.sort_values("polyp_id", kind="stable").reset_index(drop=True)
     cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

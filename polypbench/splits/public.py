@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from polypbench import catalog, sizes
 from polypbench.errors import InputError, choice_error
@@ -43,6 +42,8 @@ def sun_patient_id(case: int | str) -> str:
 
 def real_colon_split() -> pd.DataFrame:
     """Generate REAL-Colon's public split from the shipped metadata (one row per video)."""
+    from sklearn.model_selection import StratifiedGroupKFold  # lazy: converter workers never need scikit-learn
+
     videos = catalog.read_real_colon_videos()["unique_video_name"].astype(str)
     number = videos.str.split("-").str[1].astype(int)
     split = np.select([number <= 10, number <= 12], ["train", "validation"], "test")
@@ -69,6 +70,8 @@ def real_colon_split() -> pd.DataFrame:
 
 def sun_split() -> pd.DataFrame:
     """Generate SUN's public split from the shipped case table (one row per case)."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
     cases = catalog.read_sun_cases()
     ids = cases["case_id"].map(sun_patient_id)
     strata = sizes.size_class3(cases["size_mm"])
