@@ -171,6 +171,7 @@ def write_report(result: Result, path: str | Path) -> list[Path]:
     path = Path(path)
     html_path = path if path.suffix.lower() in (".html", ".htm") else path.with_suffix(".html")
     written = [html_path]
+    html_path.parent.mkdir(parents=True, exist_ok=True)
     png = size_plot_png(result)
     html_path.write_text(render_html(result, png))
     plot = None

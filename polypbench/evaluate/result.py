@@ -115,6 +115,7 @@ class Result:
         """The JSON text; also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
         if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
         return text
 
@@ -122,11 +123,12 @@ class Result:
         """One view's table: task x dataset rows with the main metrics, then the size errors."""
         views = source if source is not None else self.views
         body = views[view]
-        header = ["task", "dataset", "n polyps", *[label for _, label in _TABLE_METRICS]]
+        unit = "polyps" if view == "polyp" else "frames"  # the units this view counts
+        header = ["task", "dataset", f"n {unit}", *[label for _, label in _TABLE_METRICS]]
         rows = []
         for task, entry in body["tasks"].items():
             for ds, metrics in entry["datasets"].items():
-                rows.append([task, ds, str(self.counts[ds]["n_polyps"]),
+                rows.append([task, ds, str(self.counts[ds][f"n_{unit}"]),
                              *[fmt(metrics.get(m)) for m, _ in _TABLE_METRICS]])
         text = _table(header, rows)
         if body.get("size"):

@@ -65,3 +65,18 @@ def test_weighted_median_ties_at_half_despite_rounding() -> None:
     weight = np.array([1.0, 1.0, 1 / 3, 1 / 3, 1 / 3])
     got = weighted_median(values, patient, weight, np.array([[1.0, 1.0, 2.0]]))
     assert got[0] == 1.5
+
+
+def test_cli_writes_json_and_report_into_new_folders(prepared, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from polypbench.cli import main
+
+    out = prepared["sun"].out
+    preds = tmp_path / "preds.csv"
+    frame_predictions(out, 1.0).to_csv(preds, index=False)
+    target = tmp_path / "new" / "dir"
+    result = CliRunner().invoke(main, ["evaluate", str(preds), "--manifest", str(out), "--bootstrap", "20",
+                                       "--json", str(target / "r.json"), "--report", str(target / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert "n frames" in result.output and (target / "r.json").is_file() and (target / "r.html").is_file()

@@ -1,0 +1,156 @@
+"""The server end to end through TestClient: scoring, refusals, persistence, and that labels never leak."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from polypbench.errors import PolypbenchError
+from polypbench.leaderboard.auth import add_team, hash_token
+from polypbench.leaderboard.db import Team, session_factory
+from polypbench.manifest import Manifest
+
+from .conftest import parquet_bytes, post, predictions
+
+
+def _lists(obj: Any, path: str = "") -> list[tuple[str, int]]:
+    """(key path, length) of every list in a JSON document."""
+    if isinstance(obj, dict):
+        return [x for k, v in obj.items() for x in _lists(v, f"{path}.{k}")]
+    if isinstance(obj, list):
+        return [(path, len(obj))] + [x for v in obj for x in _lists(v, path)]
+    return []
+
+
+def _keys(obj: Any) -> set[str]:
+    if isinstance(obj, dict):
+        return set(obj) | {k for v in obj.values() for k in _keys(v)}
+    if isinstance(obj, list):
+        return {k for v in obj for k in _keys(v)}
+    return set()
+
+
+def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client, token, labels) -> None:
+    client = make_client()
+    res = post(client, token, parquet_bytes(predictions(labels)), paper_url="https://example.org/paper")
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["primary"]["metric"] == "polyp.triclass.macro_f1" and body["primary"]["value"] == 1.0
+    assert len(body["primary"]["ci95"]) == 2
+    result = body["result"]
+    assert result["views"]["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]["accuracy"]["value"] == 1.0
+    assert not {"polyp_table", "confusion_matrix", "path", "comparison"} & _keys(body)
+    test_polyps = Manifest.open(labels).select("test", table="polyps")
+    assert len(test_polyps) > 6
+    assert all(n <= 6 for _, n in _lists(body)), _lists(body)  # ci95, classes, columns: never one per polyp
+    pages = [res.text, client.get("/").text, client.get(f"/submissions/{body['id']}").text,
+             client.get("/api/leaderboard").text, client.get(f"/api/submissions/{body['id']}").text]
+    link = '<a href="https://example.org/paper" rel="nofollow">paper</a>'
+    assert link in pages[1] and link in pages[2]
+    for text in pages:
+        assert not any(str(pid) in text for pid in test_polyps["polyp_id"]), "a test polyp id was shown"
+        assert str(labels) not in text, "a server path was shown"
+
+
+def test_bad_requests_are_refused_with_one_line_errors(make_client, token, labels) -> None:
+    client = make_client(max_upload_bytes=2000)
+    good = parquet_bytes(predictions(labels))
+    assert len(good) > 2000
+    cases = [
+        (post(client, None, good), 401, "missing or invalid API token"),
+        (post(client, "not-a-token", good), 401, "missing or invalid API token"),
+        (post(client, token, good), 413, "upload too large"),
+        (post(client, token, b"a,b\n1,2\n", name="p.csv", method=""), 400, "form field 'method'"),
+        (client.get("/submissions/999"), 404, "submission 999 not found"),
+        (client.get("/api/leaderboard?sort=bogus"), 400, "unknown sort 'bogus'"),
+    ]
+    for res, status, message in cases:
+        assert res.status_code == status, (status, res.text)
+        assert message in res.json()["error"] and "\n" not in res.json()["error"]
+
+
+def test_an_invalid_file_lists_every_problem_and_never_a_size(make_client, token, labels) -> None:
+    client = make_client()
+    bad = predictions(labels).iloc[1:].copy()
+    bad.loc[bad.index[0], "size_mm"] = -1.0
+    bad["p0"] = 0.5  # p1, p2 missing
+    res = post(client, token, parquet_bytes(bad), name="../../etc/bad preds.parquet")
+    assert res.status_code == 422, res.text
+    body = res.json()
+    problems = body["problems"]
+    assert len(problems) == 3 and body["error"].startswith("3 problem(s) in the prediction file")
+    text = "\n".join(problems)
+    assert "have no prediction" in text and "negative size" in text and "p1, p2" in text
+    assert all(p.startswith("bad_preds.parquet") for p in problems), problems
+    sizes = Manifest.open(labels).select("test", table="polyps")["size_mm"]
+    shown = {f"{s:.1f}" for s in sizes} | {f"{s:g}mm" for s in sizes} | {repr(float(s)) for s in sizes}
+    assert not [s for s in shown if s in res.text], "a test size was shown"
+    assert client.get("/api/leaderboard").json()["entries"] == []  # nothing scored or stored
+    unreadable = post(client, token, b"not parquet", name="x.parquet")
+    assert unreadable.status_code == 422 and "not a readable Parquet file" in unreadable.json()["problems"][0]
+    assert "polypbench-upload" not in unreadable.text  # no server temp path
+
+
+def test_daily_cap_counts_scored_submissions(make_client, token, labels) -> None:
+    client = make_client(daily_cap=1)
+    assert post(client, token, b"x", name="x.parquet").status_code == 422  # refused files do not count
+    assert post(client, token, parquet_bytes(predictions(labels))).status_code == 200
+    res = post(client, token, parquet_bytes(predictions(labels)))
+    assert res.status_code == 429 and "daily cap reached" in res.json()["error"]
+
+
+def test_request_rate_limit(make_client) -> None:
+    client = make_client(rate_limit=2)
+    codes = [client.get("/api/leaderboard").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_client, token, labels, db) -> None:
+    first = post(make_client(), token, parquet_bytes(predictions(labels)), method="persisted")
+    assert first.status_code == 200
+    again = make_client()
+    entries = again.get("/api/leaderboard").json()["entries"]
+    assert [(e["id"], e["method"]) for e in entries] == [(first.json()["id"], "persisted")]
+    assert "persisted" in again.get(f"/submissions/{first.json()['id']}").text
+    with session_factory(db)() as session:
+        team = session.query(Team).one()
+        assert team.token_hash == hash_token(token) and token not in team.token_hash
+
+
+def test_the_board_shows_each_teams_best_entry_ranked(make_client, token, labels, db) -> None:
+    other = add_team(session_factory(db), "team-b")
+    client = make_client()
+    scores = {}
+    for tok, method, noise in [(token, "a-perfect", 0.0), (token, "a-noisy", 6.0), (other, "b-noisy", 3.0)]:
+        res = post(client, tok, parquet_bytes(predictions(labels, noise, seed=3)), method=method)
+        assert res.status_code == 200, res.text
+        scores[method] = res.json()["primary"]["value"]
+    assert scores["a-perfect"] == 1.0 and scores["b-noisy"] < 1.0
+    entries = client.get("/api/leaderboard").json()["entries"]
+    assert [(e["team"], e["method"]) for e in entries] == [("team-a", "a-perfect"), ("team-b", "b-noisy")]
+    by_team = client.get("/api/leaderboard?sort=team").json()["entries"]
+    assert [e["team"] for e in by_team] == ["team-a", "team-b"]
+    page = client.get("/?sort=mae_mm&dataset=pooled").text
+    assert page.index("a-perfect") < page.index("b-noisy") and "a-noisy" not in page
+    assert 'href="/?dataset=pooled&amp;sort=team"' in page and "<script" not in page
+    assert client.get("/?dataset=nope").status_code == 400
+
+
+def test_pages_escape_user_text(make_client, db, labels) -> None:
+    tok = add_team(session_factory(db), "<b>team</b>")
+    client = make_client()
+    res = post(client, tok, parquet_bytes(predictions(labels)), method="<script>alert(1)</script>",
+               code_url="javascript:alert(1)")
+    assert res.status_code == 400 and "http(s) link" in res.json()["error"]
+    res = post(client, tok, parquet_bytes(predictions(labels)), method="<script>alert(1)</script>")
+    assert res.status_code == 200
+    for page in (client.get("/").text, client.get(f"/submissions/{res.json()['id']}").text):
+        assert "<script>" not in page and "<b>team" not in page and "&lt;script&gt;" in page
+
+
+def test_add_team_refuses_a_duplicate(db: str) -> None:
+    sessions = session_factory(db)
+    add_team(sessions, "dup")
+    with pytest.raises(PolypbenchError, match="already exists"):
+        add_team(sessions, "dup")
