@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the wheels that lie on local disk (pip's cap here), so no CUDA download happens
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e ".[test]"
+	# Chromium for tests/leaderboard/test_browser.py (driven by the playwright package; never `playwright install`)
+	command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	touch $(STAMP)
 
 install: $(STAMP)

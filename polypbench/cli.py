@@ -182,9 +182,11 @@ def splits_paper(prepared: tuple[Path, ...], out: Path, folds: int, seed: int) -
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("demo_out"), show_default=True)
 @click.option("--frames-per-polyp", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
+@click.option("--no-train", is_flag=True, help="Stop after the data summary (skip train, predict, score).")
 @_one_line_errors
-def demo(out: Path, frames_per_polyp: int, workers: int | None) -> None:
-    """Run the toolkit end to end on synthetic data: synth, prepare, verify splits, summary.
+def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) -> None:
+    """Run the toolkit end to end on synthetic data: synth, prepare, verify splits, train the demo model
+    (a few CPU minutes), predict the test split and score it next to the majority-class baseline.
 
     \b
     Example:
@@ -192,8 +194,8 @@ def demo(out: Path, frames_per_polyp: int, workers: int | None) -> None:
     """
     from polypbench.demo import run_demo
 
-    summary = run_demo(out, frames_per_polyp=frames_per_polyp, workers=workers)
-    click.echo(summary.to_string())
+    result = run_demo(out, frames_per_polyp=frames_per_polyp, workers=workers, train=not no_train)
+    click.echo(result.describe())
 
 
 @main.command()
@@ -240,3 +242,184 @@ def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: i
     if report_path is not None:
         for path in write_report(result, report_path):
             click.echo(f"wrote {path}")
+
+
+@main.group()
+def leaderboard() -> None:
+    """The public leaderboard: serve it, add teams, export and render the board."""
+
+
+@leaderboard.command("serve")
+@click.option("--db", default="leaderboard.db", show_default=True,
+              help="SQLite file, or a database URL (postgresql://...) passed to SQLAlchemy as is.")
+@click.option("--labels", multiple=True, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Prepared directory with the hidden test labels; repeat for several datasets (pooled).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--daily-cap", type=click.IntRange(1), default=5, show_default=True,
+              help="Scored submissions per team per UTC day.")
+@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=50.0, show_default=True)
+@click.option("--rate-limit", type=click.IntRange(0), default=60, show_default=True,
+              help="Requests per minute per token or IP (0: off).")
+@click.option("--bootstrap", type=click.IntRange(0), default=1000, show_default=True,
+              help="Patient-bootstrap replicates for the 95% CIs.")
+@_one_line_errors
+def leaderboard_serve(db: str, labels: tuple[Path, ...], host: str, port: int, daily_cap: int, max_upload_mb: float,
+                      rate_limit: int, bootstrap: int) -> None:
+    """Serve the leaderboard (board at /, JSON at /api/leaderboard, uploads at POST /api/submissions).
+
+    \b
+    Example:
+      polypbench leaderboard serve --db leaderboard.db --labels prepared/real-colon --labels prepared/sun
+    """
+    import uvicorn
+
+    from polypbench.leaderboard.app import create_app
+
+    app = create_app(db, list(labels), daily_cap=daily_cap, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                     rate_limit=rate_limit, n_bootstrap=bootstrap)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@leaderboard.command("add-team")
+@click.argument("name")
+@click.option("--db", default="leaderboard.db", show_default=True, help="SQLite file or database URL.")
+@_one_line_errors
+def leaderboard_add_team(name: str, db: str) -> None:
+    """Add team NAME and print its API token (shown once; only its sha256 is stored).
+
+    \b
+    Example:
+      polypbench leaderboard add-team "Team A" --db leaderboard.db
+    """
+    from polypbench.leaderboard.auth import add_team
+    from polypbench.leaderboard.db import session_factory
+
+    token = add_team(session_factory(db), name)
+    click.echo(f"team {name!r} added; its token (shown once, store it now):")
+    click.echo(token)
+
+
+@leaderboard.command("export")
+@click.option("--db", default="leaderboard.db", show_default=True, help="SQLite file or database URL.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("leaderboard"),
+              show_default=True)
+@_one_line_errors
+def leaderboard_export(db: str, out: Path) -> None:
+    """Write OUT/entries/<id>.json (each team's best entry) and the rendered OUT/README.md table.
+
+    \b
+    Example:
+      polypbench leaderboard export --db leaderboard.db --out leaderboard/
+    """
+    from polypbench.leaderboard.board import export
+    from polypbench.leaderboard.db import session_factory
+
+    for path in export(session_factory(db), out):
+        click.echo(f"wrote {path}")
+
+
+@leaderboard.command("render")
+@click.option("--out", type=click.Path(path_type=Path, exists=True, file_okay=False), default=Path("leaderboard"),
+              show_default=True)
+@_one_line_errors
+def leaderboard_render(out: Path) -> None:
+    """Rebuild OUT/README.md from the entries in OUT/entries/.
+
+    \b
+    Example:
+      polypbench leaderboard render --out leaderboard/
+    """
+    from polypbench.leaderboard.board import render
+
+    click.echo(f"wrote {render(out)}")
+
+
+@main.command()
+@click.argument("predictions", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--server", required=True, help="Leaderboard URL, e.g. https://leaderboard.example.org")
+@click.option("--token", required=True, envvar="POLYPBENCH_TOKEN", help="Team API token [env: POLYPBENCH_TOKEN].")
+@click.option("--method", required=True, help="Method name shown on the board.")
+@click.option("--paper", default=None, help="Link to the paper (http/https).")
+@click.option("--code", default=None, help="Link to the code (http/https).")
+@click.option("--manifest", "manifests", multiple=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Prepared directory to validate against locally first; repeat for several datasets.")
+@_one_line_errors
+def submit(predictions: Path, server: str, token: str, method: str, paper: str | None, code: str | None,
+           manifests: tuple[Path, ...]) -> None:
+    """Upload PREDICTIONS to a leaderboard server and print the scored result.
+
+    With --manifest the file is first validated locally (every problem listed, nothing uploaded).
+
+    \b
+    Example:
+      polypbench submit preds.parquet --server https://lb.example.org --token $TOKEN --method "ResNet-50" \\
+        --manifest prepared/sun
+    """
+    from polypbench.leaderboard.client import describe, submit as upload, validate_locally
+
+    if manifests:
+        validate_locally(predictions, manifests)
+        click.echo(f"{predictions}: valid against the local manifest(s)")
+    else:
+        click.echo("no --manifest given: skipping local validation (the server validates)")
+    click.echo(describe(upload(predictions, server, token, method, paper_url=paper, code_url=code), server))
+
+
+@main.command()
+@click.option("--config", "config", required=True,
+              help="A YAML file, or the name of a packaged config (e.g. resnet18-hag, demo).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one config key (repeatable), e.g. --set lr=1e-3 --set prepared=[a,b].")
+@click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              multiple=True, help="Prepared directory to train on (repeatable); replaces the config's `prepared`.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Run folder: config.yaml, metrics.jsonl and best.pt are written here.")
+@_one_line_errors
+def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], out: Path) -> None:
+    """Train a model; keep the best checkpoint by validation loss.
+
+    \b
+    Example:
+      polypbench train --config resnet18-hag --manifest prepared/sun --manifest prepared/real-colon \\
+          --set epochs=5 --set device=cuda --out runs/r18-hag
+    """
+    from polypbench.train import fit, load_config
+
+    extra = [f"prepared=[{','.join(map(str, manifests))}]"] if manifests else []
+    summary = fit(load_config(config, [*overrides, *extra]), out)
+    click.echo(summary.describe())
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
+              help="A best.pt written by `polypbench train`.")
+@click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              multiple=True, required=True, help="Prepared directory; repeat for several datasets.")
+@click.option("--split", type=click.Choice(("train", "validation", "test")), default="test", show_default=True)
+@click.option("--fold", type=click.IntRange(0), default=None, help="Cross-validation fold k (with --split validation).")
+@click.option("--raw-root", "raw_roots", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              multiple=True, help="Raw root per --manifest [default: the roots recorded at prepare time].")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--device", type=click.Choice(("cpu", "cuda")), default="cpu", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Prediction file to write (.parquet, or .csv).")
+@_one_line_errors
+def predict(checkpoint: Path, manifests: tuple[Path, ...], split: str, fold: int | None,
+            raw_roots: tuple[Path, ...], batch_size: int, device: str, out: Path) -> None:
+    """Write frame-level predictions of CHECKPOINT for SPLIT (the file `polypbench evaluate` scores).
+
+    \b
+    Example:
+      polypbench predict --checkpoint runs/r18-hag/best.pt --manifest prepared/sun --split test --out preds.parquet
+    """
+    from polypbench.predict import predict as run_predict
+
+    df = run_predict(checkpoint, list(manifests), split, raw_root=list(raw_roots) or None, fold=fold,
+                     batch_size=batch_size, device=device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+    click.echo(f"wrote {out} ({len(df)} frames)")

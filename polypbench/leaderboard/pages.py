@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from polypbench.leaderboard.board import COLUMNS, TEXT_SORTS, fmt_stat
 
 _STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-          "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th a{color:inherit}")
+          "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;white-space:nowrap}th a{color:inherit}")
 
 
 def _page(title: str, body: str) -> str:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from polypbench.leaderboard.app import create_app
@@ -61,3 +67,29 @@ def post(client: TestClient, token: str | None, data: bytes, name: str = "preds.
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return client.post("/api/submissions", headers=headers, data={"method": method, **fields},
                        files={"file": (name, data, "application/octet-stream")})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def live_server(app: FastAPI, start_timeout: float = 15.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a daemon thread; yield its base URL; stop it."""
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                        ws="none"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    try:
+        while not srv.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "server did not stop"

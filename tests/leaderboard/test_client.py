@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from polypbench.cli import main
 from polypbench.leaderboard.app import create_app
 
-from .conftest import predictions
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .conftest import live_server, predictions
 
 
 @pytest.fixture
 def server(db: str, labels: Path) -> Iterator[str]:
     app = create_app(db, [labels], daily_cap=5, max_upload_bytes=10 * 1024 * 1024, rate_limit=0, n_bootstrap=20)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                        ws="none"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    with live_server(app) as url:
+        yield url
 
 
 def test_submit_validates_locally_uploads_and_prints_the_score(server, token, labels, tmp_path: Path) -> None:

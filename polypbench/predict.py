@@ -1,0 +1,54 @@
+"""Frame-level predictions from a training checkpoint, in the prediction-file contract that ``score`` reads:
+``polyp_id``, ``frame_index``, plus ``size_mm`` (regression) or ``p0, p1, p2`` (triclass probabilities)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polypbench.errors import ConfigError
+from polypbench.train.config import from_dict
+from polypbench.train.data import eval_loader
+from polypbench.train.loop import build_model, run_inference
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEYS = ("state_dict", "config", "model", "task", "size_offset_mm")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ``best.pt`` written by :func:`polypbench.train.fit` (tensors and plain values only)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ConfigError(f"{path}: checkpoint lacks {', '.join(missing)}; expected a best.pt from polypbench train")
+    return ckpt
+
+
+def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Path], split: str = "test", *,
+            raw_root: str | Path | Sequence[str | Path] | None = None, fold: int | None = None,
+            batch_size: int = 64, device: str = "cpu", num_workers: int = 0) -> pd.DataFrame:
+    """Frame-level predictions of ``checkpoint`` for ``split`` of one or more prepared manifests."""
+    ckpt = load_checkpoint(checkpoint)
+    dirs = [manifest_dir] if isinstance(manifest_dir, (str, Path)) else list(manifest_dir)
+    roots = [] if raw_root is None else [raw_root] if isinstance(raw_root, (str, Path)) else list(raw_root)
+    values = dict(ckpt["config"], prepared=[str(d) for d in dirs], raw_roots=[str(r) for r in roots], fold=fold,
+                  device=device, num_workers=num_workers, compile=False)
+    cfg = from_dict(values, str(checkpoint))
+    model = build_model(cfg)
+    model.load_state_dict(ckpt["state_dict"])
+    dev = torch.device(device)
+    model.to(dev)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    df, _, _ = run_inference(model, eval_loader(cfg, split, batch_size), cfg, float(ckpt["size_offset_mm"]), dev)
+    log.info("predicted %d frames of %s (%s)", len(df), split, ", ".join(map(str, dirs)))
+    return df

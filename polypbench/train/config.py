@@ -1,0 +1,201 @@
+"""Training configuration: a typed dataclass; YAML files give defaults, ``key=value`` overrides win, and the
+resolved configuration is saved next to the run's outputs (``config.yaml``).
+
+Packaged configurations (the reference grid) live in ``polypbench/configs/*.yaml``; ``resolve_config`` turns a
+bare name such as ``resnet18-hag`` into that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from polypbench.errors import ConfigError, choice_error
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+TRAIN_TASKS = ("regression", "triclass")
+REGRESSION_LOSSES = ("l1", "smooth_l1")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on (saved as ``config.yaml`` beside ``best.pt``).
+
+    ``task``: ``regression`` (one output, size in mm, ``regression_loss`` in mm) or ``triclass`` (three logits,
+    cross-entropy; ``balance_classes`` weights it by inverse train-class frequency). ``gr_mode``: ``gr`` | ``paper`` | ``off`` (see ``polypbench.train.routing``; plain models need
+    ``off``). ``prepared``: prepared manifest folders trained on jointly; ``raw_roots``: one raw root per prepared
+    folder (empty: the roots recorded at prepare time). ``fold``: ``None`` = the default public split, k = cross-
+    validation fold k. ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows ``img_size``).
+    """
+
+    model: str = "resnet18-hag"
+    task: str = "regression"
+    regression_loss: str = "smooth_l1"
+    balance_classes: bool = False
+    gr_mode: str = "gr"
+    lr: float = 2e-4
+    gate_lr: float = 3e-4
+    weight_decay: float = 0.0
+    clip_main: float | None = 8.0
+    clip_gate: float | None = 8.0
+    epochs: int = 30
+    batch_size: int = 32
+    img_size: int = 384
+    frames_per_polyp_per_epoch: int = 4
+    augment: bool = True
+    margin: float = 0.5
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    n_bootstrap: int = 200
+    prepared: list[str] = field(default_factory=list)
+    raw_roots: list[str] = field(default_factory=list)
+    fold: int | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.task == "regression" else 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _check_type(key: str, value: Any) -> Any:
+    """``value`` coerced to the field's type, or a one-line ConfigError."""
+    hint = _HINTS[key]
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key {key!r}: null is not allowed; expected {getattr(base, '__name__', base)}")
+    origin = typing.get_origin(base) or base
+    if origin is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+        list: isinstance(value, list) and all(isinstance(v, str) for v in value),
+        dict: isinstance(value, dict),
+    }[origin]
+    if not ok:
+        name = {list: "a list of strings", dict: "a mapping"}.get(origin, getattr(origin, "__name__", str(origin)))
+        raise ConfigError(f"config key {key!r}: {value!r} is not {name}")
+    return float(value) if origin is float else value
+
+
+def _validate(cfg: TrainConfig) -> TrainConfig:
+    from polypbench.models import list_models
+    from polypbench.train.routing import GR_MODES
+
+    for key, value, valid in (("model", cfg.model, list_models()), ("task", cfg.task, TRAIN_TASKS),
+                              ("gr_mode", cfg.gr_mode, GR_MODES), ("regression_loss", cfg.regression_loss,
+                              REGRESSION_LOSSES), ("device", cfg.device, DEVICES)):
+        if value not in valid:
+            raise choice_error(key, value, valid)
+    for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 1")
+    for key in ("lr", "gate_lr", "weight_decay", "margin", "num_workers", "n_bootstrap"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 0")
+    if cfg.raw_roots and len(cfg.raw_roots) != len(cfg.prepared):
+        raise ConfigError(f"raw_roots has {len(cfg.raw_roots)} entries for {len(cfg.prepared)} prepared folders; "
+                          "expected one per prepared folder, or none")
+    if "img_size" in cfg.model_kwargs:
+        cfg.model_kwargs["img_size"] = cfg.img_size
+    return cfg
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A validated :class:`TrainConfig` from a mapping; unknown keys fail listing the valid ones."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown config key {unknown[0]!r}; expected one of: {', '.join(FIELDS)}")
+    return _validate(TrainConfig(**{k: _check_type(k, v) for k, v in values.items()}))
+
+
+def packaged_configs() -> list[str]:
+    """Names of the packaged configurations (``polypbench/configs/<name>.yaml``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A YAML path as given, or the packaged config of that bare name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = CONFIG_DIR / f"{name_or_path}.yaml"
+    if path.suffix == "" and packaged.is_file():
+        return packaged
+    raise ConfigError(f"config {str(name_or_path)!r} is neither a file nor a packaged config; "
+                      f"expected a YAML path or one of: {', '.join(packaged_configs())}")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"key=value"`` -> (key, value parsed as YAML: ``lr=1e-3``, ``augment=false``, ``prepared=[a,b]``)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected key=value")
+    if key not in FIELDS:
+        raise ConfigError(f"override {item!r}: unknown config key {key!r}; expected one of: {', '.join(FIELDS)}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if _HINTS[key] is str and value is not None and not isinstance(value, str):
+        value = raw.strip()  # e.g. model=1 stays a string
+    return key, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Defaults, then the YAML at ``path`` (a file or a packaged name), then ``key=value`` ``overrides``."""
+    values: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        file = resolve_config(path)
+        source = str(file)
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping of config keys")
+        values.update(loaded)
+    for item in overrides:
+        key, value = parse_override(item)
+        values[key] = value
+    return from_dict(values, source)
+
+
+def save_config(cfg: TrainConfig, run_dir: str | Path) -> Path:
+    """Write the resolved configuration to ``run_dir/config.yaml``; return its path."""
+    path = Path(run_dir) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path

@@ -1,0 +1,169 @@
+"""The training harness end to end on the synthetic ``prepared`` fixture: config, fit, determinism, predict, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from polypbench.cli import main
+from polypbench.errors import ConfigError
+from polypbench.evaluate import score, validate_predictions
+from polypbench.predict import predict
+from polypbench.train import fit, load_config, packaged_configs, save_config
+from polypbench.train.data import FramesPerPolyp, SampleTransform
+
+TINY = ["img_size=64", "epochs=1", "batch_size=16", "frames_per_polyp_per_epoch=1", "n_bootstrap=10",
+        "augment=true"]
+
+
+def _tiny(prepared: dict, *extra: str, name: str = "demo"):  # type: ignore[no-untyped-def]
+    dirs = ",".join(str(prepared[d].out) for d in ("sun",))
+    return load_config(name, [*TINY, f"prepared=[{dirs}]", *extra])
+
+
+# --- config -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_every_packaged_config_loads(name: str) -> None:
+    cfg = load_config(name)
+    assert cfg.task in ("regression", "triclass")
+    assert cfg.gr_mode == "off" or "hag" in cfg.model  # plain models cannot route gradients
+
+
+def test_overrides_are_typed_and_saved(tmp_path: Path) -> None:
+    cfg = load_config("resnet18-hag", ["lr=1e-3", "augment=false", "fold=2", "prepared=[a,b]", "clip_main=null",
+                                       "gr_mode=off"])
+    assert (cfg.lr, cfg.augment, cfg.fold, cfg.prepared, cfg.clip_main, cfg.gr_mode) == \
+        (1e-3, False, 2, ["a", "b"], None, "off")
+    saved = yaml.safe_load(save_config(cfg, tmp_path).read_text())
+    assert load_config(tmp_path / "config.yaml") == cfg and saved["lr"] == 1e-3
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("lrr=1", "unknown config key 'lrr'; expected one of: model, task"),
+    ("task=size", "unknown task 'size'; expected one of: regression, triclass"),
+    ("model=resnet50", "unknown model 'resnet50'; expected one of:"),
+    ("epochs=many", "config key 'epochs': 'many' is not int"),
+    ("batch_size=0", "'batch_size': 0 must be >= 1"),
+    ("lr", "expected key=value"),
+])
+def test_bad_overrides_fail_in_one_line(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="^[^\n]*$") as info:
+        load_config("demo", [override])
+    assert message in str(info.value)
+
+
+def test_unknown_key_in_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: resnet18\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'learning_rate'; expected one of"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="neither a file nor a packaged config; expected .*resnet18-hag"):
+        load_config("no-such-config")
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+def test_sampler_draws_n_frames_per_polyp_reproducibly() -> None:
+    keys = ["a"] * 5 + ["b"] * 1 + ["c"] * 3
+    sampler = FramesPerPolyp(keys, n=2, seed=7)
+    first = list(sampler)
+    assert len(first) == 6 and sorted(keys[i] for i in first) == ["a", "a", "b", "b", "c", "c"]
+    assert list(FramesPerPolyp(keys, n=2, seed=7)) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first  # another epoch, another draw
+
+
+def test_transform_masks_outside_the_box(prepared: dict) -> None:
+    from polypbench.load import load_split
+
+    data = load_split(prepared["sun"].out, "train", transform=SampleTransform(64, augment=False))
+    sample = data[0]
+    assert sample["image"].shape == (3, 64, 64) and sample["image"].dtype == torch.float32
+    x0, y0, x1, y1 = sample["boxes"][0].round().int().tolist()
+    masked = sample["masked"]
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[y0:y1, x0:x1] = False
+    assert outside.any()  # margin 0.5: the crop is wider than the box
+    zero = (torch.zeros(3) - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(masked[:, outside], zero[:, None].expand(3, int(outside.sum())), atol=1e-5)
+    assert torch.equal(masked[:, y0:y1, x0:x1], sample["image"][:, y0:y1, x0:x1])
+
+
+# --- fit / predict ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(prepared: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    fit(_tiny(prepared, "task=regression", "seed=3"), run_dir)
+    return run_dir
+
+
+def test_fit_writes_checkpoint_config_and_metrics(run: Path) -> None:
+    assert load_config(run / "config.yaml").img_size == 64
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["epoch"] == 0 and rows[0]["best"]
+    for key in ("train_loss", "train_gate_loss", "val_loss", "val_polyp_balanced_accuracy", "val_polyp_mae_mm"):
+        assert isinstance(rows[0][key], float), key
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    assert (ckpt["model"], ckpt["task"], ckpt["config"]["seed"]) == ("resnet18-hag", "regression", 3)
+    assert ckpt["size_offset_mm"] > 0
+
+
+def test_same_seed_same_weights(prepared: dict, run: Path, tmp_path: Path) -> None:
+    fit(_tiny(prepared, "task=regression", "seed=3"), tmp_path / "again")
+    fit(_tiny(prepared, "task=regression", "seed=4"), tmp_path / "other")
+    a, b, c = (torch.load(p / "best.pt", weights_only=True)["state_dict"] for p in (run, tmp_path / "again",
+                                                                                     tmp_path / "other"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_predict_is_a_valid_submission(prepared: dict, run: Path) -> None:
+    out = prepared["sun"].out
+    df = predict(run / "best.pt", out, "test", batch_size=8)
+    assert list(df.columns) == ["polyp_id", "frame_index", "size_mm"]
+    validate_predictions(df, out, split="test")
+    result = score(df, out, split="test", n_bootstrap=10)
+    assert result.stat("polyp", "triclass", "balanced_accuracy").value is not None
+
+
+@pytest.mark.parametrize(("model", "gr_mode"), [("resnet18", "off"), ("multistream-hag", "paper")])
+def test_triclass_fit_and_predict(prepared: dict, tmp_path: Path, model: str, gr_mode: str) -> None:
+    cfg = _tiny(prepared, "task=triclass", f"model={model}", f"gr_mode={gr_mode}", "img_size=32", "epochs=2",
+                "balance_classes=true")
+    summary = fit(cfg, tmp_path)
+    assert len(summary.epochs) == 2 and summary.best_epoch in (0, 1)
+    df = predict(summary.checkpoint, prepared["sun"].out, "validation")
+    validate_predictions(df, prepared["sun"].out, split="validation")
+    probs = df[["p0", "p1", "p2"]].sum(axis=1)
+    assert ((probs - 1).abs() < 1e-5).all()
+
+
+def test_gated_model_refuses_plain_step_modes(prepared: dict, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a gated model"):
+        fit(_tiny(prepared, "model=resnet18", "gr_mode=gr"), tmp_path)
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------------
+
+def test_cli_train_then_predict(prepared: dict, tmp_path: Path) -> None:
+    out = prepared["sun"].out
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--config", "demo", "--manifest", str(out), "--out", str(tmp_path / "r"),
+                               *[a for o in [*TINY, "img_size=32"] for a in ("--set", o)]])
+    assert res.exit_code == 0, res.output
+    assert "trained 1 epochs" in res.output and (tmp_path / "r" / "best.pt").is_file()
+    res = runner.invoke(main, ["predict", "--checkpoint", str(tmp_path / "r" / "best.pt"), "--manifest", str(out),
+                               "--out", str(tmp_path / "p.parquet")])
+    assert res.exit_code == 0, res.output
+    validate_predictions(pd.read_parquet(tmp_path / "p.parquet"), out, split="test")
+    res = runner.invoke(main, ["train", "--config", "demo", "--set", "lrr=1", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and res.output.startswith("Error: ") and res.output.count("\n") == 1
+    assert "unknown config key 'lrr'" in res.output
