@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -368,27 +369,43 @@ def submit(predictions: Path, server: str, token: str, method: str, paper: str |
 
 @main.command()
 @click.option("--config", "config", required=True,
-              help="A YAML file, or the name of a packaged config (e.g. resnet18-hag, demo).")
+              help="A YAML file, or the name of a packaged config (e.g. resnet18-hag, demo, cifar100-vit-tiny-hag).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config key (repeatable), e.g. --set lr=1e-3 --set prepared=[a,b].")
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, help="Prepared directory to train on (repeatable); replaces the config's `prepared`.")
+@click.option("--dataset", type=click.Choice(("polyp", "cifar100")), default=None,
+              help="Train on prepared polyp manifests (default) or on CIFAR-100 (implies task=classification).")
+@click.option("--data-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --dataset cifar100: the folder holding cifar-100-python/ (never downloaded).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Run folder: config.yaml, metrics.jsonl and best.pt are written here.")
 @_one_line_errors
-def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], out: Path) -> None:
+def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], dataset: str | None,
+          data_root: Path | None, out: Path) -> None:
     """Train a model; keep the best checkpoint by validation loss.
+
+    Under torchrun (`torchrun --nproc_per_node N -m polypbench train ...`) it trains with
+    DistributedDataParallel, batch_size per process.
 
     \b
     Example:
       polypbench train --config resnet18-hag --manifest prepared/sun --manifest prepared/real-colon \\
           --set epochs=5 --set device=cuda --out runs/r18-hag
+      polypbench train --config cifar100-vit-tiny-hag --dataset cifar100 --data-root data/ --out runs/cifar
     """
     from polypbench.train import fit, load_config
 
     extra = [f"prepared=[{','.join(map(str, manifests))}]"] if manifests else []
+    if dataset is not None:
+        extra.append(f"dataset={dataset}")
+        if dataset == "cifar100" and not any(o.strip().startswith("task=") for o in overrides):
+            extra.append("task=classification")
+    if data_root is not None:
+        extra.append(f"data_root={data_root}")
     summary = fit(load_config(config, [*overrides, *extra]), out)
-    click.echo(summary.describe())
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(summary.describe())
 
 
 @main.command()

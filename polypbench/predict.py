@@ -43,6 +43,9 @@ def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Pa
     values = dict(ckpt["config"], prepared=[str(d) for d in dirs], raw_roots=[str(r) for r in roots], fold=fold,
                   device=device, num_workers=num_workers, compile=False)
     cfg = from_dict(values, str(checkpoint))
+    if cfg.dataset != "polyp":
+        raise ConfigError(f"{checkpoint}: a {cfg.dataset} checkpoint; expected one trained on polyp manifests "
+                          "(fit scores the CIFAR-100 test split itself: test_metrics.json)")
     model = build_model(cfg)
     model.load_state_dict(ckpt["state_dict"])
     dev = torch.device(device)

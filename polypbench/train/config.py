@@ -22,7 +22,8 @@ from polypbench.errors import ConfigError, choice_error
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-TRAIN_TASKS = ("regression", "triclass")
+TRAIN_TASKS = ("regression", "triclass", "classification")
+DATASETS = ("polyp", "cifar100")
 REGRESSION_LOSSES = ("l1", "smooth_l1")
 DEVICES = ("cpu", "cuda")
 
@@ -32,10 +33,14 @@ class TrainConfig:
     """Everything one training run depends on (saved as ``config.yaml`` beside ``best.pt``).
 
     ``task``: ``regression`` (one output, size in mm, ``regression_loss`` in mm) or ``triclass`` (three logits,
-    cross-entropy; ``balance_classes`` weights it by inverse train-class frequency). ``gr_mode``: ``gr`` | ``paper`` | ``off`` (see ``polypbench.train.routing``; plain models need
-    ``off``). ``prepared``: prepared manifest folders trained on jointly; ``raw_roots``: one raw root per prepared
-    folder (empty: the roots recorded at prepare time). ``fold``: ``None`` = the default public split, k = cross-
-    validation fold k. ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows ``img_size``).
+    cross-entropy; ``balance_classes`` weights it by inverse train-class frequency) on polyps, or ``classification``
+    (100 logits) on ``dataset: cifar100``. ``gr_mode``: ``gr`` | ``paper`` | ``off`` (see
+    ``polypbench.train.routing``; plain models need ``off``). ``prepared``: prepared manifest folders trained on
+    jointly; ``raw_roots``: one raw root per prepared folder (empty: the roots recorded at prepare time). ``fold``:
+    ``None`` = the default public split, k = cross-validation fold k. ``model_kwargs`` go to ``create_model`` (an
+    ``img_size`` there always follows ``img_size``). CIFAR-100 (``dataset: cifar100``) reads ``data_root``,
+    validates on a fixed held-out ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of
+    each class per epoch (0: every image). ``batch_size`` is per process under DDP.
     """
 
     model: str = "resnet18-hag"
@@ -65,10 +70,14 @@ class TrainConfig:
     raw_roots: list[str] = field(default_factory=list)
     fold: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "polyp"
+    data_root: str | None = None
+    val_fraction: float = 0.1
+    per_class_per_epoch: int = 0
 
     @property
     def num_outputs(self) -> int:
-        return 1 if self.task == "regression" else 3
+        return {"regression": 1, "triclass": 3, "classification": 100}[self.task]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,13 +123,19 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
 
     for key, value, valid in (("model", cfg.model, list_models()), ("task", cfg.task, TRAIN_TASKS),
                               ("gr_mode", cfg.gr_mode, GR_MODES), ("regression_loss", cfg.regression_loss,
-                              REGRESSION_LOSSES), ("device", cfg.device, DEVICES)):
+                              REGRESSION_LOSSES), ("device", cfg.device, DEVICES),
+                              ("dataset", cfg.dataset, DATASETS)):
         if value not in valid:
             raise choice_error(key, value, valid)
     for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 1")
-    for key in ("lr", "gate_lr", "weight_decay", "margin", "num_workers", "n_bootstrap"):
+    if (cfg.task == "classification") != (cfg.dataset == "cifar100"):
+        expected = "classification" if cfg.dataset == "cifar100" else "regression or triclass"
+        raise ConfigError(f"config key 'task': {cfg.task!r} does not fit dataset {cfg.dataset!r}; expected {expected}")
+    if not 0 <= cfg.val_fraction < 1:
+        raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} is not in [0, 1)")
+    for key in ("lr", "gate_lr", "weight_decay", "margin", "num_workers", "n_bootstrap", "per_class_per_epoch"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 0")
     if cfg.raw_roots and len(cfg.raw_roots) != len(cfg.prepared):

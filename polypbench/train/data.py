@@ -1,20 +1,22 @@
 """DataLoaders for training and inference: transforms v2 (boxes travel with the image), a seeded
-frames-per-polyp sampler, and a collate that stacks tensors and keeps ids as lists.
+frames-per-polyp sampler (shared out between DDP ranks), and a collate that stacks tensors and keeps ids as lists.
 
-Every batch carries ``image`` (B, 3, S, S) normalized, ``masked`` (the same image with the pixels outside the
+A polyp batch carries ``image`` (B, 3, S, S) normalized, ``masked`` (the same image with the pixels outside the
 polyp box zeroed before normalization: the multistream model's ``masked`` stream), ``size_mm`` (B,),
-``size_class3`` (B,), and the lists ``polyp_id``, ``frame_index``, ``dataset``, ``patient_id``.
+``size_class3`` (B,), and the lists ``polyp_id``, ``frame_index``, ``dataset``, ``patient_id``. A CIFAR-100 batch
+carries ``image``, ``label`` (B,) and the list ``index``. :func:`build_data` returns every loader of a run.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -42,9 +44,11 @@ def _box_mask(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 class SampleTransform:
-    """Resize (+ augment when training) -> the box-masked stream -> float in [0, 1] -> ImageNet normalization."""
+    """Resize (+ augment when training) -> the box-masked stream (``mask``; needs ``boxes``) -> float in [0, 1]
+    -> ImageNet normalization."""
 
-    def __init__(self, img_size: int, augment: bool) -> None:
+    def __init__(self, img_size: int, augment: bool, mask: bool = True) -> None:
+        self.mask = mask
         steps: list[Any] = [v2.Resize((img_size, img_size), antialias=True)]
         if augment:
             steps += [v2.RandomRotation(20), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
@@ -53,40 +57,59 @@ class SampleTransform:
         self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        return self.normalize(_box_mask(self.geometry(sample)))
+        sample = self.geometry(sample)
+        return self.normalize(_box_mask(sample) if self.mask else sample)
 
 
 class FramesPerPolyp(Sampler[int]):
-    """Each epoch, ``n`` frames of every polyp (without replacement when it has that many), shuffled; seeded by
-    ``seed`` and the epoch (call :meth:`set_epoch`), so a run is reproducible and epochs differ."""
+    """Each epoch, ``n`` frames of every polyp (every group of equal ``keys``; without replacement when it has that
+    many), shuffled; ``n=None`` takes every sample once. Seeded by ``seed`` and the epoch (call :meth:`set_epoch`),
+    so a run is reproducible and epochs differ.
 
-    def __init__(self, polyp_keys: Sequence[object], n: int, seed: int = 0) -> None:
+    Under DistributedDataParallel, rank ``rank`` of ``world_size`` takes every ``world_size``-th index of the same
+    epoch order (padded by wrapping round to a multiple of ``world_size``): the ranks never overlap and together
+    cover the epoch.
+    """
+
+    def __init__(self, keys: Sequence[object], n: int | None, seed: int = 0, *, rank: int = 0,
+                 world_size: int = 1) -> None:
         groups: dict[object, list[int]] = {}
-        for i, key in enumerate(polyp_keys):
+        for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
         self.groups = list(groups.values())
         self.n, self.seed, self.epoch = n, seed, 0
+        self.rank, self.world_size = rank, world_size
+        self.total = len(keys) if n is None else n * len(self.groups)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n * len(self.groups)
+        return -(-self.total // self.world_size)
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        picks = [rng.choice(g, self.n, replace=len(g) < self.n) for g in self.groups]
-        order = np.concatenate(picks) if picks else np.array([], dtype=np.int64)
-        return iter(rng.permutation(order).tolist())
+        if self.n is None:
+            order = np.concatenate(self.groups) if self.groups else np.array([], dtype=np.int64)
+        else:
+            picks = [rng.choice(g, self.n, replace=len(g) < self.n) for g in self.groups]
+            order = np.concatenate(picks) if picks else np.array([], dtype=np.int64)
+        order = rng.permutation(order)
+        if self.world_size > 1 and len(order):
+            order = np.resize(order, len(self) * self.world_size)[self.rank::self.world_size]
+        return iter(order.tolist())
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the tensors (as plain tensors), keep ids as lists."""
+    """Stack the tensors (as plain tensors; boxes are dropped: their count varies), keep ids as lists."""
     batch: dict[str, Any] = {}
-    for key in ("image", "masked", "size_mm", "size_class3"):
-        batch[key] = torch.stack([s[key].as_subclass(torch.Tensor) for s in samples])
-    for key in ("polyp_id", "frame_index", "dataset", "patient_id"):
-        batch[key] = [s[key] for s in samples]
+    for key, value in samples[0].items():
+        if key == "boxes":
+            continue
+        if isinstance(value, torch.Tensor):
+            batch[key] = torch.stack([s[key].as_subclass(torch.Tensor) for s in samples])
+        else:
+            batch[key] = [s[key] for s in samples]
     return batch
 
 
@@ -123,21 +146,94 @@ def polyp_keys(dataset: ConcatDataset[dict[str, Any]]) -> list[tuple[str, str]]:
     return keys
 
 
-def train_loader(cfg: TrainConfig) -> tuple[DataLoader[dict[str, Any]], FramesPerPolyp]:
-    """The training loader (augmented when ``cfg.augment``) and its sampler (call ``set_epoch`` each epoch)."""
+@dataclass
+class TrainData:
+    """The loaders of one run and what the loss needs to know of the training labels.
+
+    ``target_key``: the batch key the loss compares with (``size_mm``, ``size_class3`` or ``label``).
+    ``size_offset_mm``: mean training size (the regression head predicts the offset from it; 0 otherwise).
+    ``class_weight``: inverse class frequency for a balanced cross-entropy, or ``None``. ``test`` is scored by
+    :func:`~polypbench.train.fit` itself only where the labels are public (CIFAR-100); polyp test labels are
+    scored by ``polypbench evaluate`` or the leaderboard.
+    """
+
+    train: DataLoader[dict[str, Any]]
+    sampler: FramesPerPolyp
+    validation: DataLoader[dict[str, Any]]
+    test: DataLoader[dict[str, Any]] | None
+    target_key: str
+    size_offset_mm: float = 0.0
+    class_weight: torch.Tensor | None = None
+
+
+def _loader(cfg: TrainConfig, data: Dataset[dict[str, Any]], sampler: Sampler[int] | None = None,
+            batch_size: int | None = None) -> DataLoader[dict[str, Any]]:
+    return DataLoader(data, batch_size=batch_size or cfg.batch_size, sampler=sampler, shuffle=False,
+                      collate_fn=collate, num_workers=cfg.num_workers, pin_memory=cfg.device == "cuda",
+                      generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.num_workers > 0)
+
+
+def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1
+                 ) -> tuple[DataLoader[dict[str, Any]], FramesPerPolyp]:
+    """The polyp training loader (augmented when ``cfg.augment``) and its sampler (call ``set_epoch`` each
+    epoch); under DDP this rank's share of each epoch."""
     data = split_dataset(cfg, "train", augment=cfg.augment)
     if len(data) == 0:
         raise ConfigError("the train split is empty; check 'prepared' and 'fold'")
-    sampler = FramesPerPolyp(polyp_keys(data), cfg.frames_per_polyp_per_epoch, cfg.seed)
-    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
-                        num_workers=cfg.num_workers, pin_memory=cfg.device == "cuda", drop_last=False,
-                        generator=torch.Generator().manual_seed(cfg.seed),
-                        persistent_workers=cfg.num_workers > 0)
-    return loader, sampler
+    sampler = FramesPerPolyp(polyp_keys(data), cfg.frames_per_polyp_per_epoch, cfg.seed, rank=rank,
+                             world_size=world_size)
+    return _loader(cfg, data, sampler), sampler
 
 
 def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None) -> DataLoader[dict[str, Any]]:
     """Every frame of ``split``, in manifest order, without augmentation."""
-    data = split_dataset(cfg, split, augment=False)
-    return DataLoader(data, batch_size=batch_size or cfg.batch_size, shuffle=False, collate_fn=collate,
-                      num_workers=cfg.num_workers, pin_memory=cfg.device == "cuda")
+    return _loader(cfg, split_dataset(cfg, split, augment=False), batch_size=batch_size)
+
+
+def _class_weight(parts: Sequence[Any]) -> torch.Tensor:
+    """Inverse frequency of each triclass label among the training boxes (mean 1; absent classes get 0)."""
+    counts = np.zeros(3)
+    for part in parts:
+        counts += np.bincount(part.rows["size_class3"].astype(int), minlength=3)[:3]
+    inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    return torch.tensor(inv * (counts > 0).sum() / inv.sum(), dtype=torch.float32)
+
+
+def polyp_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
+    """Train and validation loaders over the prepared polyp manifests of ``cfg``."""
+    train, sampler = train_loader(cfg, rank, world_size)
+    parts = train.dataset.datasets  # type: ignore[attr-defined]
+    offset = 0.0
+    if cfg.task == "regression":
+        offset = sum(float(p.rows["size_mm"].sum()) for p in parts) / max(1, len(train.dataset))  # type: ignore[arg-type]
+    weight = _class_weight(parts) if cfg.task == "triclass" and cfg.balance_classes else None
+    target = "size_mm" if cfg.task == "regression" else "size_class3"
+    return TrainData(train, sampler, eval_loader(cfg, "validation"), None, target, offset, weight)
+
+
+def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
+    """CIFAR-100 from ``cfg.data_root``: train (minus a fixed held-out ``val_fraction``), validation, test."""
+    from polypbench.train import cifar
+
+    if not cfg.data_root:
+        raise ConfigError("dataset 'cifar100' needs config key 'data_root' (--data-root DIR); expected the folder "
+                          f"holding {cifar.BASE_FOLDER}/")
+    base_train, base_test = cifar.open_cifar100(cfg.data_root, True), cifar.open_cifar100(cfg.data_root, False)
+    keep, held_out = cifar.train_val_indices(np.asarray(base_train.targets), cfg.val_fraction)
+    if len(held_out) == 0:
+        raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} holds out no image; expected a fraction "
+                          "in (0, 1) (validating on the test split would select checkpoints on test labels)")
+    plain = SampleTransform(cfg.img_size, augment=False, mask=False)
+    train = cifar.CifarImages(base_train, keep, SampleTransform(cfg.img_size, cfg.augment, mask=False))
+    sampler = FramesPerPolyp(train.sample_labels.tolist(), cfg.per_class_per_epoch or None, cfg.seed, rank=rank,
+                             world_size=world_size)
+    log.info("cifar100: %d train, %d validation (held out of train), %d test images", len(train), len(held_out),
+             len(base_test))
+    return TrainData(_loader(cfg, train, sampler), sampler,
+                     _loader(cfg, cifar.CifarImages(base_train, held_out, plain)),
+                     _loader(cfg, cifar.CifarImages(base_test, None, plain)), "label")
+
+
+def build_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
+    """The loaders for ``cfg.dataset`` (``polyp``: prepared manifests; ``cifar100``: a local CIFAR-100 copy)."""
+    return cifar_data(cfg, rank, world_size) if cfg.dataset == "cifar100" else polyp_data(cfg, rank, world_size)

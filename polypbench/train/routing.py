@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 
 from polypbench.errors import ConfigError, choice_error
 from polypbench.models import gate_parameters
+from polypbench.train.distributed import all_reduce_mean, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +192,15 @@ def train_step(
         main_opt.step()
         return {"loss": loss.item(), "gate_loss": gate_loss.item(), "grad_norm": norm, "gate_grad_norm": gate_norm}
 
-    # gr_mode == "gr": pass 1 touches only the gates, pass 2 only the main parameters.
+    # gr_mode == "gr": pass 1 touches only the gates, pass 2 only the main parameters. Under DDP pass 1 runs on the
+    # wrapped module and averages the gate gradients itself (see polypbench.train.distributed).
     gate_opt.zero_grad(set_to_none=True)
     with _frozen(main_params):
-        gate_loss = _loss(model, x, y, gate_loss_fn, autocast_dtype)
+        gate_loss = _loss(unwrap(model), x, y, gate_loss_fn, autocast_dtype)
         grads = torch.autograd.grad(gate_loss, gate_params, allow_unused=True)
     for p, g in zip(gate_params, grads):
         p.grad = g
+    all_reduce_mean(gate_params)
     gate_norm = _clip(gate_params, clip_gate)
     gate_opt.step()
     gate_opt.zero_grad(set_to_none=True)

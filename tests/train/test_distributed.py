@@ -1,0 +1,68 @@
+"""DistributedDataParallel on CPU: two gloo processes train a few steps and must end with identical weights."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from polypbench.models import gate_parameters
+from polypbench.train import fit, load_config
+from polypbench.train.loop import build_model, seed_everything
+
+pytestmark = pytest.mark.slow
+
+TINY = ["img_size=32", "epochs=2", "batch_size=4", "frames_per_polyp_per_epoch=1", "n_bootstrap=0", "augment=true"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rank(rank: int, world: int, port: int, overrides: list[str], run_dir: str, out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    summary = fit(load_config("demo", overrides), run_dir)
+    assert summary.model is not None
+    torch.save({"params": {k: p.detach() for k, p in summary.model.named_parameters()},
+                "files": sorted(p.name for p in Path(run_dir).glob("*"))}, Path(out_dir) / f"rank{rank}.pt")
+
+
+@pytest.mark.parametrize("gr_mode", ["gr", "paper"])
+def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path, gr_mode: str) -> None:
+    overrides = [*TINY, f"gr_mode={gr_mode}", f"prepared=[{prepared['sun'].out}]"]
+    mp.spawn(_rank, args=(2, _free_port(), overrides, str(tmp_path / "run"), str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["params"].keys() == r1["params"].keys()
+    assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
+    # training moved both the main weights and the gates away from the (seeded) initialisation
+    init = load_config("demo", overrides)
+    seed_everything(init.seed)
+
+    model = build_model(init)
+    gates = {id(p) for p in gate_parameters(model)}
+    moved = {n: not torch.equal(p.detach(), r0["params"][n]) for n, p in model.named_parameters()}
+    assert gates and moved["encoder.backbone.conv1.weight"]
+    assert any(moved[n] for n, p in model.named_parameters() if id(p) in gates)
+    assert {"best.pt", "config.yaml", "metrics.jsonl"} <= set(r0["files"])  # rank 0 wrote them once
+
+
+def test_torchrun_module_entry_point(prepared: dict, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "polypbench", "train", "--config", "demo", "--manifest", str(prepared["sun"].out),
+           "--out", str(tmp_path / "run"), *[a for o in [*TINY, "epochs=1"] for a in ("--set", o)]]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("trained 1 epochs") == 1  # printed by rank 0 only
+    assert (tmp_path / "run" / "best.pt").is_file()
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
