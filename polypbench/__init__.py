@@ -6,7 +6,7 @@ PyTorch and Hugging Face loaders, HAG/GR reference models, one scorer and a lead
 
 from __future__ import annotations
 
-from typing import Any
+from polypbench.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -16,15 +16,6 @@ _LAZY = {
     "Manifest": "polypbench.manifest",
     "score": "polypbench.evaluate",
 }
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy so that `import polypbench` stays cheap (no torch import for the CLI's --help).
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'polypbench' has no attribute {name!r}")
-
-
+# Lazy so that `import polypbench` stays cheap (no torch import for the CLI's --help).
+__getattr__ = lazy_exports(__name__, _LAZY)
 __all__ = ["__version__", *_LAZY]

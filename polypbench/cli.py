@@ -102,6 +102,35 @@ def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: boo
     click.echo(report.describe())
 
 
+@main.command()
+@click.argument("prepared", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--size", type=click.IntRange(16), default=384, show_default=True,
+              help="Pixels a side of the stored crop window (the training img_size, or more).")
+@click.option("--margin", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Crop margin around the box, as the training config's `margin`.")
+@click.option("--context", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+              help="Extra real pixels kept on each side, as a fraction of the window (for turned crops).")
+@click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
+@click.option("--raw", "raw_root", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Raw dump folder [default: the one recorded at prepare time].")
+@_one_line_errors
+def materialize(prepared: Path, size: int, margin: float, context: float, quality: int, workers: int | None,
+                raw_root: Path | None) -> None:
+    """Pre-cut every box's crop of PREPARED into JPEG shards, which training then reads instead of raw frames.
+
+    Resumable (finished videos are kept) and deterministic. Training and `load_split(..., decode_size=N)` use the
+    shards automatically when their margin matches and their size is at least N.
+
+    \b
+    Example:
+      polypbench materialize prepared/real-colon --size 384 --margin 0.5 --workers 8
+    """
+    from polypbench.shards import materialize as run
+
+    click.echo(f"wrote {run(prepared, size=size, margin=margin, context=context, quality=quality, workers=workers, raw_root=raw_root)}")
+
+
 @main.group()
 def splits() -> None:
     """The fixed public splits (split_manifests/): show, verify, regenerate; and the paper's protocol."""

@@ -1,10 +1,11 @@
 """DataLoaders for training and inference: transforms v2 (boxes travel with the image), a seeded
 frames-per-polyp sampler (shared out between DDP ranks), and a collate that stacks tensors and keeps ids as lists.
 
-A polyp batch carries ``image`` (B, 3, S, S) normalized, ``masked`` (the same image with the pixels outside the
-polyp box zeroed before normalization: the multistream model's ``masked`` stream), ``size_mm`` (B,),
-``size_class3`` (B,), and the lists ``polyp_id``, ``frame_index``, ``dataset``, ``patient_id``. A CIFAR-100 batch
-carries ``image``, ``label`` (B,) and the list ``index``. :func:`build_data` returns every loader of a run.
+Loader workers only decode and augment on uint8 (:class:`~polypbench.load.augment.UInt8Augment`); normalization
+and the box-masked stream are computed on whole batches on the training device (:func:`model_input`). A polyp
+batch carries ``image`` (B, 3, S, S) uint8, ``box`` (B, 4) in its pixels, ``size_mm`` (B,), ``size_class3`` (B,),
+and the lists ``polyp_id``, ``frame_index``, ``dataset``, ``patient_id``. A CIFAR-100 batch carries ``image``,
+``label`` (B,) and the list ``index``. :func:`build_data` returns every loader of a run.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from polypbench.errors import ConfigError
 from polypbench.load import PolypFrames, load_split
+from polypbench.load.augment import UInt8Augment
 from polypbench.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -32,33 +33,46 @@ BATCH_STREAMS = ("rgb", "masked")
 """Streams a batch provides (``rgb`` is ``image``); a multistream model may ask for any of them."""
 
 
-def _box_mask(sample: dict[str, Any]) -> dict[str, Any]:
-    """Add ``masked``: the image with every pixel outside the (transformed) box set to zero."""
-    image = sample["image"]
-    mask = torch.zeros(image.shape[-2:], dtype=torch.bool)
-    h, w = mask.shape
-    for x0, y0, x1, y1 in sample["boxes"].round().int().tolist():
-        mask[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)] = True
-    sample["masked"] = tv_tensors.Image(image * mask)
-    return sample
+def normalize_batch(images: torch.Tensor, boxes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """uint8 (B, 3, H, W) images -> ``image`` (float, ImageNet-normalized) and, given ``boxes`` (B, 4) XYXY in
+    pixels, ``masked``: the same with every pixel outside the box zeroed before normalization.
+
+    Runs wherever ``images`` are: the training loop calls it on the device after a uint8 copy (a quarter of the
+    bytes of float), so the loader workers only decode and augment.
+    """
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    x = images.float().div_(255)
+    out = {"image": (x - mean) / std}
+    if boxes is not None:
+        h, w = images.shape[-2:]
+        b = boxes.to(images.device).round()
+        ys = torch.arange(h, device=images.device).view(1, h, 1)
+        xs = torch.arange(w, device=images.device).view(1, 1, w)
+        inside = ((ys >= b[:, 1, None, None]) & (ys < b[:, 3, None, None]) & (xs >= b[:, 0, None, None])
+                  & (xs < b[:, 2, None, None]))
+        out["masked"] = (x * inside[:, None] - mean) / std
+    return out
 
 
 class SampleTransform:
-    """Resize (+ augment when training) -> the box-masked stream (``mask``; needs ``boxes``) -> float in [0, 1]
-    -> ImageNet normalization."""
+    """One sample, CPU: resize (+ augment when training: turn, flips, colour jitter on uint8, see
+    :class:`~polypbench.load.augment.UInt8Augment`) -> ``image`` normalized and, with ``mask``, ``masked`` (the
+    box-masked stream). The training loaders stop after the uint8 step and normalize whole batches on the device
+    (:func:`normalize_batch`); this per-sample form is for inspection and for users' own loops."""
 
     def __init__(self, img_size: int, augment: bool, mask: bool = True) -> None:
+        self.geometry = UInt8Augment(img_size, augment)
         self.mask = mask
-        steps: list[Any] = [v2.Resize((img_size, img_size), antialias=True)]
-        if augment:
-            steps += [v2.RandomRotation(20), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-                      v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)]
-        self.geometry = v2.Compose(steps)
-        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         sample = self.geometry(sample)
-        return self.normalize(_box_mask(sample) if self.mask else sample)
+        box = sample["boxes"].as_subclass(torch.Tensor)[:1] if self.mask else None
+        out = normalize_batch(sample["image"].as_subclass(torch.Tensor)[None], box)
+        sample["image"] = tv_tensors.Image(out["image"][0])
+        if self.mask:
+            sample["masked"] = tv_tensors.Image(out["masked"][0])
+        return sample
 
 
 class FramesPerPolyp(Sampler[int]):
@@ -101,12 +115,13 @@ class FramesPerPolyp(Sampler[int]):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the tensors (as plain tensors; boxes are dropped: their count varies), keep ids as lists."""
+    """Stack the tensors (as plain tensors; ``boxes``, one per polyp sample, become ``box`` (B, 4)), keep ids as
+    lists."""
     batch: dict[str, Any] = {}
     for key, value in samples[0].items():
         if key == "boxes":
-            continue
-        if isinstance(value, torch.Tensor):
+            batch["box"] = torch.stack([s[key].as_subclass(torch.Tensor)[0] for s in samples])
+        elif isinstance(value, torch.Tensor):
             batch[key] = torch.stack([s[key].as_subclass(torch.Tensor) for s in samples])
         else:
             batch[key] = [s[key] for s in samples]
@@ -115,25 +130,37 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def model_input(batch: dict[str, Any], streams: Sequence[str] | None, device: torch.device,
                 non_blocking: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
-    """What the model's ``forward`` takes: the image tensor, or ``{stream: tensor}`` for a multistream model."""
+    """What the model's ``forward`` takes: the normalized image tensor, or ``{stream: tensor}`` for a multistream
+    model. A uint8 batch (the training loaders') is copied to ``device`` as uint8 and normalized there."""
+    if streams is not None:
+        missing = [s for s in streams if s not in BATCH_STREAMS]
+        if missing:
+            raise ConfigError(f"stream {missing[0]!r} is not built by the training data; expected streams from: "
+                              f"{', '.join(BATCH_STREAMS)}")
+        if "masked" in streams and "box" not in batch and "masked" not in batch:
+            raise ConfigError("stream 'masked' needs polyp boxes; this dataset has none (expected streams: rgb)")
+    images = batch["image"].to(device, non_blocking=non_blocking)
+    if images.dtype == torch.uint8:
+        want_mask = streams is not None and "masked" in streams
+        box = batch["box"].to(device, non_blocking=non_blocking) if want_mask else None
+        ready = normalize_batch(images, box)
+    else:
+        ready = {"image": images}
+        if "masked" in batch:
+            ready["masked"] = batch["masked"].to(device, non_blocking=non_blocking)
     if streams is None:
-        return batch["image"].to(device, non_blocking=non_blocking)
-    missing = [s for s in streams if s not in BATCH_STREAMS]
-    if missing:
-        raise ConfigError(f"stream {missing[0]!r} is not built by the training data; expected streams from: "
-                          f"{', '.join(BATCH_STREAMS)}")
-    key = {"rgb": "image", "masked": "masked"}
-    return {s: batch[key[s]].to(device, non_blocking=non_blocking) for s in streams}
+        return ready["image"]
+    return {s: ready["image" if s == "rgb" else "masked"] for s in streams}
 
 
 def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDataset[dict[str, Any]]:
     """The ``split`` of every prepared folder in ``cfg`` as one dataset."""
     if not cfg.prepared:
         raise ConfigError("config key 'prepared' is empty; expected at least one prepared manifest folder")
-    transform = SampleTransform(cfg.img_size, augment)
+    transform = UInt8Augment(cfg.img_size, augment)
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
-    parts = [load_split(d, split, cfg.fold, raw_root=r, transform=transform, margin=cfg.margin)
-             for d, r in zip(cfg.prepared, roots)]
+    parts = [load_split(d, split, cfg.fold, raw_root=r, transform=transform, margin=cfg.margin,
+                        decode_size=cfg.img_size, context=True) for d, r in zip(cfg.prepared, roots)]
     return ConcatDataset(parts)
 
 
@@ -223,8 +250,8 @@ def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainDat
     if len(held_out) == 0:
         raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} holds out no image; expected a fraction "
                           "in (0, 1) (validating on the test split would select checkpoints on test labels)")
-    plain = SampleTransform(cfg.img_size, augment=False, mask=False)
-    train = cifar.CifarImages(base_train, keep, SampleTransform(cfg.img_size, cfg.augment, mask=False))
+    plain = UInt8Augment(cfg.img_size, augment=False)
+    train = cifar.CifarImages(base_train, keep, UInt8Augment(cfg.img_size, cfg.augment))
     sampler = FramesPerPolyp(train.sample_labels.tolist(), cfg.per_class_per_epoch or None, cfg.seed, rank=rank,
                              world_size=world_size)
     log.info("cifar100: %d train, %d validation (held out of train), %d test images", len(train), len(held_out),
