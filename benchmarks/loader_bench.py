@@ -3,15 +3,16 @@
 On one synthetic REAL-Colon dump at the real frame resolutions (1158-1352 x 959-1080 JPEG; `polypbench synth
 real-colon`, then `prepare`), single process, num_workers=0, one torch thread, it times:
 
-  (a) reference style: Pillow full decode, float tensor at full resolution (as the HAG/GR code does), crop, then
-      Resize + RandomRotation(20) + flips + ColorJitter + Normalize on float;
-  (b) polypbench from raw frames: DCT-domain decode of the crop window (`load_split(decode_size=384)`) +
-      polypbench.train.data.SampleTransform(384, augment=True);
+  (a) reference style: Pillow full decode, the whole frame to float (as the HAG/GR code does), RandomRotation(20)
+      + flips + ColorJitter on the float full-resolution frame, then crop, resize and normalize;
+  (b) polypbench from raw frames: DCT-domain decode of the crop window (`load_split(decode_size=384)`) + the
+      training loader's transform, UInt8Augment (turn, flips, colour jitter on uint8; normalization and the box
+      mask run batched on the training device);
   (c) polypbench from materialized shards (`polypbench materialize --size 384`), same transform;
+  (c-dev) shards with `device_augment: true`: the loader only decodes (WindowScale is a no-op at 384); the
+      augmentation runs batched on the device, whose cost on this CPU is timed as a separate row;
 
-and, to show where the time goes, the same sources with polypbench.load.augment.UInt8Augment (turn, flips and
-colour jitter on uint8 in one warp and one colour matrix) in place of SampleTransform's v2 augmentations, with
-and without the float normalization and box mask on the CPU, plus decoding alone (no transform).
+and, to show where the time goes, other transforms on the same sources and decoding alone.
 Every path draws the same training samples in the same order; the paths take turns for --rounds rounds so that
 drift on a shared machine hits them alike. Last, it times each step of the transform on one 384 x 384 sample,
 and random single-crop reads of the stored crops as Arrow IPC (the shard format) and as Parquet with row groups
@@ -49,7 +50,8 @@ from polypbench.load.decode import dct_scale
 from polypbench.prepare import prepare
 from polypbench.shards import materialize, open_shard
 from polypbench.synth import synthesize
-from polypbench.train.data import IMAGENET_MEAN, IMAGENET_STD, SampleTransform
+from polypbench.train.data import IMAGENET_MEAN, IMAGENET_STD, SampleTransform, collate, model_input
+from polypbench.train.device_augment import DeviceAugment, WindowScale
 
 SIZE = 384
 TARGET_RAW_RATIO = 10.0
@@ -88,14 +90,15 @@ def build(root: Path, frames_per_polyp: int) -> tuple[Path, Path]:
 
 
 class Reference:
-    """The reference order of work: full decode, float at full resolution, then every step on float."""
+    """The reference order of work (HAG/GR's dataset + PairedTCombo1): full decode, the whole frame to float, the
+    augmentations on the full-resolution float frame (turn, flips, colour jitter), then the crop, resize and
+    normalization."""
 
     def __init__(self, rows: Any, raw: Path) -> None:
         self.rows, self.raw = rows.reset_index(drop=True), raw
-        self.augment = v2.Compose([v2.Resize((SIZE, SIZE), antialias=True), v2.RandomRotation(20),
-                                   v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-                                   v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
-                                   v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        self.augment = v2.Compose([v2.RandomRotation(20), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                                   v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)])
+        self.finish = v2.Compose([v2.Resize((SIZE, SIZE), antialias=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -104,17 +107,32 @@ class Reference:
         row = self.rows.iloc[index]
         with Image.open(self.raw / row["frame_path"]) as frame:
             image = v2.functional.to_dtype(v2.functional.to_image(frame.convert("RGB")), torch.float32, scale=True)
-        box = (int(row["xmin"]), int(row["ymin"]), int(row["xmax"]), int(row["ymax"]))
-        left, top, right, bottom = crop_window(box, image.shape[2], image.shape[1])
-        crop = tv_tensors.Image(image[:, top:bottom, left:right])
-        boxes = tv_tensors.BoundingBoxes([[box[0] - left, box[1] - top, box[2] - left, box[3] - top]],
-                                         format="XYXY", canvas_size=(bottom - top, right - left))
-        return self.augment({"image": crop, "boxes": boxes, "size_mm": torch.tensor(float(row["size_mm"]))})
+        height, width = image.shape[1:]
+        box = [int(row["xmin"]), int(row["ymin"]), int(row["xmax"]), int(row["ymax"])]
+        sample = self.augment({"image": tv_tensors.Image(image),
+                               "boxes": tv_tensors.BoundingBoxes([box], format="XYXY", canvas_size=(height, width))})
+        moved = [int(v) for v in sample["boxes"][0].round().tolist()]
+        left, top, right, bottom = crop_window(tuple(moved), width, height)  # type: ignore[arg-type]
+        crop = tv_tensors.Image(sample["image"][:, top:bottom, left:right])
+        return self.finish({"image": crop, "size_mm": torch.tensor(float(row["size_mm"]))})
 
 
-def then(first: Callable[[dict[str, Any]], dict[str, Any]], second: Callable[[dict[str, Any]], dict[str, Any]]
-         ) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    return lambda sample: second(first(sample))
+class DeviceSide:
+    """The device half of ``device_augment``, timed on this CPU: batches of ``batch`` loader samples (WindowScale),
+    collated, DeviceAugment + normalize + box mask; reported per sample."""
+
+    def __init__(self, data: Any, batch: int = 32) -> None:
+        self.data, self.batch = data, batch
+        self.batches = [collate([data[i] for i in range(j, j + batch)]) for j in range(0, 4 * batch, batch)]
+        self.augment = DeviceAugment(SIZE, seed=0)
+
+    def __len__(self) -> int:
+        return len(self.batches) * self.batch
+
+    def __getitem__(self, index: int) -> None:
+        if index % self.batch == 0:
+            model_input(self.batches[(index // self.batch) % len(self.batches)], ["rgb", "masked"],
+                        torch.device("cpu"), augment=self.augment)
 
 
 def measure(paths: dict[str, Any], seconds: float, rounds: int) -> dict[str, tuple[int, float]]:
@@ -200,31 +218,36 @@ def main() -> None:
     torch.manual_seed(0)
     prepared, no_context = build(args.dir, args.frames_per_polyp)
 
-    augment, plain = SampleTransform(SIZE, augment=True), SampleTransform(SIZE, augment=False)
-    fast, geometry = UInt8Augment(SIZE), UInt8Augment(SIZE, brightness=0, contrast=0, saturation=0, hue=0)
+    augment, fast = SampleTransform(SIZE, augment=True), UInt8Augment(SIZE)
+    v2_chain = v2.Compose([v2.Resize((SIZE, SIZE), antialias=True), v2.RandomRotation(20), v2.RandomHorizontalFlip(),
+                           v2.RandomVerticalFlip(), v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2,
+                                                                   hue=0.02)])
     raw = load_split(prepared, "train", decode_size=SIZE, source="raw")
     shards = load_split(prepared, "train", decode_size=SIZE, source="shards")
     shards0 = load_split(no_context, "train", decode_size=SIZE, source="shards")
     assert raw.raw_root is not None
     paths = {
-        "(a) reference: full decode, float at full res, v2 on float": Reference(raw.rows, raw.raw_root),
-        "(b) raw frames, DCT decode + SampleTransform": load_split(prepared, "train", decode_size=SIZE, source="raw",
-                                                                   transform=augment),
-        "(c) shards + SampleTransform": load_split(prepared, "train", decode_size=SIZE, source="shards",
-                                                   transform=augment),
-        "raw frames + UInt8Augment + mask/normalize (proposed SampleTransform)": type(raw)(raw.rows, raw.raw_root,
-                                                                            then(fast, plain), decode_size=SIZE),
-        "(c') shards + UInt8Augment + mask/normalize (proposed SampleTransform)": type(shards)(
-            shards.rows, shards.root, then(fast, plain), decode_size=SIZE),
-        "shards + UInt8Augment (uint8 out)": type(shards)(shards.rows, shards.root, fast, decode_size=SIZE),
-        "shards + turn/flip only (uint8 out)": type(shards)(shards.rows, shards.root, geometry, decode_size=SIZE),
-        "shards, context 0 + UInt8Augment (uint8 out)": type(shards0)(shards0.rows, shards0.root, fast,
-                                                                      decode_size=SIZE),
+        "(a) reference: full decode, v2 on the float full-resolution frame, crop, resize": Reference(raw.rows,
+                                                                                                    raw.raw_root),
+        "(b) raw frames: DCT decode + UInt8Augment (the training loader)": load_split(
+            prepared, "train", decode_size=SIZE, source="raw", transform=fast),
+        "(c) shards + UInt8Augment (the training loader)": load_split(
+            prepared, "train", decode_size=SIZE, source="shards", context=True, transform=fast),
+        "(c-dev) shards + WindowScale (the loader with device_augment)": load_split(
+            prepared, "train", decode_size=SIZE, source="shards", context=True, transform=WindowScale(SIZE)),
+        "device side of device_augment on this CPU (batches of 32)": DeviceSide(load_split(
+            prepared, "train", decode_size=SIZE, source="shards", context=True, transform=WindowScale(SIZE))),
+        "shards, context 0 + UInt8Augment": load_split(no_context, "train", decode_size=SIZE, source="shards",
+                                                       transform=fast),
+        "shards + UInt8Augment + per-sample mask/normalize (SampleTransform)": load_split(
+            prepared, "train", decode_size=SIZE, source="shards", context=True, transform=augment),
+        "shards + v2 chain (transforms v2 on uint8: rotation, flips, jitter; the old loader)": load_split(
+            prepared, "train", decode_size=SIZE, source="shards", transform=v2_chain),
         "raw frames, DCT decode only": raw,
         "shards, decode only": shards,
         "shards, context 0, decode only": shards0,
     }
-    first = paths["(b) raw frames, DCT decode + SampleTransform"]
+    first = paths["(b) raw frames: DCT decode + UInt8Augment (the training loader)"]
     windows = [crop_window((r.xmin, r.ymin, r.xmax, r.ymax), r.width, r.height) for r in first.rows.itertuples()]
     sides = sorted(right - left for left, _, right, _ in windows)
     scales = Counter(dct_scale(side, SIZE) for side in sides)
@@ -241,8 +264,10 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, (n, _) in done.items():
         print(f"| {name} | {n} | {rates[name]:,.0f} | {rates[name] / base:.1f}x |")
-    b, c = (rates[k] for k in list(paths)[1:3])
-    print(f"\n(b)/(a) = {b / base:.1f}x (target >= {TARGET_RAW_RATIO:.0f}x: "
+    b, c, c_dev = (rates[k] for k in list(paths)[1:4])
+    print(f"\n(c-dev) = {c_dev:,.0f} samples/s per core on the loader side with device_augment (target >= "
+          f"{TARGET_SHARDS_RATE:,.0f}: {'ok' if c_dev >= TARGET_SHARDS_RATE else 'MISSED'})")
+    print(f"(b)/(a) = {b / base:.1f}x (target >= {TARGET_RAW_RATIO:.0f}x: "
           f"{'ok' if b / base >= TARGET_RAW_RATIO else 'MISSED'}); (c)/(a) = {c / base:.1f}x; "
           f"(c) = {c:,.0f} samples/s per core (target >= {TARGET_SHARDS_RATE:,.0f}: "
           f"{'ok' if c >= TARGET_SHARDS_RATE else 'MISSED'})")

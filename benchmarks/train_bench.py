@@ -17,6 +17,7 @@ import copy
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,37 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
     return times
 
 
+def bench_loader(args: argparse.Namespace) -> tuple[float, str]:
+    """(images/s, description) of the training loader (``num_workers`` processes, augmentation on) at ``--res``:
+    on ``--prepared`` if given, else on a small synthetic SUN dump made here."""
+    import tempfile
+
+    from polypbench.train import load_config
+    from polypbench.train.data import build_data
+
+    prepared = args.prepared
+    if prepared is None:
+        from polypbench.prepare import prepare
+        from polypbench.synth import synthesize
+
+        tmp = Path(tempfile.mkdtemp(prefix="train_bench_"))
+        synthesize("sun", tmp / "raw", frames_per_polyp=4, seed=0)
+        prepare("sun", tmp / "raw", tmp / "prepared")
+        prepared = tmp / "prepared"
+    cfg = load_config("demo", [f"img_size={args.res}", f"batch_size={args.batch}", f"num_workers={args.workers}",
+                               f"prepared=[{prepared}]", "frames_per_polyp_per_epoch=64"])
+    loader = build_data(cfg).train
+    it = iter(loader)
+    next(it)  # workers started, first batch out
+    n, t0 = 0, time.perf_counter()
+    for _ in range(args.loader_batches):
+        try:
+            n += len(next(it)["image"])
+        except StopIteration:
+            break
+    return n / (time.perf_counter() - t0), f"{prepared} ({len(loader.dataset)} boxes), {args.workers} workers"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["resnet18-hag", "vit-tiny-hag"])
@@ -79,6 +111,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (CPU runs)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--prepared", type=Path, default=None,
+                   help="prepared folder for the loader measurement [default: a small synthetic SUN dump]")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the loader measurement")
+    p.add_argument("--loader-batches", type=int, default=20, help="batches timed for the loader (0: skip)")
     args = p.parse_args()
     if "off" not in args.modes:
         p.error("--modes must include 'off' (the baseline of the ratio)")
@@ -108,6 +144,10 @@ def main() -> None:
     for name, ratio in summary:
         verdict = "ok" if ratio <= TARGET_RATIO else "ABOVE TARGET"
         print(f"{name}: GR/plain step-time ratio {ratio:.2f}x (target <= {TARGET_RATIO}x: {verdict})")
+    if args.loader_batches:
+        rate, what = bench_loader(args)
+        print(f"\ntraining data loader at res {args.res}, batch {args.batch}, augmentation on: {rate:.1f} images/s "
+              f"({what})")
 
 
 if __name__ == "__main__":

@@ -113,8 +113,9 @@ def decode_window(data: bytes, window: tuple[int, int, int, int] | None = None, 
         raise unreadable_frame(name, exc) from None
 
 
-def decode_jpeg_batch(data: Sequence[bytes], device: str | torch.device = "cuda") -> list[torch.Tensor]:
-    """Decode a batch of JPEG byte strings on ``device`` (nvJPEG on a GPU) into uint8 CHW RGB tensors.
+def decode_jpeg_batch(data: Sequence[bytes | torch.Tensor], device: str | torch.device = "cuda") -> list[torch.Tensor]:
+    """Decode a batch of JPEG byte strings (or uint8 1-D tensors of them) on ``device`` (nvJPEG on a GPU) into
+    uint8 CHW RGB tensors.
 
     The optional GPU path for materialized shards: the CPU only hands over bytes. torchvision 0.29 deprecates
     its decoders in favour of TorchCodec; the deprecation warning is silenced here and nowhere else.
@@ -122,7 +123,7 @@ def decode_jpeg_batch(data: Sequence[bytes], device: str | torch.device = "cuda"
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data]
+    tensors = [b if isinstance(b, torch.Tensor) else torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                                 category=DeprecationWarning)

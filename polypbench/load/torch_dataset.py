@@ -79,11 +79,17 @@ class PolypFrames(Dataset):
     def _sample(self, index: int) -> dict[str, Any]:
         """Sample ``index`` before ``transform``."""
         crop, box = self._crop(index)
-        c = self._columns
         return {
             "image": tv_tensors.Image(crop),
             "boxes": tv_tensors.BoundingBoxes(torch.tensor([box], dtype=torch.float32), format="XYXY",
                                               canvas_size=(crop.shape[1], crop.shape[2])),
+            **self._labels(index),
+        }
+
+    def _labels(self, index: int) -> dict[str, Any]:
+        """The targets and ids of sample ``index``."""
+        c = self._columns
+        return {
             "size_mm": torch.tensor(float(c["size_mm"][index]), dtype=torch.float32),
             "size_class3": torch.tensor(int(c["size_class3"][index]), dtype=torch.int64),
             "polyp_id": str(c["polyp_id"][index]),

@@ -108,7 +108,17 @@ class ShardFrames(PolypFrames):
         crop, k = decode_window(data, (left, top, right, bottom), self.decode_size, name=self.paths[shard])
         return crop, box_in_crop((x0, y0, x1, y1), (left, top, right, bottom), k)
 
+    encoded: bool = False
+    """Hand out the stored JPEG bytes instead of pixels (``gpu_decode``): the sample holds ``jpeg`` (uint8 1-D
+    tensor), ``window`` and ``boxes`` in the stored crop's pixels, and no ``image``; the training loop decodes the
+    batch on the GPU (:func:`~polypbench.load.decode.decode_jpeg_batch`)."""
+
     def _sample(self, index: int) -> dict[str, Any]:
+        if self.encoded:
+            data = self._jpeg(int(self._shard[index]), int(self._row[index]))
+            return {"jpeg": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                    "window": torch.tensor(self._window[index], dtype=torch.float32),
+                    "box": torch.tensor(self._stored_box[index], dtype=torch.float32), **self._labels(index)}
         sample = super()._sample(index)
         if self.context:
             sample["window"] = torch.tensor(self._window[index], dtype=torch.float32)

@@ -40,7 +40,9 @@ class TrainConfig:
     ``None`` = the default public split, k = cross-validation fold k. ``model_kwargs`` go to ``create_model`` (an
     ``img_size`` there always follows ``img_size``). CIFAR-100 (``dataset: cifar100``) reads ``data_root``,
     validates on a fixed held-out ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of
-    each class per epoch (0: every image). ``batch_size`` is per process under DDP.
+    each class per epoch (0: every image). ``batch_size`` is per process under DDP. ``device_augment`` moves the augmentation from the loader workers to the
+    training device (batched; see ``polypbench.train.device_augment``); ``device_decode`` (with it, and materialized
+    shards) decodes the training crops there too (nvJPEG on a GPU).
     """
 
     model: str = "resnet18-hag"
@@ -58,6 +60,8 @@ class TrainConfig:
     img_size: int = 384
     frames_per_polyp_per_epoch: int = 4
     augment: bool = True
+    device_augment: bool = False
+    device_decode: bool = False
     margin: float = 0.5
     num_workers: int = 0
     seed: int = 0
@@ -133,6 +137,9 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     if (cfg.task == "classification") != (cfg.dataset == "cifar100"):
         expected = "classification" if cfg.dataset == "cifar100" else "regression or triclass"
         raise ConfigError(f"config key 'task': {cfg.task!r} does not fit dataset {cfg.dataset!r}; expected {expected}")
+    if cfg.device_decode and not cfg.device_augment:
+        raise ConfigError("config key 'device_decode': true needs device_augment: true (the loader then hands over "
+                          "JPEG bytes only)")
     if not 0 <= cfg.val_fraction < 1:
         raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} is not in [0, 1)")
     for key in ("lr", "gate_lr", "weight_decay", "margin", "num_workers", "n_bootstrap", "per_class_per_epoch"):

@@ -23,6 +23,8 @@ from torchvision import tv_tensors
 from polypbench.errors import ConfigError
 from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
+from polypbench.load.decode import decode_jpeg_batch
+from polypbench.train.device_augment import DeviceAugment, WindowScale
 from polypbench.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ BATCH_STREAMS = ("rgb", "masked")
 
 
 def normalize_batch(images: torch.Tensor, boxes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """uint8 (B, 3, H, W) images -> ``image`` (float, ImageNet-normalized) and, given ``boxes`` (B, 4) XYXY in
+    """uint8 (B, 3, H, W) images (or float in [0, 1]) -> ``image`` (float, ImageNet-normalized) and, given ``boxes`` (B, 4) XYXY in
     pixels, ``masked``: the same with every pixel outside the box zeroed before normalization.
 
     Runs wherever ``images`` are: the training loop calls it on the device after a uint8 copy (a quarter of the
@@ -42,7 +44,7 @@ def normalize_batch(images: torch.Tensor, boxes: torch.Tensor | None = None) -> 
     """
     mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    x = images.float().div_(255)
+    x = images.float().div_(255) if images.dtype == torch.uint8 else images
     out = {"image": (x - mean) / std}
     if boxes is not None:
         h, w = images.shape[-2:]
@@ -121,6 +123,10 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     for key, value in samples[0].items():
         if key == "boxes":
             batch["box"] = torch.stack([s[key].as_subclass(torch.Tensor)[0] for s in samples])
+        elif key == "jpeg":  # encoded crops (device_decode): decoded in the training loop
+            batch[key] = [s[key] for s in samples]
+        elif key == "image" and len({s[key].shape for s in samples}) > 1:  # crops with context (device_augment)
+            batch[key] = pad_stack([s[key].as_subclass(torch.Tensor) for s in samples])
         elif isinstance(value, torch.Tensor):
             batch[key] = torch.stack([s[key].as_subclass(torch.Tensor) for s in samples])
         else:
@@ -128,10 +134,19 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, C, H, W) of CHW images of different sizes, zero-padded at the bottom and right to the largest."""
+    height, width = max(i.shape[-2] for i in images), max(i.shape[-1] for i in images)
+    return torch.stack([torch.nn.functional.pad(i, (0, width - i.shape[-1], 0, height - i.shape[-2]))
+                        for i in images])
+
+
 def model_input(batch: dict[str, Any], streams: Sequence[str] | None, device: torch.device,
-                non_blocking: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
+                non_blocking: bool = False, augment: DeviceAugment | None = None
+                ) -> torch.Tensor | dict[str, torch.Tensor]:
     """What the model's ``forward`` takes: the normalized image tensor, or ``{stream: tensor}`` for a multistream
-    model. A uint8 batch (the training loaders') is copied to ``device`` as uint8 and normalized there."""
+    model. A uint8 batch (the training loaders') is copied to ``device`` as uint8 and normalized there; with
+    ``augment`` (``device_augment: true``; the batch then carries ``window``) it is augmented there first."""
     if streams is not None:
         missing = [s for s in streams if s not in BATCH_STREAMS]
         if missing:
@@ -139,10 +154,17 @@ def model_input(batch: dict[str, Any], streams: Sequence[str] | None, device: to
                               f"{', '.join(BATCH_STREAMS)}")
         if "masked" in streams and "box" not in batch and "masked" not in batch:
             raise ConfigError("stream 'masked' needs polyp boxes; this dataset has none (expected streams: rgb)")
-    images = batch["image"].to(device, non_blocking=non_blocking)
+    if "jpeg" in batch:  # device_decode: nvJPEG on a GPU
+        if augment is None:
+            raise ConfigError("encoded batches (device_decode) need device_augment=true")
+        images = pad_stack(decode_jpeg_batch(batch["jpeg"], device=device))  # the bytes stay on the CPU
+    else:
+        images = batch["image"].to(device, non_blocking=non_blocking)
     if images.dtype == torch.uint8:
         want_mask = streams is not None and "masked" in streams
         box = batch["box"].to(device, non_blocking=non_blocking) if want_mask else None
+        if augment is not None:
+            images, box = augment(images, batch["window"], box)
         ready = normalize_batch(images, box)
     else:
         ready = {"image": images}
@@ -157,8 +179,15 @@ def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDatas
     """The ``split`` of every prepared folder in ``cfg`` as one dataset."""
     if not cfg.prepared:
         raise ConfigError("config key 'prepared' is empty; expected at least one prepared manifest folder")
-    transform = UInt8Augment(cfg.img_size, augment)
+    device_side = augment and cfg.device_augment
+    transform = WindowScale(cfg.img_size) if device_side else UInt8Augment(cfg.img_size, augment)
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
+    if device_side and cfg.device_decode:  # the loader hands over JPEG bytes; nothing to transform
+        parts = [load_split(d, split, cfg.fold, margin=cfg.margin, decode_size=cfg.img_size, source="shards",
+                            context=True) for d in cfg.prepared]
+        for part in parts:
+            part.encoded = True  # type: ignore[attr-defined]
+        return ConcatDataset(parts)
     parts = [load_split(d, split, cfg.fold, raw_root=r, transform=transform, margin=cfg.margin,
                         decode_size=cfg.img_size, context=True) for d, r in zip(cfg.prepared, roots)]
     return ConcatDataset(parts)
@@ -251,7 +280,8 @@ def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainDat
         raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} holds out no image; expected a fraction "
                           "in (0, 1) (validating on the test split would select checkpoints on test labels)")
     plain = UInt8Augment(cfg.img_size, augment=False)
-    train = cifar.CifarImages(base_train, keep, UInt8Augment(cfg.img_size, cfg.augment))
+    augment = WindowScale(cfg.img_size) if cfg.augment and cfg.device_augment else UInt8Augment(cfg.img_size, cfg.augment)
+    train = cifar.CifarImages(base_train, keep, augment)
     sampler = FramesPerPolyp(train.sample_labels.tolist(), cfg.per_class_per_epoch or None, cfg.seed, rank=rank,
                              world_size=world_size)
     log.info("cifar100: %d train, %d validation (held out of train), %d test images", len(train), len(held_out),

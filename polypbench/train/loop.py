@@ -29,6 +29,7 @@ from polypbench.models import create_model, gate_parameters
 from polypbench.train import distributed
 from polypbench.train.config import TrainConfig, save_config
 from polypbench.train.data import TrainData, build_data, model_input
+from polypbench.train.device_augment import DeviceAugment
 from polypbench.train.routing import build_optimizers, train_step
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, ctx: distributed.DistContext, start: f
     offset = data.size_offset_mm
     loss_fn = loss_function(cfg, offset, class_weight)
     autocast_dtype = torch.bfloat16 if cfg.bf16 else None
+    augmenter = DeviceAugment(cfg.img_size, cfg.seed) if cfg.augment and cfg.device_augment else None
 
     metrics_path = run_dir / "metrics.jsonl"
     if ctx.is_main:
@@ -206,7 +208,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, ctx: distributed.DistContext, start: f
         sums: dict[str, float] = {}
         steps = 0
         for batch in data.train:
-            x = model_input(batch, streams, device, non_blocking=True)
+            x = model_input(batch, streams, device, non_blocking=True, augment=augmenter)
             y = batch[data.target_key].to(device, non_blocking=True)
             stats = train_step(step_model, x, y, loss_fn, main_opt, gate_opt, gr_mode=cfg.gr_mode,
                                clip_main=cfg.clip_main, clip_gate=cfg.clip_gate, autocast_dtype=autocast_dtype,
