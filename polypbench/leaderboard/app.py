@@ -7,6 +7,7 @@ Every error is one JSON line ``{"error": "..."}`` (an invalid file adds ``"probl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -130,6 +131,8 @@ def create_app(
             return error(429, f"rate limit exceeded: more than {limiter.limit} requests per minute; expected fewer")
         return await call_next(request)
 
+    record_lock = asyncio.Lock()  # one server process: serializes the final cap check and insert
+
     @app.post("/api/submissions")
     async def submit(request: Request) -> JSONResponse:
         with sessions() as session:
@@ -166,12 +169,16 @@ def create_app(
         finally:
             await form.close()
         primary = metric(result, PRIMARY)
-        with sessions() as session:
-            sub = Submission(team_id=team_id, method=method, paper_url=paper, code_url=code, filename=filename,
-                             primary_value=primary["value"] if primary else None, result_json=json.dumps(result))
-            session.add(sub)
-            session.commit()
-            sub_id = sub.id
+        async with record_lock:  # the cap again, atomically with the insert: concurrent uploads all passed it above
+            with sessions() as session:
+                if scored_today(session, team_id) >= daily_cap:
+                    return error(429, f"daily cap reached: {daily_cap} scored submissions per team per UTC day "
+                                 "(reached while this file was scored; it was not recorded)")
+                sub = Submission(team_id=team_id, method=method, paper_url=paper, code_url=code, filename=filename,
+                                 primary_value=primary["value"] if primary else None, result_json=json.dumps(result))
+                session.add(sub)
+                session.commit()
+                sub_id = sub.id
         log.info("team %s: submission %d scored", team_name, sub_id)
         return JSONResponse({"id": sub_id, "team": team_name, "method": method, "url": f"/submissions/{sub_id}",
                              "primary": {"metric": ".".join(PRIMARY), "dataset": "pooled", **(primary or {})},

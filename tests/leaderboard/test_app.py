@@ -11,7 +11,7 @@ from polypbench.leaderboard.auth import add_team, hash_token
 from polypbench.leaderboard.db import Team, session_factory
 from polypbench.manifest import Manifest
 
-from .conftest import parquet_bytes, post, predictions
+from .conftest import live_server, parquet_bytes, post, predictions
 
 
 def _lists(obj: Any, path: str = "") -> list[tuple[str, int]]:
@@ -98,6 +98,29 @@ def test_daily_cap_counts_scored_submissions(make_client, token, labels) -> None
     assert post(client, token, parquet_bytes(predictions(labels))).status_code == 200
     res = post(client, token, parquet_bytes(predictions(labels)))
     assert res.status_code == 429 and "daily cap reached" in res.json()["error"]
+
+
+def test_daily_cap_holds_under_concurrent_uploads(db, labels, token) -> None:
+    # five uploads at once all pass the cap check on arrival; only two may be recorded
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from polypbench.leaderboard.app import create_app
+    from polypbench.leaderboard.db import Submission
+
+    app = create_app(db, [labels], daily_cap=2, max_upload_bytes=10 * 1024 * 1024, rate_limit=0, n_bootstrap=200)
+    data = parquet_bytes(predictions(labels))
+    with live_server(app) as url:
+        def upload(i: int) -> int:
+            return httpx.post(f"{url}/api/submissions", headers={"Authorization": f"Bearer {token}"},
+                              data={"method": f"m{i}"}, files={"file": ("p.parquet", data)}, timeout=60).status_code
+
+        with ThreadPoolExecutor(5) as pool:
+            codes = sorted(pool.map(upload, range(5)))
+    assert codes == [200, 200, 429, 429, 429]
+    with session_factory(db)() as session:
+        assert session.query(Submission).count() == 2
 
 
 def test_request_rate_limit(make_client) -> None:
