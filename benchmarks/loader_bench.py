@@ -30,8 +30,9 @@ import shutil
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import PIL
@@ -137,7 +138,7 @@ class DeviceSide:
 
 def measure(paths: dict[str, Any], seconds: float, rounds: int) -> dict[str, tuple[int, float]]:
     """(samples, seconds) per path; each round gives every path ``seconds`` of wall time, in turn."""
-    done = {name: (0, 0.0) for name in paths}
+    done = dict.fromkeys(paths, (0, 0.0))
     cursor = dict.fromkeys(paths, 0)
     for name, data in paths.items():  # warm-up: page cache, lazy imports, memory maps
         for i in range(3):

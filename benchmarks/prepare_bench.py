@@ -139,7 +139,7 @@ def main() -> None:
         rows.append((f"polypbench prepare --workers {workers}", report.files, t))
     t_ref, n_ref = timed(reference, raw, args.reference_files)
     rows.append((f"reference (ET + concat per file; first {n_ref} files)", n_ref, t_ref))
-    print(f"\n| approach | files | seconds | annotations/s | vs io-floor |\n|---|---|---|---|---|")
+    print("\n| approach | files | seconds | annotations/s | vs io-floor |\n|---|---|---|---|---|")
     floor_rate = rows[0][1] / rows[0][2]
     for name, n, t in rows:
         print(f"| {name} | {n} | {t:.2f} | {n / t:,.0f} | {floor_rate / (n / t):.2f}x slower |")

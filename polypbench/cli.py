@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -386,7 +387,8 @@ def submit(predictions: Path, server: str, token: str, method: str, paper: str |
       polypbench submit preds.parquet --server https://lb.example.org --token $TOKEN --method "ResNet-50" \\
         --manifest prepared/sun
     """
-    from polypbench.leaderboard.client import describe, submit as upload, validate_locally
+    from polypbench.leaderboard.client import describe, validate_locally
+    from polypbench.leaderboard.client import submit as upload
 
     if manifests:
         validate_locally(predictions, manifests)

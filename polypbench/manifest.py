@@ -24,7 +24,7 @@ class Manifest:
     root: Path
 
     @classmethod
-    def open(cls, root: str | Path) -> "Manifest":
+    def open(cls, root: str | Path) -> Manifest:
         """Open a prepared directory, refusing one without a readable ``frames.parquet`` of schema version 1."""
         root = Path(root)
         frames = root / schema.FRAMES_FILE

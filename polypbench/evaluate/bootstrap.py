@@ -82,7 +82,7 @@ class MedianSearch:
 
     @classmethod
     def build(cls, values: np.ndarray, patient: np.ndarray, weight: np.ndarray, n_patients: int, *,
-              presorted: bool = False) -> "MedianSearch":
+              presorted: bool = False) -> MedianSearch:
         if not presorted:
             order = np.argsort(values, kind="stable")
             values, patient, weight = values[order], patient[order], weight[order]

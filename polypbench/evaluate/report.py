@@ -104,7 +104,7 @@ def _sections(result: Result) -> list[tuple[int, str, Any]]:
     for task in TASKS:
         for ds in result.views[headline]["tasks"][task]["datasets"]:
             out.append((3, f"Per polyp, {task}, {ds}: per class", _class_rows(result, headline, task, ds)))
-            out.append((4, f"confusion matrix (polyps; rows true, columns predicted)",
+            out.append((4, "confusion matrix (polyps; rows true, columns predicted)",
                         _confusion_rows(result, headline, task, ds)))
     if result.comparison:
         other = result.comparison["other"]["name"]

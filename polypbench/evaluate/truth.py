@@ -115,7 +115,7 @@ class Truth:
     @classmethod
     def from_manifests(
         cls, manifests: ManifestLike | Sequence[ManifestLike], *, split: str = "test", fold: int | None = None
-    ) -> "Truth":
+    ) -> Truth:
         """Read the truth of ``split`` from one manifest, or several (one per dataset, scored pooled)."""
         items = [manifests] if isinstance(manifests, (Manifest, str, Path)) else list(manifests)
         if not items:

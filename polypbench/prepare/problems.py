@@ -7,8 +7,8 @@ Nothing is skipped silently: every skip is a :class:`Problem`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 KINDS = {
     "malformed_xml": "malformed or unsafe annotation XML",

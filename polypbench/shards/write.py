@@ -16,11 +16,12 @@ import math
 import os
 import shutil
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 from PIL import Image
@@ -31,8 +32,15 @@ from polypbench.errors import ConfigError, InputError
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import draft_scale, unreadable_frame
 from polypbench.manifest import Manifest
-from polypbench.shards.layout import (BATCH_ROWS, SHARD_SCHEMA, SIGNATURE_FILE, SPEC_FILE, Spec, materialized_dir,
-                                      shard_name)
+from polypbench.shards.layout import (
+    BATCH_ROWS,
+    SHARD_SCHEMA,
+    SIGNATURE_FILE,
+    SPEC_FILE,
+    Spec,
+    materialized_dir,
+    shard_name,
+)
 from polypbench.splits import file_sha256
 
 log = logging.getLogger(__name__)

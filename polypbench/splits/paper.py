@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+
 from polypbench.manifest import Manifest
 
 

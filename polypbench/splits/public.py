@@ -63,7 +63,7 @@ def real_colon_split() -> pd.DataFrame:
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         folds = list(cv.split(samples, samples["stratum"], samples["patient_id"]))
     for fold, (_, idx) in enumerate(folds):
-        fold_of.update({pid: fold for pid in samples["patient_id"].iloc[idx]})
+        fold_of.update(dict.fromkeys(samples["patient_id"].iloc[idx], fold))
     table["fold"] = table["patient_id"].map(fold_of).fillna(-1).astype(int)
     return table
 

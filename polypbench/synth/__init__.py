@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from polypbench.errors import choice_error
 from polypbench.synth import real_colon, sun, sun_seg

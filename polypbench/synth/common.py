@@ -7,10 +7,11 @@ import io
 import logging
 import os
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,7 @@ class SynthSummary:
         ymax (as written), width, height, size_mm."""
         rows = [[getattr(r, c) for c in BOX_COLUMNS] for r in self.records]
         df = pd.DataFrame(rows, columns=list(BOX_COLUMNS))
-        return df.astype({c: "int64" for c in ("xmin", "ymin", "xmax", "ymax", "width", "height")} | {"size_mm": "float64"})
+        return df.astype(dict.fromkeys(("xmin", "ymin", "xmax", "ymax", "width", "height"), "int64") | {"size_mm": "float64"})
 
     @property
     def n_boxes(self) -> int:

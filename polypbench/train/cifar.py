@@ -9,8 +9,8 @@ the test set), the validation set here is a fixed, class-stratified part of the 
 from __future__ import annotations
 
 import hashlib
-import pickle
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 

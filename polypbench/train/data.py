@@ -24,8 +24,8 @@ from polypbench.errors import ConfigError
 from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
 from polypbench.load.decode import decode_jpeg_batch
-from polypbench.train.device_augment import DeviceAugment, WindowScale
 from polypbench.train.config import TrainConfig
+from polypbench.train.device_augment import DeviceAugment, WindowScale
 
 log = logging.getLogger(__name__)
 

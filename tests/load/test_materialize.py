@@ -18,8 +18,7 @@ from polypbench import load_split
 from polypbench.errors import ConfigError, InputError
 from polypbench.load import PolypFrames
 from polypbench.manifest import Manifest
-from polypbench.shards import (ShardFrames, assign_units, find_materialized, materialize, shard_units,
-                               worker_units)
+from polypbench.shards import ShardFrames, assign_units, find_materialized, materialize, shard_units, worker_units
 from polypbench.shards.layout import SHARD_SCHEMA, SPEC_FILE
 from polypbench.train.data import FramesPerPolyp, SampleTransform, collate, polyp_keys
 from tests.conftest import link_copy, replace_file
