@@ -1,12 +1,13 @@
 # The two commands the README gives: `make demo` and `make test`. Both build .venv with pip first.
+# `make test` (what CI runs, through .ci/run) = `make check` (ruff, mypy) + the test suite + `make wheel-check`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test splits clean
+.PHONY: install demo check test wheel-check splits clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned to the wheels that lie on local disk (pip's cap here), so no CUDA download happens
@@ -22,8 +23,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/polypbench demo --out demo_out
 
-test: $(STAMP)
+check: $(STAMP)
+	$(BIN)/ruff check polypbench tests benchmarks
+	$(BIN)/mypy
+
+test: check $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(MAKE) wheel-check
+
+# Build the wheel and sdist, install the wheel non-editable into a clean venv, run every dataset end to end.
+wheel-check: $(STAMP)
+	bash .ci/wheel_smoke
 
 # Regenerate the committed public splits (byte-for-byte reproducible; tests compare against them).
 splits: $(STAMP)

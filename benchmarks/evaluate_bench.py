@@ -55,9 +55,9 @@ def write_manifests(root: Path, n_frames: int, seed: int = 0) -> tuple[list[Path
         polyp_of = np.repeat(np.arange(n_pol), counts)
         frame_index = (np.arange(len(polyp_of)) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
         n = len(polyp_of)
-        meta = {schema.META_POLYPBENCH_VERSION: b"0.1.0", schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION.encode(),
-                schema.META_DATASET: dataset.encode(), schema.META_SPLIT_VERSION: b"v1",
-                schema.META_SPLIT_HASH: b"bench"}
+        meta = schema.parquet_metadata({
+            schema.META_POLYPBENCH_VERSION: "0.1.0", schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+            schema.META_DATASET: dataset, schema.META_SPLIT_VERSION: "v1", schema.META_SPLIT_HASH: "bench"})
         c3 = size_class(sizes, "triclass")
         i32 = pa.array(np.zeros(n, dtype=np.int32))
         frames = pa.table({

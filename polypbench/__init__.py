@@ -6,9 +6,14 @@ PyTorch and Hugging Face loaders, HAG/GR reference models, one scorer and a lead
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from polypbench.lazy import lazy_exports
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("polypbench")  # the one owner: pyproject.toml's [project] version
+except PackageNotFoundError:  # a source tree on sys.path without an install: say so rather than guess
+    __version__ = "0+unknown"
 
 _LAZY = {
     "load_split": "polypbench.load",

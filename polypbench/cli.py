@@ -15,21 +15,44 @@ from typing import Any
 
 import click
 
-from polypbench.errors import PolypbenchError
-
-SYNTH_DATASETS = ("real-colon", "sun", "sun-seg")
-PREPARE_DATASETS = ("real-colon", "sun", "misawa", "sun-seg")
+from polypbench import datasets
+from polypbench.errors import PolypbenchError, missing_dependency
 
 
 def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Library errors become one ``Error:`` line; a missing optional package names the extra that installs it; an
+    unexpected exception is reported in one line too (its traceback only with -vv), never as a raw traceback."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except PolypbenchError as exc:
             raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            missing = missing_dependency(exc)
+            if missing is None:
+                raise
+            raise click.ClickException(str(missing)) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback by default
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            what = " ".join(str(exc).split())[:300]
+            raise click.ClickException(f"internal error ({type(exc).__name__}: {what}); rerun with -vv for the "
+                                       "traceback and report it") from None
 
     return wrapper
+
+
+def _write_predictions(df: Any, out: Path) -> None:
+    """A prediction file as its suffix says: ``.csv``, else Parquet."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
 
 
 @click.group()
@@ -49,7 +72,7 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.argument("dataset", type=click.Choice(SYNTH_DATASETS))
+@click.argument("dataset", type=click.Choice(datasets.synth_names()))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the raw dump into.")
 @click.option("--frames-per-polyp", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--negatives-per-video", type=click.IntRange(0), default=2, show_default=True)
@@ -80,7 +103,7 @@ def synth(dataset: str, out: Path, frames_per_polyp: int, negatives_per_video: i
 
 
 @main.command()
-@click.argument("dataset", type=click.Choice(PREPARE_DATASETS))
+@click.argument("dataset", type=click.Choice(datasets.names()))
 @click.option("--raw", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="Root of the raw dump, exactly as the dataset's owners distribute it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the manifest.")
@@ -138,7 +161,7 @@ def splits() -> None:
 
 
 @splits.command("show")
-@click.argument("dataset", type=click.Choice(PREPARE_DATASETS))
+@click.argument("dataset", type=click.Choice(datasets.names()))
 @click.option("--split-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder of split files [default: the published split_manifests/].")
 @_one_line_errors
@@ -273,6 +296,30 @@ def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: i
     if report_path is not None:
         for path in write_report(result, report_path):
             click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              multiple=True, required=True, help="Prepared directory; repeat for several datasets.")
+@click.option("--split", type=click.Choice(("train", "validation", "test")), default="test", show_default=True)
+@click.option("--fold", type=click.IntRange(0), default=None, help="Cross-validation fold k.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Prediction file to write (.parquet, or .csv).")
+@_one_line_errors
+def baseline(manifests: tuple[Path, ...], split: str, fold: int | None, out: Path) -> None:
+    """Write the majority baseline's predictions for SPLIT: the training split's most frequent size class and
+    median size, for every frame (no model, no torch). Every method should beat it.
+
+    \b
+    Example:
+      polypbench baseline --manifest prepared/sun --out majority.parquet
+      polypbench evaluate majority.parquet --manifest prepared/sun
+    """
+    from polypbench.baselines import majority_baseline
+
+    df = majority_baseline(list(manifests), split, fold)
+    _write_predictions(df, out)
+    click.echo(f"wrote {out} ({len(df)} frames)")
 
 
 @main.group()
@@ -465,9 +512,5 @@ def predict(checkpoint: Path, manifests: tuple[Path, ...], split: str, fold: int
 
     df = run_predict(checkpoint, list(manifests), split, raw_root=list(raw_roots) or None, fold=fold,
                      batch_size=batch_size, device=device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        df.to_csv(out, index=False)
-    else:
-        df.to_parquet(out, index=False)
+    _write_predictions(df, out)
     click.echo(f"wrote {out} ({len(df)} frames)")

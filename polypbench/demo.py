@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from polypbench import datasets
+from polypbench.baselines import majority_baseline
 from polypbench.manifest import Manifest
 from polypbench.prepare import prepare
 from polypbench.splits import verify
@@ -22,8 +23,10 @@ from polypbench.synth import synthesize
 
 log = logging.getLogger(__name__)
 
-DEMO_DATASETS = ("real-colon", "sun", "sun-seg")
-TRAIN_DATASETS = ("sun", "real-colon")
+DEMO_DATASETS = datasets.synth_names()
+"""Every dataset with a synthetic generator is built, prepared and verified."""
+TRAIN_DATASETS = tuple(name for name in DEMO_DATASETS if name in datasets.independent_names())
+"""The demo model trains on the datasets with polyps of their own (SUN-SEG re-annotates SUN's polyps)."""
 
 
 @dataclass
@@ -47,18 +50,6 @@ class Demo:
                       "", "Per-polyp triclass balanced accuracy on test (pooled sun + real-colon):",
                       f"  model               {model:.3f}", f"  majority baseline   {base:.3f}"]
         return "\n".join(lines)
-
-
-def majority_baseline(prepared: list[Path], split: str = "test") -> pd.DataFrame:
-    """Frame predictions that always give the training split's most frequent size class (one-hot p0..p2)."""
-    manifests = [Manifest.open(d) for d in prepared]
-    polyps = pd.concat([m.select("train") for m in manifests]).drop_duplicates(["dataset", "polyp_id"])
-    majority = int(polyps["size_class3"].value_counts().idxmax())
-    test = pd.concat([m.select(split) for m in manifests])
-    out = test[["polyp_id", "frame_index"]].reset_index(drop=True)
-    for k in range(3):
-        out[f"p{k}"] = np.float64(k == majority)
-    return out
 
 
 def train_demo(out: Path, *, seed: int = 0, overrides: tuple[str, ...] = ()) -> tuple[object, object, float, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -32,11 +33,30 @@ class InputError(PolypbenchError):
         super().__init__(" ".join(msg.split()))  # always one line
 
 
+OPTIONAL_MODULES = {
+    "torch": "torch", "torchvision": "torch", "timm": "train", "safetensors": "train",
+    "datasets": "hf", "huggingface_hub": "hf", "tensorboard": "tensorboard", "submitit": "slurm",
+    "fastapi": "leaderboard", "uvicorn": "leaderboard", "sqlalchemy": "leaderboard", "alembic": "leaderboard",
+    "multipart": "leaderboard", "psycopg": "postgres",
+}
+"""Module -> the optional dependency group of pyproject.toml that installs it (the base install leaves it out)."""
+
+
+def missing_dependency(exc: ModuleNotFoundError) -> PolypbenchError | None:
+    """The one-line error for an optional module that is not installed, or None for any other missing module."""
+    top = (exc.name or "").split(".")[0]
+    extra = OPTIONAL_MODULES.get(top)
+    if extra is None:
+        return None
+    return PolypbenchError(f"this command needs the optional package {top!r}, which is not installed; "
+                           f"expected it installed with: pip install 'polypbench[{extra}]'")
+
+
 class ConfigError(PolypbenchError):
     """An invalid option value; the message lists the valid values."""
 
 
-def choice_error(what: str, value: object, valid: object) -> ConfigError:
+def choice_error(what: str, value: object, valid: Iterable[object]) -> ConfigError:
     """Build the error for an unknown name, listing the valid names (torchvision style)."""
-    options = ", ".join(sorted(map(str, valid)))  # type: ignore[arg-type]
+    options = ", ".join(sorted(map(str, valid)))
     return ConfigError(f"unknown {what} {value!r}; expected one of: {options}")

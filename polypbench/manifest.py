@@ -40,12 +40,12 @@ class Manifest:
 
     @property
     def dataset(self) -> str:
-        return self.metadata["polypbench.dataset"]
+        return self.metadata[schema.META_DATASET]
 
     @property
     def raw_root(self) -> Path | None:
         """The raw root recorded at prepare time (a hint: pass ``raw_root`` at load time on another machine)."""
-        raw = self.metadata.get("polypbench.raw_root")
+        raw = self.metadata.get(schema.META_RAW_ROOT)
         return Path(raw) if raw else None
 
     @cached_property

@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 from polypbench.errors import InputError
 
 SCHEMA_VERSION = "1"
-DATASETS = ("real-colon", "sun", "misawa", "sun-seg")
 SPLITS = ("train", "validation", "test")
 CLINICAL_FIELDS = ("histology", "site", "endoscope")
 
@@ -65,13 +64,19 @@ POLYPS = pa.schema(
 )
 """One row per polyp with at least one valid box."""
 
-# Parquet key-value metadata keys (bytes, as Parquet stores them).
-META_POLYPBENCH_VERSION = b"polypbench.version"
-META_SCHEMA_VERSION = b"polypbench.schema_version"
-META_DATASET = b"polypbench.dataset"
-META_SPLIT_VERSION = b"polypbench.split_version"
-META_SPLIT_HASH = b"polypbench.split_sha256"
-META_RAW_ROOT = b"polypbench.raw_root"
+# Parquet key-value metadata keys (:func:`parquet_metadata` encodes them as Parquet stores them, in bytes).
+META_POLYPBENCH_VERSION = "polypbench.version"
+META_SCHEMA_VERSION = "polypbench.schema_version"
+META_DATASET = "polypbench.dataset"
+META_SPLIT_VERSION = "polypbench.split_version"
+META_SPLIT_HASH = "polypbench.split_sha256"
+META_RAW_ROOT = "polypbench.raw_root"
+_META_PREFIX = "polypbench."
+
+
+def parquet_metadata(values: dict[str, str]) -> dict[bytes, bytes]:
+    """Key-value metadata (``META_*`` keys) as a Parquet schema stores it."""
+    return {key.encode(): value.encode() for key, value in values.items()}
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -80,11 +85,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise InputError(path, "no such file", f"a manifest written by `polypbench prepare` ({FRAMES_FILE})")
     meta = pq.read_schema(path).metadata or {}
-    out = {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"polypbench.")}
-    if out.get(META_SCHEMA_VERSION.decode()) != SCHEMA_VERSION:
+    out = {k.decode(): v.decode() for k, v in meta.items() if k.startswith(_META_PREFIX.encode())}
+    if out.get(META_SCHEMA_VERSION) != SCHEMA_VERSION:
         raise InputError(
             path,
-            f"schema version {out.get(META_SCHEMA_VERSION.decode())!r}",
+            f"schema version {out.get(META_SCHEMA_VERSION)!r}",
             f"schema version {SCHEMA_VERSION!r} (re-run `polypbench prepare`)",
         )
     return out

@@ -93,3 +93,21 @@ def read_sun_cases(path: str | Path | None = None) -> pd.DataFrame:
         except ValueError:
             raise InputError(path, f"{text!r}", "'<n>mm' or '<n>mm-'", row=row, field="size") from None
     return df.assign(case_id=df["case_id"].astype(int), size_mm=sizes)
+
+
+def real_colon_polyps() -> pd.DataFrame:
+    """REAL-Colon's lesions from the shipped table: ``patient_id`` (the video) and ``size_mm``, one row per lesion."""
+    lesions = read_real_colon_lesions()
+    return pd.DataFrame({"patient_id": lesions["unique_video_name"].astype(str),
+                         "size_mm": lesions["size [mm]"].astype("float64")})
+
+
+def sun_patient_id(case: int | str) -> str:
+    """SUN case number -> patient id (``case1``), as the raw folders name it."""
+    return f"case{int(case)}"
+
+
+def sun_polyps() -> pd.DataFrame:
+    """SUN's polyps from the shipped case table: ``patient_id`` (the case) and ``size_mm``, one row per case."""
+    cases = read_sun_cases()
+    return pd.DataFrame({"patient_id": cases["case_id"].map(sun_patient_id), "size_mm": cases["size_mm"]})

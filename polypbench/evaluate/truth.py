@@ -15,11 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from polypbench import schema
 from polypbench.errors import InputError
 from polypbench.manifest import Manifest
 
 FRAME_KEY_SHIFT = 32
-"""Frame key = polyp code << 32 | frame_index: one int64 per (polyp_id, frame_index)."""
+
+
+def frame_key(polyp_code: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+    """One int64 per (polyp code, frame_index): ``code << 32 | frame_index`` (frame indices are int32, >= 0)."""
+    return (np.asarray(polyp_code, dtype=np.int64) << FRAME_KEY_SHIFT) | (
+        np.asarray(frame_index, dtype=np.int64) & 0xFFFFFFFF)
+
 
 ManifestLike = Manifest | str | Path
 
@@ -92,7 +99,7 @@ class Truth:
 
     @property
     def frame_keys(self) -> np.ndarray:
-        return (self.frame_polyp.astype(np.int64) << FRAME_KEY_SHIFT) | (self.frame_index.astype(np.int64) & 0xFFFFFFFF)
+        return frame_key(self.frame_polyp, self.frame_index)
 
     @property
     def known_polyps(self) -> pd.Index:
@@ -131,10 +138,10 @@ class Truth:
             meta = m.metadata
             info.append({
                 "path": str(m.root),
-                "dataset": meta.get("polypbench.dataset", ""),
-                "split_version": meta.get("polypbench.split_version", ""),
-                "split_sha256": meta.get("polypbench.split_sha256", ""),
-                "polypbench_version": meta.get("polypbench.version", ""),
+                "dataset": meta.get(schema.META_DATASET, ""),
+                "split_version": meta.get(schema.META_SPLIT_VERSION, ""),
+                "split_sha256": meta.get(schema.META_SPLIT_HASH, ""),
+                "polypbench_version": meta.get(schema.META_POLYPBENCH_VERSION, ""),
             })
         table = pd.concat(polyps, ignore_index=True)
         if table.empty:

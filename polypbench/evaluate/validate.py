@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate.truth import ManifestLike, Truth, load_truth
+from polypbench.evaluate.truth import ManifestLike, Truth, frame_key, load_truth
 
 POLYP_KEY = "polyp_id"
 FRAME_KEY = "frame_index"
@@ -234,8 +234,7 @@ def _check_keys(df: pd.DataFrame, truth: Truth, level: str, chk: _Checker) -> np
         out_of_range = ~missing_frame & ((number < 0) | (number > np.iinfo(np.int32).max))
         chk.rows_where(FRAME_KEY, out_of_range, "frame number outside 0..2^31-1", "a frame number of the manifest")
         missing_frame = missing_frame | out_of_range  # never folded into the 32-bit key below
-        truth_keys = truth.frame_polyp * (1 << 32) + (truth.frame_index & 0xFFFFFFFF)
-        pos = _lookup(truth_keys, polyp * (1 << 32) + (number & 0xFFFFFFFF))
+        pos = _lookup(truth.frame_keys, frame_key(polyp, number))
         pos[(polyp < 0) | missing_frame] = -1
         no_frame = (pos < 0) & (polyp >= 0) & ~missing_frame
         chk.rows_where(FRAME_KEY, no_frame, f"(polyp_id, frame_index) not a frame of the {truth.split_label} split",

@@ -127,16 +127,21 @@ class RowBuilder:
 
     def result(self, n_files: int = 0, n_negative: int = 0) -> UnitResult:
         size = self.columns["size_mm"]
-        self.columns["size_class3"] = sizes.size_class3(size) if size else []  # vectorised, once per unit
-        self.columns["size_class2"] = sizes.size_class2(size) if size else []
-        return UnitResult(pa.table(self.columns, schema=schema.FRAMES), self.problems, n_files, n_negative)
+        columns: dict[str, Any] = dict(self.columns)
+        columns["size_class3"] = sizes.size_class3(size) if size else []  # vectorised, once per unit
+        columns["size_class2"] = sizes.size_class2(size) if size else []
+        return UnitResult(pa.table(columns, schema=schema.FRAMES), self.problems, n_files, n_negative)
 
 
 class Converter(abc.ABC):
-    """One raw dataset layout -> manifest rows. Subclasses are registered in :mod:`polypbench.prepare`."""
+    """One raw dataset layout -> manifest rows. Each subclass is named by its entry in :mod:`polypbench.datasets`.
 
-    dataset: str
-    """Value of the manifest's ``dataset`` column and prefix of ``polyp_id``."""
+    ``dataset`` is the value of the manifest's ``dataset`` column and the prefix of ``polyp_id``: the name the
+    user prepared under (an alias such as ``misawa`` keeps its name).
+    """
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
 
     @abc.abstractmethod
     def polyps(self, raw: Path) -> dict[str, PolypInfo]:

@@ -8,14 +8,11 @@ part), builds ``polyps.parquet``, the dataset card and ``prepare_report.json``, 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,6 +22,7 @@ from tqdm import tqdm
 
 from polypbench import __version__, schema
 from polypbench.errors import InputError, PolypbenchError
+from polypbench.fileio import PartStore, atomic_write_json, run_pool, tmp_path
 from polypbench.prepare.base import Context, Converter, Unit, UnitResult
 from polypbench.prepare.card import HF_DIR, dataset_card
 from polypbench.prepare.problems import Problem, summarize
@@ -74,16 +72,6 @@ class PrepareReport:
         return "\n".join(lines)
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def _write_json(path: Path, obj: object) -> None:
-    tmp = _atomic_path(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def _convert(args: tuple[type[Converter], Context, Unit]) -> tuple[Unit, UnitResult]:
     converter, ctx, unit = args
     return unit, converter.convert(ctx, unit)
@@ -95,40 +83,20 @@ class Engine:
     def __init__(self, converter: Converter, raw: Path, out: Path, workers: int | None, strict: bool) -> None:
         self.converter, self.raw, self.out, self.strict = converter, Path(raw), Path(out), strict
         self.workers = workers or os.cpu_count() or 1
-        self.parts = self.out / PARTS
         self.split_path = split_file(converter.dataset)
         self.split_sha = file_sha256(self.split_path)
-
-    def _signature(self) -> dict[str, str]:
-        return {"dataset": self.converter.dataset, "raw": str(self.raw.resolve()), "version": __version__,
-                "schema": schema.SCHEMA_VERSION, "split_sha256": self.split_sha}
-
-    def _start_parts(self) -> None:
-        sig_path = self.parts / "signature.json"
-        if sig_path.is_file() and json.loads(sig_path.read_text()) != self._signature():
-            log.warning("discarding partial results in %s: they came from other inputs or another version", self.parts)
-            shutil.rmtree(self.parts)
-        self.parts.mkdir(parents=True, exist_ok=True)
-        if not sig_path.is_file():
-            _write_json(sig_path, self._signature())
+        signature = {"dataset": converter.dataset, "raw": str(self.raw.resolve()), "version": __version__,
+                     "schema": schema.SCHEMA_VERSION, "split_sha256": self.split_sha}
+        self.parts = PartStore(self.out / PARTS, signature)
 
     def _save(self, unit: Unit, result: UnitResult) -> None:
-        _write_json(self.parts / f"{unit.key}.json",
-                    {"problems": [p.to_dict() for p in result.problems], "files": result.n_files, "negative": result.n_negative})
-        tmp = _atomic_path(self.parts / f"{unit.key}.parquet")
-        pq.write_table(result.table, tmp)
-        os.replace(tmp, self.parts / f"{unit.key}.parquet")  # the parquet's presence marks the unit done
+        info = {"problems": [p.to_dict() for p in result.problems], "files": result.n_files,
+                "negative": result.n_negative}
+        self.parts.save(unit.key, unit.path, info, {"parquet": lambda tmp: pq.write_table(result.table, tmp)})
 
     def _run_units(self, ctx: Context, todo: list[Unit]) -> Iterator[tuple[Unit, UnitResult]]:
         jobs = [(type(self.converter), ctx, unit) for unit in todo]
-        if self.workers == 1 or len(todo) <= 1:
-            yield from map(_convert, jobs)
-            return
-        with ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=get_context("spawn")) as pool:
-            try:
-                yield from pool.map(_convert, jobs, chunksize=1)
-            finally:
-                pool.shutdown(cancel_futures=True)
+        return run_pool(_convert, jobs, self.workers)
 
     def run(self) -> PrepareReport:
         if not self.raw.is_dir():
@@ -140,8 +108,8 @@ class Engine:
         units = self.converter.units(self.raw)
         if not units:
             raise InputError(self.raw, "no annotations found", f"the raw {self.converter.dataset} layout (docs/datasets.md)")
-        self._start_parts()
-        todo = [u for u in units if not (self.parts / f"{u.key}.parquet").is_file()]
+        self.parts.open()
+        todo = [u for u in units if not self.parts.is_done(u.key, u.path)]
         bar = tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=f"prepare {ctx.dataset}",
                    disable=None, leave=False)
         with bar:
@@ -150,34 +118,34 @@ class Engine:
                     raise PolypbenchError(result.problems[0].message)
                 self._save(unit, result)
                 bar.update()
-        report = self._merge(ctx, units)
-        report.resumed_units = len(units) - len(todo)
-        shutil.rmtree(self.parts)
+        report = self._merge(ctx, units, resumed=len(units) - len(todo))
+        shutil.rmtree(self.parts.folder)
         return report
 
-    def _merge(self, ctx: Context, units: list[Unit]) -> PrepareReport:
+    def _merge(self, ctx: Context, units: list[Unit], resumed: int) -> PrepareReport:
         problems: list[Problem] = []
         files = negative = 0
         n_frames: dict[str, int] = {}
-        metadata = {
-            schema.META_POLYPBENCH_VERSION: __version__.encode(),
-            schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION.encode(),
-            schema.META_DATASET: ctx.dataset.encode(),
-            schema.META_SPLIT_VERSION: SPLIT_VERSION.encode(),
-            schema.META_SPLIT_HASH: self.split_sha.encode(),
-            schema.META_RAW_ROOT: str(self.raw.resolve()).encode(),
-        }
+        metadata = schema.parquet_metadata({
+            schema.META_POLYPBENCH_VERSION: __version__,
+            schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+            schema.META_DATASET: ctx.dataset,
+            schema.META_SPLIT_VERSION: SPLIT_VERSION,
+            schema.META_SPLIT_HASH: self.split_sha,
+            schema.META_RAW_ROOT: str(self.raw.resolve()),
+        })
         frames_schema = schema.FRAMES.with_metadata(metadata)
         (self.out / HF_DIR).mkdir(exist_ok=True)
         targets = {"frames": self.out / schema.FRAMES_FILE, **{s: self.out / HF_DIR / f"{s}.parquet" for s in schema.SPLITS}}
-        writers = {name: pq.ParquetWriter(_atomic_path(path), frames_schema, compression="zstd") for name, path in targets.items()}
+        writers = {name: pq.ParquetWriter(tmp_path(path), frames_schema, compression="zstd") for name, path in targets.items()}
         split_rows = dict.fromkeys(schema.SPLITS, 0)
         try:
             for unit in units:
-                info = json.loads((self.parts / f"{unit.key}.json").read_text())
+                info = self.parts.info(unit.key)
+                assert info is not None, f"{unit.key}: part not finished"
                 problems += [Problem(**p) for p in info["problems"]]
                 files, negative = files + info["files"], negative + info["negative"]
-                table = pq.read_table(self.parts / f"{unit.key}.parquet").cast(frames_schema)
+                table = pq.read_table(self.parts.file(unit.key, "parquet")).cast(frames_schema)
                 if table.num_rows:  # no empty row groups: some readers (HF datasets) refuse them
                     writers["frames"].write_table(table)
                 for split in schema.SPLITS:
@@ -197,18 +165,19 @@ class Engine:
         if self.strict and problems:
             raise PolypbenchError(problems[0].message)
         polyp_table = self._polyps_table(ctx, n_frames, metadata)
-        tmp_polyps = _atomic_path(self.out / schema.POLYPS_FILE)
+        tmp_polyps = tmp_path(self.out / schema.POLYPS_FILE)
         pq.write_table(polyp_table, tmp_polyps, compression="zstd")
         report = PrepareReport(
             dataset=ctx.dataset, out=self.out, rows=sum(split_rows.values()), polyps=polyp_table.num_rows,
             patients=len(set(polyp_table["patient_id"].to_pylist())), files=files, negative_frames=negative,
             split_rows=split_rows, problems=summarize(problems), notes=self.converter.notes(self.raw),
+            resumed_units=resumed,
         )
         card = self.out / "README.md"
-        _atomic_path(card).write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha))
+        tmp_path(card).write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha))
         for path in [*targets.values(), self.out / schema.POLYPS_FILE, card]:
-            os.replace(_atomic_path(path), path)
-        _write_json(self.out / REPORT_FILE, {**report.to_dict(), "all_problems": [p.to_dict() for p in problems]})
+            os.replace(tmp_path(path), path)
+        atomic_write_json(self.out / REPORT_FILE, {**report.to_dict(), "all_problems": [p.to_dict() for p in problems]})
         return report
 
     @staticmethod

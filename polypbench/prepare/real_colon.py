@@ -34,7 +34,6 @@ def _sort_key(name: str) -> tuple[int, str]:
 
 
 class RealColonConverter(Converter):
-    dataset = "real-colon"
 
     def polyps(self, raw: Path) -> dict[str, PolypInfo]:
         lesions = catalog.read_real_colon_lesions(raw / "lesion_info.csv")
@@ -50,7 +49,7 @@ class RealColonConverter(Converter):
                 video_id=video,
                 size_mm=float(row[2]),
                 histology=None if row.histology_class != row.histology_class else str(row.histology_class),
-                site=SITE_SPELLING.get(site, site),
+                site=None if site is None else SITE_SPELLING.get(site, site),
                 endoscope=brand.get(video),
             )
         return out

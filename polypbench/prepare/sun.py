@@ -17,9 +17,9 @@ from pathlib import Path
 from PIL import Image
 
 from polypbench import catalog
+from polypbench.catalog import sun_patient_id
 from polypbench.errors import InputError
 from polypbench.prepare.base import Context, Converter, PolypInfo, RowBuilder, Unit, UnitResult
-from polypbench.splits import sun_patient_id
 
 _LINE = re.compile(r"^(\S+\.jpg)\s+(-?\d+),(-?\d+),(-?\d+),(-?\d+),(\d+)\s*$")
 _IMAGE = re.compile(r"_a(\d+)_[A-Za-z]*_image(\d{1,4})(?:\.jpg)?$")
@@ -59,7 +59,6 @@ def positive_root(raw: Path) -> Path:
 
 
 class SunConverter(Converter):
-    dataset = "sun"
 
     def polyps(self, raw: Path) -> dict[str, PolypInfo]:
         return sun_polyps(self.dataset)
@@ -118,10 +117,3 @@ class SunConverter(Converter):
             rows.add(source, match.group(1), index, f"{case_rel}/{name}", width, height,
                      tuple(int(c) for c in coords), frame_exists=exists)  # type: ignore[arg-type]
         return rows.result(n_files, n_negative)
-
-
-class MisawaConverter(SunConverter):
-    """``misawa``: the SUN database as cited through Misawa et al., GIE 2021. Same layout and converter;
-    the manifest says ``misawa`` in its dataset column and polyp ids so results keep the name they cite."""
-
-    dataset = "misawa"

@@ -22,7 +22,6 @@ ANNOTATION_FILE = "Detection/bbox_annotation.json"
 
 
 class SunSegConverter(Converter):
-    dataset = "sun-seg"
 
     def polyps(self, raw: Path) -> dict[str, PolypInfo]:
         return sun_polyps(self.dataset)

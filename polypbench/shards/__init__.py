@@ -11,10 +11,6 @@ _LAZY = {
     "shard_index": "polypbench.shards.dataset",
     "find_materialized": "polypbench.shards.layout",
     "materialized_dir": "polypbench.shards.layout",
-    "ShardUnit": "polypbench.shards.split",
-    "assign_units": "polypbench.shards.split",
-    "shard_units": "polypbench.shards.split",
-    "worker_units": "polypbench.shards.split",
     "materialize": "polypbench.shards.write",
 }
 # Lazy, so that materialize's worker processes start without importing torch.

@@ -31,7 +31,7 @@ SPEC_FILE = "materialized.json"
 SIGNATURE_FILE = ".signature.json"
 SHARD_SUFFIX = ".arrow"
 BATCH_ROWS = 256
-"""Rows per record batch: the unit that :func:`~polypbench.shards.split.assign_units` hands out."""
+"""Rows per record batch (a streaming reader's unit, as a Parquet row group would be)."""
 
 SHARD_SCHEMA = pa.schema(
     [

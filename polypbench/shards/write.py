@@ -10,16 +10,13 @@ output is deterministic: the same manifest, frames and options give the same byt
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
 import shutil
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from tqdm import tqdm
 
 from polypbench import schema
 from polypbench.errors import ConfigError, InputError
+from polypbench.fileio import atomic_output, atomic_write_json, read_json, run_pool
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import draft_scale, unreadable_frame
 from polypbench.manifest import Manifest
@@ -59,10 +57,6 @@ class VideoJob:
     out: Path
     spec: Spec
     rows: dict[str, list[Any]]
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
 
 
 def _open_frame(path: Path, boxes: list[tuple[int, int, int, int]], spec: Spec
@@ -121,9 +115,8 @@ def _crops(job: VideoJob) -> Iterator[dict[str, Any]]:
 
 def write_shard(job: VideoJob) -> int:
     """Write one shard (temporary name, renamed when complete); return its number of rows."""
-    tmp = _tmp(job.out)
     n = 0
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SHARD_SCHEMA) as writer:
+    with atomic_output(job.out) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SHARD_SCHEMA) as writer:
         batch: list[dict[str, Any]] = []
         for row in _crops(job):
             batch.append(row)
@@ -133,7 +126,6 @@ def write_shard(job: VideoJob) -> int:
         if batch:
             writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=SHARD_SCHEMA))
             n += len(batch)
-    os.replace(tmp, job.out)
     return n
 
 
@@ -141,8 +133,7 @@ def _run(job: VideoJob) -> tuple[int, tuple[str, str, str | None] | None]:
     """Worker entry: (rows, None), or (0, the InputError's fields): the error class does not pickle."""
     try:
         return write_shard(job), None
-    except InputError as exc:
-        _tmp(job.out).unlink(missing_ok=True)
+    except InputError as exc:  # the partial shard is already gone (atomic_output)
         return 0, (exc.path, exc.problem, exc.expected)
 
 
@@ -161,7 +152,7 @@ def _check(size: int, margin: float, context: float, quality: int) -> None:
 def _start(root: Path, spec: Spec) -> None:
     """Keep the shards of an interrupted run with the same spec; anything else in ``root`` is discarded."""
     signature = root / SIGNATURE_FILE
-    if root.exists() and (not signature.is_file() or json.loads(signature.read_text()) != spec.to_dict()):
+    if root.exists() and read_json(signature) != spec.to_dict():
         log.warning("discarding %s: it was materialized from other inputs or with other options", root)
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -169,8 +160,7 @@ def _start(root: Path, spec: Spec) -> None:
     for stale in root.glob("*/.*.tmp"):  # partial shards of an interrupted run
         stale.unlink()
     if not signature.is_file():
-        _tmp(signature).write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(_tmp(signature), signature)
+        atomic_write_json(signature, spec.to_dict())
 
 
 def _plan(frames: Any, raw: Path, root: Path, spec: Spec) -> list[tuple[str, str, VideoJob]]:
@@ -184,17 +174,6 @@ def _plan(frames: Any, raw: Path, root: Path, spec: Spec) -> list[tuple[str, str
         names.add(out)
         jobs.append((split, video, VideoJob(raw, out, spec, {c: part[c].tolist() for c in KEY_COLUMNS})))
     return jobs
-
-
-def _execute(todo: list[VideoJob], workers: int) -> Iterator[tuple[int, tuple[str, str, str | None] | None]]:
-    if workers == 1 or len(todo) <= 1:
-        yield from map(_run, todo)
-        return
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
-        try:
-            yield from pool.map(_run, todo, chunksize=1)
-        finally:
-            pool.shutdown(cancel_futures=True)
 
 
 def materialize(
@@ -231,18 +210,17 @@ def materialize(
         log.info("resuming: %d of %d shards already written", len(plan) - len(todo), len(plan))
     with tqdm(total=len(plan), initial=len(plan) - len(todo), unit="shard", desc=f"materialize {manifest.dataset}",
               disable=None, leave=False) as bar:
-        for _, error in _execute(todo, workers or os.cpu_count() or 1):
+        for _, error in run_pool(_run, todo, workers or os.cpu_count() or 1):
             if error is not None:
                 raise InputError(*error)
             bar.update()
-    shards = [{"path": f"{split}/{job.out.name}", "split": split, "video_id": video, "rows": len(job.rows["polyp_id"])}
-              for split, video, job in plan]
+    shards = [{"path": f"{split}/{job.out.name}", "split": split, "video_id": video,
+               "rows": len(job.rows["polyp_id"])} for split, video, job in plan]
     splits: dict[str, int] = {}
-    for s in shards:
-        splits[s["split"]] = splits.get(s["split"], 0) + s["rows"]
+    for split, _, job in plan:
+        splits[split] = splits.get(split, 0) + len(job.rows["polyp_id"])
     info = {**spec.to_dict(), "dataset": manifest.dataset, "rows": sum(splits.values()), "splits": splits,
             "shards": shards}
-    _tmp(root / SPEC_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    os.replace(_tmp(root / SPEC_FILE), root / SPEC_FILE)
+    atomic_write_json(root / SPEC_FILE, info)
     log.info("materialized %d boxes of %s into %d shards in %s", info["rows"], manifest.dataset, len(shards), root)
     return root

@@ -2,27 +2,25 @@
 
 from polypbench.splits.paper import paper_folds, paper_split
 from polypbench.splits.public import (
-    SPLIT_FILE_OF,
     SPLIT_VERSION,
     class_counts,
     file_sha256,
+    published_dir,
     read_split,
     split_file,
-    sun_patient_id,
     write_public_splits,
 )
 from polypbench.splits.verify import verify
 
 __all__ = [
-    "SPLIT_FILE_OF",
     "SPLIT_VERSION",
     "class_counts",
     "file_sha256",
+    "published_dir",
     "paper_folds",
     "paper_split",
     "read_split",
     "split_file",
-    "sun_patient_id",
     "verify",
     "write_public_splits",
 ]

@@ -23,21 +23,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polypbench import catalog, sizes
-from polypbench.errors import InputError, choice_error
+from polypbench import catalog, datasets, sizes
+from polypbench.errors import InputError
 
 SPLIT_VERSION = "v1"
 N_FOLDS = 5
 SEED = 0
 COLUMNS = ("patient_id", "split", "fold")
+PACKAGED_DIR = "split_manifests"
+"""Folder of the published split files inside the installed package (copied from the checkout's
+``split_manifests/`` when the wheel is built; see setup.py)."""
 
-SPLIT_FILE_OF = {"real-colon": "real-colon", "sun": "sun", "misawa": "sun", "sun-seg": "sun"}
-"""Dataset name -> the split file it uses."""
 
-
-def sun_patient_id(case: int | str) -> str:
-    """SUN case number -> patient id (``case1``), as the raw folders name it."""
-    return f"case{int(case)}"
+def published_dir() -> Path:
+    """The published split files: the installed package's copy, or the checkout's ``split_manifests/``."""
+    packaged = Path(str(resources.files("polypbench").joinpath(PACKAGED_DIR)))
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / PACKAGED_DIR
+    if checkout.is_dir():
+        return checkout
+    raise InputError(packaged, "no published split files", "a polypbench installation with its split_manifests/")
 
 
 def real_colon_split() -> pd.DataFrame:
@@ -73,7 +79,7 @@ def sun_split() -> pd.DataFrame:
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     cases = catalog.read_sun_cases()
-    ids = cases["case_id"].map(sun_patient_id)
+    ids = cases["case_id"].map(catalog.sun_patient_id)
     strata = sizes.size_class3(cases["size_mm"])
     dev_ids, _ = train_test_split(ids, test_size=0.2, stratify=strata, random_state=SEED)
     table = pd.DataFrame({"patient_id": ids, "split": "test", "fold": -1})
@@ -86,7 +92,6 @@ def sun_split() -> pd.DataFrame:
     return table
 
 
-GENERATORS = {"real-colon": real_colon_split, "sun": sun_split}
 
 
 def to_csv_bytes(table: pd.DataFrame) -> bytes:
@@ -99,22 +104,18 @@ def to_csv_bytes(table: pd.DataFrame) -> bytes:
 def write_public_splits(out: str | Path) -> list[Path]:
     """Regenerate every ``<out>/<dataset>/v1.csv``; the result is byte-identical to the committed files."""
     written = []
-    for name, generate in GENERATORS.items():
-        path = Path(out) / name / f"{SPLIT_VERSION}.csv"
+    for spec in datasets.split_owners():
+        path = Path(out) / spec.split_file / f"{SPLIT_VERSION}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(to_csv_bytes(generate()))
+        path.write_bytes(to_csv_bytes(spec.generate_split()))
         written.append(path)
     return written
 
 
 def split_file(dataset: str, split_dir: str | Path | None = None) -> Path:
     """Path of the published split file used by ``dataset`` (or of the one in ``split_dir``)."""
-    if dataset not in SPLIT_FILE_OF:
-        raise choice_error("dataset", dataset, SPLIT_FILE_OF)
-    name = f"{SPLIT_FILE_OF[dataset]}/{SPLIT_VERSION}.csv"
-    if split_dir is not None:
-        return Path(split_dir) / name
-    return Path(str(resources.files("polypbench.splits").joinpath("published", name)))
+    name = f"{datasets.get(dataset).split_file}/{SPLIT_VERSION}.csv"
+    return (Path(split_dir) if split_dir is not None else published_dir()) / name
 
 
 def file_sha256(path: str | Path) -> str:
@@ -143,12 +144,7 @@ def read_split(dataset: str, split_dir: str | Path | None = None) -> pd.DataFram
 def class_counts(dataset: str, split_dir: str | Path | None = None) -> pd.DataFrame:
     """Polyps per size class for every split and fold of ``dataset``'s published split, plus patients."""
     table = read_split(dataset, split_dir)
-    if SPLIT_FILE_OF[dataset] == "real-colon":
-        lesions = catalog.read_real_colon_lesions()
-        polyps = pd.DataFrame({"patient_id": lesions["unique_video_name"].astype(str), "size_mm": lesions["size [mm]"]})
-    else:
-        cases = catalog.read_sun_cases()
-        polyps = pd.DataFrame({"patient_id": cases["case_id"].map(sun_patient_id), "size_mm": cases["size_mm"]})
+    polyps = datasets.get(dataset).catalog_polyps()
     polyps["class"] = pd.Categorical.from_codes(sizes.size_class3(polyps["size_mm"]), sizes.TASKS["triclass"])
     merged = polyps.merge(table, on="patient_id", how="left", validate="many_to_one")
     counts = pd.crosstab([merged["split"], merged["fold"]], merged["class"], dropna=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from polypbench import schema
 from polypbench.errors import PolypbenchError
 from polypbench.manifest import Manifest
 from polypbench.splits.public import SPLIT_VERSION, file_sha256, read_split, split_file
@@ -19,14 +20,15 @@ def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
     meta = manifest.metadata
     path = split_file(manifest.dataset, split_dir)
     expected = file_sha256(path)
-    recorded = meta.get("polypbench.split_sha256")
+    recorded = meta.get(schema.META_SPLIT_HASH)
     if recorded != expected:
         raise PolypbenchError(
             f"{manifest.root}: split hash {recorded} differs from the published {path} ({expected}); "
             "re-run `polypbench prepare` with this polypbench version"
         )
-    if meta.get("polypbench.split_version") != SPLIT_VERSION:
-        raise PolypbenchError(f"{manifest.root}: split version {meta.get('polypbench.split_version')!r}; expected {SPLIT_VERSION!r}")
+    if meta.get(schema.META_SPLIT_VERSION) != SPLIT_VERSION:
+        raise PolypbenchError(f"{manifest.root}: split version {meta.get(schema.META_SPLIT_VERSION)!r}; "
+                              f"expected {SPLIT_VERSION!r}")
     published = read_split(manifest.dataset, split_dir).set_index("patient_id")
     frames = manifest.frames
     joined = frames[["patient_id", "split", "fold"]].merge(

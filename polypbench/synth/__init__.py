@@ -12,19 +12,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from polypbench.errors import choice_error
-from polypbench.synth import real_colon, sun, sun_seg
+from polypbench import datasets
 from polypbench.synth.common import BoxRecord, Options, SynthSummary, check_empty
 
 log = logging.getLogger(__name__)
 
 Writer = Callable[[Path, Options], "tuple[list[BoxRecord], int]"]
-WRITERS: dict[str, Writer] = {
-    "real-colon": real_colon.write,
-    "sun": sun.write,
-    "sun-seg": sun_seg.write,
-}
-"""Dataset name -> writer ``(out, options) -> (boxes, number of frames)``."""
+"""A synthetic writer ``(out, options) -> (boxes, number of frames)``; each dataset's is named in its registry
+entry (:mod:`polypbench.datasets`)."""
 
 
 def synthesize(
@@ -38,8 +33,7 @@ def synthesize(
 ) -> SynthSummary:
     """Write a synthetic raw ``dataset`` dump into ``out`` (new or empty folder). Deterministic: the same
     arguments give byte-identical files, whatever ``workers`` is."""
-    if dataset not in WRITERS:
-        raise choice_error("dataset", dataset, WRITERS)
+    writer = datasets.get(dataset).synth_writer()
     if frames_per_polyp < 1 or negatives_per_video < 0 or workers < 1:
         raise ValueError("frames_per_polyp >= 1, negatives_per_video >= 0 and workers >= 1 are required")
     root = Path(out)
@@ -47,10 +41,10 @@ def synthesize(
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     options = Options(frames_per_polyp, negatives_per_video, seed, workers)
-    records, n_images = WRITERS[dataset](root, options)
+    records, n_images = writer(root, options)
     summary = SynthSummary(dataset, root, n_images, records, time.perf_counter() - start)
     log.info("%s", summary.describe())
     return summary
 
 
-__all__ = ["WRITERS", "SynthSummary", "synthesize"]
+__all__ = ["SynthSummary", "Writer", "synthesize"]

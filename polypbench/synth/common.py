@@ -9,7 +9,6 @@ import os
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from polypbench.errors import InputError
+from polypbench.fileio import run_pool
 from polypbench.synth.render import JPEG_QUALITY
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,8 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def run_jobs(fn: Callable[[J], R], jobs: Sequence[J], workers: int) -> list[R]:
-    """``[fn(job) for job in jobs]``, in a spawn-context process pool when ``workers > 1``; results in order."""
-    workers = max(1, min(workers, len(jobs), os.cpu_count() or 1))
-    if workers == 1:
-        return [fn(job) for job in jobs]
-    with get_context("spawn").Pool(workers) as pool:
-        return list(pool.imap(fn, jobs, chunksize=1))
+    """``[fn(job) for job in jobs]`` on at most ``workers`` processes (one per core at most); results in order."""
+    return list(run_pool(fn, jobs, min(workers, os.cpu_count() or 1)))
 
 
 def flatten(parts: Iterable[list[BoxRecord]]) -> list[BoxRecord]:

@@ -37,13 +37,13 @@ SUN: list[PolypSpec] = [
 def write_manifest(root: Path, dataset: str, polyps: list[PolypSpec], frame_start: int = 100) -> Path:
     """Write frames.parquet and polyps.parquet for ``polyps`` (frame numbers frame_start, frame_start+1, ...)."""
     root.mkdir(parents=True, exist_ok=True)
-    meta = {
-        schema.META_POLYPBENCH_VERSION: b"0.1.0",
-        schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION.encode(),
-        schema.META_DATASET: dataset.encode(),
-        schema.META_SPLIT_VERSION: b"v1",
-        schema.META_SPLIT_HASH: f"{dataset}-hash".encode(),
-    }
+    meta = schema.parquet_metadata({
+        schema.META_POLYPBENCH_VERSION: "0.1.0",
+        schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+        schema.META_DATASET: dataset,
+        schema.META_SPLIT_VERSION: "v1",
+        schema.META_SPLIT_HASH: f"{dataset}-hash",
+    })
     frames: dict[str, list] = {name: [] for name in schema.FRAMES.names}
     for pid, patient, size, split, n in polyps:
         for i in range(n):

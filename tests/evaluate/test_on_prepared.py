@@ -9,6 +9,7 @@ import pytest
 from polypbench import score
 from polypbench.evaluate import SubmissionError
 from polypbench.manifest import Manifest
+from tests.conftest import DATASETS
 
 
 def frame_predictions(out, noise_mm: float, seed: int = 0) -> pd.DataFrame:
@@ -18,7 +19,7 @@ def frame_predictions(out, noise_mm: float, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"polyp_id": rows["polyp_id"], "frame_index": rows["frame_index"], "size_mm": size})
 
 
-@pytest.mark.parametrize("name", ["real-colon", "sun", "sun-seg"])
+@pytest.mark.parametrize("name", DATASETS)
 def test_perfect_predictions_score_perfectly(prepared, name: str) -> None:
     out = prepared[name].out
     result = score(frame_predictions(out, 0.0), out, n_bootstrap=50)

@@ -17,9 +17,10 @@ from polypbench import load_hf, load_split
 from polypbench.errors import ConfigError, InputError
 from polypbench.load import crop_window
 from polypbench.manifest import Manifest
+from tests.conftest import DATASETS
 
 
-@pytest.mark.parametrize("name", ["real-colon", "sun", "sun-seg"])
+@pytest.mark.parametrize("name", DATASETS)
 def test_samples_are_crops_around_the_box(prepared, name: str) -> None:
     out = prepared[name].out
     ds = load_split(out, "test")

@@ -18,7 +18,7 @@ from polypbench import load_split
 from polypbench.errors import ConfigError, InputError
 from polypbench.load import PolypFrames
 from polypbench.manifest import Manifest
-from polypbench.shards import ShardFrames, assign_units, find_materialized, materialize, shard_units, worker_units
+from polypbench.shards import ShardFrames, find_materialized, materialize
 from polypbench.shards.layout import SHARD_SCHEMA, SPEC_FILE
 from polypbench.train.data import FramesPerPolyp, SampleTransform, collate, polyp_keys
 from tests.conftest import link_copy, replace_file
@@ -168,27 +168,6 @@ def test_materialize_is_deterministic_whatever_the_number_of_workers(prepared, s
     out = _copy(prepared, tmp_path)
     again = materialize(out, size=96, workers=1)
     assert _files(again) == _files(shards)
-
-
-def test_units_cover_every_row_once_across_ranks_and_workers(shards: Path) -> None:
-    units = shard_units(shards)
-    total = sum(u.rows for u in units)
-    assert total == json.loads((shards / SPEC_FILE).read_text())["rows"]
-    for world_size, num_workers in [(1, 1), (2, 3), (4, 2), (3, 64)]:
-        seen: list[tuple[str, int]] = []
-        sizes = []
-        for rank in range(world_size):
-            for worker in range(num_workers):
-                mine = assign_units(units, rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-                sizes.append(len(mine))
-                for unit in mine:
-                    batch = unit.read()
-                    seen += list(zip(batch["polyp_id"].to_pylist(), batch["frame_index"].to_pylist()))
-        assert len(seen) == len(set(seen)) == total
-        assert max(sizes) - min(sizes) <= 1
-    assert worker_units(units) == units  # outside a DataLoader worker: the whole rank
-    with pytest.raises(ConfigError, match="0 <= rank < world_size"):
-        assign_units(units, rank=2, world_size=2)
 
 
 def test_corrupt_frame_stops_materialize_with_a_one_line_error(prepared, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from polypbench import catalog, sizes
+from polypbench import catalog, schema, sizes
 from polypbench.manifest import Manifest
 from polypbench.prepare import prepare
 from polypbench.splits import read_split, verify
@@ -71,8 +71,9 @@ def test_polyps_table_and_metadata(prepared, name: str) -> None:
     assert polyps["polyp_id"].is_unique
     assert polyps.set_index("polyp_id")["n_frames"].to_dict() == frames["polyp_id"].value_counts().to_dict()
     meta = manifest.metadata
-    assert meta["polypbench.dataset"] == name and meta["polypbench.split_version"] == "v1"
-    assert pq.read_schema(out / "polyps.parquet").metadata[b"polypbench.split_sha256"] == meta["polypbench.split_sha256"].encode()
+    assert meta[schema.META_DATASET] == name and meta[schema.META_SPLIT_VERSION] == "v1"
+    polyps_meta = pq.read_schema(out / "polyps.parquet").metadata
+    assert polyps_meta[schema.META_SPLIT_HASH.encode()] == meta[schema.META_SPLIT_HASH].encode()
     assert not (out / ".parts").exists()
 
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from polypbench import catalog
+from polypbench import catalog, datasets
 from polypbench.errors import ConfigError
 from polypbench.prepare.voc import parse_voc
-from polypbench.synth import WRITERS, synthesize
+from polypbench.synth import synthesize
 from polypbench.synth.common import SynthSummary
 from polypbench.synth.real_colon import frame_size
 
@@ -247,7 +247,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
 def test_unknown_dataset_and_non_empty_folder_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="real-colon, sun, sun-seg"):
         synthesize("kvasir", tmp_path / "x")
-    assert set(WRITERS) == {"real-colon", "sun", "sun-seg"}
+    assert set(datasets.synth_names()) == {"real-colon", "sun", "sun-seg"}
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
     with pytest.raises(Exception, match="not an empty folder"):

@@ -3,7 +3,7 @@
 For every box it measures, from the written JPEG only, the texture period in the crop a model sees
 (:func:`polypbench.load.crop.crop_window`) and compares two predictors of ``size_mm``: the box diameter in
 pixels, and the box diameter divided by the measured texture period (the ruler visible in a resized crop).
-Run it with ``python -m polypbench.synth.learnability <dump root> <dataset>``.
+Run it with ``python benchmarks/synth_learnability.py <dump root> <dataset>``.
 """
 
 from __future__ import annotations

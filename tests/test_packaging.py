@@ -1,0 +1,37 @@
+"""The wheel is what a user installs: it carries the published split files, equal to split_manifests/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import polypbench
+from polypbench.splits import published_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_wheel_carries_split_manifests_byte_for_byte(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("polypbench-*.whl")
+    canonical = {p.relative_to(REPO / "split_manifests").as_posix(): p.read_bytes()
+                 for p in (REPO / "split_manifests").rglob("*.csv")}
+    assert {"real-colon/v1.csv", "sun/v1.csv"} <= set(canonical)
+    with zipfile.ZipFile(wheel) as zf:
+        prefix = "polypbench/split_manifests/"
+        packaged = {n[len(prefix):]: zf.read(n) for n in zf.namelist() if n.startswith(prefix) and n.endswith(".csv")}
+        assert "polypbench/configs/demo.yaml" in zf.namelist()
+        assert "polypbench/catalog/sun/cases.csv" in zf.namelist()
+    assert packaged == canonical
+
+
+def test_no_symlink_in_the_package_and_one_version() -> None:
+    package = Path(polypbench.__file__).parent
+    assert not [p for p in package.rglob("*") if p.is_symlink()]
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert polypbench.__version__ == declared
+    assert published_dir() == REPO / "split_manifests"  # the checkout's files, in an editable install
