@@ -55,10 +55,66 @@ def _write_predictions(df: Any, out: Path) -> None:
         df.to_parquet(out, index=False)
 
 
-@click.group()
+_VERBOSITY_KEY = "polypbench.verbosity"
+
+
+def configure_logging(verbosity: int) -> None:
+    """Log levels for a verbosity: 0 warnings plus progress lines, 1 (-v) info, 2 (-vv) debug, -1 (-q) errors only.
+
+    Progress (``polypbench.progress``) goes to stderr as plain lines, on by default, off with -q.
+    """
+    level = logging.ERROR if verbosity < 0 else logging.WARNING - 10 * min(verbosity, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    progress = logging.getLogger("polypbench.progress")
+    progress.handlers.clear()
+    progress.propagate = False
+    progress.setLevel(logging.INFO if verbosity >= 0 else logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    progress.addHandler(handler)
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """-v/-q anywhere on the line (before or after the subcommand) add up."""
+    if not value:
+        return
+    root = ctx.find_root()
+    root.meta[_VERBOSITY_KEY] = root.meta.get(_VERBOSITY_KEY, 0) + (value if param.name == "verbose" else -value)
+    configure_logging(root.meta[_VERBOSITY_KEY])
+
+
+def _verbosity_options() -> list[click.Parameter]:
+    return [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_verbosity,
+                     help="More log output (-v info, -vv debug, with tracebacks)."),
+        click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_verbosity,
+                     help="Less output: no progress, errors only."),
+    ]
+
+
+class _Command(click.Command):
+    """Every command accepts -v/-q."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params += _verbosity_options()
+
+
+class _Group(click.Group):
+    """Subcommands and subgroups accept -v/-q too."""
+
+    command_class = _Command
+    group_class = type  # subgroups are _Group as well
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params += _verbosity_options()
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="polypbench")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """polypbench: reproducible polyp-size estimation benchmarks.
 
     \b
@@ -67,8 +123,7 @@ def main(verbose: int) -> None:
       polypbench prepare real-colon --raw raw/real-colon --out prepared/real-colon
       polypbench splits verify prepared/real-colon
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(ctx.find_root().meta.get(_VERBOSITY_KEY, 0))
 
 
 @main.command()
@@ -152,7 +207,9 @@ def materialize(prepared: Path, size: int, margin: float, context: float, qualit
     """
     from polypbench.shards import materialize as run
 
-    click.echo(f"wrote {run(prepared, size=size, margin=margin, context=context, quality=quality, workers=workers, raw_root=raw_root)}")
+    root = run(prepared, size=size, margin=margin, context=context, quality=quality, workers=workers,
+               raw_root=raw_root)
+    click.echo(f"wrote {root}")
 
 
 @main.group()
