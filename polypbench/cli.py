@@ -269,14 +269,13 @@ def splits_generate(out: Path) -> None:
 @splits.command("paper")
 @click.argument("prepared", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--folds", type=click.IntRange(2), default=6, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
 @_one_line_errors
-def splits_paper(prepared: tuple[Path, ...], out: Path, folds: int, seed: int) -> None:
-    """Write the HAG/GR paper's protocol for PREPARED manifests: per-object StratifiedKFold folds (CSV).
+def splits_paper(prepared: tuple[Path, ...], out: Path) -> None:
+    """Write the HAG/GR paper's per-object fold of every polyp of the PREPARED manifests (CSV).
 
-    Not the public split: polyps of one patient can sit on both sides. For reproducing the paper's numbers
-    only (test fold k, validation fold k+1 mod folds).
+    The folds are the seed code's (split_manifests/paper/v1.csv, docs/splits.md), whatever the order of the
+    manifests and whether SUN was prepared as `sun`, `misawa` or `sun-seg`. Not the public split: polyps of one
+    patient can sit in different folds. For reproducing the paper only (test fold k, validation fold k+1 mod 6).
 
     \b
     Example:
@@ -284,9 +283,9 @@ def splits_paper(prepared: tuple[Path, ...], out: Path, folds: int, seed: int) -
     """
     from polypbench.splits import paper_folds
 
-    df = paper_folds(list(prepared), n_folds=folds, seed=seed)
+    df = paper_folds(list(prepared))
     df.to_csv(out, index=False)
-    click.echo(f"wrote {out} ({len(df)} polyps, {folds} folds)")
+    click.echo(f"wrote {out} ({len(df)} polyps, {df['paper_fold'].nunique()} folds)")
 
 
 @main.command()

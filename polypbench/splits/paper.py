@@ -1,35 +1,122 @@
 """The HAG/GR paper's own protocol, offered only for reproducing its numbers (it is NOT the public split).
 
-The reference code pools all objects (REAL-Colon and SUN polyps) and assigns per-object folds with
-``StratifiedKFold(6, shuffle=True, random_state=1)`` on the size class; for test fold k the validation fold
-is (k + 1) mod 6 and the rest is train. Per-object folds let polyps of one patient sit on both sides. The
-paper's exact fold file was never published, so these folds follow its recipe but cannot match it row for row
-(see docs/splits.md).
+The seed code (cosmoimd/feature-selection-gates, ``IMDKfoldSplitter.create_splits(mode="per_object")``) pools the
+REAL-Colon and SUN frames, takes one representative row per object with ``groupby("unique_id").first()`` and runs
+``StratifiedKFold(6, shuffle=True, random_state=1)`` on the objects' D/S/L size group. For test fold k the
+validation fold is (k + 1) mod 6 and the other four folds train. The ORDER of the objects decides the folds: in the
+seed's table SUN ids are integers (the case number) and REAL-Colon ids strings (``001-001_1``), so pandas sorts the
+groups with every SUN case first, numerically (1, 2, ..., 100), then the REAL-Colon ids as strings.
+:func:`generate_paper_split` rebuilds that order from the shipped public metadata (no data needed), so the
+committed ``split_manifests/paper/v1.csv`` is the seed code's fold of each of the 232 objects. Folds are per object:
+two polyps of one patient can sit in different folds (the public split never allows that).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from polypbench import catalog, datasets, sizes
+from polypbench.errors import InputError
 from polypbench.manifest import Manifest
 
+PAPER_FOLDS = 6
+PAPER_SEED = 1
+PAPER_VERSION = "v1"
+PAPER_DIR = "paper"
+COLUMNS = ("dataset", "polyp", "fold")
+"""``dataset`` (registered name), ``polyp`` (the id after ``<dataset>/`` in ``polyp_id``), ``fold`` 0..5."""
+GROUPS = ("Dim", "Small", "Large")
+"""The seed's size-group labels (its ``map_to_class_gt``), by triclass label."""
 
-def paper_folds(prepared: list[str | Path], n_folds: int = 6, seed: int = 1) -> pd.DataFrame:
-    """Per-object stratified folds over the polyps of all ``prepared`` manifests (ordered by polyp_id)."""
+
+def seed_objects() -> pd.DataFrame:
+    """The 232 objects as the seed code keys them, in its order: ``unique_id`` (int for SUN, str for REAL-Colon),
+    ``dataset``, ``polyp`` and ``gt_group``."""
+    lesions = catalog.read_real_colon_lesions()
+    cases = catalog.read_sun_cases()
+    real = pd.DataFrame({"unique_id": lesions["unique_object_id"].astype(str).astype(object),
+                         "dataset": "real-colon", "polyp": lesions["unique_object_id"].astype(str),
+                         "size_mm": lesions["size [mm]"].astype(float)})
+    sun = pd.DataFrame({"unique_id": cases["case_id"].astype(int).astype(object), "dataset": "sun",
+                        "polyp": cases["case_id"].map(catalog.sun_patient_id), "size_mm": cases["size_mm"]})
+    table = pd.concat([real, sun], ignore_index=True)
+    table["gt_group"] = np.asarray(GROUPS, dtype=object)[sizes.size_class3(table["size_mm"])]
+    # groupby(...).first() as the seed does: the sorted group keys give the order (ints first, then strings)
+    first = table.groupby("unique_id", sort=True).first()
+    return first.reset_index()[["unique_id", "dataset", "polyp", "gt_group"]]
+
+
+def generate_paper_split() -> pd.DataFrame:
+    """The seed code's per-object fold of every object, from the shipped metadata (``COLUMNS``, seed order)."""
     from sklearn.model_selection import StratifiedKFold  # lazy: importing scikit-learn costs about 1 s
 
-    polyps = pd.concat([Manifest.open(p).polyps for p in prepared], ignore_index=True)
-    polyps = polyps.sort_values("polyp_id", kind="stable").reset_index(drop=True)
-    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    fold = pd.Series(-1, index=polyps.index, dtype=int)
-    for k, (_, idx) in enumerate(cv.split(polyps, polyps["size_class3"])):
-        fold.iloc[idx] = k
-    return polyps[["polyp_id", "dataset", "patient_id", "size_mm", "size_class3"]].assign(paper_fold=fold)
+    objects = seed_objects()
+    fold = np.full(len(objects), -1, dtype=int)
+    cv = StratifiedKFold(n_splits=PAPER_FOLDS, shuffle=True, random_state=PAPER_SEED)
+    for k, (_, idx) in enumerate(cv.split(objects, objects["gt_group"])):
+        fold[idx] = k
+    return pd.DataFrame({"dataset": objects["dataset"], "polyp": objects["polyp"], "fold": fold})
 
 
-def paper_split(paper_fold: pd.Series, test_fold: int, n_folds: int = 6) -> pd.Series:
+def paper_split_file(split_dir: str | Path | None = None) -> Path:
+    """``split_manifests/paper/v1.csv`` (published) or the one under ``split_dir``."""
+    from polypbench.splits.public import published_dir
+
+    root = Path(split_dir) if split_dir is not None else published_dir()
+    return root / PAPER_DIR / f"{PAPER_VERSION}.csv"
+
+
+def read_paper_split(split_dir: str | Path | None = None) -> pd.DataFrame:
+    """The committed per-object folds (checked: columns, folds 0..5, one row per object)."""
+    path = paper_split_file(split_dir)
+    if not path.is_file():
+        raise InputError(path, "no such file", "the paper's fold file (run `polypbench splits generate`)")
+    table = pd.read_csv(path, dtype={"dataset": str, "polyp": str})
+    if tuple(table.columns) != COLUMNS:
+        raise InputError(path, f"columns {', '.join(table.columns)}", f"columns {', '.join(COLUMNS)}")
+    bad = ~table["fold"].isin(range(PAPER_FOLDS))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(path, repr(table["fold"].iloc[row]), f"a fold in 0..{PAPER_FOLDS - 1}", row=row + 2,
+                         field="fold")
+    if table.duplicated(["dataset", "polyp"]).any():
+        dup = table.loc[table.duplicated(["dataset", "polyp"])].iloc[0]
+        raise InputError(path, f"object {dup['dataset']}/{dup['polyp']} listed twice", "one row per object")
+    return table
+
+
+def fold_of(dataset: str, polyps: Sequence[str], split_dir: str | Path | None = None) -> np.ndarray:
+    """The paper fold of each polyp key of ``dataset`` (a registered name, an alias or a re-annotation of a paper
+    dataset: ``misawa`` and ``sun-seg`` use SUN's objects); -1 for a polyp the paper did not use."""
+    spec = datasets.get(dataset)
+    owner = spec.same_polyps_as or spec.name
+    table = read_paper_split(split_dir)
+    mine = table[table["dataset"] == owner].set_index("polyp")["fold"]
+    return pd.Series(list(polyps), dtype=object).map(mine).fillna(-1).astype(int).to_numpy()
+
+
+def paper_folds(prepared: Sequence[str | Path], split_dir: str | Path | None = None) -> pd.DataFrame:
+    """The paper fold of every polyp of the ``prepared`` manifests (any order, any alias): ``polyp_id``,
+    ``dataset``, ``patient_id``, ``size_mm``, ``size_class3``, ``paper_fold``; refuses a polyp the paper lacks."""
+    parts = []
+    for path in prepared:
+        manifest = Manifest.open(path)
+        polyps = manifest.polyps[["polyp_id", "dataset", "patient_id", "size_mm", "size_class3"]].copy()
+        keys = polyps["polyp_id"].str.split("/", n=1).str[1]
+        polyps["paper_fold"] = fold_of(manifest.dataset, keys.tolist(), split_dir)
+        missing = polyps["paper_fold"] < 0
+        if missing.any():
+            raise InputError(manifest.root, f"polyp {polyps.loc[missing, 'polyp_id'].iloc[0]!r} is not one of the "
+                             "paper's 232 objects", "manifests of REAL-Colon and SUN (or its aliases)")
+        parts.append(polyps)
+    return pd.concat(parts, ignore_index=True).sort_values("polyp_id", kind="stable", ignore_index=True)
+
+
+def paper_split(paper_fold: pd.Series, test_fold: int, n_folds: int = PAPER_FOLDS) -> pd.Series:
     """Split name per object for one run of the paper's protocol: test fold k, validation fold k+1, train rest."""
     out = pd.Series("train", index=paper_fold.index)
     out[paper_fold == test_fold] = "test"

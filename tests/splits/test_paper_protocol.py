@@ -1,24 +1,78 @@
-"""The paper's per-object protocol: pooled polyps, 6 stratified folds, test k / validation k+1."""
+"""The paper's per-object protocol is the seed code's fold of every object, whatever the order or the alias."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 from click.testing import CliRunner
+from sklearn.model_selection import StratifiedKFold
 
+from polypbench import catalog
 from polypbench.cli import main
+from polypbench.prepare import prepare
 from polypbench.splits import paper_folds, paper_split
+from polypbench.splits.paper import generate_paper_split, paper_split_file, read_paper_split
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_paper_folds_pool_polyps_and_stratify(prepared, tmp_path) -> None:
+def _seed_procedure(shuffle_parts: int) -> dict[tuple[str, str], int]:
+    """The seed's recipe, written out independently: per-frame rows from CSV parts (REAL-Colon ids as strings,
+    SUN case numbers as integers, parts in any order), one representative row per object by groupby-first, the
+    D/S/L labels as strings, StratifiedKFold(6, shuffle=True, random_state=1)."""
+    lesions = catalog.read_real_colon_lesions()
+    cases = catalog.read_sun_cases()
+    rng = np.random.default_rng(shuffle_parts)
+    real = pd.DataFrame({"unique_id": np.repeat(lesions["unique_object_id"].astype(str).to_numpy(), 3),
+                         "gt": np.repeat(lesions["size [mm]"].to_numpy(), 3)})
+    sun = pd.DataFrame({"unique_id": np.repeat(cases["case_id"].astype(int).to_numpy(), 2),
+                        "gt": np.repeat(cases["size_mm"].to_numpy(), 2)})
+    parts = [real.iloc[:200], sun, real.iloc[200:]]
+    frames = pd.concat([parts[i] for i in rng.permutation(len(parts))], ignore_index=True)
+    frames["gt_group"] = ["Dim" if g <= 5.0 else "Small" if g < 10.0 else "Large" for g in frames["gt"]]
+    representative = frames.groupby("unique_id").first()
+    fold_of = {}
+    cv = StratifiedKFold(n_splits=6, shuffle=True, random_state=1)
+    for k, (_, test) in enumerate(cv.split(representative, representative["gt_group"])):
+        for uid in representative.index[test]:
+            key = ("sun", f"case{uid}") if isinstance(uid, (int, np.integer)) else ("real-colon", str(uid))
+            fold_of[key] = k
+    return fold_of
+
+
+def test_the_committed_folds_are_the_seed_codes_for_all_232_objects() -> None:
+    committed = read_paper_split()
+    assert len(committed) == 232
+    expected = _seed_procedure(shuffle_parts=0)
+    assert expected == _seed_procedure(shuffle_parts=1)  # the order of the CSV parts never mattered
+    got = {(d, p): int(f) for d, p, f in committed.itertuples(index=False)}
+    assert got == expected
+    assert committed.equals(generate_paper_split())
+    assert paper_split_file().read_bytes() == (REPO / "split_manifests" / "paper" / "v1.csv").read_bytes()
+    counts = pd.crosstab(committed["fold"], committed["dataset"]).sum(axis=1)
+    assert counts.tolist() == [39, 39, 39, 39, 38, 38]
+
+
+def test_manifest_order_and_alias_do_not_change_a_fold(prepared, tmp_path: Path) -> None:
     folds = paper_folds([prepared["real-colon"].out, prepared["sun"].out])
     assert len(folds) == 232 and folds["polyp_id"].is_unique
-    counts = pd.crosstab(folds["paper_fold"], folds["size_class3"])
-    assert list(counts.index) == [0, 1, 2, 3, 4, 5]
-    assert (counts.max() - counts.min() <= 1).all()  # stratified on triclass
-    assert (counts.sum(axis=1).max() - counts.sum(axis=1).min()) <= 2
-    assert folds.equals(paper_folds([prepared["sun"].out, prepared["real-colon"].out]))  # order-independent
+    assert folds.equals(paper_folds([prepared["sun"].out, prepared["real-colon"].out]))
+    committed = read_paper_split().assign(polyp_id=lambda d: d["dataset"] + "/" + d["polyp"])
+    assert dict(zip(folds["polyp_id"], folds["paper_fold"], strict=True)) == dict(
+        zip(committed["polyp_id"], committed["fold"], strict=True))
+    prepare("misawa", prepared["sun"].raw, tmp_path / "misawa", workers=1)
+    for alias in (tmp_path / "misawa", prepared["sun-seg"].out):
+        other = paper_folds([alias, prepared["real-colon"].out])
+        key = other["polyp_id"].str.split("/", n=1).str[1]
+        assert dict(zip(key, other["paper_fold"], strict=True)) == dict(
+            zip(folds["polyp_id"].str.split("/", n=1).str[1], folds["paper_fold"], strict=True))
     split = paper_split(folds["paper_fold"], test_fold=5)
-    assert set(folds.loc[split == "test", "paper_fold"]) == {5} and set(folds.loc[split == "validation", "paper_fold"]) == {0}
+    assert set(folds.loc[split == "test", "paper_fold"]) == {5}
+    assert set(folds.loc[split == "validation", "paper_fold"]) == {0}
     out = tmp_path / "folds.csv"
-    result = CliRunner().invoke(main, ["splits", "paper", str(prepared["real-colon"].out), str(prepared["sun"].out), "--out", str(out)])
-    assert result.exit_code == 0 and pd.read_csv(out)["paper_fold"].tolist() == folds["paper_fold"].tolist()
+    result = CliRunner().invoke(main, ["splits", "paper", str(prepared["sun"].out), str(prepared["real-colon"].out),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["paper_fold"].tolist() == folds["paper_fold"].tolist()
