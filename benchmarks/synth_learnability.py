@@ -20,7 +20,8 @@ from PIL import Image, ImageFilter
 from polypbench.load.crop import crop_window
 
 
-def texture_period_px(gray: np.ndarray, ignore: tuple[int, int, int, int] | None = None, min_period: float = 3.0) -> float:
+def texture_period_px(gray: np.ndarray, ignore: tuple[int, int, int, int] | None = None,
+                      min_period: float = 3.0) -> float:
     """Dominant period (px) of the fine texture in a grey patch (0-255): high-pass it, blank the ``ignore`` rectangle
     (x0, y0, x1, y1: the polyp), and take the strongest 2D Fourier peak, weighted by frequency to undo the 1/f
     fall-off of natural images, among periods from ``min_period`` to ~0.4 of the patch side."""
@@ -28,7 +29,8 @@ def texture_period_px(gray: np.ndarray, ignore: tuple[int, int, int, int] | None
     if min(h, w) < 8:
         return math.nan
     side = min(h, w) / 2
-    blurred = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(max(1.5, side / 10)))
+    image = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8))
+    blurred = image.filter(ImageFilter.GaussianBlur(max(1.5, side / 10)))
     patch = gray - np.asarray(blurred, dtype=np.float64)
     if ignore is not None:
         x0, y0, x1, y1 = ignore

@@ -42,6 +42,7 @@ def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
             f"{row['split']}/{row['fold']}; expected {row['split_published']}/{row['fold_published']}"
         )
     return (
-        f"OK: {manifest.root} ({manifest.dataset}, {len(frames)} frame rows, {frames['patient_id'].nunique()} patients) "
+        f"OK: {manifest.root} ({manifest.dataset}, {len(frames)} frame rows, "
+        f"{frames['patient_id'].nunique()} patients) "
         f"uses the published split {SPLIT_VERSION} (sha256 {expected[:12]})"
     )

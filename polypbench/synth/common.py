@@ -77,7 +77,8 @@ class SynthSummary:
         ymax (as written), width, height, size_mm."""
         rows = [[getattr(r, c) for c in BOX_COLUMNS] for r in self.records]
         df = pd.DataFrame(rows, columns=list(BOX_COLUMNS))
-        return df.astype(dict.fromkeys(("xmin", "ymin", "xmax", "ymax", "width", "height"), "int64") | {"size_mm": "float64"})
+        types = dict.fromkeys(("xmin", "ymin", "xmax", "ymax", "width", "height"), "int64") | {"size_mm": "float64"}
+        return df.astype(types)
 
     @property
     def n_boxes(self) -> int:

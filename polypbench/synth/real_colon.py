@@ -57,7 +57,8 @@ def frame_stem(video: str, index: int) -> str:
     return f"{video}_{index}.0" if video in FLOAT_SUFFIX_VIDEOS else f"{video}_{index}"
 
 
-def annotation_xml(video: str, stem: str, width: int, height: int, objects: list[tuple[str, tuple[int, int, int, int]]]) -> bytes:
+def annotation_xml(video: str, stem: str, width: int, height: int,
+                   objects: list[tuple[str, tuple[int, int, int, int]]]) -> bytes:
     """One annotation document as the release writes it (tab-indented; bndbox children xmin, xmax, ymin, ymax)."""
     lines = [
         "<annotation>",
@@ -151,10 +152,10 @@ def write_video(job: VideoJob) -> tuple[list[BoxRecord], int]:
     for index, lesions in plan.items():
         stem = frame_stem(job.video, index)
         rendered = render_frame(rng, style, [size for _, size in lesions])
-        objects = [(uid, box) for (uid, _), box in zip(lesions, rendered.boxes)]
+        objects = [(uid, box) for (uid, _), box in zip(lesions, rendered.boxes, strict=True)]
         write_bytes(job.out / frames_dir / f"{stem}.jpg", jpeg_bytes(rendered.image))
         write_bytes(job.out / ann_dir / f"{stem}.xml", annotation_xml(job.video, stem, width, height, objects))
-        for (uid, size), (_, box) in zip(lesions, objects):
+        for (uid, size), (_, box) in zip(lesions, objects, strict=True):
             records.append(BoxRecord(DATASET, uid, f"{frames_dir}/{stem}.jpg", *box, width, height, float(size)))
     return records, len(plan)
 

@@ -214,7 +214,8 @@ def _place(rng: np.random.Generator, fov: FieldOfView, radii: list[float]) -> li
         for _ in range(60):
             x, y = rng.uniform(0, fov.width), rng.uniform(0, fov.height)
             if fov.contains_disc(x, y, reach) and all(
-                math.hypot(x - px, y - py) > reach + pr * 1.25 + 6 for (px, py), pr in zip(centres, radii)
+                math.hypot(x - px, y - py) > reach + pr * 1.25 + 6
+                for (px, py), pr in zip(centres, radii, strict=False)  # only the discs placed so far
             ):
                 centres.append((x, y))
                 break
@@ -342,7 +343,7 @@ def render_frame(rng: np.random.Generator, style: VideoStyle, sizes_mm: list[flo
     indexed.putpalette(style.palette)
     img = indexed.convert("RGB")
     masks, boxes = [], []
-    for (cx, cy), radius in zip(centres, radii):
+    for (cx, cy), radius in zip(centres, radii, strict=True):
         x0, y0, mask = _draw_polyp(img, rng, cx, cy, radius)
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         boxes.append((x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1))

@@ -42,10 +42,12 @@ def write_case(job: CaseJob) -> tuple[list[BoxRecord], int]:
         if not job.negative:
             box = rendered.boxes[0]
             lines.append(f"{name} {box[0]},{box[1]},{box[2]},{box[3]},0")
-            records.append(BoxRecord(DATASET, job.case_id, f"{folder}/{name}", *box, case.width, case.height, job.size_mm))
+            records.append(BoxRecord(DATASET, job.case_id, f"{folder}/{name}", *box, case.width, case.height,
+                                     job.size_mm))
         write_bytes(job.out / folder / name, jpeg_bytes(rendered.image))
     if not job.negative:
-        write_bytes(job.out / "SUN-Positive" / "annotation_txt" / f"case{job.case_id}.txt", ("\n".join(lines) + "\n").encode())
+        txt = job.out / "SUN-Positive" / "annotation_txt" / f"case{job.case_id}.txt"
+        write_bytes(txt, ("\n".join(lines) + "\n").encode())
     return records, len(case.frames)
 
 

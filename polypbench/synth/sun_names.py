@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from polypbench.synth.common import rng_for
 
 # Publicly quoted name prefixes (formats.md 2.2/2.3): reproduced for these cases, random for the others.
-KNOWN_PREFIXES = {
+KNOWN_PREFIXES: dict[int, tuple[str, tuple[int, ...]]] = {
     1: ("case_M_20181001100941_0U62372100109341_1_005_001-1", (2, 10)),
     2: ("case_M_20181003094031_0U62363100354631_1_001_002-1", (1, 2)),
     15: ("case_M_20190131094104_0U62367013193703_1_003_001-1", (7, 8)),

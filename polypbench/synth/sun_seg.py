@@ -145,7 +145,8 @@ def write(out: Path, options: Options) -> tuple[list[BoxRecord], int]:
     """Write the SUN-SEG dump to ``out``; return all boxes and the number of frames."""
     cases = catalog.read_sun_cases()
     plan = plan_clips([int(c) for c in cases["case_id"]], options)
-    jobs = [CaseJob(out, int(c.case_id), float(c.size_mm), classification_label(str(c.pathology)), plan[int(c.case_id)], options)
+    jobs = [CaseJob(out, int(c.case_id), float(c.size_mm), classification_label(str(c.pathology)),
+                    plan[int(c.case_id)], options)
             for c in cases.itertuples(index=False)]
     results = run_jobs(write_case, jobs, options.workers)
     for subset in SUBSETS:

@@ -41,7 +41,8 @@ def sun_seg(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
 
 def files(root: Path) -> dict[str, str]:
     """Every file under root (posix relative path) -> sha256."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ---------------------------------------------------------------- REAL-Colon
@@ -54,7 +55,8 @@ def test_real_colon_has_all_videos_and_lesions(real: SynthSummary) -> None:
     assert Counter(real.boxes["polyp_key"]) == dict.fromkeys(catalog.read_real_colon_lesions()["unique_object_id"], 2)
     for name in ("video_info.csv", "lesion_info.csv"):
         assert (root / name).read_bytes() == catalog.shipped_path("real-colon", name).read_bytes()
-    assert {p.name for p in root.iterdir() if p.is_file()} == {"video_info.csv", "lesion_info.csv", "dataset_description.md"}
+    top = {p.name for p in root.iterdir() if p.is_file()}
+    assert top == {"video_info.csv", "lesion_info.csv", "dataset_description.md"}
 
 
 def test_real_colon_one_xml_per_jpg_with_unpadded_names(real: SynthSummary) -> None:
@@ -86,7 +88,8 @@ def test_real_colon_xml_content(real: SynthSummary) -> None:
         assert f"<folder>{video}_frames</folder>" in text and f"<filename>{xml.name[:-4]}.jpg</filename>" in text
         assert "\t\t<database>cosmoimd</database>" in text
         with Image.open(root / f"{video}_frames" / f"{xml.name[:-4]}.jpg") as img:
-            assert img.size == (ann.width, ann.height) == frame_size(video, "Fujifilm" if img.size == (1248, 959) else "Olympus")
+            brand = "Fujifilm" if img.size == (1248, 959) else "Olympus"
+            assert img.size == (ann.width, ann.height) == frame_size(video, brand)
         if not ann.boxes:
             negatives += 1
             assert "<object>" not in text
@@ -107,13 +110,14 @@ def test_real_colon_xml_content(real: SynthSummary) -> None:
 
 def test_real_colon_resolutions_follow_the_table(real: SynthSummary) -> None:
     sizes = real.boxes.drop_duplicates("frame_file").assign(video=lambda d: d.frame_file.str[:7])
-    by_video = dict(zip(sizes.video, zip(sizes.width, sizes.height)))
+    by_video = dict(zip(sizes.video, zip(sizes.width, sizes.height, strict=True), strict=True))
     assert by_video["004-003"] == (1244, 1080) and by_video["004-004"] == (1162, 1007)
     assert by_video["004-012"] == (1160, 1052) and by_video["002-006"] == (1248, 959)
     assert by_video["001-001"] == (1352, 1080)
     videos = catalog.read_real_colon_videos()
-    counts = Counter(frame_size(v, b) for v, b in zip(videos.unique_video_name, videos.endoscope_brand))
-    assert counts[(1352, 1080)] == 29 and counts[(1350, 1080)] == 8 and counts[(1248, 959)] == 7 and counts[(1162, 1007)] == 6
+    counts = Counter(frame_size(v, b) for v, b in zip(videos.unique_video_name, videos.endoscope_brand, strict=True))
+    assert counts[(1352, 1080)] == 29 and counts[(1350, 1080)] == 8
+    assert counts[(1248, 959)] == 7 and counts[(1162, 1007)] == 6
 
 
 # ---------------------------------------------------------------- SUN
@@ -160,7 +164,8 @@ def test_sun_negative_cases_have_no_txt(sun: SynthSummary) -> None:
 # ---------------------------------------------------------------- SUN-SEG
 
 def _sun_seg_docs(root: Path) -> dict[str, dict]:
-    return {p.parent.parent.relative_to(root).as_posix(): json.loads(p.read_text()) for p in root.rglob("bbox_annotation.json")}
+    return {p.parent.parent.relative_to(root).as_posix(): json.loads(p.read_text())
+            for p in root.rglob("bbox_annotation.json")}
 
 
 def test_sun_seg_json_uses_singular_annotation_and_matches_masks(sun_seg: SynthSummary) -> None:
