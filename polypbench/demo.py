@@ -42,11 +42,13 @@ class Demo:
     def describe(self) -> str:
         lines = [self.summary.to_string()]
         if self.result is not None and self.baseline is not None:
-            model = self.result.stat("polyp", "triclass", "balanced_accuracy").value  # type: ignore[attr-defined]
-            base = self.baseline.stat("polyp", "triclass", "balanced_accuracy").value  # type: ignore[attr-defined]
-            table = self.result.polyp_table  # type: ignore[attr-defined]
+            key = "polyp/triclass/pooled/balanced_accuracy"
+            model = self.result.stat(key).value  # type: ignore[attr-defined]  # typed object: lazy import
+            base = self.baseline.stat(key).value  # type: ignore[attr-defined]  # typed object: lazy import
+            table = self.result.polyp_table  # type: ignore[attr-defined]  # typed object: lazy import
+            per_polyp = table.dropna(axis=1, how="all").to_string(index=False) if table is not None else "-"
             lines += ["", f"trained the demo config in {self.train_seconds:.0f} s -> {self.run_dir}",
-                      "", "Per polyp (test split):", table.dropna(axis=1, how="all").to_string(index=False) if table is not None else "-",
+                      "", "Per polyp (test split):", per_polyp,
                       "", "Per-polyp triclass balanced accuracy on test (pooled sun + real-colon):",
                       f"  model               {model:.3f}", f"  majority baseline   {base:.3f}"]
         return "\n".join(lines)

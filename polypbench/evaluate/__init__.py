@@ -1,13 +1,16 @@
 """Scoring: validate a prediction file, aggregate frames per polyp, compute metrics with patient-bootstrap CIs.
 
 ``score`` is the one function that the trainer, ``polypbench evaluate`` and the leaderboard all call; docs/scoring.md
-explains every number.
+explains every number. Every number of a result is read with ``lookup(result_or_json, "view/task/dataset/metric")``
+(keys: :mod:`polypbench.evaluate.keys`) and shown with ``format_stat``.
 """
 
 from __future__ import annotations
 
 from polypbench.evaluate.bootstrap import Stat
-from polypbench.evaluate.result import RESULT_SCHEMA_VERSION, Result
+from polypbench.evaluate.format import format_stat
+from polypbench.evaluate.keys import metric_key, parse_key
+from polypbench.evaluate.result import RESULT_SCHEMA_VERSION, Result, lookup
 from polypbench.evaluate.scoring import compare, score
 from polypbench.evaluate.truth import Truth
 from polypbench.evaluate.validate import SubmissionError, ValidPredictions, read_predictions, validate_predictions
@@ -20,6 +23,10 @@ __all__ = [
     "Truth",
     "ValidPredictions",
     "compare",
+    "format_stat",
+    "lookup",
+    "metric_key",
+    "parse_key",
     "read_predictions",
     "score",
     "validate_predictions",

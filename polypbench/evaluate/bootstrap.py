@@ -8,7 +8,9 @@ from the same resamples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -118,6 +120,9 @@ class Stat:
 
     ``value`` None means undefined on the observed data (``reason`` says why); ``ci95`` None means no replicate
     (or none with the metric defined); ``undefined_replicates`` counts replicates where it was undefined.
+
+    Adding a field means adding it here, with a default: the JSON form (:meth:`to_dict`, :meth:`from_dict`) follows
+    the dataclass fields, and the formatter (:mod:`polypbench.evaluate.format`) reads only what it shows.
     """
 
     value: float | None
@@ -125,13 +130,23 @@ class Stat:
     undefined_replicates: int = 0
     reason: str | None = None
 
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"value": self.value, "ci95": list(self.ci95) if self.ci95 is not None else None}
-        if self.undefined_replicates:
-            out["undefined_replicates"] = self.undefined_replicates
-        if self.reason is not None:
-            out["reason"] = self.reason
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: fields without a default always, the others only when they differ from their default."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.default is MISSING or value != f.default:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Stat:
+        """Inverse of :meth:`to_dict` (absent fields take their default; keys that are not fields are ignored)."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            value = doc.get(f.name, None if f.default is MISSING else f.default)
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value  # JSON arrays back to tuples
+        return cls(**kwargs)
 
 
 def summarize(samples: np.ndarray, reason: str) -> Stat:

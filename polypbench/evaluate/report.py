@@ -1,25 +1,30 @@
 """Human reports of a :class:`Result`: a self-contained HTML page and a Markdown twin.
 
 Both hold the headline table (per polyp), the frame views, the confusion matrices and a predicted-vs-true size
-plot (matplotlib Agg, embedded as base64 PNG in the HTML; a PNG file beside the Markdown).
+plot (matplotlib Agg, embedded as base64 PNG in the HTML; a PNG file beside the Markdown). Both are rendered from
+the same :func:`sections` with the templates ``report.html.j2`` (autoescaped) and ``report.md.j2``.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from polypbench.evaluate.result import VIEW_TITLES, Result, fmt
+from polypbench.evaluate.format import LABELS, format_count, format_stat
+from polypbench.evaluate.keys import SIZE_TASK, group_key, metric_key
+from polypbench.evaluate.metrics import CLASS_METRICS, SIZE_METRICS
+from polypbench.evaluate.result import VIEW_TITLES, Result, lookup
 from polypbench.sizes import DIMINUTIVE_MAX_MM, LARGE_MIN_MM, TASKS
+from polypbench.templating import render
 
-_METRICS = (("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"), ("balanced_accuracy", "balanced accuracy"),
-            ("accuracy", "accuracy"), ("kappa_quadratic", "kappa (quadratic)"), ("kappa_linear", "kappa (linear)"))
-_PER_CLASS = (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("precision", "precision"),
-              ("f1", "F1"))
-_SIZE = (("mae_mm", "MAE (mm)"), ("median_ae_mm", "median AE (mm)"), ("bias_mm", "bias (mm)"))
+Table: TypeAlias = tuple[list[str], list[list[str]]]
+"""(header, rows) of formatted cells."""
+
+_METRICS = ("macro_f1", "weighted_f1", "balanced_accuracy", "accuracy", "kappa_quadratic", "kappa_linear")
 
 
 def size_plot_png(result: Result) -> bytes | None:
@@ -48,41 +53,59 @@ def size_plot_png(result: Result) -> bytes | None:
     return buf.getvalue()
 
 
-def _metric_rows(result: Result, view: str, task: str) -> tuple[list[str], list[list[str]]]:
-    body = result.views[view]["tasks"][task]
-    names = [(m, label) for m, label in _METRICS if m in next(iter(body["datasets"].values()))]
-    header = ["dataset", "n polyps", *[label for _, label in names]]
-    rows = [[ds, str(result.counts[ds]["n_polyps"]), *[fmt(metrics[m]) for m, _ in names]]
-            for ds, metrics in body["datasets"].items()]
-    return header, rows
+@dataclass(frozen=True)
+class Section:
+    """One heading of the report with a paragraph or a table (header, rows of formatted cells)."""
+
+    level: int
+    heading: str
+    text: str | None = None
+    table: Table | None = None
 
 
-def _class_rows(result: Result, view: str, task: str, dataset: str) -> tuple[list[str], list[list[str]]]:
-    metrics = result.views[view]["tasks"][task]["datasets"][dataset]
-    header = ["class", *[label for _, label in _PER_CLASS]]
-    rows = [[cls, *[fmt(metrics[m][cls]) for m, _ in _PER_CLASS]] for cls in TASKS[task]]
-    return header, rows
-
-
-def _confusion_rows(result: Result, view: str, task: str, dataset: str) -> tuple[list[str], list[list[str]]]:
-    cm = result.views[view]["tasks"][task]["datasets"][dataset]["confusion_matrix"]
-    classes = TASKS[task]
-    header = ["true \\ predicted", *classes]
-    rows = [[cls, *[f"{v:g}" if isinstance(v, float) else str(v) for v in row]]
-            for cls, row in zip(classes, cm.tolist())]
-    return header, rows
-
-
-def _size_rows(result: Result, view: str) -> tuple[list[str], list[list[str]]] | None:
-    size = result.views[view]["size"]
-    if not size:
+def _metric_table(result: Result, source: Result | Mapping[str, Any], view: str, task: str,
+                  names: Sequence[str]) -> Table | None:
+    """Datasets x ``names`` of one view and task, from ``source``; columns without any value are left out."""
+    unit = "polyps" if view == "polyp" else "frames"
+    grid = {ds: {m: lookup(source, metric_key(view, task, ds, m)) for m in names} for ds in result.datasets}
+    shown = [m for m in names if any(grid[ds][m] is not None for ds in grid)]
+    if not shown:
         return None
-    header = ["dataset", *[label for _, label in _SIZE]]
-    return header, [[ds, *[fmt(m[k], 2) for k, _ in _SIZE]] for ds, m in size["datasets"].items()]
+    rows = [[ds, str(result.counts[ds][f"n_{unit}"]), *[format_stat(grid[ds][m], m) for m in shown]]
+            for ds in result.datasets]
+    return ["dataset", f"n {unit}", *[LABELS[m] for m in shown]], rows
 
 
-def _sections(result: Result) -> list[tuple[int, str, Any]]:
-    """(level, heading, table or text) in report order; tables are (header, rows)."""
+def _class_table(result: Result, view: str, task: str, dataset: str) -> Table:
+    rows = [[cls, *[format_stat(lookup(result, metric_key(view, task, dataset, m, cls)), m) for m in CLASS_METRICS]]
+            for cls in TASKS[task]]
+    return ["class", *[LABELS[m] for m in CLASS_METRICS]], rows
+
+
+def _confusion_table(result: Result, view: str, task: str, dataset: str) -> Table | None:
+    cm = result.confusion_matrices.get(group_key(view, task, dataset))
+    if cm is None:
+        return None
+    classes = TASKS[task]
+    rows = [[cls, *[format_count(v) for v in row]] for cls, row in zip(classes, cm.tolist(), strict=True)]
+    return ["true \\ predicted", *classes], rows
+
+
+def _view_sections(result: Result, source: Result | Mapping[str, Any], view: str, prefix: str = "") -> list[Section]:
+    """The task tables and the size-error table of one view."""
+    out = []
+    for task in TASKS:
+        table = _metric_table(result, source, view, task, _METRICS)
+        if table:
+            out.append(Section(3, f"{prefix}{task}", table=table))
+    sizes = _metric_table(result, source, view, SIZE_TASK, SIZE_METRICS)
+    if sizes:
+        out.append(Section(3, f"{prefix}size errors", table=sizes))
+    return out
+
+
+def sections(result: Result) -> list[Section]:
+    """The report's sections in order: summary, manifests, every view, per-class tables, the comparison."""
     b = result.bootstrap
     n = result.counts["pooled"]
     intro = (f"{result.predictions['name']}: {result.predictions['level']}-level predictions, split "
@@ -90,80 +113,40 @@ def _sections(result: Result) -> list[tuple[int, str, Any]]:
              f"metrics from {result.predictions['class_source']}. 95% CIs: percentile intervals over {b['replicates']} "
              f"bootstrap replicates resampling patients within each dataset (seed {b['seed']}). 'undefined' = a "
              "denominator is zero (e.g. a class absent); such values are never replaced by 0 or 1.")
-    out: list[tuple[int, str, Any]] = [(2, "Summary", intro)]
+    out = [Section(2, "Summary", text=intro)]
     manifests = [[m["dataset"], m["split_version"], m["split_sha256"]] for m in result.manifests]
-    out.append((3, "Manifests", (["dataset", "split version", "split sha256"], manifests)))
-    for view in result.views:
-        out.append((2, VIEW_TITLES[view], result.views[view]["description"]))
-        for task in result.views[view]["tasks"]:
-            out.append((3, f"{task}", _metric_rows(result, view, task)))
-        sizes = _size_rows(result, view)
-        if sizes:
-            out.append((3, "size errors", sizes))
+    out.append(Section(3, "Manifests", table=(["dataset", "split version", "split sha256"], manifests)))
+    for view, description in result.views.items():
+        out.append(Section(2, VIEW_TITLES[view], text=description))
+        out += _view_sections(result, result, view)
     headline = "polyp"
     for task in TASKS:
-        for ds in result.views[headline]["tasks"][task]["datasets"]:
-            out.append((3, f"Per polyp, {task}, {ds}: per class", _class_rows(result, headline, task, ds)))
-            out.append((4, "confusion matrix (polyps; rows true, columns predicted)",
-                        _confusion_rows(result, headline, task, ds)))
+        for ds in result.datasets:
+            per_class = _class_table(result, headline, task, ds)
+            out.append(Section(3, f"Per polyp, {task}, {ds}: per class", table=per_class))
+            cm = _confusion_table(result, headline, task, ds)
+            if cm:
+                out.append(Section(4, "confusion matrix (polyps; rows true, columns predicted)", table=cm))
     if result.comparison:
         other = result.comparison["other"]["name"]
-        out.append((2, f"Paired difference: {result.predictions['name']} minus {other}",
-                    result.comparison["definition"]))
-        for view, body in result.comparison["views"].items():
-            for task, entry in body["tasks"].items():
-                rows = [[ds, *[fmt(m.get(k)) for k, _ in _METRICS if k in m]] for ds, m in entry["datasets"].items()]
-                labels = [label for k, label in _METRICS if k in next(iter(entry["datasets"].values()))]
-                out.append((3, f"{view}, {task}", (["dataset", *labels], rows)))
+        out.append(Section(2, f"Paired difference: {result.predictions['name']} minus {other}",
+                           text=result.comparison["definition"]))
+        for view in result.views:
+            out += _view_sections(result, result.comparison, view, prefix=f"{view}, ")
     return out
-
-
-def _html_table(table: tuple[list[str], list[list[str]]]) -> str:
-    header, rows = table
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
-    header, rows = table
-    esc = [[c.replace("|", "\\|") for c in r] for r in [header, *rows]]
-    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc[1:]])
-
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:right;font-variant-numeric:tabular-nums}td:first-child,th:first-child{text-align:left}"
-        "th{background:#f3f3f3}")
 
 
 def render_html(result: Result, png: bytes | None = None) -> str:
     """The self-contained HTML report (``png``: the size plot, drawn here when not given)."""
-    title = f"polypbench evaluation: {result.predictions['name']}"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    for level, heading, content in _sections(result):
-        parts.append(f"<h{level}>{html.escape(heading)}</h{level}>")
-        parts.append(f"<p>{html.escape(content)}</p>" if isinstance(content, str) else _html_table(content))
     png = png if png is not None else size_plot_png(result)
-    parts.append("<h2>Predicted vs true size</h2>")
-    if png is None:
-        parts.append("<p>No size_mm predictions: no size plot.</p>")
-    else:
-        parts.append(f"<img alt='predicted vs true size per polyp' src='data:image/png;base64,"
-                     f"{base64.b64encode(png).decode()}'>")
-    return "".join(parts) + "</body></html>\n"
+    return render("report.html.j2", title=f"polypbench evaluation: {result.predictions['name']}",
+                  sections=sections(result), png=base64.b64encode(png).decode() if png is not None else None)
 
 
 def render_markdown(result: Result, plot_name: str | None = None) -> str:
     """The Markdown report; ``plot_name`` is the size plot's file name beside it (None: no plot)."""
-    lines = [f"# polypbench evaluation: {result.predictions['name']}", ""]
-    for level, heading, content in _sections(result):
-        lines += ["#" * level + " " + heading, "", content if isinstance(content, str) else _md_table(content), ""]
-    if plot_name:
-        lines += ["## Predicted vs true size", "", f"![predicted vs true size per polyp]({plot_name})", ""]
-    return "\n".join(lines)
+    return render("report.md.j2", title=f"polypbench evaluation: {result.predictions['name']}",
+                  sections=sections(result), plot_name=plot_name)
 
 
 def write_report(result: Result, path: str | Path) -> list[Path]:

@@ -10,14 +10,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
 from polypbench.evaluate import metrics
 from polypbench.evaluate.aggregate import AGGREGATION, VIEWS, Units, class_source, frame_units, per_polyp, polyp_units
-from polypbench.evaluate.bootstrap import CI_LEVEL, MedianSearch, per_patient_sums, resample_counts, summarize
+from polypbench.evaluate.bootstrap import CI_LEVEL, MedianSearch, Stat, per_patient_sums, resample_counts, summarize
+from polypbench.evaluate.keys import SIZE_TASK, group_key, metric_key
 from polypbench.evaluate.result import Result
 from polypbench.evaluate.truth import ManifestLike, Truth, load_truth
 from polypbench.evaluate.validate import ValidPredictions, read_predictions, validate_predictions
@@ -25,8 +26,8 @@ from polypbench.sizes import TASKS, size_class, triclass_to_task
 
 log = logging.getLogger(__name__)
 
-Predictions = pd.DataFrame | str | Path
-Samples = dict[str, Any]
+Predictions: TypeAlias = pd.DataFrame | str | Path
+Samples: TypeAlias = dict[str, Any]
 """view -> {"tasks": {task: {group: {metric: array (1+R, ...)}}}, "size": {group: {metric: array}} | None,
 "confusion": {task: {group: (K, K) array}}}."""
 
@@ -36,14 +37,6 @@ def _groups(truth: Truth) -> list[tuple[str, np.ndarray]]:
     strata = truth.patients["stratum"].to_numpy()
     groups = [(ds, strata == i) for i, ds in enumerate(truth.datasets)]
     return groups + [("pooled", np.ones(len(strata), dtype=bool))]
-
-
-def _task_maps() -> dict[str, np.ndarray]:
-    """Per task, the (3, K) 0/1 matrix mapping triclass labels to the task's labels (from sizes.triclass_to_task)."""
-    maps = {}
-    for task, classes in TASKS.items():
-        maps[task] = np.eye(len(classes))[triclass_to_task(np.arange(3), task)]
-    return maps
 
 
 @dataclass(frozen=True)
@@ -109,32 +102,33 @@ def _view_samples(stats: _PatientStats, counts: np.ndarray, groups: list[tuple[s
     return out
 
 
-def _stats(values: dict[str, np.ndarray], classes: Sequence[str]) -> dict[str, Any]:
-    """Stats for one (view, task, group): summary metrics, then per-class metrics as class -> Stat."""
-    out: dict[str, Any] = {}
-    for name, arr in values.items():
+def _stats(view: str, task: str, group: str, values: dict[str, np.ndarray], classes: Sequence[str]) -> dict[str, Stat]:
+    """Stats of one (view, task, group) by metric key: summary metrics first, then per-class metrics."""
+    out: dict[str, Stat] = {}
+    for name, arr in sorted(values.items(), key=lambda item: item[1].ndim):  # stable: metric order kept
         reason = metrics.UNDEFINED[name]
         if arr.ndim == 2:
-            out[name] = {c: summarize(arr[:, j], reason) for j, c in enumerate(classes)}
+            for j, c in enumerate(classes):
+                out[metric_key(view, task, group, name, c)] = summarize(arr[:, j], reason)
         else:
-            out[name] = summarize(arr, reason)
+            out[metric_key(view, task, group, name)] = summarize(arr, reason)
     return out
 
 
-def _view_stats(samples: Samples, description: str | None) -> dict[str, Any]:
-    view: dict[str, Any] = {} if description is None else {"description": description}
-    view["tasks"] = {}
+def _view_metrics(view: str, samples: Samples) -> dict[str, Stat]:
+    """Every metric of one view, keyed ``view/task/dataset/metric[/class]``; size errors under task ``size``."""
+    out: dict[str, Stat] = {}
     for task, groups in samples["tasks"].items():
-        entry: dict[str, Any] = {"classes": list(TASKS[task]), "datasets": {}}
         for name, values in groups.items():
-            stats = _stats(values, TASKS[task])
-            if description is not None:
-                stats["confusion_matrix"] = samples["confusion"][task][name]
-            entry["datasets"][name] = stats
-        view["tasks"][task] = entry
-    view["size"] = None if samples["size"] is None else {
-        "datasets": {name: _stats(values, ()) for name, values in samples["size"].items()}}
-    return view
+            out.update(_stats(view, task, name, values, TASKS[task]))
+    for name, values in (samples["size"] or {}).items():
+        out.update(_stats(view, SIZE_TASK, name, values, ()))
+    return out
+
+
+def _confusion_matrices(view: str, samples: Samples) -> dict[str, np.ndarray]:
+    return {group_key(view, task, name): cm for task, groups in samples["confusion"].items()
+            for name, cm in groups.items()}
 
 
 def _difference(a: Samples, b: Samples) -> Samples:
@@ -194,19 +188,21 @@ def _result(pred: ValidPredictions, truth: Truth, samples: dict[str, Samples], n
                      "class_source": class_source(pred)},
         split=truth.split_label,
         manifests=list(truth.manifests),
-        aggregation={**AGGREGATION, "views": {v: VIEWS[v] for v in samples}},
+        aggregation=dict(AGGREGATION),
         bootstrap={"replicates": n_bootstrap, "seed": seed, "unit": "patient", "stratified_by": "dataset",
                    "ci": f"{CI_LEVEL:g}% percentile interval over the replicates where the metric is defined",
                    "rng": "numpy.random.default_rng(seed).multinomial per dataset"},
         counts=_counts_table(truth),
-        views={view: _view_stats(s, VIEWS[view]) for view, s in samples.items()},
+        views={view: VIEWS[view] for view in samples},
+        metrics={k: v for view, s in samples.items() for k, v in _view_metrics(view, s).items()},
+        confusion_matrices={k: v for view, s in samples.items() for k, v in _confusion_matrices(view, s).items()},
         polyp_table=_polyp_table(pred, truth),
     )
 
 
 def score(
     predictions: Predictions,
-    manifest: ManifestLike | Sequence[ManifestLike],
+    manifest: ManifestLike | Truth | Sequence[ManifestLike],
     *,
     split: str = "test",
     fold: int | None = None,
@@ -231,7 +227,7 @@ def score(
 def compare(
     predictions: Predictions,
     other: Predictions,
-    manifest: ManifestLike | Sequence[ManifestLike],
+    manifest: ManifestLike | Truth | Sequence[ManifestLike],
     *,
     split: str = "test",
     fold: int | None = None,
@@ -248,15 +244,16 @@ def compare(
     counts = resample_counts(truth.patients["stratum"].to_numpy(), n_bootstrap, seed)
     samples_a, samples_b = _run(pred_a, truth, counts), _run(pred_b, truth, counts)
     result = _result(pred_a, truth, samples_a, n_bootstrap, seed)
-    diff = {view: _view_stats(_difference(samples_a[view], samples_b[view]), None)
-            for view in samples_a if view in samples_b}
+    diff = {k: v for view in samples_a if view in samples_b
+            for k, v in _view_metrics(view, _difference(samples_a[view], samples_b[view])).items()}
     other_result = _result(pred_b, truth, samples_b, n_bootstrap, seed)
     result.comparison = {
         "other": {**other_result.predictions},
         "definition": "this file minus the other, per replicate on the same patient resamples; CI over replicates "
                       "where both are defined",
-        "views": diff,
-        "other_views": other_result.views,
+        "metrics": diff,
+        "other_metrics": other_result.metrics,
+        "other_confusion_matrices": other_result.confusion_matrices,
     }
     return result
 

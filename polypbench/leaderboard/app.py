@@ -27,11 +27,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate import SubmissionError, read_predictions, score
+from polypbench.evaluate import SubmissionError, lookup, read_predictions, score
 from polypbench.evaluate.truth import Truth, load_truth
 from polypbench.leaderboard import PRIMARY, pages
 from polypbench.leaderboard.auth import team_for
-from polypbench.leaderboard.board import board, check_sort, datasets, entry, metric, sanitize
+from polypbench.leaderboard.board import board, check_sort, datasets, entry, sanitize
 from polypbench.leaderboard.db import Submission, scored_today, session_factory
 
 log = logging.getLogger(__name__)
@@ -168,20 +168,20 @@ def create_app(
             return error(400, str(exc))
         finally:
             await form.close()
-        primary = metric(result, PRIMARY)
+        primary = lookup(result, PRIMARY)
         async with record_lock:  # the cap again, atomically with the insert: concurrent uploads all passed it above
             with sessions() as session:
                 if scored_today(session, team_id) >= daily_cap:
                     return error(429, f"daily cap reached: {daily_cap} scored submissions per team per UTC day "
                                  "(reached while this file was scored; it was not recorded)")
                 sub = Submission(team_id=team_id, method=method, paper_url=paper, code_url=code, filename=filename,
-                                 primary_value=primary["value"] if primary else None, result_json=json.dumps(result))
+                                 primary_value=primary.value if primary else None, result_json=json.dumps(result))
                 session.add(sub)
                 session.commit()
                 sub_id = sub.id
         log.info("team %s: submission %d scored", team_name, sub_id)
         return JSONResponse({"id": sub_id, "team": team_name, "method": method, "url": f"/submissions/{sub_id}",
-                             "primary": {"metric": ".".join(PRIMARY), "dataset": "pooled", **(primary or {})},
+                             "primary": {"metric": PRIMARY, **(primary.to_dict() if primary else {})},
                              "result": result})
 
     def _board(dataset: str, sort: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -197,7 +197,7 @@ def create_app(
             rows, _ = _board(dataset, sort)
         except PolypbenchError as exc:
             return error(400, str(exc))
-        return JSONResponse({"dataset": dataset, "sort": sort, "primary": ".".join(PRIMARY), "entries": rows})
+        return JSONResponse({"dataset": dataset, "sort": sort, "primary": PRIMARY, "entries": rows})
 
     @app.get("/", response_class=HTMLResponse)
     def board_html(dataset: str = "pooled", sort: str = "macro_f1") -> Any:

@@ -14,57 +14,45 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from polypbench.errors import choice_error
-from polypbench.evaluate import Result
+from polypbench.evaluate import Result, format_stat, lookup
+from polypbench.evaluate.keys import with_dataset
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.db import Submission
 
 log = logging.getLogger(__name__)
 
 COLUMNS = {
-    # key: (label, (view, task-or-"size", metric), higher is better)
-    "macro_f1": ("macro F1 (per polyp, triclass)", ("polyp", "triclass", "macro_f1"), True),
-    "balanced_accuracy": ("bal. acc.", ("polyp", "triclass", "balanced_accuracy"), True),
-    "kappa_quadratic": ("kappa (quadr.)", ("polyp", "triclass", "kappa_quadratic"), True),
-    "binary10_f1": ("<10 mm vs >=10 mm macro F1", ("polyp", "binary10", "macro_f1"), True),
-    "mae_mm": ("MAE mm", ("polyp", "size", "mae_mm"), False),
+    # sort name: (label, metric key (pooled; the board swaps in the dataset shown), higher is better)
+    "macro_f1": ("macro F1 (per polyp, triclass)", "polyp/triclass/pooled/macro_f1", True),
+    "balanced_accuracy": ("bal. acc.", "polyp/triclass/pooled/balanced_accuracy", True),
+    "kappa_quadratic": ("kappa (quadr.)", "polyp/triclass/pooled/kappa_quadratic", True),
+    "binary10_f1": ("<10 mm vs >=10 mm macro F1", "polyp/binary10/pooled/macro_f1", True),
+    "mae_mm": ("MAE mm", "polyp/size/pooled/mae_mm", False),
 }
-"""Metric columns of the board; the first is the primary (ranking) metric."""
+"""Metric columns of the board (keys of :mod:`polypbench.evaluate.keys`); the first is the primary (ranking) metric."""
 TEXT_SORTS = ("team", "method", "submitted")
-_PER_POLYP_KEYS = ("polyp_table", "confusion_matrix", "comparison")
-"""Keys dropped from every stored or returned result: per-polyp data, and confusion matrices (exact test class
-counts), and comparisons (not used here)."""
+PUBLIC_KEYS = ("schema_version", "polypbench_version", "split", "manifests", "predictions", "aggregation", "bootstrap",
+               "counts", "views", "classes", "metrics")
+"""What a stored or returned result keeps of :meth:`Result.to_dict`: aggregate metrics only. Left out: confusion
+matrices (exact test class counts), comparisons, and anything added later until it is judged public here."""
 
 assert COLUMNS["macro_f1"][1] == PRIMARY
 
 
-def _strip(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in _PER_POLYP_KEYS}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
-
 def sanitize(result: Result) -> dict[str, Any]:
     """The public result: aggregate metrics only; no per-polyp rows, confusion matrices or server label paths."""
-    doc = _strip(result.to_dict())
-    doc["manifests"] = [{k: v for k, v in m.items() if k != "path"} for m in doc.get("manifests", [])]
-    return doc
-
-
-def metric(result: dict[str, Any], key: tuple[str, str, str], dataset: str = "pooled") -> dict[str, Any] | None:
-    """``{"value", "ci95"}`` of one metric in a sanitized result, or None when absent."""
-    view, task, name = key
-    body = result.get("views", {}).get(view) or {}
-    section = body.get("size") if task == "size" else (body.get("tasks") or {}).get(task)
-    stat = ((section or {}).get("datasets") or {}).get(dataset, {}).get(name)
-    return stat if isinstance(stat, dict) and "value" in stat else None
+    doc = result.to_dict()
+    public = {k: doc[k] for k in PUBLIC_KEYS if k in doc}
+    public["manifests"] = [{k: v for k, v in m.items() if k != "path"} for m in public.get("manifests", [])]
+    return public
 
 
 def row(entry: dict[str, Any], dataset: str = "pooled") -> dict[str, Any]:
-    """One board row from an entry (``id, team, method, paper_url, code_url, submitted, result``)."""
+    """One board row from an entry (``id, team, method, paper_url, code_url, submitted, result``); ``metrics`` holds
+    each column's Stat in its JSON form (None when absent)."""
     out = {k: entry.get(k) for k in ("id", "team", "method", "paper_url", "code_url", "submitted")}
-    out["metrics"] = {k: metric(entry["result"], spec, dataset) for k, (_, spec, _) in COLUMNS.items()}
+    found = {k: lookup(entry["result"], with_dataset(key, dataset)) for k, (_, key, _) in COLUMNS.items()}
+    out["metrics"] = {k: s.to_dict() if s is not None else None for k, s in found.items()}
     return out
 
 
@@ -109,8 +97,8 @@ def best_per_team(entries: list[dict[str, Any]], dataset: str = "pooled") -> lis
     """Each team's best entry by the primary metric on ``dataset`` (earliest wins ties; undefined counts lowest)."""
     best: dict[str, tuple[tuple[float, int], dict[str, Any]]] = {}
     for e in entries:
-        stat = metric(e["result"], PRIMARY, dataset)
-        value = stat.get("value") if stat else None
+        primary = lookup(e["result"], with_dataset(PRIMARY, dataset))
+        value = primary.value if primary else None
         rank = (-value if value is not None else float("inf"), e["id"])
         if e["team"] not in best or rank < best[e["team"]][0]:
             best[e["team"]] = (rank, e)
@@ -127,17 +115,6 @@ def board(session: Session, dataset: str = "pooled", sort: str = "macro_f1") -> 
     return sort_rows([row(e, dataset) for e in best_per_team(entries, dataset)], sort)
 
 
-def fmt_stat(stat: dict[str, Any] | None, digits: int = 3) -> str:
-    """'0.712 [0.650, 0.770]', 'undefined' or '-'."""
-    if stat is None:
-        return "-"
-    if stat.get("value") is None:
-        return "undefined"
-    text = f"{stat['value']:.{digits}f}"
-    ci = stat.get("ci95")
-    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
-
-
 def _md(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -151,8 +128,8 @@ def markdown(rows: list[dict[str, Any]], dataset: str = "pooled") -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, r in enumerate(rows, 1):
         links = " ".join(f"[{n}]({_md(r[k])})" for n, k in (("paper", "paper_url"), ("code", "code_url")) if r[k])
-        cells = [str(i), _md(r["team"]), _md(r["method"]), links, *[fmt_stat(r["metrics"][k]) for k in COLUMNS],
-                 _md(r["submitted"])]
+        metrics = [format_stat(r["metrics"][k], key) for k, (_, key, _) in COLUMNS.items()]
+        cells = [str(i), _md(r["team"]), _md(r["method"]), links, *metrics, _md(r["submitted"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate import SubmissionError, read_predictions, validate_predictions
-from polypbench.leaderboard.board import COLUMNS, fmt_stat, metric
+from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predictions, validate_predictions
+from polypbench.leaderboard.board import COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ def submit(path: str | Path, server: str, token: str, method: str, *, paper_url:
             response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, data=data,
                                   files={"file": (path.name, fh, "application/octet-stream")}, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise PolypbenchError(f"{url}: request failed ({type(exc).__name__}: {exc}); expected a reachable server")
+        message = f"{url}: request failed ({type(exc).__name__}: {exc}); expected a reachable server"
+        raise PolypbenchError(message) from exc
     try:
         body = response.json()
     except ValueError:
@@ -50,6 +51,6 @@ def describe(body: dict[str, Any], server: str) -> str:
     """A short terminal summary of the server's answer: the board metrics, pooled, with their 95% CIs."""
     lines = [f"submission {body['id']} by {body['team']} ({body['method']}): {server.rstrip('/')}{body['url']}"]
     width = max(len(label) for label, _, _ in COLUMNS.values())
-    for label, spec, _ in COLUMNS.values():
-        lines.append(f"  {label.ljust(width)}  {fmt_stat(metric(body['result'], spec))}")
+    for label, key, _ in COLUMNS.values():
+        lines.append(f"  {label.ljust(width)}  {format_stat(lookup(body['result'], key), key)}")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate import score
+from polypbench.evaluate import metric_key, score
 from polypbench.models import create_model, gate_parameters
 from polypbench.train import distributed
 from polypbench.train.config import TrainConfig, save_config
@@ -88,7 +88,8 @@ def run_inference(model: nn.Module, loader: DataLoader[dict[str, Any]], cfg: Tra
     model.eval()
     streams = getattr(model, "streams", None)
     target_key = {"regression": "size_mm", "triclass": "size_class3", "classification": "label"}[cfg.task]
-    outs, targets, ids = [], [], []
+    outs, targets = [], []
+    ids: list[Any] = []
     for batch in loader:
         x = model_input(batch, streams, device, non_blocking=True)
         if cfg.channels_last and isinstance(x, torch.Tensor):
@@ -96,7 +97,8 @@ def run_inference(model: nn.Module, loader: DataLoader[dict[str, Any]], cfg: Tra
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             outs.append(to_outputs(model(x), cfg.task, size_offset_mm).cpu())
         targets.append(batch[target_key])
-        ids += list(zip(batch["polyp_id"], batch["frame_index"])) if "polyp_id" in batch else batch["index"]
+        keys = zip(batch["polyp_id"], batch["frame_index"], strict=True) if "polyp_id" in batch else batch["index"]
+        ids += list(keys)
     out = torch.cat(outs) if outs else torch.empty(0)
     target = torch.cat(targets) if targets else torch.empty(0)
     if cfg.task == "classification":
@@ -132,7 +134,8 @@ def _eval_loss(cfg: TrainConfig, out: torch.Tensor, target: torch.Tensor, class_
     if len(out) == 0:
         return math.nan
     if cfg.task != "regression":
-        return float(nn.functional.cross_entropy(out, target, weight=None if class_weight is None else class_weight.cpu()))
+        weight = None if class_weight is None else class_weight.cpu()
+        return float(nn.functional.cross_entropy(out, target, weight=weight))
     base = nn.functional.l1_loss if cfg.regression_loss == "l1" else nn.functional.smooth_l1_loss
     return float(base(out, target))
 
@@ -152,10 +155,9 @@ def _metrics(cfg: TrainConfig, split: str, preds: pd.DataFrame, out: torch.Tenso
     result = score(preds, list(cfg.prepared), split=split, fold=cfg.fold, n_bootstrap=cfg.n_bootstrap,
                    seed=cfg.seed)
     names = [("triclass", "balanced_accuracy"), ("triclass", "macro_f1")]
-    metrics = {f"{prefix}_polyp_{m}": result.stat("polyp", t, m).value for t, m in names}
     if cfg.task == "regression":
-        size = result.views["polyp"]["size"]["datasets"]["pooled"]
-        metrics[f"{prefix}_polyp_mae_mm"] = size["mae_mm"].value
+        names.append(("size", "mae_mm"))
+    metrics = {f"{prefix}_polyp_{m}": result.stat(metric_key("polyp", t, "pooled", m)).value for t, m in names}
     return metrics
 
 

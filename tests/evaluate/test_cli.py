@@ -44,7 +44,7 @@ def test_evaluate_compare(small_manifest: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "minus" in res.output
     doc = json.loads((tmp_path / "c.json").read_text())
-    assert doc["comparison"]["views"]["polyp"]["size"]["datasets"]["pooled"]["bias_mm"]["value"] == -1.0
+    assert doc["comparison"]["metrics"]["polyp/size/pooled/bias_mm"]["value"] == -1.0
 
 
 def test_evaluate_refuses_with_every_problem_and_exits_non_zero(small_manifest: Path, tmp_path: Path) -> None:

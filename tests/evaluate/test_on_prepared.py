@@ -24,9 +24,9 @@ def test_perfect_predictions_score_perfectly(prepared, name: str) -> None:
     out = prepared[name].out
     result = score(frame_predictions(out, 0.0), out, n_bootstrap=50)
     test_polyps = Manifest.open(out).select("test", table="polyps")
-    assert result.stat("polyp", "triclass", "accuracy").value == 1.0
-    assert result.stat("polyp", "binary10", "accuracy").value == 1.0
-    assert result.stat("polyp", "size", "mae_mm").value == pytest.approx(0.0, abs=1e-6)
+    assert result.stat("polyp/triclass/pooled/accuracy").value == 1.0
+    assert result.stat("polyp/binary10/pooled/accuracy").value == 1.0
+    assert result.stat("polyp/size/pooled/mae_mm").value == pytest.approx(0.0, abs=1e-6)
     assert result.counts["pooled"]["n_polyps"] == len(test_polyps)
     assert result.counts["pooled"]["n_patients"] == test_polyps["patient_id"].nunique()
 
@@ -35,7 +35,7 @@ def test_noise_lowers_the_score_and_pooling_over_datasets_works(prepared) -> Non
     outs = [prepared["real-colon"].out, prepared["sun"].out]
     preds = pd.concat([frame_predictions(o, 4.0, seed=1) for o in outs], ignore_index=True)
     result = score(preds, outs, n_bootstrap=50)
-    acc = result.stat("polyp", "triclass", "accuracy")
+    acc = result.stat("polyp/triclass/pooled/accuracy")
     assert acc.value < 1.0 and acc.ci95[0] <= acc.value <= acc.ci95[1]
     assert {"real-colon", "sun", "pooled"} <= set(result.datasets)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import polypbench
-from polypbench.evaluate import RESULT_SCHEMA_VERSION, compare, score, validate_predictions
+from polypbench.evaluate import RESULT_SCHEMA_VERSION, compare, lookup, parse_key, score, validate_predictions
 from polypbench.evaluate.aggregate import per_polyp
 from polypbench.evaluate.truth import load_truth
 
@@ -25,7 +25,7 @@ HAND_CLASS3 = {"real-colon/A_1": 0, "real-colon/A_2": 2, "real-colon/B_1": 2, "r
 
 def polyp_level(sizes: dict[str, float] | None = None) -> pd.DataFrame:
     df = pd.DataFrame({"polyp_id": list(HAND_CLASS3), "class3": list(HAND_CLASS3.values())})
-    df["size_mm"] = [sizes[p] if sizes else s + 1.0 for p, (_, _, s, _, _) in zip(HAND_CLASS3, TEST)]
+    df["size_mm"] = [sizes[p] if sizes else s + 1.0 for p, (_, _, s, _, _) in zip(HAND_CLASS3, TEST, strict=True)]
     return df
 
 
@@ -44,19 +44,18 @@ def test_score_is_exported_lazily() -> None:
 def test_hand_computed_polyp_level_result(small_manifest: Path) -> None:
     result = score(polyp_level(), small_manifest, n_bootstrap=50, seed=1)
     assert result.predictions["class_source"] == "class3" and list(result.views) == ["polyp"]
-    np.testing.assert_array_equal(result.views["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]["confusion_matrix"],
-                                  HAND_CM)
-    assert result.stat("polyp", "triclass", "accuracy").value == pytest.approx(4 / 6)
-    assert result.stat("polyp", "triclass", "specificity", cls="large").value == pytest.approx(3 / 4)
-    assert result.stat("polyp", "triclass", "precision", cls="large").value == pytest.approx(2 / 3)
-    assert result.stat("polyp", "triclass", "macro_f1").value == pytest.approx((2 / 3 + 1 / 2 + 4 / 5) / 3)
+    np.testing.assert_array_equal(result.confusion_matrices["polyp/triclass/pooled"], HAND_CM)
+    assert result.stat("polyp/triclass/pooled/accuracy").value == pytest.approx(4 / 6)
+    assert result.stat("polyp/triclass/pooled/specificity/large").value == pytest.approx(3 / 4)
+    assert result.stat("polyp/triclass/pooled/precision/large").value == pytest.approx(2 / 3)
+    assert result.stat("polyp/triclass/pooled/macro_f1").value == pytest.approx((2 / 3 + 1 / 2 + 4 / 5) / 3)
     # binary10: true (0,0,1,0,0,1), predicted (0,1,1,0,0,1): one false positive
-    assert result.stat("polyp", "binary10", "accuracy").value == pytest.approx(5 / 6)
-    assert result.stat("polyp", "binary10", "specificity", cls=">=10 mm").value == pytest.approx(3 / 4)
-    assert result.stat("polyp", "binary10", "sensitivity", cls=">=10 mm").value == pytest.approx(1.0)
+    assert result.stat("polyp/binary10/pooled/accuracy").value == pytest.approx(5 / 6)
+    assert result.stat("polyp/binary10/pooled/specificity/ge10mm").value == pytest.approx(3 / 4)
+    assert result.stat("polyp/binary10/pooled/sensitivity/ge10mm").value == pytest.approx(1.0)
     # every predicted size is 1 mm too large
     for metric in ("mae_mm", "median_ae_mm", "bias_mm"):
-        assert result.stat("polyp", "size", metric).value == pytest.approx(1.0)
+        assert result.stat(f"polyp/size/pooled/{metric}").value == pytest.approx(1.0)
     assert result.counts["pooled"] == {"n_polyps": 6, "n_patients": 3, "n_frames": 14}
 
 
@@ -73,13 +72,14 @@ def test_frame_predictions_are_aggregated_per_polyp(small_manifest: Path) -> Non
     truth = load_truth(small_manifest)
     valid = validate_predictions(df.sample(frac=1.0, random_state=0), truth)  # row order does not matter
     sizes, labels = per_polyp(valid, truth)
-    by_id = dict(zip(truth.polyps["polyp_id"], zip(sizes, labels)))
+    by_id = dict(zip(truth.polyps["polyp_id"], zip(sizes, labels, strict=True), strict=True))
     assert by_id["real-colon/A_2"][0] == 9.0
     assert by_id["real-colon/A_1"][1] == 0 and by_id["real-colon/C_2"][1] == 1
     probs_only = validate_predictions(df.drop(columns=["class3"]), truth)
-    assert dict(zip(truth.polyps["polyp_id"], per_polyp(probs_only, truth)[1]))["real-colon/B_1"] == 2
+    assert dict(zip(truth.polyps["polyp_id"], per_polyp(probs_only, truth)[1], strict=True))["real-colon/B_1"] == 2
     size_only = validate_predictions(df[["polyp_id", "frame_index", "size_mm"]], truth)
-    assert dict(zip(truth.polyps["polyp_id"], per_polyp(size_only, truth)[1]))["real-colon/A_2"] == 1  # 9 mm: small
+    size_only_labels = dict(zip(truth.polyps["polyp_id"], per_polyp(size_only, truth)[1], strict=True))
+    assert size_only_labels["real-colon/A_2"] == 1  # 9 mm: small
 
 
 def test_frame_views_and_their_weights(small_manifest: Path) -> None:
@@ -88,14 +88,14 @@ def test_frame_views_and_their_weights(small_manifest: Path) -> None:
     pred[:2] = 2                                   # patient A's two A_1 frames wrong
     result = score(frames(class3=pred), small_manifest, n_bootstrap=0)
     assert list(result.views) == ["polyp", "frame", "frame_patient"]
-    assert result.stat("frame", "triclass", "accuracy").value == pytest.approx(12 / 14)
+    assert result.stat("frame/triclass/pooled/accuracy").value == pytest.approx(12 / 14)
     # patient-weighted: A has 5 frames, 2 wrong (3/5 right); B and C all right: (3/5 + 1 + 1) / 3
-    assert result.stat("frame_patient", "triclass", "accuracy").value == pytest.approx((0.6 + 2) / 3)
-    cm = result.views["frame_patient"]["tasks"]["triclass"]["datasets"]["pooled"]["confusion_matrix"]
+    assert result.stat("frame_patient/triclass/pooled/accuracy").value == pytest.approx((0.6 + 2) / 3)
+    cm = result.confusion_matrices["frame_patient/triclass/pooled"]
     assert cm.sum() == pytest.approx(3.0)          # one unit of weight per patient
-    assert result.stat("polyp", "triclass", "accuracy").value == pytest.approx(5 / 6)
-    assert result.stat("polyp", "triclass", "accuracy").ci95 is None  # no replicates, no CI
-    assert all("description" in v for v in result.views.values())
+    assert result.stat("polyp/triclass/pooled/accuracy").value == pytest.approx(5 / 6)
+    assert result.stat("polyp/triclass/pooled/accuracy").ci95 is None  # no replicates, no CI
+    assert all(isinstance(d, str) and d for d in result.views.values())  # each view says what its numbers mean
 
 
 def test_per_dataset_and_pooled(small_manifest: Path, sun_manifest: Path) -> None:
@@ -106,8 +106,8 @@ def test_per_dataset_and_pooled(small_manifest: Path, sun_manifest: Path) -> Non
     assert result.counts["sun"] == {"n_polyps": 4, "n_patients": 4, "n_frames": 8}
     assert [m["dataset"] for m in result.manifests] == ["real-colon", "sun"]
     for ds in ("real-colon", "sun", "pooled"):
-        assert result.stat("polyp", "triclass", "accuracy", ds).value == 1.0
-        assert result.stat("polyp", "size", "mae_mm", ds).value == 0.0
+        assert result.stat(f"polyp/triclass/{ds}/accuracy").value == 1.0
+        assert result.stat(f"polyp/size/{ds}/mae_mm").value == 0.0
 
 
 def test_undefined_metrics_are_null_with_a_reason(tmp_path: Path) -> None:
@@ -115,15 +115,16 @@ def test_undefined_metrics_are_null_with_a_reason(tmp_path: Path) -> None:
                                                           ("real-colon/B_1", "B", 7.0, "test", 1)])
     df = pd.DataFrame({"polyp_id": ["real-colon/A_1", "real-colon/B_1"], "class3": [0, 0]})
     result = score(df, root, n_bootstrap=30)
-    sens = result.stat("polyp", "triclass", "sensitivity", cls="large")
+    sens = result.stat("polyp/triclass/pooled/sensitivity/large")
     assert sens.value is None and sens.reason and sens.ci95 is None and sens.undefined_replicates == 30
-    assert result.stat("polyp", "triclass", "macro_f1").value is None
-    assert result.stat("polyp", "triclass", "accuracy").value == 0.5
+    assert result.stat("polyp/triclass/pooled/macro_f1").value is None
+    assert result.stat("polyp/triclass/pooled/accuracy").value == 0.5
     doc = json.loads(result.to_json())
-    entry = doc["views"]["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]["macro_f1"]
+    entry = doc["metrics"]["polyp/triclass/pooled/macro_f1"]
     assert entry["value"] is None and "absent" in entry["reason"]
+    assert lookup(doc, "polyp/triclass/pooled/sensitivity/large") == sens  # the JSON reads back the same Stat
     # some replicates draw only patient A: small is then absent, and those replicates are counted, not zeroed
-    small = result.stat("polyp", "triclass", "sensitivity", cls="small")
+    small = result.stat("polyp/triclass/pooled/sensitivity/small")
     assert small.value == 0.0 and 0 < small.undefined_replicates < 30
 
 
@@ -137,11 +138,19 @@ def test_json_layout(small_manifest: Path, tmp_path: Path) -> None:
     assert doc["bootstrap"]["replicates"] == 40 and doc["bootstrap"]["unit"] == "patient"
     assert "median" in doc["aggregation"]["size_mm"]
     assert set(doc["views"]) == {"polyp", "frame", "frame_patient"}
-    entry = doc["views"]["frame"]["tasks"]["binary5"]["datasets"]["real-colon"]
-    assert set(entry["macro_f1"]) >= {"value", "ci95"} and len(entry["macro_f1"]["ci95"]) == 2
-    assert set(entry["specificity"]) == {"<=5 mm", ">5 mm"}
-    assert doc["views"]["polyp"]["size"]["datasets"]["pooled"]["median_ae_mm"]["value"] is not None
-    assert "kappa_quadratic" in doc["views"]["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]
+    metrics = doc["metrics"]
+    entry = metrics["frame/binary5/real-colon/macro_f1"]
+    assert set(entry) >= {"value", "ci95"} and len(entry["ci95"]) == 2
+    assert {k for k in metrics if k.startswith("frame/binary5/real-colon/specificity/")} == {
+        "frame/binary5/real-colon/specificity/le5mm", "frame/binary5/real-colon/specificity/gt5mm"}
+    assert doc["classes"]["binary5"] == {"le5mm": "<=5 mm", "gt5mm": ">5 mm"}
+    assert metrics["polyp/size/pooled/median_ae_mm"]["value"] is not None
+    assert "polyp/triclass/pooled/kappa_quadratic" in metrics
+    assert "polyp/binary10/pooled/kappa_quadratic" not in metrics  # kappa is for the ordinal triclass task only
+    assert len(doc["confusion_matrices"]["frame/triclass/real-colon"]) == 3
+    assert all(len(parse_key(k)) == 5 for k in metrics)  # every key splits into its parts (cls None or a slug)
+    # every number of the JSON reads back exactly as the Result holds it
+    assert all(lookup(doc, k) == v for k, v in result.metrics.items()) and len(metrics) == len(result.metrics)
 
 
 def test_deterministic_for_a_seed(small_manifest: Path) -> None:
@@ -155,10 +164,9 @@ def test_paired_comparison_uses_the_same_resamples(small_manifest: Path) -> None
     a, b = polyp_level(), polyp_level()
     b["size_mm"] = b["size_mm"] + 2.0
     result = compare(a, b, small_manifest, n_bootstrap=100, name="a", other_name="b")
-    diff = result.comparison["views"]["polyp"]
-    mae = diff["size"]["datasets"]["pooled"]["mae_mm"]
+    mae = lookup(result.comparison, "polyp/size/pooled/mae_mm")
     assert mae.value == pytest.approx(-2.0) and mae.ci95 == pytest.approx((-2.0, -2.0))  # paired: no resampling noise
-    same = diff["tasks"]["triclass"]["datasets"]["pooled"]["macro_f1"]
+    same = lookup(result.comparison, "polyp/triclass/pooled/macro_f1")
     assert same.value == 0.0 and same.ci95 == (0.0, 0.0)
     assert result.comparison["other"]["name"] == "b"
     assert "minus" in result.summary_table()
@@ -169,7 +177,7 @@ def test_a_cross_validation_fold_is_scored_and_other_rows_refused(small_manifest
 
     result = score(pd.DataFrame({"polyp_id": ["real-colon/D_1"], "size_mm": [6.5]}), small_manifest,
                    split="validation", fold=0, n_bootstrap=5)
-    assert result.split == "validation (fold 0)" and result.stat("polyp", "size", "mae_mm").value == 0.5
+    assert result.split == "validation (fold 0)" and result.stat("polyp/size/pooled/mae_mm").value == 0.5
     with pytest.raises(SubmissionError, match="from the test split"):
         score(pd.DataFrame({"polyp_id": ["real-colon/D_1", "real-colon/A_1"], "size_mm": [6.5, 3.0]}),
               small_manifest, split="validation", fold=0)

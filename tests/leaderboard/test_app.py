@@ -36,15 +36,18 @@ def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client, token, 
     res = post(client, token, parquet_bytes(predictions(labels)), paper_url="https://example.org/paper")
     assert res.status_code == 200, res.text
     body = res.json()
-    assert body["primary"]["metric"] == "polyp.triclass.macro_f1" and body["primary"]["value"] == 1.0
+    assert body["primary"]["metric"] == "polyp/triclass/pooled/macro_f1" and body["primary"]["value"] == 1.0
     assert len(body["primary"]["ci95"]) == 2
     result = body["result"]
-    assert result["views"]["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]["accuracy"]["value"] == 1.0
-    assert not {"polyp_table", "confusion_matrix", "path", "comparison"} & _keys(body)
+    assert result["metrics"]["polyp/triclass/pooled/accuracy"]["value"] == 1.0
+    assert not {"polyp_table", "confusion_matrix", "confusion_matrices", "path", "comparison"} & _keys(body)
     test_polyps = Manifest.open(labels).select("test", table="polyps")
     assert len(test_polyps) > 6
     assert all(n <= 6 for _, n in _lists(body)), _lists(body)  # ci95, classes, columns: never one per polyp
-    pages = [res.text, client.get("/").text, client.get(f"/submissions/{body['id']}").text,
+    detail = client.get(f"/submissions/{body['id']}").text
+    assert "<td>sensitivity (&gt;=10 mm)</td><td>1.000 [1.000, 1.000]</td>" in detail  # class names, escaped
+    assert "<code>polyp/binary10/pooled/sensitivity/ge10mm</code>" in detail  # and the key to fetch it by
+    pages = [res.text, client.get("/").text, detail,
              client.get("/api/leaderboard").text, client.get(f"/api/submissions/{body['id']}").text]
     link = '<a href="https://example.org/paper" rel="nofollow">paper</a>'
     assert link in pages[1] and link in pages[2]

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
 from polypbench.cli import main
+from polypbench.evaluate import compare, lookup
+from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.auth import add_team
+from polypbench.leaderboard.board import COLUMNS, PUBLIC_KEYS, sanitize
 from polypbench.leaderboard.db import session_factory
 
 from .conftest import parquet_bytes, post, predictions
 
 
-def test_export_and_render_write_best_entries_and_the_table(make_client, token, labels, db, tmp_path: Path) -> None:
+def test_export_and_render_write_best_entries_and_the_table(make_client: Callable[..., TestClient], token: str,
+                                                            labels: Path, db: str, tmp_path: Path) -> None:
     other = add_team(session_factory(db), "team|b")
     client = make_client()
     ids = {}
@@ -51,3 +57,15 @@ def test_add_team_cli_prints_the_token_once_and_stores_only_its_hash(db: str) ->
     assert token.encode() not in Path(db).read_bytes()
     dup = CliRunner().invoke(main, ["leaderboard", "add-team", "cli-team", "--db", db])
     assert dup.exit_code != 0 and "Error: team 'cli-team' already exists" in dup.output
+
+
+def test_sanitize_keeps_every_aggregate_metric_and_nothing_else(labels: Path) -> None:
+    result = compare(predictions(labels, 1.0), predictions(labels, 4.0, seed=1), labels, n_bootstrap=10)
+    assert result.comparison and result.confusion_matrices and result.polyp_table is not None
+    doc = json.loads(json.dumps(sanitize(result)))  # as stored in the database
+    assert set(doc) == set(PUBLIC_KEYS)  # no confusion matrices, no comparison, no polyp table
+    assert str(labels) not in json.dumps(doc) and all("path" not in m for m in doc["manifests"])
+    assert all(lookup(doc, key) == stat for key, stat in result.metrics.items())
+    assert COLUMNS["macro_f1"][1] == PRIMARY
+    for label, key, _ in COLUMNS.values():  # every board column is a key the scorer writes
+        assert lookup(doc, key) is not None, label

@@ -21,9 +21,11 @@ import httpx
 import pandas as pd
 import pytest
 
+from polypbench.evaluate import format_stat, lookup
+from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
-from polypbench.leaderboard.board import COLUMNS, fmt_stat
+from polypbench.leaderboard.board import COLUMNS
 from polypbench.leaderboard.db import session_factory
 
 from .conftest import live_server, parquet_bytes, predictions
@@ -106,9 +108,9 @@ def test_the_board_in_a_real_browser(chromium, site, tmp_path: Path) -> None:
     headers = page.locator("table tr").first.locator("th").all_inner_texts()
     f1_col = next(i for i, h in enumerate(headers) if h.startswith(COLUMNS["macro_f1"][0]))
     assert headers[f1_col].endswith("\u25bc")  # the active sort is marked
-    for r, e in zip(rows, api["pooled"]):
+    for r, e in zip(rows, api["pooled"], strict=True):
         shown = r[f1_col]
-        assert shown == fmt_stat(e["metrics"]["macro_f1"]) and " [" in shown and shown.endswith("]"), shown
+        assert shown == format_stat(e["metrics"]["macro_f1"], PRIMARY) and " [" in shown and shown.endswith("]"), shown
     assert rows[0][f1_col].startswith("1.000 [1.000, 1.000]")
     assert "alpha-worse" not in page.content() and page.locator("script").count() == 0
     page.screenshot(path=str(tmp_path / "board.png"), full_page=True)
@@ -133,8 +135,8 @@ def test_the_board_in_a_real_browser(chromium, site, tmp_path: Path) -> None:
     sun_rows = _rows(page)
     sun_by_mae = sorted(api["sun"], key=lambda e: (e["metrics"]["mae_mm"]["value"], e["id"]))
     assert [r[2] for r in sun_rows] == [e["method"] for e in sun_by_mae]
-    for r, e in zip(sun_rows, sun_by_mae):
-        assert r[f1_col] == fmt_stat(e["metrics"]["macro_f1"])
+    for r, e in zip(sun_rows, sun_by_mae, strict=True):
+        assert r[f1_col] == format_stat(e["metrics"]["macro_f1"], PRIMARY)
     assert page.locator("p").first.get_by_role("link").all_inner_texts() == ["real-colon", "pooled"]
     page.screenshot(path=str(tmp_path / "board_sun.png"), full_page=True)
 
@@ -146,14 +148,14 @@ def test_the_board_in_a_real_browser(chromium, site, tmp_path: Path) -> None:
     page.wait_for_url(f"**/submissions/{target['id']}")
     assert page.title() == f"submission {target['id']}"
     meta = dict(zip(page.locator("table").first.locator("th").all_inner_texts(),
-                    page.locator("table").first.locator("td").all_inner_texts()))
+                    page.locator("table").first.locator("td").all_inner_texts(), strict=True))
     assert meta["team"] == "alpha-lab" and meta["method"] == "alpha-noisy" and meta["bootstrap replicates"] == "20"
     table = page.locator("xpath=//h2[normalize-space()='polyp']/following-sibling::h3"
                          "[normalize-space()='triclass: pooled'][1]/following-sibling::table[1]")
     metrics = dict(zip(table.locator("td:nth-child(1)").all_inner_texts(),
-                       table.locator("td:nth-child(2)").all_inner_texts()))
-    stat = target["result"]["views"]["polyp"]["tasks"]["triclass"]["datasets"]["pooled"]["macro_f1"]
-    assert metrics["macro_f1"] == fmt_stat(stat) == fmt_stat(target["primary"])
+                       table.locator("td:nth-child(2)").all_inner_texts(), strict=True))
+    stat = lookup(target["result"], PRIMARY)
+    assert metrics["macro_f1"] == format_stat(stat, PRIMARY) == format_stat(target["primary"], PRIMARY)
     assert page.locator("h3", has_text="triclass: sun").count() >= 1
     assert page.locator("h3", has_text="triclass: real-colon").count() >= 1
     text = page.inner_text("body")
