@@ -323,13 +323,16 @@ def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) 
               help="Patient-bootstrap replicates for the 95% CIs (0: no CIs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--compare", "other", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="A second prediction file: report PREDICTIONS minus it, with paired CIs (same resamples).")
+              help="A second prediction file: its numbers side by side, PREDICTIONS minus it with a paired 95% CI, "
+                   "and P(PREDICTIONS > it), all from the same patient resamples.")
 @_one_line_errors
 def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: int | None, json_path: Path | None,
              report_path: Path | None, bootstrap: int, seed: int, other: Path | None) -> None:
     """Score a PREDICTIONS file (Parquet or CSV) against the SPLIT of the prepared manifests.
 
     Headline numbers are per polyp (frame predictions aggregated per polyp); frame-level numbers follow.
+    Every number has its 95% patient-bootstrap interval; a dagger flags one resting on little support, and
+    "(no CI: reason)" replaces one that no resampling can give honestly (docs/scoring.md).
     An invalid file is refused with every problem on its own line, and nothing is scored.
 
     \b

@@ -2,7 +2,9 @@
 
 ``score`` is the one function that the trainer, ``polypbench evaluate`` and the leaderboard all call; docs/scoring.md
 explains every number. Every number of a result is read with ``lookup(result_or_json, "view/task/dataset/metric")``
-(keys: :mod:`polypbench.evaluate.keys`) and shown with ``format_stat``.
+(keys: :mod:`polypbench.evaluate.keys`) and shown with ``format_stat``. Intervals:
+:mod:`~polypbench.evaluate.intervals` and the rule of :mod:`~polypbench.evaluate.policy`; rankings of leaderboard
+entries: :mod:`~polypbench.evaluate.ranking`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from polypbench.evaluate.bootstrap import Stat
 from polypbench.evaluate.format import format_stat
 from polypbench.evaluate.keys import metric_key, parse_key
+from polypbench.evaluate.ranking import Replicates
 from polypbench.evaluate.result import RESULT_SCHEMA_VERSION, Result, lookup
 from polypbench.evaluate.scoring import compare, score
 from polypbench.evaluate.truth import Truth
@@ -17,6 +20,7 @@ from polypbench.evaluate.validate import SubmissionError, ValidPredictions, read
 
 __all__ = [
     "RESULT_SCHEMA_VERSION",
+    "Replicates",
     "Result",
     "Stat",
     "SubmissionError",

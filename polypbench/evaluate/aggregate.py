@@ -2,7 +2,8 @@
 
 Aggregation of a polyp's frame predictions: median of ``size_mm``, mean of ``p0, p1, p2``, majority of ``class3``
 with ties going to the smaller class. The class a unit is scored with comes from one source, in this order:
-``class3`` (the submitter's own decision), else the argmax of ``p0, p1, p2`` (ties to the smaller class), else
+``class3`` (the submitter's own decision), else the argmax of ``p0, p1, p2`` (ties, within 1e-9, to the smaller
+class), else
 ``size_mm`` through :func:`polypbench.sizes.size_class`. Binary tasks coarsen that triclass decision with
 :func:`polypbench.sizes.triclass_to_task`.
 """
@@ -22,7 +23,8 @@ AGGREGATION = {
     "size_mm": "median of the polyp's frame predictions",
     "p0,p1,p2": "mean of the polyp's frame probabilities",
     "class3": "majority of the polyp's frame labels; ties go to the smaller class",
-    "class_source": "class3 if given, else argmax of p0,p1,p2 (ties to the smaller class), else size_class(size_mm); "
+    "class_source": "class3 if given, else argmax of p0,p1,p2 (values within 1e-9 of the maximum tie; ties to "
+                    "the smaller class), else size_class(size_mm); "
                     "binary tasks coarsen the triclass decision (binary10: class 2; binary5: class 1 or 2)",
 }
 
@@ -37,9 +39,10 @@ VIEWS = {
 
 @dataclass(frozen=True)
 class Units:
-    """One view's scoring units: truth, prediction, patient code and weight per unit."""
+    """One view's scoring units: truth, prediction, polyp and patient code and weight per unit."""
 
     view: str
+    polyp: np.ndarray
     patient: np.ndarray
     weight: np.ndarray
     true_size: np.ndarray
@@ -60,10 +63,23 @@ def decide_class3(size_mm: np.ndarray | None, probs: np.ndarray | None, class3: 
     if class3 is not None:
         return np.asarray(class3, dtype=np.int8)
     if probs is not None:
-        return np.argmax(probs, axis=1).astype(np.int8)  # argmax returns the first maximum: ties to smaller class
+        return argmax_ties_low(probs)
     if size_mm is None:
         raise ValueError("no prediction column")
     return size_class(size_mm, "triclass")
+
+
+PROB_TIE_TOL = 1e-9
+"""Probabilities (or probability means) within this of the largest count as tied: the tie then goes to the smaller
+class, whatever order the frames' probabilities were added in (sums of the same values in another order, or of
+other values with the same mathematical mean, differ in the last bits)."""
+
+
+def argmax_ties_low(probs: np.ndarray) -> np.ndarray:
+    """Per row the smallest class whose probability is within :data:`PROB_TIE_TOL` of the row's maximum."""
+    probs = np.asarray(probs, dtype=np.float64)
+    top = probs.max(axis=1, keepdims=True)
+    return np.argmax(probs >= top - PROB_TIE_TOL, axis=1).astype(np.int8)
 
 
 def majority(group: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
@@ -101,6 +117,7 @@ def polyp_units(pred: ValidPredictions, truth: Truth) -> Units:
     polyps = truth.polyps
     return Units(
         view="polyp",
+        polyp=np.arange(len(polyps), dtype=np.int64),
         patient=polyps["patient"].to_numpy(np.int64),
         weight=np.ones(len(polyps)),
         true_size=polyps["size_mm"].to_numpy(np.float64),
@@ -118,6 +135,7 @@ def frame_units(pred: ValidPredictions, truth: Truth) -> Units:
     patient = truth.polyps["patient"].to_numpy(np.int64)[truth.frame_polyp]
     return Units(
         view="frame",
+        polyp=np.asarray(truth.frame_polyp, dtype=np.int64),
         patient=patient,
         weight=np.ones(len(patient)),
         true_size=polyp_size[truth.frame_polyp],

@@ -1,9 +1,10 @@
 """The patient bootstrap, vectorised: one count matrix, sufficient statistics per patient, matrix products.
 
 Row 0 of every count matrix is all ones (the observed data, i.e. the point estimate); rows 1..R are replicates in
-which each patient appears ``counts[r, p]`` times. Patients are resampled with replacement within their dataset
-(stratified), so every replicate keeps each dataset's number of patients and per-dataset and pooled numbers come
-from the same resamples.
+which each patient appears ``counts[r, p]`` times; the last P rows leave one patient out each (the jackknife that
+gives the BCa acceleration, :mod:`polypbench.evaluate.intervals`). Patients are resampled with replacement within
+their dataset (stratified), so every replicate keeps each dataset's number of patients and per-dataset and pooled
+numbers come from the same resamples. :class:`Stat` holds one metric's result and :func:`summarize` builds it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-CI_LEVEL = 95.0
+from polypbench.evaluate import intervals, metrics
+from polypbench.evaluate.policy import ClassSupport, Verdict, judge
+
 _BUCKETS = 2048
 
 
@@ -27,6 +30,14 @@ def resample_counts(strata: np.ndarray, n_replicates: int, seed: int) -> np.ndar
         idx = np.flatnonzero(strata == stratum)
         counts[1:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)), size=n_replicates)
     return counts
+
+
+def count_matrix(strata: np.ndarray, n_replicates: int, seed: int) -> np.ndarray:
+    """(1 + R + P, P): :func:`resample_counts`, then the leave-one-patient-out rows (none without replicates)."""
+    counts = resample_counts(strata, n_replicates, seed)
+    if n_replicates == 0:
+        return counts
+    return np.vstack([counts, intervals.jackknife_counts(len(strata))])
 
 
 def per_patient_sums(patient: np.ndarray, values: np.ndarray, n_patients: int) -> np.ndarray:
@@ -116,10 +127,16 @@ def weighted_median(values: np.ndarray, patient: np.ndarray, weight: np.ndarray,
 
 @dataclass(frozen=True)
 class Stat:
-    """A metric's point value and 95% percentile CI over the replicates where it is defined.
+    """A metric's point value, its 95% interval and what they rest on (docs/scoring.md, "The JSON").
 
-    ``value`` None means undefined on the observed data (``reason`` says why); ``ci95`` None means no replicate
-    (or none with the metric defined); ``undefined_replicates`` counts replicates where it was undefined.
+    ``value`` None means undefined on the observed data (``reason`` says why). ``ci95`` None means no interval:
+    no replicates were drawn, or the rule of :mod:`polypbench.evaluate.policy` withholds it (``ci_reason`` says
+    why). ``flags`` (shown as a dagger) say why a given interval needs care; ``replicates`` is how many replicates
+    it rests on when ``undefined_replicates`` of them left the metric undefined. ``n_polyps`` and ``n_patients``
+    are the support (the polyps and patients in the metric's denominator); ``class_polyps`` the polyps behind each
+    class's term of a class average (balanced accuracy, macro F1), in label order. ``p_greater`` (paired
+    differences only) is the share of replicates in which this file's metric is greater than the other's, ties
+    counted half.
 
     Adding a field means adding it here, with a default: the JSON form (:meth:`to_dict`, :meth:`from_dict`) follows
     the dataclass fields, and the formatter (:mod:`polypbench.evaluate.format`) reads only what it shows.
@@ -129,6 +146,13 @@ class Stat:
     ci95: tuple[float, float] | None
     undefined_replicates: int = 0
     reason: str | None = None
+    ci_reason: str | None = None
+    flags: tuple[str, ...] = ()
+    replicates: int | None = None
+    n_polyps: int | None = None
+    n_patients: int | None = None
+    class_polyps: tuple[int, ...] | None = None
+    p_greater: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: fields without a default always, the others only when they differ from their default."""
@@ -149,17 +173,125 @@ class Stat:
         return cls(**kwargs)
 
 
-def summarize(samples: np.ndarray, reason: str) -> Stat:
-    """Stat from (1 + R,) samples: row 0 the point value, rows 1.. the replicates (NaN = undefined)."""
+@dataclass(frozen=True)
+class Design:
+    """How one dataset group was resampled, which is what its intervals need.
+
+    Sample arrays have rows ``[observed, R replicates, P leave-one-patient-out values]`` (P: every patient of the
+    split); ``jack_rows`` are the rows of this group's patients within the last block and ``strata`` their
+    datasets. The interval's quantile is :func:`~polypbench.evaluate.intervals.expanded_z` of the group's patients
+    and strata.
+    """
+
+    n_replicates: int
+    jack_rows: np.ndarray
+    strata: np.ndarray
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.jack_rows)
+
+    @property
+    def n_strata(self) -> int:
+        return len(np.unique(self.strata))
+
+    @property
+    def z(self) -> float:
+        return intervals.expanded_z(self.n_patients, self.n_strata)
+
+    def split(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(point, replicates, the group's jackknife values) of a sample array."""
+        r = self.n_replicates
+        return samples[0], samples[1:1 + r], samples[1 + r:][self.jack_rows]
+
+
+def bca(samples: np.ndarray, design: Design) -> np.ndarray:
+    """(2, ...) expanded BCa interval of a sample array (NaN without replicates or where undefined)."""
+    if design.n_replicates == 0:
+        return np.full((2, *samples.shape[1:]), np.nan)
+    point, reps, jack = design.split(samples)
+    return intervals.bca_interval(point, reps, jack, design.strata, design.z)
+
+
+STUDENTIZED = ("mae_mm", "bias_mm")
+"""Metrics whose interval is the bootstrap-t (means of size errors: skewed, with a linearization standard error)."""
+
+
+def metric_interval(name: str, samples: np.ndarray, design: Design, *, values: Mapping[str, np.ndarray] | None = None,
+                    confusion: np.ndarray | None = None, patients: Mapping[str, np.ndarray] | None = None,
+                    se: np.ndarray | None = None) -> np.ndarray:
+    """(2, ...) the interval of metric ``name`` from its samples (rows: point, replicates, jackknife; any trailing
+    shape): the bootstrap-t for :data:`STUDENTIZED` metrics given their per-row standard errors ``se`` (clipped at 0
+    for MAE), else the expanded BCa interval, widened by Wilson's bound
+    (:func:`~polypbench.evaluate.intervals.widen_at_bounds`) for class rates and class means at 0 or 1.
+
+    ``values``: the task's other metrics' samples (the per-class rates a class mean averages, classes on the last
+    axis); ``confusion`` the observed confusion matrix (..., K, K) (weighted F1's weights); ``patients`` the patient
+    support (:func:`polypbench.evaluate.metrics.support`, classes on the last axis). Without them: no widening.
+    """
+    if design.n_replicates == 0:
+        return np.full((2, *samples.shape[1:]), np.nan)
+    if name in STUDENTIZED and se is not None:
+        point, reps, _ = design.split(samples)
+        se_point, se_reps, _ = design.split(se)
+        ci = intervals.studentized_interval(point, reps, se_point, se_reps)
+        return np.maximum(ci, 0.0) if name == "mae_mm" else ci
+    ci = bca(samples, design)
+    if values is None or patients is None:
+        return ci
+    point, z = samples[0], design.z
+
+    def first(a: np.ndarray) -> np.ndarray:  # classes first, as widen_at_bounds wants components
+        return np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
+
+    if name in metrics.CLASS_METRICS:
+        return intervals.widen_at_bounds(point, ci, point[None], np.ones((1, *point.shape)), patients[name][None], z)
+    if name in metrics.COMPONENTS:
+        comp = metrics.COMPONENTS[name]
+        k = values[comp].shape[-1]
+        if name == "weighted_f1" and confusion is not None:
+            true = confusion.sum(axis=-1)
+            weights = first(true / np.maximum(true.sum(axis=-1, keepdims=True), 1e-300))
+        else:
+            weights = np.full(k, 1.0 / k).reshape(k, *([1] * np.ndim(point)))
+        return intervals.widen_at_bounds(point, ci, first(values[comp][0]), weights, first(patients[comp]), z)
+    if name == "accuracy":
+        return intervals.widen_at_bounds(point, ci, point[None], np.ones((1, *np.shape(point))),
+                                         np.asarray(patients["all"])[None], z)
+    return ci
+
+
+def undefined_count(samples: np.ndarray, design: Design) -> np.ndarray:
+    """Replicates in which the metric is undefined, per trailing position."""
+    return np.isnan(samples[1:1 + design.n_replicates]).sum(axis=0)
+
+
+def summarize(samples: np.ndarray, reason: str, design: Design, *, ci: np.ndarray | None = None,
+              classes: tuple[ClassSupport, ...] = (), n_polyps: int | None = None, n_patients: int | None = None,
+              class_polyps: tuple[int, ...] | None = None, p_greater: float | None = None) -> Stat:
+    """The Stat of one metric from its (1 + R + P,) samples (row 0 the point value; NaN = undefined).
+
+    ``ci`` (2,): its interval when computed elsewhere (default: :func:`bca`); ``classes``: the classes it rests on,
+    for the rule of :mod:`polypbench.evaluate.policy`; the rest is copied into the Stat.
+    """
     point = float(samples[0])
-    reps = samples[1:]
-    defined = reps[~np.isnan(reps)]
-    tail = (100.0 - CI_LEVEL) / 2.0
-    ci = None
-    if len(defined):
-        lo, hi = np.percentile(defined, [tail, 100.0 - tail])
-        ci = (float(lo), float(hi))
-    undefined = int(len(reps) - len(defined))
+    r = design.n_replicates
+    undefined = int(undefined_count(samples, design))
+    ci = bca(samples, design) if ci is None else ci
+
+    def stat(value: float | None, interval: tuple[float, float] | None, **kw: Any) -> Stat:
+        return Stat(value, interval, n_polyps=n_polyps, n_patients=n_patients, class_polyps=class_polyps,
+                    p_greater=p_greater, **kw)
+
     if np.isnan(point):
-        return Stat(None, ci, undefined, reason)
-    return Stat(point, ci, undefined)
+        return stat(None, None, undefined_replicates=undefined, reason=reason)
+    if r == 0:
+        return stat(point, None)
+    verdict = judge(design.n_patients, classes, undefined, r)
+    if verdict.ci_reason is None and np.isnan(ci).any():
+        verdict = Verdict("no replicate defines it" if undefined == r else "not computable", ())
+    if verdict.ci_reason is not None:
+        return stat(point, None, undefined_replicates=undefined, ci_reason=verdict.ci_reason)
+    lo, hi = float(ci[0]), float(ci[1])
+    return stat(point, (lo, hi), undefined_replicates=undefined, flags=verdict.flags,
+                replicates=r - undefined if undefined else None)

@@ -17,6 +17,8 @@ KAPPA_METRICS = ("kappa_linear", "kappa_quadratic")
 SIZE_METRICS = ("mae_mm", "median_ae_mm", "bias_mm")
 """Size errors in mm; bias is mean(predicted - true)."""
 
+_KAPPA_UNDEFINED = "expected disagreement is zero: truth and predictions are all one and the same class (or no units)"
+
 UNDEFINED = {
     "sensitivity": "no true units of this class",
     "specificity": "no true units outside this class",
@@ -26,13 +28,17 @@ UNDEFINED = {
     "weighted_f1": "no units",
     "balanced_accuracy": "some class has no true units",
     "accuracy": "no units",
-    "kappa_linear": "expected disagreement is zero (truth or predictions use one class only)",
-    "kappa_quadratic": "expected disagreement is zero (truth or predictions use one class only)",
+    "kappa_linear": _KAPPA_UNDEFINED,
+    "kappa_quadratic": _KAPPA_UNDEFINED,
     "mae_mm": "no units",
     "median_ae_mm": "no units",
     "bias_mm": "no units",
 }
 """Why each metric can be undefined."""
+
+
+COMPONENTS = {"balanced_accuracy": "sensitivity", "macro_f1": "f1", "weighted_f1": "f1"}
+"""Summary metrics that are (weighted) means of a per-class metric: the per-class metric averaged."""
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -95,3 +101,25 @@ def size_errors(
 ) -> dict[str, np.ndarray]:
     """MAE, median absolute error and bias (mean predicted - true) from weighted sums and a precomputed median."""
     return {"mae_mm": _div(abs_sum, weight_sum), "median_ae_mm": median, "bias_mm": _div(err_sum, weight_sum)}
+
+
+def support(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """How many items (polyps or patients) each metric's denominator rests on, from per-item confusion matrices
+    (..., I, K, K): an item counts when it has at least one unit in the denominator.
+
+    Per-class metrics (..., K): ``sensitivity`` true units of the class, ``specificity`` true units of other
+    classes, ``precision`` units predicted as the class, ``f1`` units true or predicted as the class. ``all`` (...):
+    items with any unit, the support of accuracy, weighted F1, kappa and the size errors.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    true = cm.sum(axis=-1)
+    pred = cm.sum(axis=-2)
+    n = true.sum(axis=-1, keepdims=True)
+    return {
+        "sensitivity": (true > 0).sum(axis=-2),
+        "specificity": (n - true > 0).sum(axis=-2),
+        "precision": (pred > 0).sum(axis=-2),
+        "f1": (true + pred - tp > 0).sum(axis=-2),
+        "all": (n[..., 0] > 0).sum(axis=-1),
+    }

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from polypbench.evaluate.format import LABELS, format_count, format_stat
-from polypbench.evaluate.keys import SIZE_TASK, group_key, metric_key
+from polypbench.evaluate.format import LABELS, LEGEND, format_count, format_notes, format_p, format_stat, format_support
+from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, group_key, metric_key
 from polypbench.evaluate.metrics import CLASS_METRICS, SIZE_METRICS
 from polypbench.evaluate.result import VIEW_TITLES, Result, lookup
 from polypbench.sizes import DIMINUTIVE_MAX_MM, LARGE_MIN_MM, TASKS
@@ -71,15 +71,47 @@ def _metric_table(result: Result, source: Result | Mapping[str, Any], view: str,
     shown = [m for m in names if any(grid[ds][m] is not None for ds in grid)]
     if not shown:
         return None
-    rows = [[ds, str(result.counts[ds][f"n_{unit}"]), *[format_stat(grid[ds][m], m) for m in shown]]
-            for ds in result.datasets]
-    return ["dataset", f"n {unit}", *[LABELS[m] for m in shown]], rows
+    rows = [[ds, str(result.counts[ds][f"n_{unit}"]), str(result.counts[ds]["n_patients"]),
+             *[format_stat(grid[ds][m], m) for m in shown]] for ds in result.datasets]
+    return ["dataset", f"n {unit}", "patients", *[LABELS[m] for m in shown]], rows
 
 
 def _class_table(result: Result, view: str, task: str, dataset: str) -> Table:
-    rows = [[cls, *[format_stat(lookup(result, metric_key(view, task, dataset, m, cls)), m) for m in CLASS_METRICS]]
+    """Per class: its true polyps / patients (the support of its sensitivity), then every per-class metric."""
+    rows = [[cls, format_support(lookup(result, metric_key(view, task, dataset, "sensitivity", cls))),
+             *[format_stat(lookup(result, metric_key(view, task, dataset, m, cls)), m) for m in CLASS_METRICS]]
             for cls in TASKS[task]]
-    return ["class", *[LABELS[m] for m in CLASS_METRICS]], rows
+    return ["class", "true polyps / patients", *[LABELS[m] for m in CLASS_METRICS]], rows
+
+
+def _notes_table(result: Result, view: str) -> Table | None:
+    """Every number of ``view`` whose interval is flagged or withheld: key, the number, what it rests on, why."""
+    rows = []
+    for task in [*TASKS, SIZE_TASK]:
+        for ds in result.datasets:
+            for key in candidate_keys(view, task, ds):
+                stat = lookup(result, key)
+                note = format_notes(stat)
+                if stat is not None and stat.value is not None and note:
+                    rows.append([key, format_stat(stat, key), format_support(stat), note])
+    return (["metric key", "value [95% CI]", "polyps / patients", "why"], rows) if rows else None
+
+
+def _comparison_table(result: Result, view: str) -> Table | None:
+    """This file and the other side by side, the paired difference with its interval and P(this > other)."""
+    assert result.comparison is not None
+    rows = []
+    for task in [*TASKS, SIZE_TASK]:
+        names = SIZE_METRICS if task == SIZE_TASK else _METRICS
+        for ds in result.datasets:
+            for m in names:
+                key = metric_key(view, task, ds, m)
+                diff = lookup(result.comparison, key)
+                if diff is not None:
+                    rows.append([task, ds, LABELS[m], format_stat(lookup(result, key), m),
+                                 format_stat(result.comparison["other_metrics"].get(key), m), format_stat(diff, m),
+                                 format_p(diff)])
+    return (["task", "dataset", "metric", "this", "other", "this - other", "P(this > other)"], rows) if rows else None
 
 
 def _confusion_table(result: Result, view: str, task: str, dataset: str) -> Table | None:
@@ -110,9 +142,10 @@ def sections(result: Result) -> list[Section]:
     n = result.counts["pooled"]
     intro = (f"{result.predictions['name']}: {result.predictions['level']}-level predictions, split "
              f"{result.split}; {n['n_polyps']} polyps, {n['n_patients']} patients, {n['n_frames']} frames. Class "
-             f"metrics from {result.predictions['class_source']}. 95% CIs: percentile intervals over {b['replicates']} "
-             f"bootstrap replicates resampling patients within each dataset (seed {b['seed']}). 'undefined' = a "
-             "denominator is zero (e.g. a class absent); such values are never replaced by 0 or 1.")
+             f"metrics from {result.predictions['class_source']}. 95% CIs from {b['replicates']} bootstrap "
+             f"replicates resampling patients within each dataset (seed {b['seed']}): expanded BCa intervals "
+             "(MAE and bias: bootstrap-t), docs/scoring.md. 'undefined' = a denominator is zero (e.g. a class "
+             f"absent); such values are never replaced by 0 or 1. {LEGEND}.")
     out = [Section(2, "Summary", text=intro)]
     manifests = [[m["dataset"], m["split_version"], m["split_sha256"]] for m in result.manifests]
     out.append(Section(3, "Manifests", table=(["dataset", "split version", "split sha256"], manifests)))
@@ -120,6 +153,9 @@ def sections(result: Result) -> list[Section]:
         out.append(Section(2, VIEW_TITLES[view], text=description))
         out += _view_sections(result, result, view)
     headline = "polyp"
+    notes = _notes_table(result, headline)
+    if notes:
+        out.append(Section(3, "Per polyp: flagged and withheld intervals", text=LEGEND, table=notes))
     for task in TASKS:
         for ds in result.datasets:
             per_class = _class_table(result, headline, task, ds)
@@ -129,10 +165,12 @@ def sections(result: Result) -> list[Section]:
                 out.append(Section(4, "confusion matrix (polyps; rows true, columns predicted)", table=cm))
     if result.comparison:
         other = result.comparison["other"]["name"]
-        out.append(Section(2, f"Paired difference: {result.predictions['name']} minus {other}",
+        out.append(Section(2, f"Comparison: {result.predictions['name']} (this) and {other} (other)",
                            text=result.comparison["definition"]))
         for view in result.views:
-            out += _view_sections(result, result.comparison, view, prefix=f"{view}, ")
+            table = _comparison_table(result, view)
+            if table:
+                out.append(Section(3, f"{VIEW_TITLES[view]}: this, other, this - other", table=table))
     return out
 
 

@@ -11,18 +11,21 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from polypbench.evaluate.bootstrap import Stat
-from polypbench.evaluate.format import LABELS, format_stat
+from polypbench.evaluate.format import FLAG, LABELS, LEGEND, format_p, format_stat
 from polypbench.evaluate.keys import SIZE_TASK, class_slugs, metric_key, parse_key
 from polypbench.evaluate.metrics import SIZE_METRICS
 from polypbench.sizes import TASKS
 
-RESULT_SCHEMA_VERSION = "2"
+if TYPE_CHECKING:
+    from polypbench.evaluate.ranking import Replicates
+
+RESULT_SCHEMA_VERSION = "3"
 """Version of the JSON layout below; bump it (and docs/scoring.md) on any incompatible change."""
 
 VIEW_TITLES = {
@@ -73,6 +76,15 @@ def lookup(source: Result | Mapping[str, Any], key: str) -> Stat | None:
     return Stat.from_dict(entry)
 
 
+def _notes(shown: list[tuple[str, Stat]], details: bool) -> str:
+    """Lines under a table: with ``details``, why each shown interval is flagged; the legend when any is flagged or
+    withheld."""
+    lines = [f"  {key}: {'; '.join(s.flags)}" for key, s in shown if details and s.flags and s.ci95 is not None]
+    if any((s.flags and s.ci95 is not None) or s.ci_reason for _, s in shown):
+        lines.append(f"  {LEGEND}")
+    return "".join("\n" + line for line in lines)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
@@ -91,6 +103,8 @@ class Result:
     polyps, patients and frames. ``comparison`` (from :func:`~polypbench.evaluate.compare`) holds ``other`` (the other
     file's description), ``definition``, ``metrics`` (the paired differences, same keys) and ``other_metrics``.
     ``polyp_table`` (not in the JSON) has one row per polyp with truth and aggregated prediction, for reports.
+    ``kept_replicates`` (not in the JSON) holds the replicate vectors asked for with ``score(...,
+    keep_replicates=...)``; read them with :meth:`replicates`.
     """
 
     predictions: dict[str, Any]
@@ -104,6 +118,7 @@ class Result:
     confusion_matrices: dict[str, np.ndarray]
     comparison: dict[str, Any] | None = None
     polyp_table: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    kept_replicates: dict[str, Replicates] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def datasets(self) -> list[str]:
@@ -117,6 +132,16 @@ class Result:
             raise KeyError(f"metric key {key!r}: not in this result; expected one of its {len(self.metrics)} keys, "
                            f"e.g. {next(iter(self.metrics), '-')!r}")
         return found
+
+    def replicates(self, key: str) -> Replicates:
+        """The replicate vector of metric ``key`` (point value, every bootstrap replicate, the leave-one-patient-out
+        values and the resamples' fingerprint), kept when scored with ``keep_replicates`` naming it (or True)."""
+        parse_key(key)
+        if key not in self.kept_replicates:
+            kept = ", ".join(sorted(self.kept_replicates)) or "none"
+            raise KeyError(f"metric key {key!r}: replicates not kept; score with keep_replicates=[{key!r}] "
+                           f"(kept: {kept})")
+        return self.kept_replicates[key]
 
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON document (docs/scoring.md describes every key)."""
@@ -146,26 +171,55 @@ class Result:
             Path(path).write_text(text)
         return text
 
-    def view_table(self, view: str, source: Result | Mapping[str, Any] | None = None) -> str:
-        """One view's table: task x dataset rows with the main metrics, then the size errors.
+    def view_table(self, view: str, source: Result | Mapping[str, Any] | None = None, notes: bool = True) -> str:
+        """One view's table: task x dataset rows with the main metrics, then the size errors; below it, with
+        ``notes``, why each flagged interval is flagged (the cells say why an interval is withheld), and the legend
+        whenever a flag or a withheld interval is shown.
 
         ``source``: where to look the numbers up (default this result; ``self.comparison`` for the differences).
         """
         src = self if source is None else source
         unit = "polyps" if view == "polyp" else "frames"  # the units this view counts
-        rows = []
+        rows, flagged = [], []
         for task in TASKS:
             for ds in self.datasets:
-                stats = [lookup(src, metric_key(view, task, ds, m)) for m in TABLE_METRICS]
+                keys = [metric_key(view, task, ds, m) for m in TABLE_METRICS]
+                stats = [lookup(src, k) for k in keys]
                 if any(s is not None for s in stats):
-                    rows.append([task, ds, str(self.counts[ds][f"n_{unit}"]),
+                    rows.append([task, ds, str(self.counts[ds][f"n_{unit}"]), str(self.counts[ds]["n_patients"]),
                                  *[format_stat(s, m) for s, m in zip(stats, TABLE_METRICS, strict=True)]])
-        text = _table(["task", "dataset", f"n {unit}", *[LABELS[m] for m in TABLE_METRICS]], rows)
-        size_rows = [[ds, *[format_stat(lookup(src, metric_key(view, SIZE_TASK, ds, m)), m) for m in SIZE_METRICS]]
-                     for ds in self.datasets if lookup(src, metric_key(view, SIZE_TASK, ds, SIZE_METRICS[0]))]
+                    flagged += [(k, s) for k, s in zip(keys, stats, strict=True) if s is not None]
+        text = _table(["task", "dataset", f"n {unit}", "patients", *[LABELS[m] for m in TABLE_METRICS]], rows)
+        size_rows = []
+        for ds in self.datasets:
+            keys = [metric_key(view, SIZE_TASK, ds, m) for m in SIZE_METRICS]
+            stats = [lookup(src, k) for k in keys]
+            if stats[0] is not None:
+                size_rows.append([ds, *[format_stat(s, m) for s, m in zip(stats, SIZE_METRICS, strict=True)]])
+                flagged += [(k, s) for k, s in zip(keys, stats, strict=True) if s is not None]
         if size_rows:
             text += "\n\n" + _table(["size", *[LABELS[m] for m in SIZE_METRICS]], size_rows)
-        return text
+        return text + _notes(flagged, notes)
+
+    def comparison_table(self, view: str = "polyp") -> str:
+        """This file and the other side by side, the paired difference with its interval and P(this > other)."""
+        if not self.comparison:
+            return ""
+        rows, shown = [], []
+        for task in [*TASKS, SIZE_TASK]:
+            names = SIZE_METRICS if task == SIZE_TASK else TABLE_METRICS
+            for ds in self.datasets:
+                for m in names:
+                    key = metric_key(view, task, ds, m)
+                    diff = lookup(self.comparison, key)
+                    if diff is None:
+                        continue
+                    rows.append([task, ds, LABELS[m], format_stat(lookup(self, key), m),
+                                 format_stat(self.comparison["other_metrics"].get(key), m), format_stat(diff, m),
+                                 format_p(diff)])
+                    shown += [(key, s) for s in (lookup(self, key), diff) if s is not None]
+        text = _table(["task", "dataset", "metric", "this", "other", "this - other", "P(this > other)"], rows)
+        return text + _notes(shown, False)
 
     def summary_table(self) -> str:
         """Human-readable summary for the terminal: every view, headline first, and the comparison if any."""
@@ -174,12 +228,13 @@ class Result:
         lines = [
             f"{self.predictions['name']} on the {self.split} split: {n['n_polyps']} polyps, "
             f"{n['n_patients']} patients, {n['n_frames']} frames; class source {self.predictions['class_source']}",
-            f"95% CIs: percentile, {b['replicates']} patient-bootstrap replicates (seed {b['seed']}); kappa quadratic",
+            f"95% CIs: expanded BCa (MAE, bias: bootstrap-t), {b['replicates']} patient-bootstrap replicates (seed "
+            f"{b['seed']}); kappa quadratic; {FLAG} and no CI explained under the tables",
         ]
         for view in self.views:
-            lines += ["", VIEW_TITLES[view], self.view_table(view)]
+            lines += ["", VIEW_TITLES[view], self.view_table(view, notes=view == "polyp")]
         if self.comparison:
-            lines += ["", f"Paired difference, {self.predictions['name']} minus {self.comparison['other']['name']} "
-                      f"(same resamples; every view in the JSON): {VIEW_TITLES['polyp']}",
-                      self.view_table("polyp", self.comparison)]
+            lines += ["", f"Comparison: this = {self.predictions['name']}, other = {self.comparison['other']['name']}"
+                      f"; this minus other on the same patient resamples (every view in the JSON): "
+                      f"{VIEW_TITLES['polyp']}", self.comparison_table("polyp")]
         return "\n".join(lines)

@@ -7,18 +7,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from polypbench.evaluate import metrics
+from polypbench.evaluate import intervals, metrics
 from polypbench.evaluate.aggregate import AGGREGATION, VIEWS, Units, class_source, frame_units, per_polyp, polyp_units
-from polypbench.evaluate.bootstrap import CI_LEVEL, MedianSearch, Stat, per_patient_sums, resample_counts, summarize
+from polypbench.evaluate.bootstrap import (
+    Design,
+    MedianSearch,
+    Stat,
+    count_matrix,
+    metric_interval,
+    per_patient_sums,
+    summarize,
+)
 from polypbench.evaluate.keys import SIZE_TASK, group_key, metric_key
+from polypbench.evaluate.policy import ClassSupport
+from polypbench.evaluate.ranking import Replicates, resamples_fingerprint
 from polypbench.evaluate.result import Result
 from polypbench.evaluate.truth import ManifestLike, Truth, load_truth
 from polypbench.evaluate.validate import ValidPredictions, read_predictions, validate_predictions
@@ -28,32 +38,55 @@ log = logging.getLogger(__name__)
 
 Predictions: TypeAlias = pd.DataFrame | str | Path
 Samples: TypeAlias = dict[str, Any]
-"""view -> {"tasks": {task: {group: {metric: array (1+R, ...)}}}, "size": {group: {metric: array}} | None,
-"confusion": {task: {group: (K, K) array}}}."""
+"""view -> {"tasks": {task: {group: {metric: array (1+R+P, ...)}}}, "size": {group: {metric: array}} | None,
+"size_se": {group: {metric: array}} | None, "confusion": {task: {group: (K, K) array}},
+"support": {task: {group: {"polyps"|"patients": metrics.support dict}}}}."""
+KeepReplicates: TypeAlias = Collection[str] | bool
+INTERVAL_METHOD = (
+    f"{intervals.CI_LEVEL:g}% expanded BCa interval over the replicates where the metric is defined (bias-corrected "
+    "and accelerated, acceleration from the leave-one-patient-out jackknife, normal quantile expanded to "
+    "sqrt(n/(n-H)) t(n-H) for n patients in H datasets), widened by Wilson's bound for class rates observed at 0 or "
+    "1; MAE and bias: bootstrap-t (studentized, linearization standard errors); see docs/scoring.md")
 
 
-def _groups(truth: Truth) -> list[tuple[str, np.ndarray]]:
-    """(name, patient mask) for each dataset, then ``pooled``."""
+@dataclass(frozen=True)
+class _Group:
+    """A dataset (or ``pooled``): its patients and how its intervals are computed."""
+
+    name: str
+    mask: np.ndarray
+    design: Design
+
+
+def _groups(truth: Truth, n_replicates: int) -> list[_Group]:
+    """Each dataset, then ``pooled``."""
     strata = truth.patients["stratum"].to_numpy()
-    groups = [(ds, strata == i) for i, ds in enumerate(truth.datasets)]
-    return groups + [("pooled", np.ones(len(strata), dtype=bool))]
+    masks = [(ds, strata == i) for i, ds in enumerate(truth.datasets)]
+    masks.append(("pooled", np.ones(len(strata), dtype=bool)))
+    return [_Group(name, mask, Design(n_replicates, np.flatnonzero(mask), strata[mask])) for name, mask in masks]
 
 
 @dataclass(frozen=True)
 class _PatientStats:
-    """Sufficient statistics of one level (polyp or frame) per patient, and per group the sorted size errors."""
+    """Sufficient statistics of one level (polyp or frame): per patient the triclass confusion cells and the size
+    sums (weight, |error|, error), per polyp its units' confusion cells (the support), per group sorted errors."""
 
     confusion: np.ndarray
+    polyp_confusion: np.ndarray
+    polyp_patient: np.ndarray
     size_sums: np.ndarray | None
     medians: dict[str, MedianSearch] | None
 
 
-def _patient_stats(units: Units, n_patients: int, groups: list[tuple[str, np.ndarray]]) -> _PatientStats:
+def _patient_stats(units: Units, truth: Truth, groups: list[_Group]) -> _PatientStats:
     """Per-patient triclass confusion cells (P, 9), size-error sums (P, 3: weight, |error|, error) and medians."""
-    cell = units.patient * 9 + units.true_class3.astype(np.int64) * 3 + units.pred_class3.astype(np.int64)
-    confusion = np.bincount(cell, weights=units.weight, minlength=n_patients * 9).reshape(n_patients, 9)
+    n_patients, n_polyps = truth.n_patients, truth.n_polyps
+    cell = units.true_class3.astype(np.int64) * 3 + units.pred_class3.astype(np.int64)
+    confusion = np.bincount(units.patient * 9 + cell, weights=units.weight, minlength=n_patients * 9)
+    polyp_confusion = np.bincount(units.polyp * 9 + cell, minlength=n_polyps * 9).reshape(n_polyps, 9)
+    base = (confusion.reshape(n_patients, 9), polyp_confusion, truth.polyp_patient)
     if units.pred_size is None:
-        return _PatientStats(confusion, None, None)
+        return _PatientStats(*base, None, None)
     err = units.pred_size - units.true_size
     abs_err = np.abs(err)
     sums = np.stack([per_patient_sums(units.patient, units.weight, n_patients),
@@ -62,13 +95,13 @@ def _patient_stats(units: Units, n_patients: int, groups: list[tuple[str, np.nda
     order = np.argsort(abs_err)  # ties need no order: equal values give the same median
     values, patient, weight = abs_err[order], units.patient[order], units.weight[order]
     medians = {}
-    for name, mask in groups:
-        sel = mask[patient]
+    for g in groups:
+        sel = g.mask[patient]
         if sel.all():
-            medians[name] = MedianSearch.build(values, patient, weight, n_patients, presorted=True)
+            medians[g.name] = MedianSearch.build(values, patient, weight, n_patients, presorted=True)
         else:
-            medians[name] = MedianSearch.build(values[sel], patient[sel], weight[sel], n_patients, presorted=True)
-    return _PatientStats(confusion, sums, medians)
+            medians[g.name] = MedianSearch.build(values[sel], patient[sel], weight[sel], n_patients, presorted=True)
+    return _PatientStats(*base, sums, medians)
 
 
 def _task_maps() -> dict[str, np.ndarray]:
@@ -76,53 +109,124 @@ def _task_maps() -> dict[str, np.ndarray]:
     return {task: np.eye(len(classes))[triclass_to_task(np.arange(3), task)] for task, classes in TASKS.items()}
 
 
-def _view_samples(stats: _PatientStats, counts: np.ndarray, groups: list[tuple[str, np.ndarray]]) -> Samples:
-    """Every metric of one view for the observed data (row 0) and every replicate (rows 1..).
+def _to_task(cm3: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return cm3 if m.shape[1] == 3 else np.einsum("ik,...ij,jl->...kl", m, cm3, m)
 
-    ``counts`` (1 + R, P) weighs each patient's statistics: the resampled patient multiplicities, divided by the
-    patient's number of frames for the patient-weighted frame view. The binary tasks' confusion matrices are sums
-    of triclass cells.
+
+def _size_se(counts: np.ndarray, sums: np.ndarray, mask: np.ndarray, strata: np.ndarray) -> dict[str, np.ndarray]:
+    """Per row, the linearization standard errors of MAE (sum |e| / sum w) and bias (sum e / sum w)."""
+    idx = np.flatnonzero(mask)
+    w, a, e = sums[idx, 0], sums[idx, 1], sums[idx, 2]
+    cols = np.stack([a * a, a * w, w * w, e * e, e * w, a, e, w], axis=1)
+    per_stratum = [counts[:, idx[strata == s]] @ cols[strata == s] for s in np.unique(strata)]
+    m = np.stack(per_stratum, axis=1)  # (rows, H, 8)
+    n_h = np.array([(strata == s).sum() for s in np.unique(strata)], dtype=np.float64)
+    total_w = m[..., 7].sum(axis=1)
+    mae = intervals.ratio_se(m[..., 5].sum(axis=1), total_w, m[..., 0:3], m[..., [5, 7]], n_h)
+    bias = intervals.ratio_se(m[..., 6].sum(axis=1), total_w, m[..., [3, 4, 2]], m[..., [6, 7]], n_h)
+    return {"mae_mm": mae, "bias_mm": bias}
+
+
+def _view_samples(stats: _PatientStats, counts: np.ndarray, groups: list[_Group],
+                  scale: np.ndarray | None = None) -> Samples:
+    """Every metric of one view for the observed data (row 0), every replicate and every leave-one-out row.
+
+    ``counts`` (1 + R + P, P) are the patient multiplicities; ``scale`` (P,) weighs each patient's statistics (1 /
+    its number of frames in the patient-weighted frame view). The binary tasks' confusion matrices are sums of
+    triclass cells.
     """
-    out: Samples = {"tasks": {}, "confusion": {}, "size": None}
+    out: Samples = {"tasks": {}, "confusion": {}, "support": {}, "size": None, "size_se": None}
+    weighted = counts if scale is None else counts * scale[None, :]
     maps = _task_maps()
-    for name, mask in groups:
-        cm3 = (counts[:, mask] @ stats.confusion[mask]).reshape(-1, 3, 3)
+    for g in groups:
+        mask = g.mask
+        cm3 = (weighted[:, mask] @ stats.confusion[mask]).reshape(-1, 3, 3)
+        polyps = stats.polyp_confusion[mask[stats.polyp_patient]].reshape(-1, 3, 3)
+        patients = stats.confusion[mask].reshape(-1, 3, 3)
         for task, m in maps.items():
-            cm = cm3 if task == "triclass" else np.einsum("ik,rij,jl->rkl", m, cm3, m)
+            cm = _to_task(cm3, m)
             values = metrics.classification(cm)
             if task == "triclass":
                 values.update(metrics.kappas(cm))
-            out["tasks"].setdefault(task, {})[name] = values
-            out["confusion"].setdefault(task, {})[name] = cm[0]
+            out["tasks"].setdefault(task, {})[g.name] = values
+            out["confusion"].setdefault(task, {})[g.name] = cm[0]
+            out["support"].setdefault(task, {})[g.name] = {"polyps": metrics.support(_to_task(polyps, m)),
+                                                           "patients": metrics.support(_to_task(patients, m))}
     if stats.size_sums is not None and stats.medians is not None:
-        out["size"] = {}
-        for name, mask in groups:
-            s = counts[:, mask] @ stats.size_sums[mask]
-            out["size"][name] = metrics.size_errors(s[:, 0], s[:, 1], s[:, 2], stats.medians[name].median(counts))
+        out["size"], out["size_se"] = {}, {}
+        sums = stats.size_sums if scale is None else stats.size_sums * scale[:, None]
+        for g in groups:
+            s = weighted[:, g.mask] @ stats.size_sums[g.mask]
+            out["size"][g.name] = metrics.size_errors(s[:, 0], s[:, 1], s[:, 2], stats.medians[g.name].median(weighted))
+            out["size_se"][g.name] = _size_se(counts, sums, g.mask, g.design.strata)
     return out
 
 
-def _stats(view: str, task: str, group: str, values: dict[str, np.ndarray], classes: Sequence[str]) -> dict[str, Stat]:
-    """Stats of one (view, task, group) by metric key: summary metrics first, then per-class metrics."""
-    out: dict[str, Stat] = {}
+def _class_supports(name: str, classes: Sequence[str], support: dict[str, dict[str, np.ndarray]]
+                    ) -> list[tuple[ClassSupport, ...]]:
+    """Per class (per-class metrics) or once (others): the classes the metric rests on, for the policy."""
+    pol, pat = support["polyps"], support["patients"]
+
+    def one(metric: str, k: int, label: str) -> ClassSupport:
+        return ClassSupport(label, int(pol[metric][k]), int(pat[metric][k]))
+
+    labels = {"sensitivity": "{}", "specificity": "not {}", "precision": "predicted {}", "f1": "{}"}
+    if name in labels:
+        return [(one(name, k, labels[name].format(c)),) for k, c in enumerate(classes)]
+    if name in ("balanced_accuracy", "macro_f1"):
+        comp = metrics.COMPONENTS[name]
+        return [tuple(one(comp, k, c) for k, c in enumerate(classes))]
+    return [()]
+
+
+def _task_stats(view: str, task: str, g: _Group, samples: Samples) -> dict[str, tuple[Stat, np.ndarray]]:
+    """Stats of one (view, task, group) by metric key, each with its sample column: summary metrics first."""
+    values = samples["tasks"][task][g.name]
+    support = samples["support"][task][g.name]
+    cm = samples["confusion"][task][g.name]
+    classes = TASKS[task]
+    out: dict[str, tuple[Stat, np.ndarray]] = {}
     for name, arr in sorted(values.items(), key=lambda item: item[1].ndim):  # stable: metric order kept
-        reason = metrics.UNDEFINED[name]
-        if arr.ndim == 2:
-            for j, c in enumerate(classes):
-                out[metric_key(view, task, group, name, c)] = summarize(arr[:, j], reason)
-        else:
-            out[metric_key(view, task, group, name)] = summarize(arr, reason)
+        ci = metric_interval(name, arr, g.design, values=values, confusion=cm, patients=support["patients"])
+        per_class = _class_supports(name, classes, support)
+        sup = support["polyps"], support["patients"]
+        for j, cls_support in enumerate(per_class):
+            col = arr[:, j] if arr.ndim == 2 else arr
+            if arr.ndim == 2:
+                key = metric_key(view, task, g.name, name, classes[j])
+                n_pol, n_pat = int(sup[0][name][j]), int(sup[1][name][j])
+            else:
+                key = metric_key(view, task, g.name, name)
+                n_pol, n_pat = int(sup[0]["all"]), int(sup[1]["all"])
+            class_polyps = (tuple(int(c.polyps) for c in cls_support) if name in ("balanced_accuracy", "macro_f1")
+                            else None)
+            stat = summarize(col, metrics.UNDEFINED[name], g.design, ci=ci[:, j] if arr.ndim == 2 else ci,
+                             classes=cls_support, n_polyps=n_pol, n_patients=n_pat, class_polyps=class_polyps)
+            out[key] = (stat, col)
     return out
 
 
-def _view_metrics(view: str, samples: Samples) -> dict[str, Stat]:
+def _size_stats(view: str, g: _Group, samples: Samples) -> dict[str, tuple[Stat, np.ndarray]]:
+    values, se = samples["size"][g.name], samples["size_se"][g.name]
+    sup = samples["support"]["triclass"][g.name]
+    out = {}
+    for name, arr in values.items():
+        ci = metric_interval(name, arr, g.design, se=se.get(name))
+        stat = summarize(arr, metrics.UNDEFINED[name], g.design, ci=ci, n_polyps=int(sup["polyps"]["all"]),
+                         n_patients=int(sup["patients"]["all"]))
+        out[metric_key(view, SIZE_TASK, g.name, name)] = (stat, arr)
+    return out
+
+
+def _view_stats(view: str, samples: Samples, groups: list[_Group]) -> dict[str, tuple[Stat, np.ndarray]]:
     """Every metric of one view, keyed ``view/task/dataset/metric[/class]``; size errors under task ``size``."""
-    out: dict[str, Stat] = {}
-    for task, groups in samples["tasks"].items():
-        for name, values in groups.items():
-            out.update(_stats(view, task, name, values, TASKS[task]))
-    for name, values in (samples["size"] or {}).items():
-        out.update(_stats(view, SIZE_TASK, name, values, ()))
+    out: dict[str, tuple[Stat, np.ndarray]] = {}
+    for task in samples["tasks"]:
+        for g in groups:
+            out.update(_task_stats(view, task, g, samples))
+    if samples["size"] is not None:
+        for g in groups:
+            out.update(_size_stats(view, g, samples))
     return out
 
 
@@ -131,13 +235,34 @@ def _confusion_matrices(view: str, samples: Samples) -> dict[str, np.ndarray]:
             for name, cm in groups.items()}
 
 
-def _difference(a: Samples, b: Samples) -> Samples:
-    """Per-replicate difference a - b of every metric present in both (NaN where either is undefined)."""
-    out: Samples = {"tasks": {}, "confusion": {}, "size": None}
-    for task, groups in a["tasks"].items():
-        out["tasks"][task] = {g: {m: v - b["tasks"][task][g][m] for m, v in vals.items()} for g, vals in groups.items()}
-    if a["size"] is not None and b["size"] is not None:
-        out["size"] = {g: {m: v - b["size"][g][m] for m, v in vals.items()} for g, vals in a["size"].items()}
+def _p_greater(d: np.ndarray) -> float | None:
+    """Share of replicates (both defined) with a positive difference, ties (within TIE_TOL) counted half."""
+    d = d[~np.isnan(d)]
+    if not len(d):
+        return None
+    tol = intervals.TIE_TOL
+    return float(((d > tol).sum() + 0.5 * (np.abs(d) <= tol).sum()) / len(d))
+
+
+def _difference_stats(a: dict[str, tuple[Stat, np.ndarray]], b: dict[str, tuple[Stat, np.ndarray]],
+                      groups: list[_Group]) -> dict[str, Stat]:
+    """Per metric present in both: the per-row difference a - b, its expanded BCa interval and P(A > B)."""
+    designs = {g.name: g.design for g in groups}
+    out = {}
+    for key, (stat_a, col_a) in a.items():
+        if key not in b:
+            continue
+        stat_b, col_b = b[key]
+        design = designs[key.split("/")[2]]
+        d = col_a - col_b
+        n_pol = min(stat_a.n_polyps or 0, stat_b.n_polyps or 0)
+        n_pat = min(stat_a.n_patients or 0, stat_b.n_patients or 0)
+        p = _p_greater(d[1:1 + design.n_replicates]) if design.n_replicates else None
+        stat = summarize(d, "undefined for either file", design, n_polyps=n_pol, n_patients=n_pat, p_greater=p)
+        withheld = stat_a.ci_reason or stat_b.ci_reason  # a side without an honest interval: no paired one either
+        if withheld and stat.value is not None:
+            stat = replace(stat, ci95=None, ci_reason=withheld, flags=(), replicates=None)
+        out[key] = stat
     return out
 
 
@@ -168,36 +293,60 @@ def _prepare(predictions: Predictions, truth: Truth, name: str | None) -> ValidP
     return validate_predictions(predictions, truth, name=name or "predictions")
 
 
-def _run(pred: ValidPredictions, truth: Truth, counts: np.ndarray) -> dict[str, Samples]:
+def _run(pred: ValidPredictions, truth: Truth, counts: np.ndarray, groups: list[_Group]) -> dict[str, Samples]:
     """Samples of every view. The patient-weighted frame view reuses the frame statistics: a patient's frames all
     weigh 1 / (its frame count), so scaling its column of ``counts`` by that is the same weighting."""
-    groups = _groups(truth)
-    out = {"polyp": _view_samples(_patient_stats(polyp_units(pred, truth), truth.n_patients, groups), counts, groups)}
+    out = {"polyp": _view_samples(_patient_stats(polyp_units(pred, truth), truth, groups), counts, groups)}
     if pred.level == "frame":
         units = frame_units(pred, truth)
-        stats = _patient_stats(units, truth.n_patients, groups)
+        stats = _patient_stats(units, truth, groups)
         out["frame"] = _view_samples(stats, counts, groups)
         frames_per_patient = np.bincount(units.patient, minlength=truth.n_patients).astype(np.float64)
-        out["frame_patient"] = _view_samples(stats, counts / frames_per_patient[None, :], groups)
+        out["frame_patient"] = _view_samples(stats, counts, groups, scale=1.0 / frames_per_patient)
     return out
 
 
-def _result(pred: ValidPredictions, truth: Truth, samples: dict[str, Samples], n_bootstrap: int, seed: int) -> Result:
-    return Result(
+def _kept(stats: dict[str, tuple[Stat, np.ndarray]], keep: KeepReplicates, groups: list[_Group],
+          fingerprint: str) -> dict[str, Replicates]:
+    if keep is False or groups[0].design.n_replicates == 0:
+        return {}
+    wanted = stats.keys() if keep is True else [k for k in keep if k in stats]
+    designs = {g.name: g.design for g in groups}
+    out = {}
+    for key in wanted:
+        design = designs[key.split("/")[2]]
+        point, reps, jack = design.split(stats[key][1])
+        out[key] = Replicates(key, float(point), reps.copy(), jack.copy(), design.strata.copy(), fingerprint)
+    return out
+
+
+def _result(pred: ValidPredictions, truth: Truth, samples: dict[str, Samples], groups: list[_Group], seed: int,
+            keep: KeepReplicates, fingerprint: str) -> tuple[Result, dict[str, tuple[Stat, np.ndarray]]]:
+    n_bootstrap = groups[0].design.n_replicates
+    stats = {k: v for view, s in samples.items() for k, v in _view_stats(view, s, groups).items()}
+    result = Result(
         predictions={"name": pred.name, "level": pred.level, "rows": pred.n_rows, "columns": pred.columns,
                      "class_source": class_source(pred)},
         split=truth.split_label,
         manifests=list(truth.manifests),
         aggregation=dict(AGGREGATION),
         bootstrap={"replicates": n_bootstrap, "seed": seed, "unit": "patient", "stratified_by": "dataset",
-                   "ci": f"{CI_LEVEL:g}% percentile interval over the replicates where the metric is defined",
-                   "rng": "numpy.random.default_rng(seed).multinomial per dataset"},
+                   "ci": INTERVAL_METHOD, "rng": "numpy.random.default_rng(seed).multinomial per dataset",
+                   "resamples": fingerprint},
         counts=_counts_table(truth),
         views={view: VIEWS[view] for view in samples},
-        metrics={k: v for view, s in samples.items() for k, v in _view_metrics(view, s).items()},
+        metrics={k: stat for k, (stat, _) in stats.items()},
         confusion_matrices={k: v for view, s in samples.items() for k, v in _confusion_matrices(view, s).items()},
         polyp_table=_polyp_table(pred, truth),
+        kept_replicates=_kept(stats, keep, groups, fingerprint),
     )
+    return result, stats
+
+
+def _setup(truth: Truth, n_bootstrap: int, seed: int) -> tuple[np.ndarray, list[_Group], str]:
+    strata = truth.patients["stratum"].to_numpy()
+    counts = count_matrix(strata, n_bootstrap, seed)
+    return counts, _groups(truth, n_bootstrap), resamples_fingerprint(counts[1:1 + n_bootstrap])
 
 
 def score(
@@ -209,17 +358,20 @@ def score(
     n_bootstrap: int = 2000,
     seed: int = 0,
     name: str | None = None,
+    keep_replicates: KeepReplicates = (),
 ) -> Result:
     """Score predictions (a DataFrame, or a Parquet/CSV path) against ``split`` of one or more prepared manifests
     (with ``fold`` k: cross-validation fold k, as :meth:`polypbench.manifest.Manifest.select` defines it).
 
+    ``keep_replicates``: metric keys (or True: every key) whose replicate vectors the result keeps, read with
+    :meth:`Result.replicates` (what a leaderboard stores to rank entries, :mod:`polypbench.evaluate.ranking`).
     Raises :class:`~polypbench.evaluate.SubmissionError` listing every problem of an invalid file.
     """
     start = time.perf_counter()
     truth = load_truth(manifest, split, fold)
     pred = _prepare(predictions, truth, name)
-    counts = resample_counts(truth.patients["stratum"].to_numpy(), n_bootstrap, seed)
-    result = _result(pred, truth, _run(pred, truth, counts), n_bootstrap, seed)
+    counts, groups, fingerprint = _setup(truth, n_bootstrap, seed)
+    result, _ = _result(pred, truth, _run(pred, truth, counts, groups), groups, seed, keep_replicates, fingerprint)
     log.info("scored %s in %.2f s", pred.name, time.perf_counter() - start)
     return result
 
@@ -236,24 +388,22 @@ def compare(
     name: str | None = None,
     other_name: str | None = None,
 ) -> Result:
-    """Score ``predictions`` and add a paired comparison with ``other``: per metric the difference (this minus
-    other) and its CI, both computed on the same patient resamples. Views missing from either side are left out."""
+    """Score ``predictions`` and add a paired comparison with ``other``: per metric the other file's own numbers,
+    the difference (this minus other) with its interval and P(this > other), all on the same patient resamples.
+    Views missing from either side are left out of the differences."""
     truth = load_truth(manifest, split, fold)
     pred_a = _prepare(predictions, truth, name)
     pred_b = _prepare(other, truth, other_name)
-    counts = resample_counts(truth.patients["stratum"].to_numpy(), n_bootstrap, seed)
-    samples_a, samples_b = _run(pred_a, truth, counts), _run(pred_b, truth, counts)
-    result = _result(pred_a, truth, samples_a, n_bootstrap, seed)
-    diff = {k: v for view in samples_a if view in samples_b
-            for k, v in _view_metrics(view, _difference(samples_a[view], samples_b[view])).items()}
-    other_result = _result(pred_b, truth, samples_b, n_bootstrap, seed)
+    counts, groups, fingerprint = _setup(truth, n_bootstrap, seed)
+    result, stats_a = _result(pred_a, truth, _run(pred_a, truth, counts, groups), groups, seed, (), fingerprint)
+    other_result, stats_b = _result(pred_b, truth, _run(pred_b, truth, counts, groups), groups, seed, (), fingerprint)
     result.comparison = {
         "other": {**other_result.predictions},
-        "definition": "this file minus the other, per replicate on the same patient resamples; CI over replicates "
-                      "where both are defined",
-        "metrics": diff,
+        "definition": "this file minus the other, per replicate on the same patient resamples; expanded BCa interval "
+                      "over replicates where both are defined; p_greater = P(this > other) over those replicates, "
+                      "ties counted half",
+        "metrics": _difference_stats(stats_a, stats_b, groups),
         "other_metrics": other_result.metrics,
         "other_confusion_matrices": other_result.confusion_matrices,
     }
     return result
-

@@ -78,3 +78,18 @@ def small_manifest(tmp_path: Path) -> Path:
 @pytest.fixture
 def sun_manifest(tmp_path: Path) -> Path:
     return write_manifest(tmp_path / "sun", "sun", SUN)
+
+
+WIDE: list[PolypSpec] = [
+    (f"real-colon/P{p}_{i}", f"P{p}", size, "test", 2)
+    for p, sizes in enumerate([(3.0, 12.0), (4.0, 7.0), (2.0, 15.0), (6.0, 11.0), (8.0, 3.0), (9.0, 20.0),
+                               (4.5, 6.5), (13.0, 2.5)])
+    for i, size in enumerate(sizes)
+]
+"""Sixteen test polyps of eight patients (6 diminutive, 5 small, 5 large; each class from 4-5 patients): enough
+patients and polyps per class for intervals to be given (docs/scoring.md, "When there is no honest interval")."""
+
+
+@pytest.fixture
+def wide_manifest(tmp_path: Path) -> Path:
+    return write_manifest(tmp_path / "wide" / "real-colon", "real-colon", WIDE)

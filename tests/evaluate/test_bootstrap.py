@@ -65,13 +65,20 @@ def test_replicate_metrics_equal_a_naive_recomputation_on_the_resampled_patients
 
 
 def test_summary_reports_undefined_replicates_and_null_point() -> None:
-    samples = np.array([np.nan, 0.5, np.nan, 0.7, 0.6])
-    stat = bootstrap.summarize(samples, "no true units of this class")
+    # rows: point, 4 replicates, then the leave-one-out values of the group's 6 patients
+    samples = np.array([np.nan, 0.5, np.nan, 0.7, 0.6, *[0.6] * 6])
+    design = bootstrap.Design(4, np.arange(6), np.zeros(6, dtype=int))
+    stat = bootstrap.summarize(samples, "no true units of this class", design)
     assert stat.value is None and stat.reason == "no true units of this class"
     assert stat.undefined_replicates == 1
-    assert stat.ci95 == pytest.approx((np.percentile([0.5, 0.7, 0.6], 2.5), np.percentile([0.5, 0.7, 0.6], 97.5)))
+    assert stat.ci95 is None  # no interval for an undefined value
     assert stat.to_dict()["value"] is None
-    assert bootstrap.summarize(np.array([0.3]), "x").ci95 is None  # no replicates: no CI
+    defined = np.array([0.55, 0.5, np.nan, 0.7, 0.6, *[0.6] * 6])
+    stat = bootstrap.summarize(defined, "x", design)
+    assert stat.value == 0.55 and stat.undefined_replicates == 1 and stat.replicates == 3
+    assert stat.ci95 is not None and stat.ci95[0] <= 0.55 <= stat.ci95[1]
+    assert "3 of 4 resamples" in stat.flags  # a quarter of the replicates left out: flagged
+    assert bootstrap.summarize(np.array([0.3]), "x", bootstrap.Design(0, np.arange(6), np.zeros(6))).ci95 is None
 
 
 def brute_weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

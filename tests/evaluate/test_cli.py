@@ -42,9 +42,11 @@ def test_evaluate_compare(small_manifest: Path, tmp_path: Path) -> None:
                                     "--compare", str(tmp_path / "b.csv"), "--bootstrap", "20",
                                     "--json", str(tmp_path / "c.json")])
     assert res.exit_code == 0, res.output
-    assert "minus" in res.output
+    assert "minus" in res.output and "P(this > other)" in res.output
     doc = json.loads((tmp_path / "c.json").read_text())
-    assert doc["comparison"]["metrics"]["polyp/size/pooled/bias_mm"]["value"] == -1.0
+    bias = doc["comparison"]["metrics"]["polyp/size/pooled/bias_mm"]
+    assert bias["value"] == -1.0 and bias["p_greater"] == 0.0  # a's bias is lower in every replicate
+    assert doc["comparison"]["other_metrics"]["polyp/size/pooled/bias_mm"]["value"] == 2.0  # b's own number
 
 
 def test_evaluate_refuses_with_every_problem_and_exits_non_zero(small_manifest: Path, tmp_path: Path) -> None:
@@ -78,4 +80,4 @@ def test_polyp_level_csv_is_accepted(small_manifest: Path, tmp_path: Path) -> No
     res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "p.csv"), "--manifest", str(small_manifest),
                                     "--bootstrap", "10"])
     assert res.exit_code == 0, res.output
-    assert "1.000 [1.000, 1.000]" in res.output
+    assert "1.000 (no CI: 3 patients)" in res.output  # three patients: no honest interval, and it says so

@@ -116,3 +116,24 @@ def test_undefined_is_nan_never_zero_or_one() -> None:
     assert not np.isnan(got["accuracy"]) and not np.isnan(got["weighted_f1"])
     one_class = np.array([[4, 0], [0, 0]])
     assert np.isnan(metrics.weighted_kappa(np.pad(one_class, ((0, 1), (0, 1))), 1))
+
+
+def test_kappa_is_undefined_only_when_truth_and_predictions_are_one_and_the_same_class() -> None:
+    same = np.zeros((3, 3))
+    same[1, 1] = 4
+    assert np.isnan(metrics.weighted_kappa(same, 2))
+    assert "one and the same class" in metrics.UNDEFINED["kappa_quadratic"]
+    one_class_each = np.zeros((3, 3))
+    one_class_each[0, 2] = 4  # truth all diminutive, predictions all large: defined (and 0)
+    assert metrics.weighted_kappa(one_class_each, 2) == 0.0
+    truth_one_class = np.zeros((3, 3))
+    truth_one_class[0] = [2, 1, 1]  # truth a single class, predictions several: defined
+    assert not np.isnan(metrics.weighted_kappa(truth_one_class, 1))
+
+
+def test_support_counts_the_items_behind_each_denominator() -> None:
+    per_patient = np.array([confusion(np.array([0, 0, 2]), np.array([0, 1, 2]), 3),
+                            confusion(np.array([1]), np.array([1]), 3), np.zeros((3, 3))])
+    sup = metrics.support(per_patient)
+    assert list(sup["sensitivity"]) == [1, 1, 1] and list(sup["precision"]) == [1, 2, 1]
+    assert list(sup["specificity"]) == [2, 1, 2] and list(sup["f1"]) == [1, 2, 1] and sup["all"] == 2

@@ -81,3 +81,63 @@ def test_cli_writes_json_and_report_into_new_folders(prepared, tmp_path) -> None
                                        "--json", str(target / "r.json"), "--report", str(target / "r.html")])
     assert result.exit_code == 0, result.output
     assert "n frames" in result.output and (target / "r.json").is_file() and (target / "r.html").is_file()
+
+
+def test_the_real_colon_public_test_split_shows_support_flags_and_withheld_intervals(prepared, tmp_path) -> None:
+    """8 patients with polyps, 21 polyps, ONE large polyp: no honest interval rests on that polyp, the others are
+    flagged, and the JSON, the terminal and the report say so alike (issue #12)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from polypbench.cli import main
+    from polypbench.evaluate import format_stat
+    from polypbench.evaluate.format import FLAG, LEGEND
+
+    out = prepared["real-colon"].out
+    preds = tmp_path / "preds.csv"
+    frame_predictions(out, 2.0).to_csv(preds, index=False)
+    res = CliRunner().invoke(main, ["evaluate", str(preds), "--manifest", str(out), "--bootstrap", "400",
+                                    "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["counts"]["real-colon"]["n_polyps"] == 21 and doc["counts"]["real-colon"]["n_patients"] == 8
+    m = doc["metrics"]
+    ba = m["polyp/triclass/real-colon/balanced_accuracy"]
+    assert ba["value"] is not None and ba["ci95"] is None and ba["ci_reason"] == "large: 1 polyp"
+    assert ba["class_polyps"] == [17, 3, 1] and (ba["n_polyps"], ba["n_patients"]) == (21, 8)
+    assert ba["undefined_replicates"] > 0  # resamples without the large polyp, counted
+    large = m["polyp/triclass/real-colon/sensitivity/large"]
+    assert large["ci95"] is None and large["ci_reason"] == "large: 1 polyp" and large["n_polyps"] == 1
+    assert m["polyp/binary10/real-colon/balanced_accuracy"]["ci_reason"] == ">=10 mm: 1 polyp"
+    acc = m["polyp/triclass/real-colon/accuracy"]
+    assert acc["ci95"] is not None and acc["flags"] == ["8 patients"]
+    small = m["polyp/triclass/real-colon/sensitivity/small"]
+    assert "small: 3 polyps" in small["flags"] and small["n_polyps"] == 3
+    shown = {key: format_stat(m[key], key) for key in ("polyp/triclass/real-colon/balanced_accuracy",
+                                                       "polyp/triclass/real-colon/accuracy",
+                                                       "polyp/size/real-colon/mae_mm")}
+    assert shown["polyp/triclass/real-colon/balanced_accuracy"].endswith("(no CI: large: 1 polyp)")
+    assert shown["polyp/triclass/real-colon/accuracy"].endswith(FLAG)
+    page, md = (tmp_path / "r.html").read_text(), (tmp_path / "r.md").read_text()
+    for text in shown.values():
+        assert text in res.output and f"<td>{text}</td>" in page and f"| {text} |" in md, text
+    assert "polyp/triclass/real-colon/accuracy: 8 patients" in res.output  # why, under the terminal table
+    assert LEGEND in res.output and LEGEND in page and LEGEND in md
+    assert "<td>polyp/triclass/real-colon/sensitivity/small</td>" in page  # the report's flagged-intervals table
+    assert "<td>1 / 1</td>" in page  # per-class support: the one large polyp of one patient
+
+
+def test_one_patient_gives_no_interval(tmp_path) -> None:
+    from polypbench.evaluate.format import format_stat
+
+    from .conftest import write_manifest
+
+    root = write_manifest(tmp_path / "one", "real-colon", [("real-colon/A_1", "A", 3.0, "test", 2),
+                                                          ("real-colon/A_2", "A", 7.0, "test", 2)])
+    result = score(pd.DataFrame({"polyp_id": ["real-colon/A_1", "real-colon/A_2"], "size_mm": [3.5, 4.0]}), root,
+                   n_bootstrap=100)
+    mae = result.stat("polyp/size/pooled/mae_mm")
+    assert mae.ci95 is None and mae.ci_reason == "1 patient"
+    assert format_stat(mae, "mae_mm") == "1.75 (no CI: 1 patient)"
+    assert "1.75 (no CI: 1 patient)" in result.summary_table()

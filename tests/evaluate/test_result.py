@@ -14,7 +14,7 @@ from polypbench.evaluate import Stat, compare, format_stat, lookup, metric_key, 
 from polypbench.evaluate.keys import candidate_keys, class_slug, class_slugs, with_dataset
 from polypbench.sizes import TASKS
 
-from .test_score import frames, polyp_level
+from .test_score import frames, polyp_level, wide_polyp_level
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -45,7 +45,7 @@ def test_lookup_reads_the_result_and_its_json_alike(small_manifest: Path, tmp_pa
     result = compare(frames(size_mm=np.arange(14.0).tolist()), polyp_level(), small_manifest, n_bootstrap=30)
     doc = json.loads(result.to_json(tmp_path / "r.json"))
     assert result.comparison is not None
-    assert doc["schema_version"] == "2" and set(doc["views"]) == set(result.views)
+    assert doc["schema_version"] == "3" and set(doc["views"]) == set(result.views)
     for key, stat in result.metrics.items():
         assert lookup(doc, key) == lookup(result, key) == result.stat(key) == stat, key
     for key, stat in result.comparison["metrics"].items():
@@ -59,8 +59,8 @@ def test_lookup_reads_the_result_and_its_json_alike(small_manifest: Path, tmp_pa
         result.stat("polyp/binary5/pooled/kappa_quadratic")
     with pytest.raises(ValueError, match="expected 'view/task/dataset/metric'"):
         lookup(doc, "polyp.triclass.macro_f1")  # a typo is an error, never a silent '-'
-    with pytest.raises(ValueError, match="schema_version '1': expected '2'"):
-        lookup({**doc, "schema_version": "1"}, "polyp/triclass/pooled/accuracy")
+    with pytest.raises(ValueError, match="schema_version '2': expected '3'"):
+        lookup({**doc, "schema_version": "2"}, "polyp/triclass/pooled/accuracy")  # old intervals: re-score
 
 
 def test_stat_json_form_follows_its_fields() -> None:
@@ -85,8 +85,8 @@ def test_one_formatter_for_every_number() -> None:
     assert format_stat(stat.to_dict()) == format_stat(stat)  # the JSON form reads the same
 
 
-def test_a_real_result_formats_in_the_summary(small_manifest: Path) -> None:
-    result = score(polyp_level(), small_manifest, n_bootstrap=20)
+def test_a_real_result_formats_in_the_summary(wide_manifest: Path) -> None:
+    result = score(wide_polyp_level(), wide_manifest, n_bootstrap=20)
     table = result.summary_table()
     for key in ("polyp/triclass/real-colon/macro_f1", "polyp/size/pooled/mae_mm", "polyp/binary10/pooled/accuracy"):
         assert format_stat(result.stat(key), key) in table, key

@@ -14,7 +14,7 @@ from polypbench.evaluate import RESULT_SCHEMA_VERSION, compare, lookup, parse_ke
 from polypbench.evaluate.aggregate import per_polyp
 from polypbench.evaluate.truth import load_truth
 
-from .conftest import SMALL, SUN, write_manifest
+from .conftest import SMALL, SUN, WIDE, write_manifest
 from .test_metrics import HAND_CM
 
 TEST = [s for s in SMALL if s[3] == "test"]
@@ -27,6 +27,11 @@ def polyp_level(sizes: dict[str, float] | None = None) -> pd.DataFrame:
     df = pd.DataFrame({"polyp_id": list(HAND_CLASS3), "class3": list(HAND_CLASS3.values())})
     df["size_mm"] = [sizes[p] if sizes else s + 1.0 for p, (_, _, s, _, _) in zip(HAND_CLASS3, TEST, strict=True)]
     return df
+
+
+def wide_polyp_level(offset_mm: float = 1.0) -> pd.DataFrame:
+    """Polyp-level sizes for the WIDE manifest: every true size plus ``offset_mm``."""
+    return pd.DataFrame({"polyp_id": [p[0] for p in WIDE], "size_mm": [p[2] + offset_mm for p in WIDE]})
 
 
 def frames(**columns: list) -> pd.DataFrame:
@@ -140,7 +145,8 @@ def test_json_layout(small_manifest: Path, tmp_path: Path) -> None:
     assert set(doc["views"]) == {"polyp", "frame", "frame_patient"}
     metrics = doc["metrics"]
     entry = metrics["frame/binary5/real-colon/macro_f1"]
-    assert set(entry) >= {"value", "ci95"} and len(entry["ci95"]) == 2
+    assert set(entry) >= {"value", "ci95", "n_polyps", "n_patients"} and entry["n_polyps"] == 6
+    assert entry["ci95"] is None and entry["ci_reason"] == "3 patients"  # too few patients: no honest interval
     assert {k for k in metrics if k.startswith("frame/binary5/real-colon/specificity/")} == {
         "frame/binary5/real-colon/specificity/le5mm", "frame/binary5/real-colon/specificity/gt5mm"}
     assert doc["classes"]["binary5"] == {"le5mm": "<=5 mm", "gt5mm": ">5 mm"}
@@ -160,14 +166,15 @@ def test_deterministic_for_a_seed(small_manifest: Path) -> None:
     assert a != score(df, small_manifest, n_bootstrap=200, seed=4).to_json()
 
 
-def test_paired_comparison_uses_the_same_resamples(small_manifest: Path) -> None:
-    a, b = polyp_level(), polyp_level()
-    b["size_mm"] = b["size_mm"] + 2.0
-    result = compare(a, b, small_manifest, n_bootstrap=100, name="a", other_name="b")
+def test_paired_comparison_uses_the_same_resamples(wide_manifest: Path) -> None:
+    a, b = wide_polyp_level(), wide_polyp_level(3.0)
+    a["class3"] = b["class3"] = [0, 2, 0, 1, 0, 2, 1, 2, 1, 0, 1, 2, 0, 1, 2, 0]  # the same decisions
+    result = compare(a, b, wide_manifest, n_bootstrap=100, name="a", other_name="b")
     mae = lookup(result.comparison, "polyp/size/pooled/mae_mm")
     assert mae.value == pytest.approx(-2.0) and mae.ci95 == pytest.approx((-2.0, -2.0))  # paired: no resampling noise
     same = lookup(result.comparison, "polyp/triclass/pooled/macro_f1")
-    assert same.value == 0.0 and same.ci95 == (0.0, 0.0)
+    assert same.value == 0.0 and same.ci95 == (0.0, 0.0) and same.p_greater == 0.5  # ties count half
+    assert mae.p_greater == 0.0  # a's error is smaller in every replicate
     assert result.comparison["other"]["name"] == "b"
     assert "minus" in result.summary_table()
 
@@ -181,3 +188,21 @@ def test_a_cross_validation_fold_is_scored_and_other_rows_refused(small_manifest
     with pytest.raises(SubmissionError, match="from the test split"):
         score(pd.DataFrame({"polyp_id": ["real-colon/D_1", "real-colon/A_1"], "size_mm": [6.5, 3.0]}),
               small_manifest, split="validation", fold=0)
+
+
+def test_probability_mean_ties_go_to_the_smaller_class_whatever_the_summation_order(small_manifest: Path) -> None:
+    # A_2 has three frames; p0 and p1 have the same mean mathematically (1.07 / 3), but summed in row order
+    # 0.3 + 0.3 + 0.47 = 1.0699999999999998 < 0.47 + 0.3 + 0.3 = 1.07: a plain argmax picked class 1
+    p0, p1, p2 = [0.3, 0.3, 0.47], [0.47, 0.3, 0.3], [0.23, 0.4, 0.23]
+    assert np.bincount([0, 0, 0], weights=p0)[0] < np.bincount([0, 0, 0], weights=p1)[0]  # the trap is real
+    n = sum(s[4] for s in TEST)
+    probs = np.tile([0.0, 0.0, 1.0], (n, 1))
+    probs[2:5] = np.column_stack([p0, p1, p2])  # rows 2-4: A_2's frames
+    df = frames(p0=probs[:, 0], p1=probs[:, 1], p2=probs[:, 2])
+    truth = load_truth(small_manifest)
+    for order in (df, df.iloc[::-1]):
+        labels = dict(zip(truth.polyps["polyp_id"], per_polyp(validate_predictions(order, truth), truth)[1],
+                          strict=True))
+        assert labels["real-colon/A_2"] == 0
+    frame_tie = frames(p0=[0.4] * n, p1=[0.4] * n, p2=[0.2] * n)
+    assert set(per_polyp(validate_predictions(frame_tie, truth), truth)[1]) == {0}

@@ -1,0 +1,204 @@
+"""Confidence intervals from the patient bootstrap: the expanded BCa interval, vectorised over metrics.
+
+Every function takes replicate arrays with the replicate axis first and any trailing shape (metrics, classes, or
+simulated data sets in ``benchmarks/ci_coverage.py``); NaN marks a replicate where the metric is undefined.
+
+The interval (docs/scoring.md, "Confidence intervals"): the bias-corrected and accelerated (BCa) percentile interval
+of Efron (1987), with the acceleration from the leave-one-patient-out jackknife (computed within each dataset, as the
+bootstrap is stratified), and its nominal normal quantile replaced by Hesterberg's expanded quantile
+``sqrt(n / (n - H)) * t(n - H)`` (n patients, H strata; Hesterberg 2015, "What teachers should know about the
+bootstrap", section 4.5), which undoes the bootstrap's narrowness (its variance is (n - 1) / n of the plug-in one
+per stratum) and uses Student's t for small n. ``benchmarks/ci_coverage.py`` measures its coverage against the
+plain percentile interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special, stats
+
+CI_LEVEL = 95.0
+"""Nominal coverage of every interval, in percent."""
+TIE_TOL = 1e-12
+"""Relative tolerance under which a replicate counts as equal to the point value (metrics are ratios of sums added
+in different orders, so mathematically equal values can differ in the last bits)."""
+
+
+def jackknife_counts(n_patients: int) -> np.ndarray:
+    """(P, P) leave-one-patient-out multiplicities: ones minus the identity; row i drops patient i.
+
+    Stacked under a bootstrap count matrix, the scorer computes every jackknife value of every metric with the same
+    matrix products as the replicates.
+    """
+    return 1.0 - np.eye(n_patients)
+
+
+def expanded_z(n_patients: int, n_strata: int = 1, level: float = CI_LEVEL) -> float:
+    """The expanded two-sided quantile ``sqrt(n / (n - H)) * t_{1 - alpha/2}(n - H)``; NaN when n - H < 1.
+
+    With one stratum this is Hesterberg's expanded percentile interval's quantile; with H strata of equal size the
+    stratified bootstrap's variance is (n - H) / n of the plug-in variance, and n - H is the usual design degrees of
+    freedom (patients minus strata).
+    """
+    df = n_patients - n_strata
+    if df < 1:
+        return math.nan
+    return float(math.sqrt(n_patients / df) * stats.t.ppf(1.0 - (1.0 - level / 100.0) / 2.0, df))
+
+
+def normal_z(level: float = CI_LEVEL) -> float:
+    """The plain two-sided normal quantile (1.96 for 95%)."""
+    return float(special.ndtri(1.0 - (1.0 - level / 100.0) / 2.0))
+
+
+def quantiles(reps: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per trailing position, the ``q`` quantile (in [0, 1]) of the defined replicates, with numpy's default linear
+    interpolation (what :func:`numpy.percentile` gives); NaN where no replicate is defined.
+
+    ``reps`` (R, ...); ``q`` (k, ...) broadcastable to the trailing shape: k quantiles per position.
+    """
+    reps = np.asarray(reps, dtype=np.float64)
+    ordered = np.sort(reps, axis=0)  # NaN sort last
+    m = (~np.isnan(reps)).sum(axis=0)
+    q = np.broadcast_to(np.asarray(q, dtype=np.float64), (np.shape(q)[0], *reps.shape[1:]))
+    h = np.clip(q, 0.0, 1.0) * np.maximum(m - 1, 0)
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(m - 1, 0))
+    a = np.take_along_axis(ordered, lo, axis=0)
+    b = np.take_along_axis(ordered, hi, axis=0)
+    out = a + (h - lo) * (b - a)
+    out = np.where(b == a, a, out)  # no 0 * inf, exact at ties
+    return np.where(m > 0, out, np.nan)
+
+
+def percentile_interval(reps: np.ndarray, level: float = CI_LEVEL) -> np.ndarray:
+    """(2, ...) plain percentile interval of the defined replicates (the scorer's interval before schema 3)."""
+    tail = (1.0 - level / 100.0) / 2.0
+    return quantiles(reps, np.array([tail, 1.0 - tail]).reshape(2, *([1] * (np.ndim(reps) - 1))))
+
+
+def acceleration(jack: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """BCa acceleration from leave-one-patient-out values ``jack`` (P, ...), patients grouped by ``strata`` (P,).
+
+    Within stratum h (n_h patients) the empirical influence of patient i is U_i = (n_h - 1) (mean_h - jack_i);
+    a = sum U^3 / (6 (sum U^2)^1.5), 0 when every U is 0, NaN where any jackknife value is undefined (the metric's
+    definition then hinges on one patient).
+    """
+    jack = np.asarray(jack, dtype=np.float64)
+    strata = np.asarray(strata)
+    u = np.zeros_like(jack)
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        part = jack[idx]
+        u[idx] = (len(idx) - 1) * (part.mean(axis=0) - part)
+    num = (u**3).sum(axis=0)
+    den = 6.0 * (u**2).sum(axis=0) ** 1.5
+    a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return np.where(np.isnan(jack).any(axis=0), np.nan, a)
+
+
+def bias_correction(point: np.ndarray, reps: np.ndarray) -> np.ndarray:
+    """BCa's z0 = Phi^-1(share of defined replicates below the point value, ties counted half), kept within
+    [1 / (2m), 1 - 1 / (2m)] for m defined replicates so that it stays finite."""
+    point = np.asarray(point, dtype=np.float64)
+    reps = np.asarray(reps, dtype=np.float64)
+    defined = ~np.isnan(reps)
+    m = defined.sum(axis=0)
+    tol = TIE_TOL * np.maximum(np.abs(point), 1.0)
+    below = ((reps < point - tol) & defined).sum(axis=0)
+    ties = ((np.abs(reps - point) <= tol) & defined).sum(axis=0)
+    mm = np.maximum(m, 1)
+    p0 = np.clip((below + 0.5 * ties) / mm, 0.5 / mm, 1.0 - 0.5 / mm)
+    return np.where(m > 0, special.ndtri(p0), np.nan)
+
+
+def bca_levels(z0: np.ndarray, a: np.ndarray, z: float) -> np.ndarray:
+    """(2, ...) BCa quantile levels Phi(z0 + (z0 -/+ z) / (1 - a (z0 -/+ z))) for the two-sided quantile ``z``.
+
+    Where ``1 - a (z0 -/+ z)`` is not positive (an acceleration too large for the level) the level is the extreme
+    replicate (0 or 1).
+    """
+    out = []
+    for sign, extreme in ((-1.0, 0.0), (1.0, 1.0)):
+        w = z0 + sign * z
+        den = 1.0 - a * w
+        level = special.ndtr(z0 + w / np.where(den > 0, den, 1.0))
+        out.append(np.where(den > 0, level, extreme))
+    return np.stack(out)
+
+
+def bca_interval(point: np.ndarray, reps: np.ndarray, jack: np.ndarray, strata: np.ndarray, z: float) -> np.ndarray:
+    """(2, ...) BCa interval with two-sided quantile ``z`` (:func:`expanded_z` or :func:`normal_z`).
+
+    ``point`` (...) the observed value, ``reps`` (R, ...) the bootstrap replicates, ``jack`` (P, ...) the
+    leave-one-patient-out values, ``strata`` (P,) each patient's stratum. NaN where the point value, every replicate
+    or a jackknife value is undefined, or ``z`` is NaN.
+    """
+    levels = bca_levels(bias_correction(point, reps), acceleration(jack, strata), z)
+    ci = quantiles(reps, np.nan_to_num(levels, nan=0.5))
+    bad = np.isnan(levels).any(axis=0) | np.isnan(np.asarray(point, dtype=np.float64)) | math.isnan(z)
+    return np.where(bad, np.nan, ci)
+
+
+def studentized_interval(point: np.ndarray, reps: np.ndarray, se_point: np.ndarray, se_reps: np.ndarray,
+                         level: float = CI_LEVEL) -> np.ndarray:
+    """(2, ...) bootstrap-t interval [value - q_hi SE, value - q_lo SE], q the quantiles of (replicate - value) / SE*.
+
+    ``se_point`` (...) and ``se_reps`` (R, ...) are each sample's own standard error (the scorer's linearization of
+    a ratio of sums, :func:`ratio_se`). A replicate with SE* = 0 has t = 0 when it equals the value, else +-inf; a
+    value with SE = 0 (every patient the same ratio) gives the zero-width interval. NaN where undefined.
+    """
+    point = np.asarray(point, dtype=np.float64)
+    diff = np.asarray(reps, dtype=np.float64) - point
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se_reps > 0, diff / np.where(se_reps > 0, se_reps, 1.0), np.sign(diff) * np.inf)
+    t = np.where(np.isnan(diff), np.nan, np.where(diff == 0, 0.0, t))
+    tail = (1.0 - level / 100.0) / 2.0
+    q = quantiles(np.where(np.isinf(t), np.sign(t) * 1e300, t), np.array([tail, 1.0 - tail]).reshape(
+        2, *([1] * (np.ndim(t) - 1))))
+    with np.errstate(invalid="ignore", over="ignore"):
+        ci = np.stack([point - q[1] * se_point, point - q[0] * se_point])
+    ci = np.where(se_point == 0, point, ci)
+    return np.where(np.isnan(point) | np.isnan(se_point) | np.isnan(q).any(axis=0), np.nan, ci)
+
+
+def ratio_se(total_a: np.ndarray, total_b: np.ndarray, moments: np.ndarray, strata_totals: np.ndarray,
+             n_per_stratum: np.ndarray) -> np.ndarray:
+    """Linearization standard error of theta = A / B, A and B sums over resampled patients, per row.
+
+    ``moments`` (..., H, 3): per stratum h the sums over the row's patients (with their multiplicities) of a^2, ab
+    and b^2; ``strata_totals`` (..., H, 2): per stratum the sums of a and b; ``n_per_stratum`` (H,) patients per
+    stratum. With residuals r = a - theta b, the stratified variance is sum_h [sum r^2 - (sum r)^2 / n_h] / B^2.
+    """
+    theta = total_a / np.where(total_b != 0, total_b, np.nan)
+    th = theta[..., None]
+    q = moments[..., 0] - 2 * th * moments[..., 1] + th**2 * moments[..., 2]
+    s = strata_totals[..., 0] - th * strata_totals[..., 1]
+    var = (q - s**2 / np.maximum(n_per_stratum, 1)).sum(axis=-1)
+    return np.sqrt(np.maximum(var, 0.0)) / np.abs(np.where(total_b != 0, total_b, np.nan))
+
+
+def widen_at_bounds(point: np.ndarray, ci: np.ndarray, components: np.ndarray, weights: np.ndarray,
+                    n_items: np.ndarray, z: float) -> np.ndarray:
+    """(2, ...) ``ci`` widened for class rates observed at 0 or 1, whose binomial variation no bootstrap can see.
+
+    A rate observed at 1 on n items (12 of 12 large polyps found) gives every replicate 1, so its interval would be
+    [1, 1]; Wilson's score interval at x = n has the lower end n / (n + z^2). Each such component (``components``
+    (C, ...), the per-class rates a metric averages with ``weights`` (C, ...), or the metric itself with weight 1)
+    adds its Wilson deficit weight * z^2 / (n + z^2) in quadrature to the distance from the value to the lower end
+    (to the upper end for a rate at 0); ``n_items`` (C, ...) are its patients. Clipped to [0, 1].
+    """
+    comp = np.asarray(components, dtype=np.float64)
+    n = np.asarray(n_items, dtype=np.float64)
+    deficit = np.where(n > 0, z**2 / np.where(n > 0, n + z**2, 1.0), 0.0) * np.asarray(weights)
+    at_one = np.nan_to_num(comp, nan=0.5) >= 1.0 - TIE_TOL
+    at_zero = np.nan_to_num(comp, nan=0.5) <= TIE_TOL
+    d_lo = np.sqrt(((deficit * at_one) ** 2).sum(axis=0))
+    d_hi = np.sqrt(((deficit * at_zero) ** 2).sum(axis=0))
+    gap_lo = np.maximum(point - ci[0], 0.0)
+    gap_hi = np.maximum(ci[1] - point, 0.0)
+    lo = ci[0] - (np.sqrt(gap_lo**2 + d_lo**2) - gap_lo)
+    hi = ci[1] + (np.sqrt(gap_hi**2 + d_hi**2) - gap_hi)
+    return np.clip(np.stack([lo, hi]), 0.0, 1.0)
