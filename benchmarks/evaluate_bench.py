@@ -11,7 +11,7 @@ for every one of them; then measures, in one run:
   polyp, and call scikit-learn for every metric (the same metrics, views, tasks and datasets). It is timed on
   a few replicates and EXTRAPOLATED to 2000 (linear: each replicate costs the same).
 
-Usage: python benchmarks/evaluate_bench.py [--frames 3000000] [--replicates 2000] [--naive-replicates 3]
+Usage: python benchmarks/evaluate_bench.py [--frames 3000000] [--replicates 2000] [--naive-replicates 3 (0: skip)]
 """
 
 from __future__ import annotations
@@ -197,20 +197,22 @@ def main() -> None:
                              p1=preds["p1"].to_numpy(), p2=preds["p2"].to_numpy())
         frames["polyp_id"] = frames["polyp_id"].astype("category")
         rng = np.random.default_rng(0)
-        naive_times = []
+        naive_times: list[float] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn's zero-division warnings
             for _ in range(args.naive_replicates):
                 t = time.perf_counter()
                 naive_replicate(frames, rng)
                 naive_times.append(time.perf_counter() - t)
-    per_rep = statistics.mean(naive_times)
-    naive_total = per_rep * args.replicates
     best = min(totals)
     print(f"polypbench score (end to end, from the Parquet file), {args.replicates} replicates: "
           f"min {best:.2f} s, median {statistics.median(totals):.2f} s over {args.repeat} runs")
     for name, sec in stages.items():
         print(f"  {name}: {sec:.2f} s")
+    if not naive_times:  # --naive-replicates 0: the scorer only
+        return
+    per_rep = statistics.mean(naive_times)
+    naive_total = per_rep * args.replicates
     print(f"naive pandas: {per_rep:.2f} s per replicate (mean of {args.naive_replicates} timed), "
           f"EXTRAPOLATED to {args.replicates} replicates: {naive_total:,.0f} s ({naive_total / 3600:.1f} h)")
     print(f"ratio naive / polypbench: {naive_total / best:,.0f}x")

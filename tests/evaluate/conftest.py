@@ -86,7 +86,7 @@ WIDE: list[PolypSpec] = [
                                (4.5, 6.5), (13.0, 2.5)])
     for i, size in enumerate(sizes)
 ]
-"""Sixteen test polyps of eight patients (6 diminutive, 5 small, 5 large; each class from 4-5 patients): enough
+"""Sixteen test polyps of eight patients (6 diminutive, 5 small, 5 large; each class from 5-6 patients): enough
 patients and polyps per class for intervals to be given (docs/scoring.md, "When there is no honest interval")."""
 
 
