@@ -129,7 +129,9 @@ def materialize(prepared: Path, size: int, margin: float, context: float, qualit
     """
     from polypbench.shards import materialize as run
 
-    click.echo(f"wrote {run(prepared, size=size, margin=margin, context=context, quality=quality, workers=workers, raw_root=raw_root)}")
+    root = run(prepared, size=size, margin=margin, context=context, quality=quality, workers=workers,
+               raw_root=raw_root)
+    click.echo(f"wrote {root}")
 
 
 @main.group()
@@ -426,12 +428,14 @@ def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], 
       polypbench train --config cifar100-vit-tiny-hag --dataset cifar100 --data-root data/ --out runs/cifar
     """
     from polypbench.train import fit, load_config
+    from polypbench.train.tasks import implied_task
 
     extra = [f"prepared=[{','.join(map(str, manifests))}]"] if manifests else []
     if dataset is not None:
         extra.append(f"dataset={dataset}")
-        if dataset == "cifar100" and not any(o.strip().startswith("task=") for o in overrides):
-            extra.append("task=classification")
+        task = implied_task(dataset)
+        if task is not None and not any(o.strip().startswith("task=") for o in overrides):
+            extra.append(f"task={task}")
     if data_root is not None:
         extra.append(f"data_root={data_root}")
     summary = fit(load_config(config, [*overrides, *extra]), out)

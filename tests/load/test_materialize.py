@@ -108,8 +108,9 @@ def test_the_trainer_reads_shard_backed_datasets(shards: Path) -> None:
     loader = DataLoader(data, batch_size=4, sampler=FramesPerPolyp(keys, 1, seed=0), collate_fn=collate,
                         num_workers=2)
     batch = next(iter(loader))
-    assert batch["image"].shape == (4, 3, 64, 64) and batch["masked"].shape == (4, 3, 64, 64)
-    assert len(batch["polyp_id"]) == 4
+    assert batch.image is not None and batch.masked is not None and batch.polyp_id is not None
+    assert batch.image.shape == (4, 3, 64, 64) and batch.masked.shape == (4, 3, 64, 64)
+    assert len(batch.polyp_id) == 4
 
 
 @pytest.mark.parametrize("name", ["sun", "sun-seg"])

@@ -55,8 +55,9 @@ def test_turns_fill_corners_from_context_and_jitter_changes_colour() -> None:
 def test_window_scale_keeps_context_and_collate_pads(prepared: dict) -> None:
     data = load_split(prepared["sun"].out, "train", transform=WindowScale(48))
     batch = collate([data[i] for i in range(4)])
-    assert batch["image"].dtype == torch.uint8 and batch["window"].shape == (4, 4)
-    assert torch.allclose(batch["window"][:, 2] - batch["window"][:, 0], torch.full((4,), 48.0), atol=1.0)
+    assert batch.image is not None and batch.window is not None
+    assert batch.image.dtype == torch.uint8 and batch.window.shape == (4, 4)
+    assert torch.allclose(batch.window[:, 2] - batch.window[:, 0], torch.full((4,), 48.0), atol=1.0)
     x = model_input(batch, ["rgb", "masked"], torch.device("cpu"), augment=DeviceAugment(48, seed=0))
     assert x["rgb"].shape == x["masked"].shape == (4, 3, 48, 48)
     sample = WindowScale(20)({"image": tv_tensors.Image(torch.zeros(3, 30, 40, dtype=torch.uint8)),
@@ -74,7 +75,7 @@ def test_fit_with_device_augment_is_reproducible(prepared: dict, tmp_path: Path)
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     loader = DataLoader(load_split(prepared["sun"].out, "train", transform=WindowScale(48)), batch_size=4,
                         collate_fn=collate)
-    assert "window" in next(iter(loader))
+    assert next(iter(loader)).window is not None
 
 
 @pytest.mark.slow
@@ -94,7 +95,8 @@ def test_device_decode_trains_from_encoded_shards(prepared: dict, tmp_path: Path
         load_config("demo", [*base, "device_augment=false"])
     materialize(out, size=48, workers=1)
     batch = next(iter(build_data(load_config("demo", base)).train))
-    assert "image" not in batch and len(batch["jpeg"]) == 8 and batch["window"].shape == (8, 4)
+    assert batch.image is None and batch.jpeg is not None and batch.window is not None
+    assert len(batch.jpeg) == 8 and batch.window.shape == (8, 4)
     x = model_input(batch, ["rgb", "masked"], torch.device("cpu"), augment=DeviceAugment(48, seed=0))
     assert x["rgb"].shape == x["masked"].shape == (8, 3, 48, 48)
     summary = fit(load_config("demo", base), tmp_path / "run")  # decode_jpeg on the CPU here, nvJPEG on a GPU
