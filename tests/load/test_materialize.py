@@ -104,7 +104,7 @@ def test_the_trainer_reads_shard_backed_datasets(shards: Path) -> None:
     part = load_split(prepared, "train", decode_size=96, transform=SampleTransform(64, augment=True))
     data = ConcatDataset([part])
     keys = polyp_keys(data)  # asserts isinstance(part, PolypFrames) and reads part.rows
-    assert keys == list(zip(part.rows["dataset"], part.rows["polyp_id"]))
+    assert keys == list(zip(part.rows["dataset"], part.rows["polyp_id"], strict=True))
     loader = DataLoader(data, batch_size=4, sampler=FramesPerPolyp(keys, 1, seed=0), collate_fn=collate,
                         num_workers=2)
     batch = next(iter(loader))
@@ -184,7 +184,7 @@ def test_units_cover_every_row_once_across_ranks_and_workers(shards: Path) -> No
                 sizes.append(len(mine))
                 for unit in mine:
                     batch = unit.read()
-                    seen += list(zip(batch["polyp_id"].to_pylist(), batch["frame_index"].to_pylist()))
+                    seen += list(zip(batch["polyp_id"].to_pylist(), batch["frame_index"].to_pylist(), strict=True))
         assert len(seen) == len(set(seen)) == total
         assert max(sizes) - min(sizes) <= 1
     assert worker_units(units) == units  # outside a DataLoader worker: the whole rank
