@@ -219,7 +219,7 @@ def splits_paper(prepared: tuple[Path, ...], out: Path, folds: int, seed: int) -
 @_one_line_errors
 def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) -> None:
     """Run the toolkit end to end on synthetic data: synth, prepare, verify splits, train the demo model
-    (a few CPU minutes), predict the test split and score it next to the majority-class baseline.
+    (about a CPU minute), predict the test split and score it next to the majority-class baseline.
 
     \b
     Example:
