@@ -296,7 +296,7 @@ def splits_paper(prepared: tuple[Path, ...], out: Path) -> None:
 @_one_line_errors
 def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) -> None:
     """Run the toolkit end to end on synthetic data: synth, prepare, verify splits, train the demo model
-    (a few CPU minutes), predict the test split and score it next to the majority-class baseline.
+    (about a CPU minute), predict the test split and score it next to the majority-class baseline.
 
     \b
     Example:
@@ -532,12 +532,14 @@ def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], 
       polypbench train --config cifar100-vit-tiny-hag --dataset cifar100 --data-root data/ --out runs/cifar
     """
     from polypbench.train import fit, load_config
+    from polypbench.train.tasks import implied_task
 
     extra = [f"prepared=[{','.join(map(str, manifests))}]"] if manifests else []
     if dataset is not None:
         extra.append(f"dataset={dataset}")
-        if dataset == "cifar100" and not any(o.strip().startswith("task=") for o in overrides):
-            extra.append("task=classification")
+        task = implied_task(dataset)
+        if task is not None and not any(o.strip().startswith("task=") for o in overrides):
+            extra.append(f"task={task}")
     if data_root is not None:
         extra.append(f"data_root={data_root}")
     summary = fit(load_config(config, [*overrides, *extra]), out)

@@ -1,5 +1,6 @@
 """Frame-level predictions from a training checkpoint, in the prediction-file contract that ``score`` reads:
-``polyp_id``, ``frame_index``, plus ``size_mm`` (regression) or ``p0, p1, p2`` (triclass probabilities)."""
+``polyp_id``, ``frame_index``, plus the task's columns (:data:`~polypbench.train.tasks.TASKS`: ``size_mm`` for
+regression, the probabilities ``p0, p1, p2`` for triclass)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from polypbench.errors import ConfigError
 from polypbench.train.config import from_dict
 from polypbench.train.data import eval_loader
 from polypbench.train.loop import build_model, run_inference
+from polypbench.train.tasks import TASKS, TargetStats
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Pa
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    df, _, _ = run_inference(model, eval_loader(cfg, split, batch_size), cfg, float(ckpt["size_offset_mm"]), dev)
+    objective = TASKS[cfg.task].objective(cfg, TargetStats.from_checkpoint(ckpt))
+    df = run_inference(model, eval_loader(cfg, split, batch_size), cfg, objective, dev, split).predictions
     log.info("predicted %d frames of %s (%s)", len(df), split, ", ".join(map(str, dirs)))
     return df

@@ -14,6 +14,10 @@ import pytest
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One intra-op thread for torch (read when torch is first imported; child processes inherit it). The suite's
+# tensors are small: on 2 shared cores, tests/train took 222 s with torch's default 2 threads and 114 s with one
+# (half the CPU time too: threads spinning for each other). Set OMP_NUM_THREADS yourself to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from polypbench import datasets as registry
 

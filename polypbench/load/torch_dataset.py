@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from polypbench.errors import InputError, choice_error
+from polypbench.errors import ConfigError, InputError, choice_error
 from polypbench.load.decode import Box, decode_crop
 from polypbench.manifest import Manifest
 
@@ -28,7 +28,8 @@ def resolve_raw_root(manifest: Manifest, raw_root: str | Path | None) -> Path:
     """The raw root to read frames from: the one given, else the one recorded at prepare time."""
     root = Path(raw_root) if raw_root is not None else manifest.raw_root
     if root is None or not root.is_dir():
-        raise InputError(manifest.root, f"raw root {root} is not a folder", "raw_root= the folder the dump was prepared from")
+        raise InputError(manifest.root, f"raw root {root} is not a folder",
+                         "raw_root= the folder the dump was prepared from")
     return root
 
 
@@ -115,6 +116,7 @@ def load_split(
     decode_size: int | None = None,
     source: str = "auto",
     context: bool = False,
+    encoded: bool = False,
 ) -> PolypFrames:
     """The ``split`` (train / validation / test) of a prepared manifest as a torch Dataset.
 
@@ -128,7 +130,9 @@ def load_split(
     either way (same rows, order, keys and types; crops of the same region at another pixel scale).
     ``context=True`` asks shards for their stored context around the window as well (see
     :class:`~polypbench.shards.ShardFrames`; for :class:`~polypbench.load.augment.UInt8Augment`, which turns the
-    image and fills the corners with real pixels); raw frames ignore it.
+    image and fills the corners with real pixels); raw frames ignore it. ``encoded=True`` (training's
+    ``device_decode``) hands out the stored JPEG bytes of shards instead of pixels (see
+    :class:`~polypbench.shards.ShardFrames`); it needs shards.
     """
     if source not in SOURCES:
         raise choice_error("source", source, SOURCES)
@@ -144,5 +148,8 @@ def load_split(
     if shards is not None:
         from polypbench.shards import ShardFrames
 
-        return ShardFrames(rows, shards, transform, decode_size=decode_size, context=context)
+        return ShardFrames(rows, shards, transform, decode_size=decode_size, context=context, encoded=encoded)
+    if encoded:
+        raise ConfigError(f"{prepared_dir}: encoded=True hands out the JPEG crops of materialized shards; expected "
+                          "source='shards' (or 'auto' with a materialization that fits)")
     return PolypFrames(rows, resolve_raw_root(manifest, raw_root), transform, margin, decode_size)

@@ -1,4 +1,5 @@
-"""Reference models: ResNet-18, multi-stream ResNet-18 and ViT-Tiny, each plain and with hard-attention gates.
+"""Reference models: ResNet-18, multi-stream ResNet-18 and ViT-Tiny, each plain and with hard-attention gates;
+and a tiny CNN (``tiny``, ``tiny-hag``) for smoke tests and CI.
 
 ``create_model(name, num_outputs, **kw)`` builds one (see ``list_models()``); ``gate_parameters(model)`` returns
 the gate parameters that gradient routing trains separately. Nothing here downloads weights.
@@ -6,7 +7,7 @@ the gate parameters that gradient routing trains separately. Nothing here downlo
 
 from __future__ import annotations
 
-from polypbench.models import multistream, resnet, vit  # noqa: F401  (registers the models)
+from polypbench.models import multistream, resnet, tiny, vit  # noqa: F401  (registers the models)
 from polypbench.models.gates import Gate
 from polypbench.models.registry import create_model, gate_parameters, list_models, register_model
 

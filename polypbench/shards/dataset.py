@@ -59,16 +59,21 @@ class ShardFrames(PolypFrames):
     With ``context=True`` the image is the whole stored crop (window plus real context on each side, for
     augmentations that turn the image) and the sample gains ``window`` (float32 XYXY: the crop window in
     image coordinates); :class:`~polypbench.load.augment.UInt8Augment` uses and drops it.
+
+    With ``encoded=True`` (``device_decode``) a sample hands out the stored JPEG bytes instead of pixels: ``jpeg``
+    (uint8 1-D tensor), ``window`` and ``boxes`` (a (1, 4) float32 tensor) in the stored crop's pixels, the
+    labels and ids, and no ``image``; the training loop decodes the batch on its device
+    (:func:`~polypbench.load.decode.decode_jpeg_batch`).
     """
 
     def __init__(self, rows: pd.DataFrame, root: str | Path, transform: Transform | None = None, *,
-                 decode_size: int | None = None, context: bool = False) -> None:
+                 decode_size: int | None = None, context: bool = False, encoded: bool = False) -> None:
         self.root = Path(root)
         info = read_spec(self.root)
         if info is None:
             raise InputError(self.root, "no finished materialization here", "`polypbench materialize` run to the end")
         super().__init__(rows, None, transform, float(info["margin"]), decode_size)
-        self.size, self.context = int(info["size"]), context
+        self.size, self.context, self.encoded = int(info["size"]), context, encoded
         self.paths, index = shard_index(self.root)
         keys = self.rows[["polyp_id", "frame_index"]].astype({"frame_index": "int64"})
         located = keys.merge(index.astype({"frame_index": "int64"}), on=["polyp_id", "frame_index"], how="left",
@@ -108,17 +113,12 @@ class ShardFrames(PolypFrames):
         crop, k = decode_window(data, (left, top, right, bottom), self.decode_size, name=self.paths[shard])
         return crop, box_in_crop((x0, y0, x1, y1), (left, top, right, bottom), k)
 
-    encoded: bool = False
-    """Hand out the stored JPEG bytes instead of pixels (``gpu_decode``): the sample holds ``jpeg`` (uint8 1-D
-    tensor), ``window`` and ``boxes`` in the stored crop's pixels, and no ``image``; the training loop decodes the
-    batch on the GPU (:func:`~polypbench.load.decode.decode_jpeg_batch`)."""
-
     def _sample(self, index: int) -> dict[str, Any]:
         if self.encoded:
             data = self._jpeg(int(self._shard[index]), int(self._row[index]))
             return {"jpeg": torch.frombuffer(bytearray(data), dtype=torch.uint8),
                     "window": torch.tensor(self._window[index], dtype=torch.float32),
-                    "box": torch.tensor(self._stored_box[index], dtype=torch.float32), **self._labels(index)}
+                    "boxes": torch.tensor(self._stored_box[index][None], dtype=torch.float32), **self._labels(index)}
         sample = super()._sample(index)
         if self.context:
             sample["window"] = torch.tensor(self._window[index], dtype=torch.float32)

@@ -77,7 +77,9 @@ def open_cifar100(data_root: str | Path, train: bool) -> datasets.CIFAR100:
 
 class CifarImages(Dataset):
     """Samples ``{"image": uint8 CHW tv_tensors.Image, "label": int64 tensor, "index": int}`` of ``indices`` of a
-    torchvision CIFAR dataset (``index`` is the position in the official split); ``transform`` maps the dict."""
+    torchvision CIFAR dataset (``index`` is the position in the official split); ``transform`` maps the dict.
+    :func:`~polypbench.train.batch.collate` makes a :class:`~polypbench.train.batch.Batch` of them (``image``,
+    ``label``, ``index``; ``window`` too after :class:`~polypbench.train.device_augment.WindowScale`)."""
 
     def __init__(self, base: datasets.CIFAR100, indices: np.ndarray | None = None, transform: Any = None) -> None:
         self.images = base.data  # (N, 32, 32, 3) uint8

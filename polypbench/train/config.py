@@ -18,13 +18,11 @@ from typing import Any
 import yaml
 
 from polypbench.errors import ConfigError, choice_error
+from polypbench.train.tasks import DATASETS, REGRESSION_LOSSES, TASKS, check_task
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-TRAIN_TASKS = ("regression", "triclass", "classification")
-DATASETS = ("polyp", "cifar100")
-REGRESSION_LOSSES = ("l1", "smooth_l1")
 DEVICES = ("cpu", "cuda")
 
 
@@ -32,17 +30,18 @@ DEVICES = ("cpu", "cuda")
 class TrainConfig:
     """Everything one training run depends on (saved as ``config.yaml`` beside ``best.pt``).
 
-    ``task``: ``regression`` (one output, size in mm, ``regression_loss`` in mm) or ``triclass`` (three logits,
-    cross-entropy; ``balance_classes`` weights it by inverse train-class frequency) on polyps, or ``classification``
-    (100 logits) on ``dataset: cifar100``. ``gr_mode``: ``gr`` | ``paper`` | ``off`` (see
-    ``polypbench.train.routing``; plain models need ``off``). ``prepared``: prepared manifest folders trained on
-    jointly; ``raw_roots``: one raw root per prepared folder (empty: the roots recorded at prepare time). ``fold``:
-    ``None`` = the default public split, k = cross-validation fold k. ``model_kwargs`` go to ``create_model`` (an
-    ``img_size`` there always follows ``img_size``). CIFAR-100 (``dataset: cifar100``) reads ``data_root``,
-    validates on a fixed held-out ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of
-    each class per epoch (0: every image). ``batch_size`` is per process under DDP. ``device_augment`` moves the augmentation from the loader workers to the
-    training device (batched; see ``polypbench.train.device_augment``); ``device_decode`` (with it, and materialized
-    shards) decodes the training crops there too (nvJPEG on a GPU).
+    ``task``: an entry of :data:`~polypbench.train.tasks.TASKS`: ``regression`` (one output, size in mm,
+    ``regression_loss`` in mm) or ``triclass`` (three logits, cross-entropy; ``balance_classes`` weights it by
+    inverse train-class frequency) on polyps, or ``classification`` (100 logits) on ``dataset: cifar100``.
+    ``gr_mode``: ``gr`` | ``paper`` | ``off`` (see ``polypbench.train.routing``; plain models need ``off``).
+    ``prepared``: prepared manifest folders trained on jointly; ``raw_roots``: one raw root per prepared folder
+    (empty: the roots recorded at prepare time). ``fold``: ``None`` = the default public split, k =
+    cross-validation fold k. ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows
+    ``img_size``). CIFAR-100 (``dataset: cifar100``) reads ``data_root``, validates on a fixed held-out
+    ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of each class per epoch (0: every
+    image). ``batch_size`` is per process under DDP. ``device_augment`` moves the augmentation from the loader
+    workers to the training device (batched; see ``polypbench.train.device_augment``); ``device_decode`` (with
+    it, and materialized shards) decodes the training crops there too (nvJPEG on a GPU).
     """
 
     model: str = "resnet18-hag"
@@ -81,7 +80,7 @@ class TrainConfig:
 
     @property
     def num_outputs(self) -> int:
-        return {"regression": 1, "triclass": 3, "classification": 100}[self.task]
+        return TASKS[self.task].num_outputs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,7 +124,7 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     from polypbench.models import list_models
     from polypbench.train.routing import GR_MODES
 
-    for key, value, valid in (("model", cfg.model, list_models()), ("task", cfg.task, TRAIN_TASKS),
+    for key, value, valid in (("model", cfg.model, list_models()), ("task", cfg.task, TASKS),
                               ("gr_mode", cfg.gr_mode, GR_MODES), ("regression_loss", cfg.regression_loss,
                               REGRESSION_LOSSES), ("device", cfg.device, DEVICES),
                               ("dataset", cfg.dataset, DATASETS)):
@@ -134,9 +133,7 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 1")
-    if (cfg.task == "classification") != (cfg.dataset == "cifar100"):
-        expected = "classification" if cfg.dataset == "cifar100" else "regression or triclass"
-        raise ConfigError(f"config key 'task': {cfg.task!r} does not fit dataset {cfg.dataset!r}; expected {expected}")
+    check_task(cfg.task, cfg.dataset)
     if cfg.device_decode and not cfg.device_augment:
         raise ConfigError("config key 'device_decode': true needs device_augment: true (the loader then hands over "
                           "JPEG bytes only)")

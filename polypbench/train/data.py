@@ -1,17 +1,16 @@
 """DataLoaders for training and inference: transforms v2 (boxes travel with the image), a seeded
-frames-per-polyp sampler (shared out between DDP ranks), and a collate that stacks tensors and keeps ids as lists.
+frames-per-polyp sampler (shared out between DDP ranks), and :func:`~polypbench.train.batch.collate`, which makes
+a typed :class:`~polypbench.train.batch.Batch` of the samples.
 
 Loader workers only decode and augment on uint8 (:class:`~polypbench.load.augment.UInt8Augment`); normalization
-and the box-masked stream are computed on whole batches on the training device (:func:`model_input`). A polyp
-batch carries ``image`` (B, 3, S, S) uint8, ``box`` (B, 4) in its pixels, ``size_mm`` (B,), ``size_class3`` (B,),
-and the lists ``polyp_id``, ``frame_index``, ``dataset``, ``patient_id``. A CIFAR-100 batch carries ``image``,
-``label`` (B,) and the list ``index``. :func:`build_data` returns every loader of a run.
+and the box-masked stream are computed on whole batches on the training device (:func:`model_input`).
+:func:`build_data` returns every loader of a run, for the config's dataset kind (:data:`DATA`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +23,10 @@ from polypbench.errors import ConfigError
 from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
 from polypbench.load.decode import decode_jpeg_batch
+from polypbench.train.batch import Batch, collate, pad_stack
 from polypbench.train.config import TrainConfig
 from polypbench.train.device_augment import DeviceAugment, WindowScale
+from polypbench.train.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BATCH_STREAMS = ("rgb", "masked")
 """Streams a batch provides (``rgb`` is ``image``); a multistream model may ask for any of them."""
+Loader = DataLoader[dict[str, Any]]
+"""A DataLoader over per-sample dicts whose batches are :class:`~polypbench.train.batch.Batch` (:func:`collate`)."""
 
 
 def normalize_batch(images: torch.Tensor, boxes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """uint8 (B, 3, H, W) images (or float in [0, 1]) -> ``image`` (float, ImageNet-normalized) and, given ``boxes`` (B, 4) XYXY in
-    pixels, ``masked``: the same with every pixel outside the box zeroed before normalization.
+    """uint8 (B, 3, H, W) images (or float in [0, 1]) -> ``image`` (float, ImageNet-normalized) and, given
+    ``boxes`` (B, 4) XYXY in pixels, ``masked``: the same with every pixel outside the box zeroed before
+    normalization.
 
     Runs wherever ``images`` are: the training loop calls it on the device after a uint8 copy (a quarter of the
     bytes of float), so the loader workers only decode and augment.
@@ -116,60 +120,39 @@ class FramesPerPolyp(Sampler[int]):
         return iter(order.tolist())
 
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the tensors (as plain tensors; ``boxes``, one per polyp sample, become ``box`` (B, 4)), keep ids as
-    lists."""
-    batch: dict[str, Any] = {}
-    for key, value in samples[0].items():
-        if key == "boxes":
-            batch["box"] = torch.stack([s[key].as_subclass(torch.Tensor)[0] for s in samples])
-        elif key == "jpeg":  # encoded crops (device_decode): decoded in the training loop
-            batch[key] = [s[key] for s in samples]
-        elif key == "image" and len({s[key].shape for s in samples}) > 1:  # crops with context (device_augment)
-            batch[key] = pad_stack([s[key].as_subclass(torch.Tensor) for s in samples])
-        elif isinstance(value, torch.Tensor):
-            batch[key] = torch.stack([s[key].as_subclass(torch.Tensor) for s in samples])
-        else:
-            batch[key] = [s[key] for s in samples]
-    return batch
-
-
-def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(B, C, H, W) of CHW images of different sizes, zero-padded at the bottom and right to the largest."""
-    height, width = max(i.shape[-2] for i in images), max(i.shape[-1] for i in images)
-    return torch.stack([torch.nn.functional.pad(i, (0, width - i.shape[-1], 0, height - i.shape[-2]))
-                        for i in images])
-
-
-def model_input(batch: dict[str, Any], streams: Sequence[str] | None, device: torch.device,
-                non_blocking: bool = False, augment: DeviceAugment | None = None
-                ) -> torch.Tensor | dict[str, torch.Tensor]:
+def model_input(batch: Batch, streams: Sequence[str] | None, device: torch.device, non_blocking: bool = False,
+                augment: DeviceAugment | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
     """What the model's ``forward`` takes: the normalized image tensor, or ``{stream: tensor}`` for a multistream
     model. A uint8 batch (the training loaders') is copied to ``device`` as uint8 and normalized there; with
-    ``augment`` (``device_augment: true``; the batch then carries ``window``) it is augmented there first."""
+    ``augment`` (``device_augment: true``; the batch then carries ``window``) it is augmented there first, and a
+    batch of ``jpeg`` crops (``device_decode``) is decoded there before that."""
+    want_mask = streams is not None and "masked" in streams
     if streams is not None:
         missing = [s for s in streams if s not in BATCH_STREAMS]
         if missing:
             raise ConfigError(f"stream {missing[0]!r} is not built by the training data; expected streams from: "
                               f"{', '.join(BATCH_STREAMS)}")
-        if "masked" in streams and "box" not in batch and "masked" not in batch:
+        if want_mask and batch.box is None and batch.masked is None:
             raise ConfigError("stream 'masked' needs polyp boxes; this dataset has none (expected streams: rgb)")
-    if "jpeg" in batch:  # device_decode: nvJPEG on a GPU
+    if batch.jpeg is not None:  # device_decode: nvJPEG on a GPU; the bytes stay on the CPU
         if augment is None:
             raise ConfigError("encoded batches (device_decode) need device_augment=true")
-        images = pad_stack(decode_jpeg_batch(batch["jpeg"], device=device))  # the bytes stay on the CPU
+        images = pad_stack(decode_jpeg_batch(batch.jpeg, device=device))
+    elif batch.image is not None:
+        images = batch.image.to(device, non_blocking=non_blocking)
     else:
-        images = batch["image"].to(device, non_blocking=non_blocking)
+        raise ConfigError("a batch without image or jpeg; expected samples with one of them")
     if images.dtype == torch.uint8:
-        want_mask = streams is not None and "masked" in streams
-        box = batch["box"].to(device, non_blocking=non_blocking) if want_mask else None
+        box = batch.box.to(device, non_blocking=non_blocking) if want_mask and batch.box is not None else None
         if augment is not None:
-            images, box = augment(images, batch["window"], box)
+            if batch.window is None:
+                raise ConfigError("device_augment needs batches with a crop window; expected WindowScale samples")
+            images, box = augment(images, batch.window, box)
         ready = normalize_batch(images, box)
     else:
         ready = {"image": images}
-        if "masked" in batch:
-            ready["masked"] = batch["masked"].to(device, non_blocking=non_blocking)
+        if batch.masked is not None:
+            ready["masked"] = batch.masked.to(device, non_blocking=non_blocking)
     if streams is None:
         return ready["image"]
     return {s: ready["image" if s == "rgb" else "masked"] for s in streams}
@@ -180,57 +163,55 @@ def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDatas
     if not cfg.prepared:
         raise ConfigError("config key 'prepared' is empty; expected at least one prepared manifest folder")
     device_side = augment and cfg.device_augment
+    if device_side and cfg.device_decode:  # the loader hands over the stored JPEG bytes; nothing to transform
+        return ConcatDataset([load_split(d, split, cfg.fold, margin=cfg.margin, decode_size=cfg.img_size,
+                                         source="shards", context=True, encoded=True) for d in cfg.prepared])
     transform = WindowScale(cfg.img_size) if device_side else UInt8Augment(cfg.img_size, augment)
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
-    if device_side and cfg.device_decode:  # the loader hands over JPEG bytes; nothing to transform
-        parts = [load_split(d, split, cfg.fold, margin=cfg.margin, decode_size=cfg.img_size, source="shards",
-                            context=True) for d in cfg.prepared]
-        for part in parts:
-            part.encoded = True  # type: ignore[attr-defined]
-        return ConcatDataset(parts)
-    parts = [load_split(d, split, cfg.fold, raw_root=r, transform=transform, margin=cfg.margin,
-                        decode_size=cfg.img_size, context=True) for d, r in zip(cfg.prepared, roots)]
-    return ConcatDataset(parts)
+    return ConcatDataset([load_split(d, split, cfg.fold, raw_root=r, transform=transform, margin=cfg.margin,
+                                     decode_size=cfg.img_size, context=True)
+                          for d, r in zip(cfg.prepared, roots, strict=True)])
+
+
+def polyp_column(dataset: Dataset[dict[str, Any]], column: str) -> np.ndarray:
+    """Manifest ``column`` of every sample of a :func:`split_dataset`, in dataset order."""
+    assert isinstance(dataset, ConcatDataset)
+    parts = [part.rows[column].to_numpy() for part in dataset.datasets if isinstance(part, PolypFrames)]
+    assert len(parts) == len(dataset.datasets)
+    return np.concatenate(parts) if parts else np.array([])
 
 
 def polyp_keys(dataset: ConcatDataset[dict[str, Any]]) -> list[tuple[str, str]]:
     """(dataset, polyp_id) per sample, in dataset order."""
-    keys: list[tuple[str, str]] = []
-    for part in dataset.datasets:
-        assert isinstance(part, PolypFrames)
-        keys += list(zip(part.rows["dataset"].astype(str), part.rows["polyp_id"].astype(str)))
-    return keys
+    names, polyps = polyp_column(dataset, "dataset").astype(str), polyp_column(dataset, "polyp_id").astype(str)
+    return list(zip(names, polyps, strict=True))
 
 
 @dataclass
 class TrainData:
-    """The loaders of one run and what the loss needs to know of the training labels.
+    """The loaders of one run and the targets of its training samples.
 
-    ``target_key``: the batch key the loss compares with (``size_mm``, ``size_class3`` or ``label``).
-    ``size_offset_mm``: mean training size (the regression head predicts the offset from it; 0 otherwise).
-    ``class_weight``: inverse class frequency for a balanced cross-entropy, or ``None``. ``test`` is scored by
-    :func:`~polypbench.train.fit` itself only where the labels are public (CIFAR-100); polyp test labels are
-    scored by ``polypbench evaluate`` or the leaderboard.
+    ``train_targets``: the task's target of every training sample, in dataset order (what
+    :meth:`~polypbench.train.tasks.Task.fit_stats` learns from: the mean size, the class counts). ``test`` is
+    scored by :func:`~polypbench.train.fit` itself only where the labels are public (CIFAR-100); polyp test labels
+    are scored by ``polypbench evaluate`` or the leaderboard.
     """
 
-    train: DataLoader[dict[str, Any]]
+    train: Loader
     sampler: FramesPerPolyp
-    validation: DataLoader[dict[str, Any]]
-    test: DataLoader[dict[str, Any]] | None
-    target_key: str
-    size_offset_mm: float = 0.0
-    class_weight: torch.Tensor | None = None
+    validation: Loader
+    test: Loader | None
+    train_targets: np.ndarray
 
 
 def _loader(cfg: TrainConfig, data: Dataset[dict[str, Any]], sampler: Sampler[int] | None = None,
-            batch_size: int | None = None) -> DataLoader[dict[str, Any]]:
+            batch_size: int | None = None) -> Loader:
     return DataLoader(data, batch_size=batch_size or cfg.batch_size, sampler=sampler, shuffle=False,
                       collate_fn=collate, num_workers=cfg.num_workers, pin_memory=cfg.device == "cuda",
                       generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.num_workers > 0)
 
 
-def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1
-                 ) -> tuple[DataLoader[dict[str, Any]], FramesPerPolyp]:
+def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> tuple[Loader, FramesPerPolyp]:
     """The polyp training loader (augmented when ``cfg.augment``) and its sampler (call ``set_epoch`` each
     epoch); under DDP this rank's share of each epoch."""
     data = split_dataset(cfg, "train", augment=cfg.augment)
@@ -241,30 +222,16 @@ def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1
     return _loader(cfg, data, sampler), sampler
 
 
-def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None) -> DataLoader[dict[str, Any]]:
+def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None) -> Loader:
     """Every frame of ``split``, in manifest order, without augmentation."""
     return _loader(cfg, split_dataset(cfg, split, augment=False), batch_size=batch_size)
-
-
-def _class_weight(parts: Sequence[Any]) -> torch.Tensor:
-    """Inverse frequency of each triclass label among the training boxes (mean 1; absent classes get 0)."""
-    counts = np.zeros(3)
-    for part in parts:
-        counts += np.bincount(part.rows["size_class3"].astype(int), minlength=3)[:3]
-    inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
-    return torch.tensor(inv * (counts > 0).sum() / inv.sum(), dtype=torch.float32)
 
 
 def polyp_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
     """Train and validation loaders over the prepared polyp manifests of ``cfg``."""
     train, sampler = train_loader(cfg, rank, world_size)
-    parts = train.dataset.datasets  # type: ignore[attr-defined]
-    offset = 0.0
-    if cfg.task == "regression":
-        offset = sum(float(p.rows["size_mm"].sum()) for p in parts) / max(1, len(train.dataset))  # type: ignore[arg-type]
-    weight = _class_weight(parts) if cfg.task == "triclass" and cfg.balance_classes else None
-    target = "size_mm" if cfg.task == "regression" else "size_class3"
-    return TrainData(train, sampler, eval_loader(cfg, "validation"), None, target, offset, weight)
+    targets = polyp_column(train.dataset, TASKS[cfg.task].target)  # the manifest column of the target's name
+    return TrainData(train, sampler, eval_loader(cfg, "validation"), None, targets)
 
 
 def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
@@ -280,17 +247,22 @@ def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainDat
         raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} holds out no image; expected a fraction "
                           "in (0, 1) (validating on the test split would select checkpoints on test labels)")
     plain = UInt8Augment(cfg.img_size, augment=False)
-    augment = WindowScale(cfg.img_size) if cfg.augment and cfg.device_augment else UInt8Augment(cfg.img_size, cfg.augment)
-    train = cifar.CifarImages(base_train, keep, augment)
+    device_side = cfg.augment and cfg.device_augment
+    train = cifar.CifarImages(base_train, keep,
+                              WindowScale(cfg.img_size) if device_side else UInt8Augment(cfg.img_size, cfg.augment))
     sampler = FramesPerPolyp(train.sample_labels.tolist(), cfg.per_class_per_epoch or None, cfg.seed, rank=rank,
                              world_size=world_size)
     log.info("cifar100: %d train, %d validation (held out of train), %d test images", len(train), len(held_out),
              len(base_test))
     return TrainData(_loader(cfg, train, sampler), sampler,
                      _loader(cfg, cifar.CifarImages(base_train, held_out, plain)),
-                     _loader(cfg, cifar.CifarImages(base_test, None, plain)), "label")
+                     _loader(cfg, cifar.CifarImages(base_test, None, plain)), train.sample_labels)
+
+
+DATA: dict[str, Callable[[TrainConfig, int, int], TrainData]] = {"polyp": polyp_data, "cifar100": cifar_data}
+"""Dataset kind (``TrainConfig.dataset``) -> the function that builds its loaders."""
 
 
 def build_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
     """The loaders for ``cfg.dataset`` (``polyp``: prepared manifests; ``cifar100``: a local CIFAR-100 copy)."""
-    return cifar_data(cfg, rank, world_size) if cfg.dataset == "cifar100" else polyp_data(cfg, rank, world_size)
+    return DATA[cfg.dataset](cfg, rank, world_size)

@@ -7,9 +7,10 @@ about as many samples per second as it decodes (docs/performance.md). Same draws
 path (turn by up to ``degrees``, flips with probability ``flip``, brightness/contrast/saturation/hue jitter as a
 colour matrix); the only difference is bilinear instead of nearest-neighbour resampling for the turn.
 
-A batch comes from :class:`WindowScale` samples: ``image`` (uint8, padded to the batch's largest crop), ``window``
-(B, 4) the crop window in image pixels (the part that becomes the model input; the rest is real context, so
-turned corners show tissue) and ``box`` (B, 4).
+:class:`WindowScale` samples collate into a :class:`~polypbench.train.batch.Batch` whose ``image`` is uint8 (padded
+to the batch's largest crop), ``window`` (B, 4) the crop window in image pixels (the part that becomes the model
+input; the rest is real context, so turned corners show tissue) and ``box`` (B, 4) the polyp box;
+:func:`~polypbench.train.data.model_input` hands those three to :class:`DeviceAugment`.
 """
 
 from __future__ import annotations

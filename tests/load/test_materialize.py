@@ -104,12 +104,13 @@ def test_the_trainer_reads_shard_backed_datasets(shards: Path) -> None:
     part = load_split(prepared, "train", decode_size=96, transform=SampleTransform(64, augment=True))
     data = ConcatDataset([part])
     keys = polyp_keys(data)  # asserts isinstance(part, PolypFrames) and reads part.rows
-    assert keys == list(zip(part.rows["dataset"], part.rows["polyp_id"]))
+    assert keys == list(zip(part.rows["dataset"], part.rows["polyp_id"], strict=True))
     loader = DataLoader(data, batch_size=4, sampler=FramesPerPolyp(keys, 1, seed=0), collate_fn=collate,
                         num_workers=2)
     batch = next(iter(loader))
-    assert batch["image"].shape == (4, 3, 64, 64) and batch["masked"].shape == (4, 3, 64, 64)
-    assert len(batch["polyp_id"]) == 4
+    assert batch.image is not None and batch.masked is not None and batch.polyp_id is not None
+    assert batch.image.shape == (4, 3, 64, 64) and batch.masked.shape == (4, 3, 64, 64)
+    assert len(batch.polyp_id) == 4
 
 
 @pytest.mark.parametrize("name", ["sun", "sun-seg"])

@@ -19,8 +19,10 @@ EXPECTED_GATES: dict[str, list[tuple[int, int]]] = {
     "multistream-hag": [*STAGES, *STAGES, (1024, -1), (256, -1)],
     "vit-tiny": [],
     "vit-tiny-hag": [(192, -1)] * 24,
+    "tiny": [],
+    "tiny-hag": [(16, 1), (32, 1), (64, 1), (64, -1), (64, -1)],
 }
-FEATURE_DIM = {"resnet18": 512, "multistream": 1024, "vit-tiny": 192}
+FEATURE_DIM = {"resnet18": 512, "multistream": 1024, "vit-tiny": 192, "tiny": 64}
 
 
 def _family(name: str) -> str:
@@ -82,6 +84,17 @@ def test_same_seed_same_model(name: str) -> None:
     c = build(name, seed=4).eval()
     with torch.no_grad():
         assert not torch.equal(a(x), c(x))
+
+
+def test_tiny_model_takes_streams_like_multistream() -> None:
+    model = build("tiny-hag", 3, streams=("rgb", "masked")).eval()
+    assert model.streams == ("rgb", "masked") and len(gate_parameters(model)) == 3 * 2 + 2
+    x = inputs("multistream-hag")
+    with torch.no_grad():
+        assert model(x).shape == (2, 3) and model.forward_features(x).shape == (2, 128)
+    assert build("tiny").streams is None  # a plain tensor input, as resnet18
+    with pytest.raises(ConfigError, match="stream 'loc'"):
+        create_model("tiny", 1, streams=("rgb", "loc"))
 
 
 def test_unknown_model_lists_registry() -> None:

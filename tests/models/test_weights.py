@@ -11,14 +11,18 @@ import torchvision
 
 from polypbench.errors import InputError
 from polypbench.models import list_models
+from polypbench.models.tiny import TinyEncoder
 from tests.models.helpers import RES, build
 
 
 def _checkpoint(name: str, path: Path) -> dict[str, torch.Tensor]:
-    """A state dict as torchvision/timm would save it (with its own classifier), written to ``path``."""
+    """A state dict as torchvision/timm would save it (with its own classifier; a tiny model's: its backbone's),
+    written to ``path``."""
     torch.manual_seed(123)
     if name.startswith("vit"):
         net = timm.create_model("vit_tiny_patch16_384", pretrained=False, img_size=RES)
+    elif name.startswith("tiny"):
+        net = TinyEncoder().backbone
     else:
         net = torchvision.models.resnet18(weights=None)
     state = net.state_dict()

@@ -17,7 +17,8 @@ from polypbench.predict import predict
 from polypbench.train import fit, load_config
 from polypbench.train.cifar import open_cifar100, train_val_indices
 
-TINY = ["img_size=32", "epochs=2", "batch_size=50", "per_class_per_epoch=1", "model_kwargs={}", "val_fraction=0.2"]
+TINY = ["img_size=32", "epochs=2", "batch_size=50", "per_class_per_epoch=1", "model=tiny-hag", "model_kwargs={}",
+        "val_fraction=0.2"]
 
 
 def _write_cifar(root: Path, per_class_train: int = 5, per_class_test: int = 1) -> Path:
@@ -70,8 +71,7 @@ def test_validation_is_held_out_of_train_stratified_and_fixed() -> None:
 
 
 def test_fit_validates_on_held_out_train_and_scores_test_once(cifar_root: Path, tmp_path: Path) -> None:
-    cfg = load_config("cifar100-vit-tiny-hag", [*TINY, "model=resnet18-hag", f"data_root={cifar_root}",
-                                                "lr=3e-3", "gate_lr=1e-2"])
+    cfg = load_config("cifar100-vit-tiny-hag", [*TINY, f"data_root={cifar_root}", "lr=3e-3", "gate_lr=1e-2"])
     summary = fit(cfg, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(0 <= r["val_top1"] <= r["val_top5"] <= 1 for r in rows)

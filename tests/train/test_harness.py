@@ -1,4 +1,7 @@
-"""The training harness end to end on the synthetic ``prepared`` fixture: config, fit, determinism, predict, CLI."""
+"""The training harness end to end on the synthetic ``prepared`` fixture: config, fit, determinism, predict, CLI.
+
+The runs use the packaged ``demo`` config, whose model is the tiny gated CNN: the point here is the harness (one
+real-model run per family is in tests/models/test_smoke.py)."""
 
 from __future__ import annotations
 
@@ -124,7 +127,7 @@ def test_fit_writes_checkpoint_config_and_metrics(run: Path) -> None:
     for key in ("train_loss", "train_gate_loss", "val_loss", "val_polyp_balanced_accuracy", "val_polyp_mae_mm"):
         assert isinstance(rows[0][key], float), key
     ckpt = torch.load(run / "best.pt", weights_only=True)
-    assert (ckpt["model"], ckpt["task"], ckpt["config"]["seed"]) == ("resnet18-hag", "regression", 3)
+    assert (ckpt["model"], ckpt["task"], ckpt["config"]["seed"]) == ("tiny-hag", "regression", 3)
     assert ckpt["size_offset_mm"] > 0
 
 
@@ -146,10 +149,13 @@ def test_predict_is_a_valid_submission(prepared: dict, run: Path) -> None:
     assert result.stat("polyp/triclass/pooled/balanced_accuracy").value is not None
 
 
-@pytest.mark.parametrize(("model", "gr_mode"), [("resnet18", "off"), ("multistream-hag", "paper")])
-def test_triclass_fit_and_predict(prepared: dict, tmp_path: Path, model: str, gr_mode: str) -> None:
+@pytest.mark.parametrize(("model", "gr_mode", "streams"),
+                         [("tiny", "off", None), ("tiny-hag", "paper", "[rgb, masked]")])
+def test_triclass_fit_and_predict(prepared: dict, tmp_path: Path, model: str, gr_mode: str,
+                                  streams: str | None) -> None:
+    kwargs = "{}" if streams is None else f"{{streams: {streams}}}"  # two streams: the box-masked one too
     cfg = _tiny(prepared, "task=triclass", f"model={model}", f"gr_mode={gr_mode}", "img_size=32", "epochs=2",
-                "balance_classes=true")
+                "balance_classes=true", f"model_kwargs={kwargs}")
     summary = fit(cfg, tmp_path)
     assert len(summary.epochs) == 2 and summary.best_epoch in (0, 1)
     df = predict(summary.checkpoint, prepared["sun"].out, "validation")
@@ -160,7 +166,7 @@ def test_triclass_fit_and_predict(prepared: dict, tmp_path: Path, model: str, gr
 
 def test_gated_model_refuses_plain_step_modes(prepared: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs a gated model"):
-        fit(_tiny(prepared, "model=resnet18", "gr_mode=gr"), tmp_path)
+        fit(_tiny(prepared, "model=tiny", "gr_mode=gr"), tmp_path)
 
 
 # --- CLI ----------------------------------------------------------------------------------------------------------
