@@ -487,8 +487,8 @@ def leaderboard_migrate(db: str) -> None:
     """
     from polypbench.leaderboard.db import Database, current_revision
 
-    database = Database(db)
-    click.echo(f"database schema at revision {current_revision(database.engine)}")
+    with Database(db) as database:
+        click.echo(f"database schema at revision {current_revision(database.engine)}")
 
 
 @leaderboard.command("close-phase")
@@ -504,7 +504,8 @@ def leaderboard_close_phase(db: str) -> None:
     from polypbench.leaderboard.db import Database
     from polypbench.leaderboard.jobs import close_phase
 
-    click.echo(f"private track closed at {close_phase(Database(db)):%Y-%m-%d %H:%M UTC}")
+    with Database(db) as database:
+        click.echo(f"private track closed at {close_phase(database):%Y-%m-%d %H:%M UTC}")
 
 
 @leaderboard.command("add-team")
@@ -521,7 +522,8 @@ def leaderboard_add_team(name: str, db: str) -> None:
     from polypbench.leaderboard.auth import add_team
     from polypbench.leaderboard.db import Database
 
-    token = add_team(Database(db), name)
+    with Database(db) as database:
+        token = add_team(database, name)
     click.echo(f"team {name!r} added; its token (shown once, store it now):")
     click.echo(token)
 
@@ -541,7 +543,9 @@ def leaderboard_export(db: str, out: Path) -> None:
     from polypbench.leaderboard.board import export
     from polypbench.leaderboard.db import Database
 
-    for path in export(Database(db), out):
+    with Database(db) as database:
+        written = export(database, out)
+    for path in written:
         click.echo(f"wrote {path}")
 
 

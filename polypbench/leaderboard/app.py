@@ -190,7 +190,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
 
     import uvicorn
 
-    Database(settings.db).dispose()
+    Database(settings.db).dispose()  # create or upgrade the schema once, before any server process starts
     if settings.architectures is None:
         settings.architectures = list_architectures()
     if workers == 1:

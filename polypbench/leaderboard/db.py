@@ -14,6 +14,7 @@ writer at a time across processes; WAL lets readers go on), on PostgreSQL the ca
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -247,6 +248,12 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
 
 def lock_team(session: Session, team_id: int) -> None:
     """Serialize write transactions of one team across processes (PostgreSQL row lock; SQLite's transaction already
@@ -285,10 +292,13 @@ def _alembic_config(engine: Engine) -> Any:
     return cfg
 
 
+@functools.lru_cache(maxsize=1)
 def head_revision() -> str:
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    cfg = _alembic_config(create_engine("sqlite://"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
     head = ScriptDirectory.from_config(cfg).get_current_head()
     assert head is not None
     return head

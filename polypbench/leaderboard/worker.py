@@ -195,10 +195,13 @@ def main(settings: Any, limits: Limits, *, once: bool = False) -> None:
                                seed=settings.private_seed)
     worker = Worker(db, store, public=public, private=private,
                     settings=WorkerSettings(n_bootstrap=settings.n_bootstrap, seed=settings.seed, limits=limits))
-    if once:
-        while worker.run_once():
-            pass
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stop.set())
-    worker.run()
+    try:
+        if once:
+            while worker.run_once():
+                pass
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop.set())
+        worker.run()
+    finally:
+        db.dispose()
