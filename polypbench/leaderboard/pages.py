@@ -46,6 +46,12 @@ def _badges(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _cell(text: str) -> tuple[str, str]:
+    """``0.712 [0.650, 0.770]`` as (value, interval): the page may wrap between them, never inside the interval."""
+    value, sep, ci = text.partition(" [")
+    return value, f"[{ci}" if sep else ""
+
+
 def board_page(board: Board, tracks: list[str]) -> str:
     """The board: a table sortable by ``?sort=`` links, with track and scope links."""
     def href(**q: str) -> str:
@@ -65,7 +71,7 @@ def board_page(board: Board, tracks: list[str]) -> str:
         support = r.get("support") or {}
         shown.append({"id": int(r["id"]), "rank": r["rank"], "team": r["team"], "method": r["method"],
                       "badges": _badges(r), "submitted": r["submitted"], "links": _links(r),
-                      "metrics": [format_stat(r["metrics"][k], key) for k, (_, key, _) in COLUMNS.items()],
+                      "metrics": [_cell(format_stat(r["metrics"][k], key)) for k, (_, key, _) in COLUMNS.items()],
                       "rank_95": str(lo) if lo == hi else f"{lo}-{hi}",
                       "p_first": "-" if p_first is None else f"{p_first:.2f}",
                       "support": f"{support.get('n_polyps', '-')} / {support.get('n_patients', '-')}"})
