@@ -48,8 +48,9 @@ def check_sort(sort: str) -> str:
 def row(e: dict[str, Any], scope: str = POOLED) -> dict[str, Any]:
     """One board row: the entry's descriptive fields and each column's stat (JSON form) in ``scope``."""
     result = e["results"][scope]
-    out: dict[str, Any] = {k: e.get(k) for k in ("id", "team", "method", "paper_url", "code_url", "submitted", "declaration",
-                                 "verified", "checkpoint_sha256", "split_hashes")}
+    fields = ("id", "team", "method", "paper_url", "code_url", "submitted", "declaration", "verified",
+              "checkpoint_sha256", "split_hashes")
+    out: dict[str, Any] = {k: e.get(k) for k in fields}
     out["config"] = bool(e.get("config"))
     out["metrics"] = {}
     for name, (_, key, _) in COLUMNS.items():

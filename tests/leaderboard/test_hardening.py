@@ -137,8 +137,8 @@ def test_odd_names_huge_ids_and_unexpected_errors_are_one_json_line(make_client,
         assert res.status_code == 422, (path, res.text)
         _one_line(res)
     assert client.get("/submissions/9223372036854775807").status_code == 404
-    res = client.post("/api/submissions", headers={"Authorization": f"Bearer {token}",
-                                                   "Content-Type": "multipart/form-data; boundary=zz"}, content=b"--zz\r")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=zz"}
+    res = client.post("/api/submissions", headers=headers, content=b"--zz\r")
     assert res.status_code in (400, 422) and _one_line(res)
 
     from polypbench.leaderboard import api
@@ -177,7 +177,8 @@ def _safetensors(header: dict[str, Any], data: bytes) -> bytes:
 
 def test_safetensors_are_checked_from_the_header(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
-    good = {"__metadata__": {"polypbench.size_offset_mm": "8.0"}, "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    good = {"__metadata__": {"polypbench.size_offset_mm": "8.0"},
+            "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
     path.write_bytes(_safetensors(good, b"\0" * 8))
     weights = check_safetensors(path)
     assert weights.tensors == {"w": ("F32", (2,))} and weights.metadata["polypbench.size_offset_mm"] == "8.0"

@@ -24,19 +24,19 @@ from polypbench.leaderboard.db import Database, Submission
 
 from .conftest import ARCHITECTURES, free_port, parquet_bytes, predictions
 
-SERVE = """
+SERVE = f"""
 import os, signal, sys
 from polypbench.leaderboard.app import create_app, serve
 from polypbench.leaderboard.config import Settings
 settings = Settings(db=sys.argv[1], labels=[sys.argv[2]], store=sys.argv[3], daily_cap=2, rate_limit=8,
-                    ip_rate_limit=0, n_bootstrap=20, architectures={architectures!r})
+                    ip_rate_limit=0, n_bootstrap=20, architectures={ARCHITECTURES!r})
 if sys.argv[5] == "crash":  # SIGKILL itself right after the first submission is committed, before it is answered
     import uvicorn
     app = create_app(settings, after_commit=lambda sub_id: os.kill(os.getpid(), signal.SIGKILL))
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[4]), log_level="warning")
 else:
     serve(settings, port=int(sys.argv[4]), workers=int(sys.argv[5]))
-""".format(architectures=ARCHITECTURES)
+"""
 
 
 @contextmanager
