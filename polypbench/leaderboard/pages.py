@@ -112,6 +112,7 @@ def detail_page(entry: dict[str, Any]) -> str:
     meta = [("team", entry["team"]), ("track", entry["track"]), ("method", entry["method"]),
             ("submitted", entry["submitted"]),
             ("declaration", "test labels not used for training or model selection" if entry.get("declaration")
+             else "not needed: the server ran the model on data it keeps hidden" if entry["track"] == "private"
              else "-"),
             ("verification", verification if entry["track"] == "public" else "run by the server"),
             ("checkpoint sha256", entry.get("checkpoint_sha256") or "-"),

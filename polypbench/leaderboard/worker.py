@@ -102,7 +102,7 @@ class Worker:
         scored = score_private(frames, self.private, name=f"job {job.id}", n_bootstrap=self.settings.n_bootstrap,
                                seed=self.settings.seed)
         fields = Fields(method=job.method, filename=f"{job.architecture}.safetensors", paper_url=job.paper_url,
-                        code_url=job.code_url, declaration=True, config=json.loads(job.config)["text"],
+                        code_url=job.code_url, declaration=False, config=json.loads(job.config)["text"],
                         checkpoint_sha256=job.weights_sha256)
 
         def mark_done(session: Any, sub: Submission) -> None:
