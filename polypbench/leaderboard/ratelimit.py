@@ -10,6 +10,7 @@ bounded: nothing is kept in the process, and a window's rows are deleted once it
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,16 +20,18 @@ from polypbench.leaderboard.db import Database, RateHit
 
 
 class RateLimiter:
-    """At most ``limit`` requests per ``window_s`` seconds per key; ``limit`` 0 disables it."""
+    """At most ``limit`` requests per ``window_s`` seconds per key; ``limit`` 0 disables it. ``clock``: seconds
+    since the epoch (tests pass their own)."""
 
-    def __init__(self, db: Database, limit: int, window_s: int = 60) -> None:
-        self.db, self.limit, self.window_s = db, limit, window_s
+    def __init__(self, db: Database, limit: int, window_s: int = 60,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db, self.limit, self.window_s, self.clock = db, limit, window_s, clock
 
     def allow(self, key: str) -> bool:
         if self.limit <= 0:
             return True
         key = key[: limits.RATE_KEY]
-        window = int(time.time() // self.window_s)
+        window = int(self.clock() // self.window_s)
         this = (RateHit.key == key) & (RateHit.window == window)
         with self.db.transaction() as session:
             bumped = session.execute(update(RateHit).where(this).values(count=RateHit.count + 1)).rowcount  # type: ignore[attr-defined]
