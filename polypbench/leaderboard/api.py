@@ -150,8 +150,10 @@ async def submit(s: ServerDep, team: Team, file: Annotated[UploadFile, File()], 
         public = s.public
 
         def score() -> dict[str, Any]:
-            frame = read_bounded(incoming, filename, public.row_cap)
-            return score_public(frame, public, name=filename, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+            with s.scoring:  # at most limits.SCORING_SLOTS files in memory at once
+                frame = read_bounded(incoming, filename, public.row_cap)
+                return score_public(frame, public, name=filename, n_bootstrap=settings.n_bootstrap,
+                                    seed=settings.seed)
 
         try:
             scored = await run_in_threadpool(score)

@@ -9,8 +9,9 @@ it: a refused request, the first validation error of a parameter, an over-large 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ class Server:
     ip_limiter: RateLimiter
     after_commit: Callable[[int], None] | None = None
     _architectures: list[str] | None = None
+    scoring: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(
+        limits.SCORING_SLOTS))
 
     @property
     def architectures(self) -> list[str]:

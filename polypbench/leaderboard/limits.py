@@ -36,8 +36,11 @@ SMALL_BODY = 64 * 1024
 ROW_FACTOR = 4
 """A prediction file may have at most this many times the served test frames as rows (plus :data:`ROW_SLACK`)."""
 ROW_SLACK = 1000
-BYTES_PER_ROW = 512
-"""Decompressed Parquet bytes allowed per allowed row (a row of the contract is well under 100 bytes)."""
+BYTES_PER_ROW = 160
+"""Decompressed Parquet bytes of the contract's columns allowed per allowed row (a plain-encoded row with every
+column, id of 30 characters, is about 90 bytes)."""
+SCORING_SLOTS = 2
+"""Uploads one server process validates and scores at once (CPU-bound; more would only add memory); others wait."""
 PARQUET_FOOTER = 1024 * 1024
 """Largest Parquet footer (schema and row-group metadata) read at all."""
 MAX_COLUMNS = 64
