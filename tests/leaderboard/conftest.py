@@ -150,9 +150,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: FastAPI, start_timeout: float = 15.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a daemon thread; yield its base URL; stop it."""
-    port = free_port()
+def live_server(app: FastAPI, start_timeout: float = 15.0, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (``port``, else a free one) in a daemon thread; yield its base URL;
+    stop it."""
+    port = port or free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
                                         ws="none"))
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from polypbench.leaderboard import client
+from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database, Submission
 
-from .conftest import ARCHITECTURES, free_port, parquet_bytes, predictions
+from .conftest import ARCHITECTURES, POSTGRES_ENV, free_port, live_server, parquet_bytes, postgres_schema, predictions
 
 SERVE = f"""
 import os, signal, sys
@@ -69,8 +71,20 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def test_two_worker_processes_hold_the_cap_keys_and_rate_limit_together(db: str, labels: Path,
+@pytest.fixture
+def server_db(tmp_path: Path) -> Iterator[str]:
+    """PostgreSQL when the tests have one (the deployment this is for), else SQLite: one real 2-process server
+    is enough to keep this lean (tests/leaderboard/test_app.py holds the cap on both databases within a process)."""
+    if os.environ.get(POSTGRES_ENV):
+        with postgres_schema() as url:
+            yield url
+    else:
+        yield str(tmp_path / "leaderboard.db")
+
+
+def test_two_worker_processes_hold_the_cap_keys_and_rate_limit_together(server_db: str, labels: Path,
                                                                          tmp_path: Path) -> None:
+    db = server_db
     with Database(db) as database:
         tokens = {name: add_team(database, name) for name in ("capped", "retrying", "chatty")}
     data = parquet_bytes(predictions(labels))
@@ -123,8 +137,11 @@ def test_no_acknowledged_submission_is_lost_when_the_server_is_killed(sqlite_db:
     with Database(sqlite_db) as database, database.sessions() as session:
         stored = [(s.id, s.idempotency_key) for s in session.query(Submission)]
     assert stored == [(stored[0][0], "crash-test-key")]  # committed before the crash
-    with server_process(sqlite_db, labels, tmp_path / "store", port, "1"):  # restart; the client retries
+    app = create_app(sqlite_db, [labels], store=str(tmp_path / "store"), rate_limit=0, ip_rate_limit=0,
+                     n_bootstrap=20, architectures=ARCHITECTURES)
+    with live_server(app, port=port):  # restarted (in this process, to keep the test short); the client retries
         thread.join(timeout=90)
+    app.state.server.db.dispose()
     assert answer["id"] == stored[0][0] and answer["replayed"] is True
     with Database(sqlite_db) as database, database.sessions() as session:
         assert session.query(Submission).count() == 1  # the retry did not count twice
