@@ -383,39 +383,132 @@ def baseline(manifests: tuple[Path, ...], split: str, fold: int | None, out: Pat
 
 @main.group()
 def leaderboard() -> None:
-    """The public leaderboard: serve it, add teams, export and render the board."""
+    """The leaderboard: serve it (both tracks), run its job worker, add teams, migrate, close a phase, export."""
+
+
+def _track_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """What both the server and the worker must agree on: the database, the tracks, the store, the bootstrap."""
+    options = [
+        click.option("--db", default="leaderboard.db", show_default=True,
+                     help="SQLite file, or a database URL (postgresql://user:pw@host/db)."),
+        click.option("--labels", multiple=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+                     help="Public track: a prepared folder whose test split is scored; repeat per dataset."),
+        click.option("--private-labels", multiple=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+                     help="Private track: a prepared folder of hidden test data; repeat per dataset."),
+        click.option("--store", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Folder for uploaded weights and files [default: <db>.store, or ./leaderboard-store]."),
+        click.option("--bootstrap", type=click.IntRange(0), default=1000, show_default=True,
+                     help="Patient-bootstrap replicates (CIs, rank groups)."),
+        click.option("--public-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+                     show_default=True, help="Private track: share of test patients in the live board's part."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _settings(db: str, labels: tuple[Path, ...], private_labels: tuple[Path, ...], store: Path | None,
+              bootstrap: int, public_fraction: float, **extra: Any) -> Any:
+    from polypbench.leaderboard.config import Settings
+
+    return Settings(db=db, labels=[str(p) for p in labels], private_labels=[str(p) for p in private_labels],
+                    store=None if store is None else str(store), n_bootstrap=bootstrap,
+                    private_public_fraction=public_fraction, **extra)
 
 
 @leaderboard.command("serve")
-@click.option("--db", default="leaderboard.db", show_default=True,
-              help="SQLite file, or a database URL (postgresql://...) passed to SQLAlchemy as is.")
-@click.option("--labels", multiple=True, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Prepared directory with the hidden test labels; repeat for several datasets (pooled).")
+@_track_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Server processes; the cap, rate limit and idempotency keys hold across them (in the database).")
 @click.option("--daily-cap", type=click.IntRange(1), default=5, show_default=True,
-              help="Scored submissions per team per UTC day.")
+              help="Public track: scored submissions per team per UTC day.")
+@click.option("--model-daily-cap", type=click.IntRange(1), default=2, show_default=True,
+              help="Private track: model submissions per team per UTC day.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=50.0, show_default=True)
+@click.option("--max-model-mb", type=click.FloatRange(0, min_open=True), default=200.0, show_default=True)
 @click.option("--rate-limit", type=click.IntRange(0), default=60, show_default=True,
-              help="Requests per minute per token or IP (0: off).")
-@click.option("--bootstrap", type=click.IntRange(0), default=1000, show_default=True,
-              help="Patient-bootstrap replicates for the 95% CIs.")
+              help="Requests per minute per team (0: off).")
+@click.option("--ip-rate-limit", type=click.IntRange(0), default=300, show_default=True,
+              help="Requests per minute per client address, counted before authentication (0: off).")
 @_one_line_errors
-def leaderboard_serve(db: str, labels: tuple[Path, ...], host: str, port: int, daily_cap: int, max_upload_mb: float,
-                      rate_limit: int, bootstrap: int) -> None:
-    """Serve the leaderboard (board at /, JSON at /api/leaderboard, uploads at POST /api/submissions).
+def leaderboard_serve(host: str, port: int, workers: int, daily_cap: int, model_daily_cap: int, max_upload_mb: float,
+                      max_model_mb: float, rate_limit: int, ip_rate_limit: int, **track: Any) -> None:
+    """Serve the leaderboard: the board at /, JSON at /api, uploads at /api/submissions and /api/models.
+
+    Migrates the database first. Run `polypbench leaderboard worker` with the same track options beside it to run
+    model submissions and checkpoint verifications.
 
     \b
     Example:
       polypbench leaderboard serve --db leaderboard.db --labels prepared/real-colon --labels prepared/sun
+      polypbench leaderboard serve --db postgresql://lb:pw@localhost/lb --labels prepared/sun --workers 4
     """
-    import uvicorn
+    from polypbench.leaderboard.app import serve
 
-    from polypbench.leaderboard.app import create_app
+    settings = _settings(**track, daily_cap=daily_cap, model_daily_cap=model_daily_cap,
+                         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                         max_model_bytes=int(max_model_mb * 1024 * 1024), rate_limit=rate_limit,
+                         ip_rate_limit=ip_rate_limit)
+    serve(settings, host=host, port=port, workers=workers)
 
-    app = create_app(db, list(labels), daily_cap=daily_cap, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                     rate_limit=rate_limit, n_bootstrap=bootstrap)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+
+@leaderboard.command("worker")
+@_track_options
+@click.option("--timeout", type=click.FloatRange(1), default=600.0, show_default=True,
+              help="Wall-clock seconds one model run may take.")
+@click.option("--memory-mb", type=click.IntRange(256), default=4096, show_default=True,
+              help="Memory (heap and anonymous mappings) one model run may use on the CPU.")
+@click.option("--device", type=click.Choice(("cpu", "cuda")), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="CPU threads per run.")
+@click.option("--once", is_flag=True, help="Run the queued jobs, then exit (instead of polling forever).")
+@_one_line_errors
+def leaderboard_worker(timeout: float, memory_mb: int, device: str, threads: int, once: bool, **track: Any) -> None:
+    """Run queued jobs: private-track models and public checkpoints to verify, each in a limited child process.
+
+    \b
+    Example:
+      polypbench leaderboard worker --db leaderboard.db --private-labels hidden/prepared --labels prepared/sun
+    """
+    from polypbench.leaderboard.sandbox import Limits
+    from polypbench.leaderboard.worker import main as run_worker
+
+    run_worker(_settings(**track), Limits(timeout_s=timeout, memory_mb=memory_mb, device=device, threads=threads),
+               once=once)
+
+
+@leaderboard.command("migrate")
+@click.option("--db", default="leaderboard.db", show_default=True, help="SQLite file or database URL.")
+@_one_line_errors
+def leaderboard_migrate(db: str) -> None:
+    """Create or upgrade the database schema to the newest revision (serve does it too).
+
+    \b
+    Example:
+      polypbench leaderboard migrate --db postgresql://lb:pw@localhost/lb
+    """
+    from polypbench.leaderboard.db import Database, current_revision
+
+    with Database(db) as database:
+        click.echo(f"database schema at revision {current_revision(database.engine)}")
+
+
+@leaderboard.command("close-phase")
+@click.option("--db", default="leaderboard.db", show_default=True, help="SQLite file or database URL.")
+@_one_line_errors
+def leaderboard_close_phase(db: str) -> None:
+    """Close the private track's phase: no more model submissions; the final ranking (private part) is shown.
+
+    \b
+    Example:
+      polypbench leaderboard close-phase --db leaderboard.db
+    """
+    from polypbench.leaderboard.db import Database
+    from polypbench.leaderboard.jobs import close_phase
+
+    with Database(db) as database:
+        click.echo(f"private track closed at {close_phase(database):%Y-%m-%d %H:%M UTC}")
 
 
 @leaderboard.command("add-team")
@@ -430,9 +523,10 @@ def leaderboard_add_team(name: str, db: str) -> None:
       polypbench leaderboard add-team "Team A" --db leaderboard.db
     """
     from polypbench.leaderboard.auth import add_team
-    from polypbench.leaderboard.db import session_factory
+    from polypbench.leaderboard.db import Database
 
-    token = add_team(session_factory(db), name)
+    with Database(db) as database:
+        token = add_team(database, name)
     click.echo(f"team {name!r} added; its token (shown once, store it now):")
     click.echo(token)
 
@@ -443,16 +537,18 @@ def leaderboard_add_team(name: str, db: str) -> None:
               show_default=True)
 @_one_line_errors
 def leaderboard_export(db: str, out: Path) -> None:
-    """Write OUT/entries/<id>.json (each team's best entry) and the rendered OUT/README.md table.
+    """Write OUT/entries/<id>.json (each team's best public-track entry) and the rendered OUT/README.md table.
 
     \b
     Example:
       polypbench leaderboard export --db leaderboard.db --out leaderboard/
     """
     from polypbench.leaderboard.board import export
-    from polypbench.leaderboard.db import session_factory
+    from polypbench.leaderboard.db import Database
 
-    for path in export(session_factory(db), out):
+    with Database(db) as database:
+        written = export(database, out)
+    for path in written:
         click.echo(f"wrote {path}")
 
 
@@ -473,35 +569,70 @@ def leaderboard_render(out: Path) -> None:
 
 
 @main.command()
-@click.argument("predictions", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--server", required=True, help="Leaderboard URL, e.g. https://leaderboard.example.org")
+@click.argument("predictions", required=False, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--server", required=True, help="Leaderboard URL, e.g. http://127.0.0.1:8000")
 @click.option("--token", required=True, envvar="POLYPBENCH_TOKEN", help="Team API token [env: POLYPBENCH_TOKEN].")
 @click.option("--method", required=True, help="Method name shown on the board.")
+@click.option("--declare", is_flag=True,
+              help="Public track: declare that the test labels were not used for training or model selection.")
 @click.option("--paper", default=None, help="Link to the paper (http/https).")
 @click.option("--code", default=None, help="Link to the code (http/https).")
 @click.option("--manifest", "manifests", multiple=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Prepared directory to validate against locally first; repeat for several datasets.")
+              help="Prepared directory to validate against locally first (and to name its split hash); repeatable.")
+@click.option("--checkpoint", "run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Public track: the run folder behind PREDICTIONS; its config, checkpoint hash and weights are sent "
+                   "and the server re-runs it (the verified badge).")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Private track: submit this run folder's model (config.yaml + weights) instead of predictions.")
+@click.option("--wait", is_flag=True, help="With --model: wait for the server to run and score it.")
 @_one_line_errors
-def submit(predictions: Path, server: str, token: str, method: str, paper: str | None, code: str | None,
-           manifests: tuple[Path, ...]) -> None:
-    """Upload PREDICTIONS to a leaderboard server and print the scored result.
+def submit(predictions: Path | None, server: str, token: str, method: str, declare: bool, paper: str | None,
+           code: str | None, manifests: tuple[Path, ...], run_dir: Path | None, model_dir: Path | None,
+           wait: bool) -> None:
+    """Submit PREDICTIONS to a leaderboard's public track, or a model (--model RUN_DIR) to its private track.
 
-    With --manifest the file is first validated locally (every problem listed, nothing uploaded).
+    The file is first checked against what the server scores (GET /api/info) and, with --manifest, validated
+    locally (every problem listed, nothing uploaded). Uploads carry an idempotency key and are retried on a lost
+    connection without ever counting twice.
 
     \b
     Example:
-      polypbench submit preds.parquet --server https://lb.example.org --token $TOKEN --method "ResNet-50" \\
-        --manifest prepared/sun
+      polypbench submit preds.parquet --server http://127.0.0.1:8000 --token $TOKEN --method "R18-HAG" \\
+        --declare --manifest prepared/sun
+      polypbench submit --model runs/r18-hag --server http://127.0.0.1:8000 --token $TOKEN --method "R18-HAG" --wait
     """
-    from polypbench.leaderboard.client import describe, validate_locally
-    from polypbench.leaderboard.client import submit as upload
+    from polypbench.leaderboard import client
 
+    if model_dir is not None:
+        if predictions is not None:
+            raise PolypbenchError("give PREDICTIONS (public track) or --model RUN_DIR (private track), not both")
+        queued = client.submit_model(model_dir, server, token, method, paper_url=paper, code_url=code)
+        click.echo(f"job {queued['id']} {queued['status']}: {server.rstrip('/')}{queued['url']}")
+        if wait:
+            state = client.wait_job(server, token, queued["id"])
+            click.echo(f"job {state['id']} {state['status']}" + (f": {state['error']}" if state["error"] else "")
+                       + (f"; submission {server.rstrip('/')}/submissions/{state['submission_id']}"
+                          if state["submission_id"] else ""))
+            if state["status"] == "failed":
+                raise PolypbenchError(f"job {state['id']} failed: {state['error']}")
+        return
+    if predictions is None:
+        raise PolypbenchError("missing PREDICTIONS; expected a prediction file (or --model RUN_DIR)")
+    covered = client.check_against(predictions, client.server_info(server))
+    click.echo(f"{predictions}: covers {', '.join(covered)} of the served datasets")
     if manifests:
-        validate_locally(predictions, manifests)
+        client.validate_locally(predictions, manifests)
         click.echo(f"{predictions}: valid against the local manifest(s)")
     else:
         click.echo("no --manifest given: skipping local validation (the server validates)")
-    click.echo(describe(upload(predictions, server, token, method, paper_url=paper, code_url=code), server))
+    extra = client.checkpoint_fields(run_dir) if run_dir is not None else {}
+    body = client.submit(predictions, server, token, method, declaration=declare, paper_url=paper, code_url=code,
+                         split_hashes=client.split_hashes(manifests) if manifests else None,
+                         config=extra.get("config"), checkpoint_sha256=extra.get("checkpoint_sha256"))
+    click.echo(client.describe(body, server))
+    if run_dir is not None:
+        queued = client.upload_checkpoint(body["id"], run_dir, server, token)
+        click.echo(f"checkpoint queued for verification: job {queued['id']} ({server.rstrip('/')}{queued['url']})")
 
 
 @main.command()

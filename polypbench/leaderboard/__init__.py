@@ -1,11 +1,13 @@
-"""The public leaderboard: a FastAPI server over SQLAlchemy, team tokens, a submit client, and export/render.
+"""The leaderboard: a FastAPI server over SQLAlchemy (two tracks, a job queue, a worker), the submit client, and
+export/render of the board.
 
-Every submission is validated and scored by :func:`polypbench.evaluate.score`, the same function the CLI uses; only
-aggregate metrics are stored or shown, never the hidden test labels or anything per polyp.
+Every submission is validated and scored by :func:`polypbench.evaluate.score`'s steps, the same the CLI uses; only
+aggregate metrics are stored or shown, never anything per polyp. ``polypbench submit`` needs only the base install
+(:mod:`.client` and :mod:`.columns` import no server package).
 """
 
 from __future__ import annotations
 
-PRIMARY = "polyp/triclass/pooled/macro_f1"
-"""The board's ranking metric, a key of :mod:`polypbench.evaluate.keys`: per-polyp triclass macro F1 (pooled; the
-board swaps in the dataset it shows)."""
+from polypbench.leaderboard.columns import PRIMARY
+
+__all__ = ["PRIMARY"]

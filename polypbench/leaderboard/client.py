@@ -1,19 +1,39 @@
-"""``polypbench submit``: validate a prediction file locally (when a manifest is given), upload it, return the score."""
+"""``polypbench submit``: check a prediction file against what the server scores (``GET /api/info``), upload it
+with an idempotency key (retried on a lost connection: the server answers a repeated key with the first
+attempt's submission), and summarize the score. ``--model RUN_DIR`` submits a model to the private track instead,
+``--checkpoint RUN_DIR`` adds the run's checkpoint to a public submission for the verified badge.
+
+Base install only (httpx, pandas, pyarrow, yaml): no server package is imported here. Converting a ``best.pt`` to
+safetensors needs torch and safetensors (``polypbench[train]``); a run folder with ``model.safetensors`` does not.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import tempfile
+import time
+import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
+import yaml
 
+from polypbench import schema
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predictions, validate_predictions
-from polypbench.leaderboard.board import COLUMNS
+from polypbench.evaluate.keys import with_dataset
+from polypbench.leaderboard.columns import COLUMNS
 
 log = logging.getLogger(__name__)
+
+RETRY_STATUS = (502, 503, 504)
+META_OFFSET = "polypbench.size_offset_mm"
 
 
 def validate_locally(path: Path, manifests: Sequence[str | Path]) -> None:
@@ -22,35 +42,211 @@ def validate_locally(path: Path, manifests: Sequence[str | Path]) -> None:
     log.info("%s: valid against %d manifest(s)", path, len(manifests))
 
 
-def submit(path: str | Path, server: str, token: str, method: str, *, paper_url: str | None = None,
-           code_url: str | None = None, timeout: float = 600.0) -> dict[str, Any]:
-    """Upload ``path`` to ``server``; return the server's JSON (the scored, aggregate result)."""
-    path = Path(path)
-    url = server.rstrip("/") + "/api/submissions"
-    data = {"method": method, **{k: v for k, v in (("paper_url", paper_url), ("code_url", code_url)) if v}}
-    try:
-        with path.open("rb") as fh:
-            response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, data=data,
-                                  files={"file": (path.name, fh, "application/octet-stream")}, timeout=timeout)
-    except httpx.HTTPError as exc:
-        message = f"{url}: request failed ({type(exc).__name__}: {exc}); expected a reachable server"
-        raise PolypbenchError(message) from exc
+def split_hashes(manifests: Sequence[str | Path]) -> str:
+    """``dataset:sha256,...`` of the published splits the local manifests use (a reproducibility field)."""
+    pairs = []
+    for m in manifests:
+        meta = schema.read_metadata(Path(m) / schema.FRAMES_FILE)
+        pairs.append(f"{meta[schema.META_DATASET]}:{meta.get(schema.META_SPLIT_HASH, '')}")
+    return ",".join(sorted(pairs))
+
+
+def _url(server: str, path: str) -> str:
+    return server.rstrip("/") + path
+
+
+def _answer(response: httpx.Response, url: str) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
         body = {}
     if response.status_code == 422 and body.get("problems"):
         raise SubmissionError(body["problems"])
-    if response.status_code != 200:
+    if response.status_code >= 400:
         message = body.get("error") or response.text[:200]
         raise PolypbenchError(f"{url}: HTTP {response.status_code}: {' '.join(str(message).split())}")
-    return body
+    result: dict[str, Any] = body
+    return result
+
+
+def server_info(server: str, timeout: float = 30.0) -> dict[str, Any]:
+    """``GET /api/info``: the tracks, datasets, splits and limits the server scores."""
+    url = _url(server, "/api/info")
+    try:
+        return _answer(httpx.get(url, timeout=timeout), url)
+    except httpx.HTTPError as exc:
+        raise PolypbenchError(f"{url}: request failed ({type(exc).__name__}: {exc}); expected a reachable "
+                              "polypbench leaderboard") from exc
+
+
+def _ids(path: Path) -> list[str]:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        names = pq.read_schema(path).names
+        if "polyp_id" not in names:
+            return []
+        column = pq.read_table(path, columns=["polyp_id"]).column("polyp_id")
+        return [str(v) for v in column.unique().to_pylist()]
+    frame = read_predictions(path)
+    return [str(v) for v in frame["polyp_id"].unique()] if "polyp_id" in frame else []
+
+
+def check_against(path: Path, info: dict[str, Any]) -> list[str]:
+    """The served datasets ``path`` covers; :class:`PolypbenchError` when the server would refuse the file
+    outright (no public track, wrong format, too large, ids of datasets it does not score)."""
+    public = info.get("tracks", {}).get("public")
+    if public is None:
+        raise PolypbenchError("the server has no public track; expected --model RUN_DIR (a private-track model)")
+    if path.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise PolypbenchError(f"{path}: {path.suffix or 'no'} suffix; expected one of {', '.join(public['formats'])}")
+    size = path.stat().st_size
+    if size > public["max_upload_bytes"]:
+        raise PolypbenchError(f"{path}: {size} bytes; the server takes at most {public['max_upload_bytes']}")
+    served = [d["name"] for d in public["datasets"]]
+    prefixes = {i.split("/", 1)[0] for i in _ids(path)}
+    unknown = sorted(prefixes - set(served))
+    if unknown:
+        raise PolypbenchError(f"{path}: polyp ids of {', '.join(unknown)}, which the server does not score; expected "
+                              f"ids of {', '.join(served)}")
+    covered = [d for d in served if d in prefixes]
+    if not covered:
+        raise PolypbenchError(f"{path}: no polyp id of a served dataset; expected ids of {', '.join(served)}")
+    return covered
+
+
+def _post(url: str, token: str, data: dict[str, str], files: dict[str, Path], *, key: str | None,
+          timeout: float, retry_for: float) -> dict[str, Any]:
+    """POST a multipart form; on a lost connection or 502/503/504, retry with the same idempotency key for up to
+    ``retry_for`` seconds."""
+    headers = {"Authorization": f"Bearer {token}", **({"Idempotency-Key": key} if key else {})}
+    deadline = time.monotonic() + retry_for
+    delay = 0.5
+    while True:
+        try:
+            with ExitStack() as stack:
+                parts = {name: (p.name, stack.enter_context(p.open("rb")), "application/octet-stream")
+                         for name, p in files.items()}
+                response = httpx.post(url, headers=headers, data=data, files=parts, timeout=timeout)
+            if response.status_code not in RETRY_STATUS or time.monotonic() > deadline:
+                return _answer(response, url)
+            reason = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            if time.monotonic() > deadline:
+                raise PolypbenchError(f"{url}: request failed ({type(exc).__name__}: {exc}); expected a reachable "
+                                      "server") from exc
+            reason = type(exc).__name__
+        log.warning("%s: %s; retrying in %.1f s with the same idempotency key", url, reason, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def submit(path: str | Path, server: str, token: str, method: str, *, declaration: bool = False,
+           paper_url: str | None = None, code_url: str | None = None, config: str | None = None,
+           checkpoint_sha256: str | None = None, split_hashes: str | None = None, key: str | None = None,
+           timeout: float = 600.0, retry_for: float = 120.0) -> dict[str, Any]:
+    """Upload a prediction file to the public track; the server's JSON (the scored, aggregate result per scope)."""
+    fields = {"method": method, "declaration": "true" if declaration else "false", "paper_url": paper_url,
+              "code_url": code_url, "config": config, "checkpoint_sha256": checkpoint_sha256,
+              "split_hashes": split_hashes}
+    data = {k: v for k, v in fields.items() if v}
+    return _post(_url(server, "/api/submissions"), token, data, {"file": Path(path)},
+                 key=key or uuid.uuid4().hex, timeout=timeout, retry_for=retry_for)
+
+
+# -- models -------------------------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_files(run_dir: str | Path, work: Path) -> tuple[str, str, Path]:
+    """(architecture, config JSON, safetensors path) of a training run folder: ``config.yaml`` and either
+    ``model.safetensors`` or ``best.pt`` (converted here: needs torch and safetensors)."""
+    run = Path(run_dir)
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file():
+        raise PolypbenchError(f"{run}: no config.yaml; expected a run folder written by `polypbench train`")
+    config = yaml.safe_load(cfg_path.read_text()) or {}
+    if not isinstance(config, dict) or "model" not in config:
+        raise PolypbenchError(f"{cfg_path}: no 'model' key; expected a resolved training config")
+    weights = run / "model.safetensors"
+    if not weights.is_file():
+        weights = work / "model.safetensors"
+        _convert(run / "best.pt", weights)
+    return str(config["model"]), json.dumps(config, default=str), weights
+
+
+def _convert(checkpoint: Path, out: Path) -> None:
+    if not checkpoint.is_file():
+        raise PolypbenchError(f"{checkpoint.parent}: neither model.safetensors nor best.pt; expected a run folder")
+    try:
+        import torch
+        from safetensors.torch import save_file
+    except ImportError:
+        raise PolypbenchError("converting best.pt to safetensors needs torch and safetensors; run "
+                              "`pip install 'polypbench[train]'`, or put model.safetensors in the run folder") from None
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = {k: v.contiguous() for k, v in ckpt["state_dict"].items()}
+    save_file(state, str(out), metadata={META_OFFSET: repr(float(ckpt.get("size_offset_mm", 0.0)))})
+
+
+def submit_model(run_dir: str | Path, server: str, token: str, method: str, *, paper_url: str | None = None,
+                 code_url: str | None = None, key: str | None = None, timeout: float = 600.0,
+                 retry_for: float = 120.0) -> dict[str, Any]:
+    """Queue a private-track model (architecture + config + safetensors weights); the job as the server sees it."""
+    with tempfile.TemporaryDirectory(prefix="polypbench-submit-") as tmp:
+        architecture, config, weights = model_files(run_dir, Path(tmp))
+        data = {k: v for k, v in (("method", method), ("architecture", architecture), ("config", config),
+                                  ("paper_url", paper_url), ("code_url", code_url)) if v}
+        return _post(_url(server, "/api/models"), token, data, {"weights": weights}, key=key or uuid.uuid4().hex,
+                     timeout=timeout, retry_for=retry_for)
+
+
+def upload_checkpoint(submission_id: int, run_dir: str | Path, server: str, token: str, *,
+                      timeout: float = 600.0, retry_for: float = 120.0) -> dict[str, Any]:
+    """Queue the re-run of a run's checkpoint behind public submission ``submission_id`` (the verified badge)."""
+    with tempfile.TemporaryDirectory(prefix="polypbench-submit-") as tmp:
+        architecture, config, weights = model_files(run_dir, Path(tmp))
+        return _post(_url(server, f"/api/submissions/{int(submission_id)}/checkpoint"), token,
+                     {"architecture": architecture, "config": config}, {"weights": weights}, key=None,
+                     timeout=timeout, retry_for=retry_for)
+
+
+def checkpoint_fields(run_dir: str | Path) -> dict[str, str]:
+    """The reproducibility fields of a run folder: its config (JSON) and its checkpoint's sha256."""
+    run = Path(run_dir)
+    config = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    ckpt = run / "model.safetensors" if (run / "model.safetensors").is_file() else run / "best.pt"
+    return {"config": json.dumps(config, default=str), "checkpoint_sha256": _sha256(ckpt)}
+
+
+def job(server: str, token: str, job_id: int, timeout: float = 30.0) -> dict[str, Any]:
+    url = _url(server, f"/api/jobs/{int(job_id)}")
+    try:
+        return _answer(httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout), url)
+    except httpx.HTTPError as exc:
+        raise PolypbenchError(f"{url}: request failed ({type(exc).__name__}); expected a reachable server") from exc
+
+
+def wait_job(server: str, token: str, job_id: int, *, poll_s: float = 5.0, wait_s: float = 3600.0) -> dict[str, Any]:
+    """Poll a job until it is done or failed (or ``wait_s`` passes)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        state = job(server, token, job_id)
+        if state["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return state
+        time.sleep(poll_s)
 
 
 def describe(body: dict[str, Any], server: str) -> str:
-    """A short terminal summary of the server's answer: the board metrics, pooled, with their 95% CIs."""
+    """A short terminal summary of a scored submission: the board metrics per scope, with their 95% CIs."""
     lines = [f"submission {body['id']} by {body['team']} ({body['method']}): {server.rstrip('/')}{body['url']}"]
     width = max(len(label) for label, _, _ in COLUMNS.values())
-    for label, key, _ in COLUMNS.values():
-        lines.append(f"  {label.ljust(width)}  {format_stat(lookup(body['result'], key), key)}")
+    for scope, result in body["results"].items():
+        lines.append(f"  {scope}:")
+        for label, key, _ in COLUMNS.values():
+            full = key if body.get("track") == "private" else with_dataset(key, scope)
+            lines.append(f"    {label.ljust(width)}  {format_stat(lookup(result, full), full)}")
     return "\n".join(lines)

@@ -1,14 +1,23 @@
-"""A real leaderboard app on a SQLite file in tmp_path, scoring against the prepared synthetic SUN test split."""
+"""A real leaderboard app on SQLite (a file in tmp_path) and on PostgreSQL (a fresh schema per test), scoring
+against the prepared synthetic SUN test split.
+
+PostgreSQL: ``POLYPBENCH_TEST_POSTGRES_URL`` (e.g. ``postgresql://polypbench:polypbench@127.0.0.1/polypbench_test``,
+which ``.ci/run`` creates) names a database where each test gets its own schema. Without it, or without a server
+there, the PostgreSQL cases skip saying why; under ``CI=true`` they fail instead, so CI never silently loses them.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +28,57 @@ from fastapi.testclient import TestClient
 
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
-from polypbench.leaderboard.db import session_factory
+from polypbench.leaderboard.db import Database
 from polypbench.manifest import Manifest
+
+POSTGRES_ENV = "POLYPBENCH_TEST_POSTGRES_URL"
+ARCHITECTURES = ["multistream", "multistream-hag", "resnet18", "resnet18-hag", "vit-tiny", "vit-tiny-hag"]
+"""The model registry's names (tests/leaderboard/test_models.py checks them against list_models())."""
+
+
+def _postgres_unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run starts PostgreSQL and sets {POSTGRES_ENV})")
+    pytest.skip(f"{reason}; set {POSTGRES_ENV} to a PostgreSQL database to run the PostgreSQL cases")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL database; yields a URL whose connections use it."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        _postgres_unavailable(f"{POSTGRES_ENV} is not set")
+    assert base is not None
+    import psycopg
+
+    url = base.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        _postgres_unavailable(f"no PostgreSQL server at {POSTGRES_ENV} ({' '.join(str(exc).split())[:120]})")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in url else "?"
+        try:
+            yield f"{url}{sep}options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The database URL of one test: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "leaderboard.db")
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> str:
+    return str(tmp_path / "leaderboard.db")
 
 
 @pytest.fixture
@@ -29,23 +87,36 @@ def labels(prepared) -> Path:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return str(tmp_path / "leaderboard.db")
+def database(db: str) -> Iterator[Database]:
+    database = Database(db)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture
-def make_client(db: str, labels: Path) -> Callable[..., TestClient]:
-    def make(**kwargs: object) -> TestClient:
-        options = {"daily_cap": 20, "max_upload_bytes": 10 * 1024 * 1024, "rate_limit": 0, "n_bootstrap": 20,
-                   **kwargs}
-        return TestClient(create_app(db, [labels], **options))  # type: ignore[arg-type]
-
-    return make
+def options(tmp_path: Path) -> dict[str, Any]:
+    """Small, fast server settings for tests."""
+    return {"daily_cap": 20, "max_upload_bytes": 10 * 1024 * 1024, "rate_limit": 0, "ip_rate_limit": 0,
+            "n_bootstrap": 20, "store": str(tmp_path / "store"), "architectures": ARCHITECTURES}
 
 
 @pytest.fixture
-def token(db: str) -> str:
-    return add_team(session_factory(db), "team-a")
+def make_client(db: str, labels: Path, options: dict[str, Any]) -> Iterator[Callable[..., TestClient]]:
+    apps: list[FastAPI] = []
+
+    def make(**kwargs: Any) -> TestClient:
+        app = create_app(db, [labels], **{**options, **kwargs})
+        apps.append(app)
+        return TestClient(app)
+
+    yield make
+    for app in apps:
+        app.state.server.db.dispose()
+
+
+@pytest.fixture
+def token(database: Database) -> str:
+    return add_team(database, "team-a")
 
 
 def predictions(labels: Path, noise_mm: float = 0.0, seed: int = 0) -> pd.DataFrame:
@@ -63,9 +134,12 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def post(client: TestClient, token: str | None, data: bytes, name: str = "preds.parquet", method: str = "m1",
-         **fields: str):
+         key: str | None = None, **fields: str) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return client.post("/api/submissions", headers=headers, data={"method": method, **fields},
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    form = {"method": method, "declaration": "true", **fields}
+    return client.post("/api/submissions", headers=headers, data=form,
                        files={"file": (name, data, "application/octet-stream")})
 
 
@@ -76,9 +150,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: FastAPI, start_timeout: float = 15.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a daemon thread; yield its base URL; stop it."""
-    port = free_port()
+def live_server(app: FastAPI, start_timeout: float = 15.0, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (``port``, else a free one) in a daemon thread; yield its base URL;
+    stop it."""
+    port = port or free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
                                         ws="none"))
     thread = threading.Thread(target=srv.run, daemon=True)

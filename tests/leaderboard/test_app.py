@@ -8,7 +8,7 @@ import pytest
 
 from polypbench.errors import PolypbenchError
 from polypbench.leaderboard.auth import add_team, hash_token
-from polypbench.leaderboard.db import Team, session_factory
+from polypbench.leaderboard.db import Database, Submission, Team
 from polypbench.manifest import Manifest
 
 from .conftest import live_server, parquet_bytes, post, predictions
@@ -37,8 +37,8 @@ def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client, token, 
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["primary"]["metric"] == "polyp/triclass/pooled/macro_f1" and body["primary"]["value"] == 1.0
-    assert len(body["primary"]["ci95"]) == 2
-    result = body["result"]
+    assert len(body["primary"]["ci95"]) == 2 and body["scopes"] == ["sun", "pooled"] and not body["replayed"]
+    result = body["results"]["pooled"]
     assert result["metrics"]["polyp/triclass/pooled/accuracy"]["value"] == 1.0
     assert not {"polyp_table", "confusion_matrix", "confusion_matrices", "path", "comparison"} & _keys(body)
     test_polyps = Manifest.open(labels).select("test", table="polyps")
@@ -63,10 +63,16 @@ def test_bad_requests_are_refused_with_one_line_errors(make_client, token, label
     cases = [
         (post(client, None, good), 401, "missing or invalid API token"),
         (post(client, "not-a-token", good), 401, "missing or invalid API token"),
-        (post(client, token, good), 413, "upload too large"),
-        (post(client, token, b"a,b\n1,2\n", name="p.csv", method=""), 400, "form field 'method'"),
+        (post(client, token, good), 413, "upload of"),
+        (post(client, token, b"a,b\n1,2\n", name="p.csv", method=""), 422, "form field 'method'"),
+        (post(client, token, good[:100], method="x" * 201), 422, "form field 'method': String should have at most"),
+        (post(client, token, good[:100], declaration="false"), 400, "form field 'declaration'"),
         (client.get("/submissions/999"), 404, "submission 999 not found"),
+        (client.get("/submissions/99999999999999999999"), 422, "path parameter 'sub_id'"),
+        (client.get("/api/submissions/-1"), 422, "path parameter 'sub_id'"),
         (client.get("/api/leaderboard?sort=bogus"), 400, "unknown sort 'bogus'"),
+        (client.get("/api/leaderboard?scope=nope"), 400, "unknown scope 'nope'"),
+        (client.get("/api/compare?a=1&b=x"), 422, "query parameter 'b'"),
     ]
     for res, status, message in cases:
         assert res.status_code == status, (status, res.text)
@@ -103,49 +109,60 @@ def test_daily_cap_counts_scored_submissions(make_client, token, labels) -> None
     assert res.status_code == 429 and "daily cap reached" in res.json()["error"]
 
 
-def test_daily_cap_holds_under_concurrent_uploads(db, labels, token) -> None:
+def test_daily_cap_holds_under_concurrent_uploads(db, labels, token, options, database) -> None:
     # five uploads at once all pass the cap check on arrival; only two may be recorded
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
 
     from polypbench.leaderboard.app import create_app
-    from polypbench.leaderboard.db import Submission
 
-    app = create_app(db, [labels], daily_cap=2, max_upload_bytes=10 * 1024 * 1024, rate_limit=0, n_bootstrap=200)
+    app = create_app(db, [labels], **{**options, "daily_cap": 2, "n_bootstrap": 200})
     data = parquet_bytes(predictions(labels))
     with live_server(app) as url:
         def upload(i: int) -> int:
             return httpx.post(f"{url}/api/submissions", headers={"Authorization": f"Bearer {token}"},
-                              data={"method": f"m{i}"}, files={"file": ("p.parquet", data)}, timeout=60).status_code
+                              data={"method": f"m{i}", "declaration": "true"}, files={"file": ("p.parquet", data)},
+                              timeout=60).status_code
 
         with ThreadPoolExecutor(5) as pool:
             codes = sorted(pool.map(upload, range(5)))
+    app.state.server.db.dispose()
     assert codes == [200, 200, 429, 429, 429]
-    with session_factory(db)() as session:
+    with database.sessions() as session:
         assert session.query(Submission).count() == 2
 
 
-def test_request_rate_limit(make_client) -> None:
-    client = make_client(rate_limit=2)
-    codes = [client.get("/api/leaderboard").status_code for _ in range(3)]
-    assert codes == [200, 200, 429]
+def test_rate_limit_by_address_before_auth_and_by_team_after(make_client, token) -> None:
+    client = make_client(ip_rate_limit=3)
+    codes = [client.get("/api/leaderboard").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    res = client.get("/api/jobs", headers={"Authorization": "Bearer nonsense"})  # refused before auth
+    assert res.status_code == 429 and "from this address" in res.json()["error"]
+
+    client = make_client(rate_limit=2, ip_rate_limit=0)
+    spellings = [f"Bearer {token}", f"bearer {token}", f"BEARER  {token} "]
+    codes = [client.get("/api/jobs", headers={"Authorization": a}).status_code for a in spellings]
+    assert codes == [200, 200, 429]  # one team, however its token is spelled
+    res = client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 429 and "for this team" in res.json()["error"]
 
 
-def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_client, token, labels, db) -> None:
+def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_client, token, labels,
+                                                                          database) -> None:
     first = post(make_client(), token, parquet_bytes(predictions(labels)), method="persisted")
     assert first.status_code == 200
     again = make_client()
     entries = again.get("/api/leaderboard").json()["entries"]
     assert [(e["id"], e["method"]) for e in entries] == [(first.json()["id"], "persisted")]
     assert "persisted" in again.get(f"/submissions/{first.json()['id']}").text
-    with session_factory(db)() as session:
+    with database.sessions() as session:
         team = session.query(Team).one()
         assert team.token_hash == hash_token(token) and token not in team.token_hash
 
 
-def test_the_board_shows_each_teams_best_entry_ranked(make_client, token, labels, db) -> None:
-    other = add_team(session_factory(db), "team-b")
+def test_the_board_shows_each_teams_best_entry_ranked(make_client, token, labels, database) -> None:
+    other = add_team(database, "team-b")
     client = make_client()
     scores = {}
     for tok, method, noise in [(token, "a-perfect", 0.0), (token, "a-noisy", 6.0), (other, "b-noisy", 3.0)]:
@@ -157,14 +174,17 @@ def test_the_board_shows_each_teams_best_entry_ranked(make_client, token, labels
     assert [(e["team"], e["method"]) for e in entries] == [("team-a", "a-perfect"), ("team-b", "b-noisy")]
     by_team = client.get("/api/leaderboard?sort=team").json()["entries"]
     assert [e["team"] for e in by_team] == ["team-a", "team-b"]
-    page = client.get("/?sort=mae_mm&dataset=pooled").text
+    assert entries[0]["rank"] == 1 and entries[1]["rank"] in (1, 2)  # rank groups: tests/leaderboard/test_ranking.py
+    assert entries[0]["stability"]["rank_95"][0] == 1 and 0 <= entries[0]["stability"]["p_first"] <= 1
+    page = client.get("/?sort=mae_mm&scope=pooled").text
     assert page.index("a-perfect") < page.index("b-noisy") and "a-noisy" not in page
-    assert 'href="/?dataset=pooled&amp;sort=team"' in page and "<script" not in page
-    assert client.get("/?dataset=nope").status_code == 400
+    assert 'href="/?track=public&amp;scope=pooled&amp;sort=team"' in page and "<script" not in page
+    assert '<meta name="viewport"' in page and 'class="scroll"' in page
+    assert client.get("/?scope=nope").status_code == 400
 
 
-def test_pages_escape_user_text(make_client, db, labels) -> None:
-    tok = add_team(session_factory(db), "<b>team</b>")
+def test_pages_escape_user_text(make_client, database, labels) -> None:
+    tok = add_team(database, "<b>team</b>")
     client = make_client()
     res = post(client, tok, parquet_bytes(predictions(labels)), method="<script>alert(1)</script>",
                code_url="javascript:alert(1)")
@@ -175,8 +195,7 @@ def test_pages_escape_user_text(make_client, db, labels) -> None:
         assert "<script>" not in page and "<b>team" not in page and "&lt;script&gt;" in page
 
 
-def test_add_team_refuses_a_duplicate(db: str) -> None:
-    sessions = session_factory(db)
-    add_team(sessions, "dup")
+def test_add_team_refuses_a_duplicate(database: Database) -> None:
+    add_team(database, "dup")
     with pytest.raises(PolypbenchError, match="already exists"):
-        add_team(sessions, "dup")
+        add_team(database, "dup")

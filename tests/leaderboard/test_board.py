@@ -13,15 +13,17 @@ from polypbench.cli import main
 from polypbench.evaluate import compare, lookup
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.auth import add_team
-from polypbench.leaderboard.board import COLUMNS, PUBLIC_KEYS, sanitize
-from polypbench.leaderboard.db import session_factory
+from polypbench.leaderboard.columns import COLUMNS, PUBLIC_KEYS
+from polypbench.leaderboard.db import Database
+from polypbench.leaderboard.scoring import sanitize
 
 from .conftest import parquet_bytes, post, predictions
 
 
 def test_export_and_render_write_best_entries_and_the_table(make_client: Callable[..., TestClient], token: str,
-                                                            labels: Path, db: str, tmp_path: Path) -> None:
-    other = add_team(session_factory(db), "team|b")
+                                                            labels: Path, db: str, database: Database,
+                                                            tmp_path: Path) -> None:
+    other = add_team(database, "team|b")
     client = make_client()
     ids = {}
     for tok, method, noise in [(token, "a-perfect", 0.0), (token, "a-noisy", 6.0), (other, "b-noisy", 3.0)]:
@@ -38,24 +40,26 @@ def test_export_and_render_write_best_entries_and_the_table(make_client: Callabl
     assert entry["team"] == "team-a" and "polyp_table" not in json.dumps(entry) and str(labels) not in json.dumps(entry)
     readme = (out / "README.md").read_text()
     rows = [line for line in readme.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
-    assert rows[0].startswith("| 1 | team-a | a-perfect | [paper](https://example.org/p)") and "1.000 [" in rows[0]
-    assert rows[1].startswith("| 2 | team\\|b | b-noisy") and "a-noisy" not in readme
+    assert rows[0].startswith("| 1 | team\\-a | a\\-perfect | [paper](https://example.org/p)")
+    assert "1\\.000 \\[" in rows[0]
+    assert rows[1].startswith("| 2 | team\\|b | b\\-noisy") or rows[1].startswith("| 1 | team\\|b | b\\-noisy")
+    assert "a\\-noisy" not in readme
 
     (out / "README.md").unlink()
     (out / "entries" / f"{ids['a-perfect']}.json").unlink()
     res = CliRunner().invoke(main, ["leaderboard", "render", "--out", str(out)])
     assert res.exit_code == 0, res.output
     rebuilt = (out / "README.md").read_text()
-    assert "| 1 | team\\|b | b-noisy" in rebuilt and "a-perfect" not in rebuilt
+    assert "| team\\|b | b\\-noisy" in rebuilt and "a\\-perfect" not in rebuilt
 
 
-def test_add_team_cli_prints_the_token_once_and_stores_only_its_hash(db: str) -> None:
-    res = CliRunner().invoke(main, ["leaderboard", "add-team", "cli-team", "--db", db])
+def test_add_team_cli_prints_the_token_once_and_stores_only_its_hash(sqlite_db: str) -> None:
+    res = CliRunner().invoke(main, ["leaderboard", "add-team", "cli-team", "--db", sqlite_db])
     assert res.exit_code == 0, res.output
     token = res.output.strip().splitlines()[-1]
     assert len(token) >= 40
-    assert token.encode() not in Path(db).read_bytes()
-    dup = CliRunner().invoke(main, ["leaderboard", "add-team", "cli-team", "--db", db])
+    assert token.encode() not in b"".join(p.read_bytes() for p in Path(sqlite_db).parent.glob("leaderboard.db*"))
+    dup = CliRunner().invoke(main, ["leaderboard", "add-team", "cli-team", "--db", sqlite_db])
     assert dup.exit_code != 0 and "Error: team 'cli-team' already exists" in dup.output
 
 
@@ -69,3 +73,24 @@ def test_sanitize_keeps_every_aggregate_metric_and_nothing_else(labels: Path) ->
     assert COLUMNS["macro_f1"][1] == PRIMARY
     for label, key, _ in COLUMNS.values():  # every board column is a key the scorer writes
         assert lookup(doc, key) is not None, label
+
+
+def test_export_escapes_markdown_and_html_in_every_user_field(make_client: Callable[..., TestClient], labels: Path,
+                                                              db: str, database: Database, tmp_path: Path) -> None:
+    import re
+
+    tok = add_team(database, "<img src=x onerror=alert(1)>|*x*")
+    client = make_client()
+    res = post(client, tok, parquet_bytes(predictions(labels)), method="[click](javascript:alert(1)) <b>_u_</b> `c`",
+               code_url="https://ex.org/a)(b <c>")
+    assert res.status_code == 200, res.text
+    out = tmp_path / "board"
+    assert CliRunner().invoke(main, ["leaderboard", "export", "--db", db, "--out", str(out)]).exit_code == 0
+    readme = (out / "README.md").read_text()
+    for raw in ("<img", "<b>", "](javascript", "[click]", "`c`", "*x*", "_u_"):
+        assert raw not in readme, raw
+    assert "&lt;img src\\=x onerror\\=alert\\(1\\)&gt;\\|\\*x\\*" in readme
+    assert "[code](https://ex.org/a%29%28b%20%3Cc%3E)" in readme
+    cells = re.compile(r"(?<!\\)\|")
+    header, row = [line for line in readme.splitlines() if line.startswith("| ")][:2]
+    assert len(cells.split(header)) == len(cells.split(row))  # nothing a team typed adds or removes a column

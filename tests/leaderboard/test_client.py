@@ -1,9 +1,13 @@
-"""`polypbench submit` against a live uvicorn server on 127.0.0.1 (a random free port, in a thread, time-bounded)."""
+"""`polypbench submit` against a live uvicorn server on 127.0.0.1 (a random free port, in a thread, time-bounded),
+and the client on the base install (no server package importable)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,28 +19,75 @@ from .conftest import live_server, predictions
 
 
 @pytest.fixture
-def server(db: str, labels: Path) -> Iterator[str]:
-    app = create_app(db, [labels], daily_cap=5, max_upload_bytes=10 * 1024 * 1024, rate_limit=0, n_bootstrap=20)
+def server(sqlite_db: str, labels: Path, options: dict[str, Any]) -> Iterator[str]:
+    app = create_app(sqlite_db, [labels], **{**options, "daily_cap": 5})
     with live_server(app) as url:
         yield url
+    app.state.server.db.dispose()
 
 
-def test_submit_validates_locally_uploads_and_prints_the_score(server, token, labels, tmp_path: Path) -> None:
+@pytest.fixture
+def token(sqlite_db: str) -> str:
+    from polypbench.leaderboard.auth import add_team
+    from polypbench.leaderboard.db import Database
+
+    with Database(sqlite_db) as database:
+        return add_team(database, "team-a")
+
+
+def test_submit_checks_the_server_validates_locally_uploads_and_prints_the_score(server, token, labels,
+                                                                                 tmp_path: Path) -> None:
     good = tmp_path / "preds.parquet"
     predictions(labels).to_parquet(good, index=False)
     base = ["submit", str(good), "--server", server, "--token", token, "--method", "live"]
-    res = CliRunner().invoke(main, [*base, "--manifest", str(labels)])
+    res = CliRunner().invoke(main, [*base, "--declare", "--manifest", str(labels)])
     assert res.exit_code == 0, res.output
-    assert "valid against the local manifest" in res.output and "submission 1 by team-a (live)" in res.output
+    assert "covers sun of the served datasets" in res.output and "valid against the local manifest" in res.output
+    assert "submission 1 by team-a (live)" in res.output and "pooled:" in res.output and "sun:" in res.output
     assert "macro F1 (per polyp, triclass)" in res.output and "1.000 [1.000, 1.000]" in res.output
+
+    undeclared = CliRunner().invoke(main, base)
+    assert undeclared.exit_code != 0 and "form field 'declaration'" in undeclared.output
 
     bad = tmp_path / "bad.parquet"
     predictions(labels).iloc[2:].to_parquet(bad, index=False)
     local = CliRunner().invoke(main, ["submit", str(bad), "--server", server, "--token", token, "--method", "x",
-                                      "--manifest", str(labels)])
+                                      "--declare", "--manifest", str(labels)])
     assert local.exit_code != 0 and "have no prediction" in local.output
-    remote = CliRunner().invoke(main, ["submit", str(bad), "--server", server, "--token", token, "--method", "x"])
+    remote = CliRunner().invoke(main, ["submit", str(bad), "--server", server, "--token", token, "--method", "x",
+                                       "--declare"])
     assert remote.exit_code != 0 and "skipping local validation" in remote.output
     assert "Error: bad.parquet" in remote.output and "have no prediction" in remote.output
-    wrong = CliRunner().invoke(main, [*base[:4], "--token", "wrong", "--method", "x"])
+    wrong = CliRunner().invoke(main, [*base[:4], "--token", "wrong", "--method", "x", "--declare"])
     assert wrong.exit_code != 0 and "HTTP 401: missing or invalid API token" in wrong.output
+
+    other = tmp_path / "other.parquet"
+    df = predictions(labels)
+    df["polyp_id"] = "real-colon/" + df["polyp_id"].str.split("/").str[1]
+    df.to_parquet(other, index=False)
+    refused = CliRunner().invoke(main, ["submit", str(other), "--server", server, "--token", token, "--method", "x",
+                                        "--declare"])
+    assert refused.exit_code != 0 and "polyp ids of real-colon, which the server does not score" in refused.output
+
+
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"sqlalchemy", "fastapi", "starlette", "uvicorn", "alembic", "torch", "psycopg"}:
+            raise ImportError(f"{name} is not part of the base install")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_the_client_needs_only_the_base_install() -> None:
+    code = BLOCKER + (
+        "import polypbench.leaderboard.client as c\n"
+        "from click.testing import CliRunner\n"
+        "from polypbench.cli import main\n"
+        "res = CliRunner().invoke(main, ['submit', '--help'])\n"
+        "assert res.exit_code == 0 and '--model' in res.output, res.output\n"
+        "print('ok', c.COLUMNS['macro_f1'][1])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ok polyp/triclass/pooled/macro_f1" in out.stdout

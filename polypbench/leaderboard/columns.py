@@ -1,0 +1,28 @@
+"""What the board shows: its metric columns (keys of :mod:`polypbench.evaluate.keys`) and the public result keys.
+
+Pure data, no server stack: ``polypbench submit`` (base install) reads it too.
+"""
+
+from __future__ import annotations
+
+PRIMARY = "polyp/triclass/pooled/macro_f1"
+"""The ranking metric: per-polyp triclass macro F1 (pooled; the board swaps in the dataset it shows)."""
+
+COLUMNS = {
+    # sort name: (label, metric key (pooled; the board swaps in the dataset shown), higher is better)
+    "macro_f1": ("macro F1 (per polyp, triclass)", "polyp/triclass/pooled/macro_f1", True),
+    "balanced_accuracy": ("bal. acc.", "polyp/triclass/pooled/balanced_accuracy", True),
+    "kappa_quadratic": ("kappa (quadr.)", "polyp/triclass/pooled/kappa_quadratic", True),
+    "binary10_f1": ("<10 mm vs >=10 mm macro F1", "polyp/binary10/pooled/macro_f1", True),
+    "mae_mm": ("MAE mm", "polyp/size/pooled/mae_mm", False),
+}
+"""Metric columns of the board; the first is the primary (ranking) metric. Every submission stores the bootstrap
+replicates of these keys (per scope) for rank groups, rank stability and comparisons."""
+TEXT_SORTS = ("team", "method", "submitted")
+PUBLIC_KEYS = ("schema_version", "polypbench_version", "split", "manifests", "predictions", "aggregation", "bootstrap",
+               "counts", "views", "classes", "metrics")
+"""What a stored or returned result keeps of :meth:`~polypbench.evaluate.Result.to_dict`: aggregate metrics only.
+Left out: confusion matrices (exact test class counts), comparisons, and anything added later until it is judged
+public here."""
+
+assert COLUMNS["macro_f1"][1] == PRIMARY

@@ -1,0 +1,70 @@
+"""The server's configuration: one typed dataclass, set by ``polypbench leaderboard serve`` and handed to each worker
+process as JSON (``POLYPBENCH_LEADERBOARD``) when ``--workers`` > 1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from polypbench.leaderboard import limits
+
+log = logging.getLogger(__name__)
+
+ENV = "POLYPBENCH_LEADERBOARD"
+
+
+@dataclass
+class Settings:
+    """``db``: SQLite path or SQLAlchemy URL. ``labels``: public-track prepared folders (their test splits are
+    scored); ``private_labels``: the private track's. ``store``: folder for uploaded weights and files kept for
+    jobs (default: ``<db file>.store`` for SQLite, ``./leaderboard-store`` otherwise). Caps are per team per UTC day;
+    ``rate_limit`` is requests per minute per team, ``ip_rate_limit`` per client address (0: off).
+    ``architectures``: the registered model names the private track accepts (None: looked up at start)."""
+
+    db: str
+    labels: list[str] = field(default_factory=list)
+    private_labels: list[str] = field(default_factory=list)
+    store: str | None = None
+    daily_cap: int = 5
+    model_daily_cap: int = 2
+    max_upload_bytes: int = limits.MAX_UPLOAD_BYTES
+    max_model_bytes: int = limits.MAX_MODEL_BYTES
+    rate_limit: int = 60
+    ip_rate_limit: int = 300
+    n_bootstrap: int = 1000
+    seed: int = 0
+    private_public_fraction: float = 0.5
+    private_seed: int = 0
+    architectures: list[str] | None = None
+
+    def store_dir(self) -> Path:
+        if self.store:
+            return Path(self.store)
+        if "://" not in self.db:
+            return Path(f"{self.db}.store")
+        return Path("leaderboard-store")
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV: json.dumps(asdict(self))}
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(**json.loads(os.environ[ENV]))
+
+
+def list_architectures() -> list[str]:
+    """The registered model names, asked of a short-lived child process (the server never imports torch)."""
+    import subprocess
+    import sys
+
+    code = "import json; from polypbench.models import list_models; print(json.dumps(list_models()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        log.warning("no model architectures (model uploads need `pip install 'polypbench[train]'`): %s",
+                    (out.stderr.strip().splitlines() or ["?"])[-1])
+        return []
+    names: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+    return names

@@ -1,0 +1,48 @@
+"""Every size limit of the leaderboard in one place: form fields, database columns and uploads agree by construction.
+
+``db.py`` sizes its columns with these numbers and the server validates with the same ones, so a value that passes
+validation always fits its column (on PostgreSQL a longer value would be an error, on SQLite it would silently fit).
+"""
+
+from __future__ import annotations
+
+TEAM_NAME = 100
+METHOD = 200
+URL = 500
+FILENAME = 200
+SPLIT_HASHES = 500
+"""``dataset:sha256`` pairs, comma separated (a few datasets)."""
+SHA256 = 64
+CONFIG = 20_000
+"""Characters of a submitted training config (JSON or YAML text)."""
+ARCHITECTURE = 64
+IDEMPOTENCY_KEY = 64
+ERROR = 500
+"""Characters of a job's error message."""
+RATE_KEY = 100
+"""``team:<id>`` or ``ip:<address>``."""
+SCOPE = 100
+"""A dataset name, ``pooled``, or a part of the private test set."""
+METRIC_KEY = 100
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+"""Default prediction-file limit."""
+MAX_MODEL_BYTES = 200 * 1024 * 1024
+"""Default model-weights (safetensors) limit."""
+FORM_OVERHEAD = 256 * 1024
+"""Bytes a multipart body may carry beyond its files (field values, part headers, boundaries)."""
+SMALL_BODY = 64 * 1024
+"""Limit on the body of every request that uploads no file."""
+ROW_FACTOR = 4
+"""A prediction file may have at most this many times the served test frames as rows (plus :data:`ROW_SLACK`)."""
+ROW_SLACK = 1000
+BYTES_PER_ROW = 160
+"""Decompressed Parquet bytes of the contract's columns allowed per allowed row (a plain-encoded row with every
+column, id of 30 characters, is about 90 bytes)."""
+SCORING_SLOTS = 2
+"""Uploads one server process validates and scores at once (CPU-bound; more would only add memory); others wait."""
+PARQUET_FOOTER = 1024 * 1024
+"""Largest Parquet footer (schema and row-group metadata) read at all."""
+MAX_COLUMNS = 64
+CONFIG_KEYS = 32
+"""Keys of a submitted config's ``model_kwargs``."""

@@ -1,0 +1,107 @@
+"""Recording scored submissions atomically, and reading them back as the public entries the pages show.
+
+:func:`record` is the one write path of a submission: in one transaction it serializes on the team
+(:func:`~polypbench.leaderboard.db.lock_team`), answers a repeated idempotency key with the submission it already
+made, re-checks the daily cap, and inserts the submission with its replicates. So the cap and the keys hold across
+any number of server processes, and a client that lost the answer (a crash between commit and response) gets the
+same submission back on retry instead of a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from polypbench.errors import PolypbenchError
+from polypbench.leaderboard.db import Database, Job, Replicate, Submission, Verification, lock_team, scored_today
+from polypbench.leaderboard.scoring import Scored
+
+
+class CapReached(PolypbenchError):
+    """The team's daily cap is used up (HTTP 429)."""
+
+
+@dataclass(frozen=True)
+class Fields:
+    """What a team declares with a submission (validated by the server before it gets here)."""
+
+    method: str
+    filename: str
+    paper_url: str | None = None
+    code_url: str | None = None
+    declaration: bool = False
+    config: str | None = None
+    checkpoint_sha256: str | None = None
+    file_sha256: str | None = None
+    split_hashes: str | None = None
+
+
+def by_key(session: Session, team_id: int, key: str | None) -> Submission | None:
+    if key is None:
+        return None
+    return session.scalar(select(Submission).where(Submission.team_id == team_id, Submission.idempotency_key == key))
+
+
+def record(db: Database, team_id: int, fields: Fields, scored: dict[str, Scored], *, track: str = "public",
+           key: str | None = None, cap: int | None = None, primary: float | None = None,
+           hidden: dict[str, Scored] | None = None, job: Job | None = None,
+           before_commit: Callable[[Session, Submission], None] | None = None) -> tuple[Submission, bool]:
+    """Insert a submission (and its replicates); (submission, False), or (the earlier one, True) for a repeated
+    ``key``. Raises :class:`CapReached` when ``cap`` scored submissions of ``track`` exist today."""
+    with db.transaction() as session:
+        lock_team(session, team_id)
+        earlier = by_key(session, team_id, key)
+        if earlier is not None:
+            return earlier, True
+        if cap is not None and scored_today(session, team_id, track) >= cap:
+            raise CapReached(f"daily cap reached: {cap} scored submissions per team per UTC day")
+        sub = Submission(team_id=team_id, track=track, idempotency_key=key, primary_value=primary,
+                         result_json=json.dumps({s: v.result for s, v in scored.items()}),
+                         hidden_json=None if hidden is None else json.dumps({s: v.result for s, v in hidden.items()}),
+                         **asdict(fields))
+        session.add(sub)
+        session.flush()
+        for scope, item in {**scored, **(hidden or {})}.items():
+            for metric, values in item.replicates.items():
+                session.add(Replicate(submission_id=sub.id, scope=scope, key=metric,
+                                      data=np.asarray(values, dtype="<f4").tobytes()))
+        if before_commit is not None:
+            before_commit(session, sub)
+    return sub, False
+
+
+def replicates(session: Session, ids: list[int], scope: str, key: str) -> dict[int, np.ndarray]:
+    """Submission id -> replicates of ``key`` in ``scope`` (float64; absent ids are left out)."""
+    if not ids:
+        return {}
+    rows = session.execute(select(Replicate.submission_id, Replicate.data).where(
+        Replicate.submission_id.in_(ids), Replicate.scope == scope, Replicate.key == key)).all()
+    return {sid: np.frombuffer(data, dtype="<f4").astype(np.float64) for sid, data in rows}
+
+
+def entry(sub: Submission, verification: Verification | None = None, *, reveal: bool = False) -> dict[str, Any]:
+    """The public form of a submission: who, what, the reproducibility fields and the visible results per scope
+    (the private part only with ``reveal``: after its phase closed)."""
+    results = json.loads(sub.result_json)
+    if reveal and sub.hidden_json:
+        results.update(json.loads(sub.hidden_json))
+    return {"id": sub.id, "team": sub.team.name, "track": sub.track, "method": sub.method,
+            "paper_url": sub.paper_url, "code_url": sub.code_url, "filename": sub.filename,
+            "declaration": sub.declaration, "config": sub.config, "checkpoint_sha256": sub.checkpoint_sha256,
+            "file_sha256": sub.file_sha256, "split_hashes": sub.split_hashes,
+            "verified": None if verification is None else verification.verified,
+            "verification": None if verification is None else verification.detail,
+            "submitted": sub.created_at.strftime("%Y-%m-%d %H:%M UTC"), "results": results}
+
+
+def verifications(session: Session, ids: list[int]) -> dict[int, Verification]:
+    if not ids:
+        return {}
+    return {v.submission_id: v for v in session.scalars(select(Verification).where(
+        Verification.submission_id.in_(ids)))}

@@ -1,0 +1,258 @@
+"""Hardened uploads: a body-size limit enforced while streaming, bounded prediction-file reading, safetensors checks.
+
+- :class:`BodyLimit` (ASGI middleware) refuses a declared ``Content-Length`` over the route's limit before reading
+  a byte, and stops a body without one (chunked) as soon as it passes the limit: nothing larger is ever spooled.
+- :func:`read_bounded` reads a prediction file only after checking what it declares: a Parquet file's footer
+  length, row count, column count and decompressed size (from its metadata, before any data page is read), or a
+  CSV file's line count (streamed); then it reads the contract's columns only, batch by batch, and stops at the
+  row cap. The cap is the served test frames times :data:`~polypbench.leaderboard.limits.ROW_FACTOR`.
+- :func:`check_safetensors` validates a weights file from its JSON header alone (dtypes, shapes, offsets that tile
+  the data exactly): weights are data, never a pickle or code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from polypbench.errors import PolypbenchError
+from polypbench.evaluate import SubmissionError, read_predictions
+from polypbench.evaluate.validate import CLASS3, FRAME_KEY, POLYP_KEY, PROBS, SIZE
+from polypbench.leaderboard import limits
+
+CONTRACT_COLUMNS = (POLYP_KEY, FRAME_KEY, SIZE, *PROBS, CLASS3)
+"""The columns the validator reads; any other column of a file is never loaded."""
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_CHUNK = 1024 * 1024
+
+
+class TooLarge(HTTPException):
+    """A request body over its route's limit (HTTP 413), raised while the body streams in; FastAPI passes HTTP
+    exceptions from body parsing through to the app's handler (one JSON line)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=413, detail=message)
+
+
+def json_error(status: int, message: str) -> tuple[dict[str, Any], bytes]:
+    body = json.dumps({"error": " ".join(message.split())}).encode()
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                         (b"connection", b"close")]}
+    return start, body
+
+
+class BodyLimit:
+    """ASGI middleware: at most ``limit_for(path)`` body bytes per request, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            start, body = json_error(413, f"request body of {declared} bytes; expected at most {limit} bytes")
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise TooLarge(f"request body over {limit} bytes (sent without Content-Length); expected at most "
+                                   f"{limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def safe_filename(name: str | None, default: str = "predictions") -> str:
+    """The base name of an uploaded file with anything but ``A-Za-z0-9._-`` replaced, at most FILENAME chars."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    clean = _SAFE_NAME.sub("_", base).strip("._") or default
+    suffix = Path(clean).suffix[:12]
+    return clean[: limits.FILENAME - len(suffix)] + suffix if len(clean) > limits.FILENAME else clean
+
+
+async def save_upload(upload: Any, dest: Path) -> tuple[int, str]:
+    """Copy an uploaded file to ``dest`` in chunks; (bytes, sha256 hex)."""
+    digest = hashlib.sha256()
+    size = 0
+    with dest.open("wb") as out:
+        while chunk := await upload.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return size, digest.hexdigest()
+
+
+def max_rows(n_frames: int) -> int:
+    return n_frames * limits.ROW_FACTOR + limits.ROW_SLACK
+
+
+def _parquet_checks(path: Path, name: str, row_cap: int) -> pq.ParquetFile:
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size < 12:
+            raise SubmissionError([f"{name}: not a readable Parquet file (too short); expected a Parquet prediction "
+                                   "file"])
+        fh.seek(size - 8)
+        tail = fh.read(8)
+    footer, magic = struct.unpack("<I4s", tail)
+    if magic != b"PAR1":
+        raise SubmissionError([f"{name}: not a readable Parquet file (no Parquet footer); expected a Parquet "
+                               "prediction file"])
+    if footer > min(limits.PARQUET_FOOTER, size - 12):
+        raise SubmissionError([f"{name}: Parquet footer of {footer} bytes; expected at most {limits.PARQUET_FOOTER} "
+                               "bytes of metadata"])
+    try:
+        parquet = pq.ParquetFile(path)
+        if POLYP_KEY in parquet.schema_arrow.names:  # text ids as a dictionary: pandas categories, as the CLI reads
+            parquet = pq.ParquetFile(path, read_dictionary=[POLYP_KEY])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction "
+                               "file"]) from None
+    meta = parquet.metadata
+    if meta.num_columns > limits.MAX_COLUMNS:
+        raise SubmissionError([f"{name}: {meta.num_columns} columns; expected at most {limits.MAX_COLUMNS}"])
+    if meta.num_rows > row_cap:
+        raise SubmissionError([f"{name}: declares {meta.num_rows} rows; expected at most {row_cap} (the served test "
+                               f"frames times {limits.ROW_FACTOR})"])
+    wanted = [i for i, n in enumerate(parquet.schema_arrow.names) if n in CONTRACT_COLUMNS]
+    decompressed = sum(meta.row_group(g).column(c).total_uncompressed_size
+                       for g in range(meta.num_row_groups) for c in wanted)
+    byte_cap = row_cap * limits.BYTES_PER_ROW
+    if decompressed > byte_cap:
+        raise SubmissionError([f"{name}: {decompressed} bytes once decompressed; expected at most {byte_cap}"])
+    return parquet
+
+
+def _read_parquet(path: Path, name: str, row_cap: int) -> pd.DataFrame:
+    parquet = _parquet_checks(path, name, row_cap)
+    columns = [c for c in parquet.schema_arrow.names if c in CONTRACT_COLUMNS]
+    batches, rows = [], 0
+    try:
+        for batch in parquet.iter_batches(batch_size=65_536, columns=columns):
+            rows += batch.num_rows
+            if rows > row_cap:  # the metadata lied about its row count
+                raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap}"])
+            batches.append(batch)
+        table = pa.Table.from_batches(batches) if batches else parquet.schema_arrow.empty_table().select(columns)
+        return table.replace_schema_metadata(None).to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction "
+                               "file"]) from None
+
+
+def _count_lines(path: Path) -> int:
+    lines = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+def read_bounded(path: Path, name: str, row_cap: int) -> pd.DataFrame:
+    """The prediction file at ``path`` (shown as ``name`` in problems), read within ``row_cap`` rows; raises
+    :class:`SubmissionError` with one-line problems. CSV files are read by the validator's own reader once their
+    line count is known to be under the cap (a CSV is never larger decompressed than on disk)."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path, name, row_cap)
+    if suffix == ".csv" and _count_lines(path) > row_cap + 1:
+        raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap} (the served test frames "
+                               f"times {limits.ROW_FACTOR})"])
+    try:
+        return read_predictions(path)
+    except SubmissionError as exc:
+        raise SubmissionError([p.replace(str(path), name) for p in exc.problems]) from None
+
+
+# -- safetensors ------------------------------------------------------------------------------------------------
+DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+"""safetensors dtypes a checkpoint may use, with their sizes in bytes."""
+HEADER_LIMIT = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A checked safetensors file: its tensors (name -> (dtype, shape)) and its string metadata."""
+
+    tensors: dict[str, tuple[str, tuple[int, ...]]]
+    metadata: dict[str, str]
+
+
+def check_safetensors(path: Path, name: str = "weights") -> Weights:
+    """Validate ``path`` as a safetensors file from its header; raise :class:`PolypbenchError` naming the defect."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise PolypbenchError(f"{name}: not a safetensors file (too short); expected a .safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(HEADER_LIMIT, size - 8):
+            raise PolypbenchError(f"{name}: safetensors header of {n} bytes; expected at most {HEADER_LIMIT} bytes "
+                                  "within the file")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise PolypbenchError(f"{name}: safetensors header is not JSON; expected a .safetensors file") from None
+    if not isinstance(header, dict):
+        raise PolypbenchError(f"{name}: safetensors header is not a mapping; expected a .safetensors file")
+    meta = header.pop("__metadata__", {}) or {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise PolypbenchError(f"{name}: safetensors metadata is not a str -> str mapping")
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    spans = []
+    for key, info in header.items():
+        try:
+            dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise PolypbenchError(f"{name}: tensor {key!r}: malformed header entry") from None
+        if dtype not in DTYPES:
+            raise PolypbenchError(f"{name}: tensor {key!r}: dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+        count = 1
+        for d in shape:
+            if d < 0:
+                raise PolypbenchError(f"{name}: tensor {key!r}: negative dimension")
+            count *= d
+        if not (isinstance(begin, int) and isinstance(end, int)) or end - begin != count * DTYPES[dtype]:
+            raise PolypbenchError(f"{name}: tensor {key!r}: data offsets do not match its dtype and shape")
+        tensors[key] = (dtype, shape)
+        spans.append((begin, end))
+    spans.sort()
+    position = 0
+    for begin, end in spans:
+        if begin != position:
+            raise PolypbenchError(f"{name}: tensor data overlaps or leaves gaps; expected a well-formed file")
+        position = end
+    if position != size - 8 - n:
+        raise PolypbenchError(f"{name}: {size - 8 - n} data bytes for tensors of {position}; expected equal sizes")
+    if not tensors:
+        raise PolypbenchError(f"{name}: no tensors; expected the model's state dict")
+    return Weights(tensors, meta)

@@ -1,0 +1,152 @@
+"""Model submissions end to end: a small model (safetensors, never a pickle) is queued through the API, run by the
+worker in a limited child process, and scored by the server; the private track shows only its public part until
+the phase is closed; a public submission's checkpoint is re-run for the verified badge; the limits hold."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from polypbench.cli import main
+from polypbench.leaderboard import client
+from polypbench.leaderboard.app import create_app
+from polypbench.leaderboard.auth import add_team
+from polypbench.leaderboard.db import Database
+from polypbench.leaderboard.jobs import close_phase
+from polypbench.leaderboard.sandbox import Limits, ModelError, check_config, run_job
+from polypbench.leaderboard.store import Store
+from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
+from polypbench.leaderboard.worker import Worker, WorkerSettings, compare_predictions
+
+from .conftest import ARCHITECTURES, live_server
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A training run folder as `polypbench train` leaves it (config.yaml + best.pt), for a small triclass model."""
+    from polypbench.models import create_model
+    from polypbench.train.config import from_dict, save_config
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = from_dict({"model": "resnet18", "task": "triclass", "img_size": 32, "gr_mode": "off"})
+    save_config(cfg, run)
+    torch.manual_seed(0)
+    model = create_model(cfg.model, cfg.num_outputs)
+    torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "model": cfg.model, "task": cfg.task,
+                "size_offset_mm": 0.0}, run / "best.pt")
+    return run
+
+
+@pytest.fixture
+def site(prepared, sqlite_db: str, options: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Public track: SUN; private track: REAL-Colon (frames and labels the participants never see)."""
+    public, hidden = prepared["sun"].out, prepared["real-colon"].out
+    app = create_app(sqlite_db, [public], private_labels=[hidden], **options)
+    server = app.state.server
+    worker = Worker(Database(sqlite_db), Store(server.store.root), public=PublicTrack([public]),
+                    private=PrivateTrack([hidden], server.store.root),
+                    settings=WorkerSettings(n_bootstrap=20, limits=Limits(timeout_s=300, memory_mb=6144)))
+    with Database(sqlite_db) as database:
+        token = add_team(database, "modellers")
+    with live_server(app) as url:
+        yield {"url": url, "token": token, "worker": worker, "db": sqlite_db, "public": public}
+    worker.db.dispose()
+    server.db.dispose()
+
+
+def test_the_registry_names_are_the_ones_the_tests_give_the_server() -> None:
+    from polypbench.models import list_models
+
+    assert list_models() == ARCHITECTURES
+
+
+def test_a_private_track_model_is_run_and_scored_by_the_server(site, run_dir: Path) -> None:
+    url, token, worker = site["url"], site["token"], site["worker"]
+    queued = client.submit_model(run_dir, url, token, "tiny resnet", key="model-key-1")
+    assert queued["status"] == "queued" and queued["kind"] == "model" and not queued["replayed"]
+    assert client.submit_model(run_dir, url, token, "tiny resnet", key="model-key-1")["id"] == queued["id"]
+    assert worker.run_once() and not worker.run_once()  # one job, run once
+    state = client.job(url, token, queued["id"])
+    assert state["status"] == "done" and state["error"] is None and state["attempts"] == 1, state
+
+    import httpx
+
+    board = httpx.get(f"{url}/api/leaderboard", params={"track": "private"}).json()
+    assert board["scope"] == "public" and [e["method"] for e in board["entries"]] == ["tiny resnet"]
+    detail = httpx.get(f"{url}/api/submissions/{state['submission_id']}").json()
+    assert list(detail["results"]) == ["public"] and detail["checkpoint_sha256"] == queued["weights_sha256"]
+    metrics = detail["results"]["public"]["metrics"]
+    assert metrics and all(k.split("/")[2] == "pooled" and len(k.split("/")) == 4 for k in metrics)
+    hidden = httpx.get(f"{url}/api/leaderboard", params={"track": "private", "scope": "private"})
+    assert hidden.status_code == 400 and "unknown scope 'private'" in hidden.json()["error"]
+
+    with Database(site["db"]) as database:
+        close_phase(database)
+    final = httpx.get(f"{url}/api/leaderboard", params={"track": "private", "scope": "private"}).json()
+    assert [e["method"] for e in final["entries"]] == ["tiny resnet"] and final["closed"]
+    assert set(httpx.get(f"{url}/api/submissions/{state['submission_id']}").json()["results"]) == {"public", "private"}
+    page = httpx.get(f"{url}/", params={"track": "private", "scope": "private"}).text
+    assert "Private track" in page and "tiny resnet" in page
+    late = httpx.post(f"{url}/api/models", headers={"Authorization": f"Bearer {token}"},
+                      data={"method": "m", "architecture": "resnet18", "config": "{}"},
+                      files={"weights": ("w.safetensors", b"x")})
+    assert late.status_code == 409 and "phase is closed" in late.json()["error"]
+
+
+def test_a_public_checkpoint_is_rerun_for_the_verified_badge(site, run_dir: Path, tmp_path: Path) -> None:
+    from polypbench.predict import predict
+
+    url, token, worker = site["url"], site["token"], site["worker"]
+    preds = tmp_path / "preds.parquet"
+    frames = predict(run_dir / "best.pt", [site["public"]], "test", batch_size=16)
+    frames.to_parquet(preds, index=False)
+    res = CliRunner().invoke(main, ["submit", str(preds), "--server", url, "--token", token, "--method", "tiny",
+                                    "--declare", "--checkpoint", str(run_dir), "--manifest", str(site["public"])])
+    assert res.exit_code == 0, res.output
+    assert "checkpoint queued for verification" in res.output
+    assert worker.run_once()
+
+    import httpx
+
+    entry = httpx.get(f"{url}/api/leaderboard").json()["entries"][0]
+    assert entry["verified"] is True and entry["checkpoint_sha256"] and entry["config"]
+    assert entry["split_hashes"].startswith("sun:")
+    detail = httpx.get(f"{url}/submissions/{entry['id']}").text
+    assert "verified: the server re-ran the checkpoint on" in detail
+    assert '<span class="badge ok">verified</span>' in httpx.get(f"{url}/").text
+
+    shifted = frames.assign(p0=frames["p1"], p1=frames["p0"])
+    ok, detail_line = compare_predictions(shifted, frames)
+    assert not ok and "differ in p0..p2" in detail_line
+
+
+def test_configs_that_name_files_or_mismatch_are_refused_and_runs_are_limited(run_dir: Path, tmp_path: Path,
+                                                                              prepared) -> None:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    with pytest.raises(ModelError, match="model_kwargs.weights"):
+        check_config(json.dumps({**config, "model_kwargs": {"weights": "/etc/passwd"}}), "resnet18")
+    with pytest.raises(ModelError, match="differs from the architecture"):
+        check_config(json.dumps(config), "vit-tiny")
+    with pytest.raises(ModelError, match="not JSON"):
+        check_config("model: resnet18", "resnet18")
+    values = check_config(json.dumps(config), "resnet18")
+    assert set(values) <= {"model", "task", "img_size", "margin", "model_kwargs", "channels_last"}
+
+    work = tmp_path / "work"
+    _, _, weights = client.model_files(run_dir, tmp_path)
+    spec = {"config": values, "weights": str(weights), "size_offset_mm": None,
+            "prepared": [str(prepared["sun"].out)]}
+    work.mkdir()
+    with pytest.raises(ModelError, match="time limit of 0.5 s"):
+        run_job(spec, Limits(timeout_s=0.5), work)
+    with pytest.raises(ModelError, match="failed|memory"):
+        run_job(spec, Limits(timeout_s=120, memory_mb=256), work)  # too little memory even to import torch
