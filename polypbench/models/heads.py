@@ -23,7 +23,7 @@ class Head(nn.Module):
         if hidden:
             self.hidden: nn.Module = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True))
             self.gate = gate_or_identity(gated, hidden)
-            self.drop: nn.Module = nn.Dropout(dropout)
+            self.drop: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         else:
             self.hidden, self.gate, self.drop = nn.Identity(), nn.Identity(), nn.Identity()
         self.out = nn.Linear(hidden or in_features, num_outputs)

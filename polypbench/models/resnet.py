@@ -60,7 +60,7 @@ class ResNetEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.backbone
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        for stage, gate in zip(STAGES, self.gates):
+        for stage, gate in zip(STAGES, self.gates, strict=True):
             x = gate(getattr(n, stage)(x))
         return torch.flatten(n.avgpool(x), 1)
 

@@ -163,8 +163,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, ctx: distributed.DistContext, start: f
             x = model_input(batch, streams, device, non_blocking=True, augment=augmenter)
             y = batch.target(task.target).to(device, non_blocking=True)
             stats = train_step(step_model, x, y, objective.loss, main_opt, gate_opt, gr_mode=cfg.gr_mode,
-                               clip_main=cfg.clip_main, clip_gate=cfg.clip_gate, autocast_dtype=autocast_dtype,
-                               channels_last=cfg.channels_last)
+                               gate_loss_fn=objective.gate_loss, clip_main=cfg.clip_main, clip_gate=cfg.clip_gate,
+                               autocast_dtype=autocast_dtype, channels_last=cfg.channels_last)
             if not math.isfinite(stats["loss"]):
                 raise TrainingError(f"non-finite training loss at epoch {epoch} step {steps}; expected a lower lr")
             for k, v in stats.items():

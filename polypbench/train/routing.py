@@ -14,7 +14,15 @@ faithful reproduction: both passes call ``backward`` over all parameters into sh
 gate pass every gradient (gates and main) is jointly clipped to ``clip_gate`` and NaN/Inf are zeroed, then the gate
 optimizer steps; the main pass *adds* its gradients, everything is jointly clipped to ``clip_main`` (gate gradients
 count in that norm) and NaN-zeroed, then the main optimizer steps. So the main update uses
-clip(grad of gate loss) + grad of main loss. (The reference's fp16 GradScaler is not reproduced; use bf16 autocast.)
+clip(grad of gate loss) + grad of main loss.
+
+``gr_mode="paper"`` with a ``scaler`` (``paper_amp: fp16-scaler``) also reproduces the reference's fp16 GradScaler
+sequence, defect included: each pass backpropagates the SCALED loss into every parameter, unscales only the
+gradients of the optimizer about to step (the gates after the gate pass, the main parameters after the main pass),
+then clips the joint norm over ALL parameters, so the clip mixes unscaled gradients with gradients still scaled by
+the loss scale (2^16 at the start): the clip coefficient is set by the scaled ones. ``scaler.step`` skips an
+optimizer whose unscaled gradients held inf/NaN, and ``scaler.update`` runs after each pass, as in the reference.
+Without a scaler (the recommended default, with bf16 autocast) the clip sees only true gradients.
 
 ``gr_mode="off"``: one ordinary step; the gates are trained by the main optimizer (their own param group).
 
@@ -59,7 +67,7 @@ def build_optimizers(
     *,
     gr_mode: str = "gr",
     weight_decay: float = 0.0,
-    optimizer: type[Optimizer] = torch.optim.Adam,
+    optimizer: Callable[..., Optimizer] = torch.optim.Adam,
 ) -> tuple[Optimizer, Optimizer | None]:
     """``(main_opt, gate_opt)`` split by :func:`gate_parameters` (Adam by default, as the reference code).
 
@@ -145,6 +153,7 @@ def train_step(
     clip_gate: float | None = 1.0,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """One optimisation step on batch ``(x, y)``; see the module docstring for the three ``gr_mode`` values.
 
@@ -158,6 +167,9 @@ def train_step(
     if (gate_opt is None) != (gr_mode == "off"):
         need = "no gate optimizer" if gr_mode == "off" else "a gate optimizer"
         raise ConfigError(f"gr_mode {gr_mode!r} takes {need}; build both with build_optimizers(gr_mode=...)")
+    if scaler is not None and gr_mode != "paper":
+        raise ConfigError(f"a GradScaler (paper_amp) reproduces the reference's paper step; gr_mode {gr_mode!r} "
+                          "takes none (expected gr_mode='paper', or bf16 autocast without a scaler)")
     if channels_last:
         x = _to_channels_last(x)
     gate_loss_fn = gate_loss_fn or loss_fn
@@ -176,6 +188,9 @@ def train_step(
     if {id(p) for p in gate_params} & {id(p) for p in main_params}:
         raise ConfigError("the gate and main optimizers share parameters; build them with build_optimizers()")
 
+    if gr_mode == "paper" and scaler is not None:
+        return _paper_scaled_step(model, x, y, loss_fn, gate_loss_fn, main_opt, gate_opt, scaler, clip_main,
+                                  clip_gate, autocast_dtype)
     if gr_mode == "paper":
         every = list(model.parameters())
         main_opt.zero_grad(set_to_none=True)
@@ -198,7 +213,7 @@ def train_step(
     with _frozen(main_params):
         gate_loss = _loss(unwrap(model), x, y, gate_loss_fn, autocast_dtype)
         grads = torch.autograd.grad(gate_loss, gate_params, allow_unused=True)
-    for p, g in zip(gate_params, grads):
+    for p, g in zip(gate_params, grads, strict=True):
         p.grad = g
     all_reduce_mean(gate_params)
     gate_norm = _clip(gate_params, clip_gate)
@@ -212,3 +227,26 @@ def train_step(
     norm = _clip(main_params, clip_main)
     main_opt.step()
     return {"loss": loss.item(), "gate_loss": gate_loss.item(), "grad_norm": norm, "gate_grad_norm": gate_norm}
+
+
+def _paper_scaled_step(model: nn.Module, x: Batch, y: torch.Tensor, loss_fn: LossFn, gate_loss_fn: LossFn,
+                       main_opt: Optimizer, gate_opt: Optimizer, scaler: torch.amp.GradScaler,
+                       clip_main: float | None, clip_gate: float | None,
+                       autocast_dtype: torch.dtype | None) -> dict[str, float]:
+    """The paper step under the reference's fp16 GradScaler (see the module docstring: one optimizer unscaled,
+    then a joint clip over every parameter; ``.grad`` shared between the passes)."""
+    every = list(model.parameters())
+    main_opt.zero_grad(set_to_none=True)
+    gate_opt.zero_grad(set_to_none=True)
+    stats: dict[str, float] = {}
+    for name, fn, opt, clip in (("gate_", gate_loss_fn, gate_opt, clip_gate), ("", loss_fn, main_opt, clip_main)):
+        loss = _loss(model, x, y, fn, autocast_dtype)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)  # only this optimizer's gradients: the others stay scaled
+        stats[f"{name}grad_norm"] = _clip(every, clip)
+        _nan_to_zero(every)
+        scaler.step(opt)
+        scaler.update()
+        stats[f"{name}loss"] = loss.item()
+    return stats
+

@@ -8,8 +8,9 @@ The config, the loop, the loaders, ``predict`` and the CLI read :data:`TASKS` an
 new task is one more entry.
 
 Regression predicts the offset from the mean training size (``SizeCoding(shift=mean)``), with the L1 or
-SmoothL1 loss in mm. A variant that regresses sizes min-max scaled from [0.5, 20] mm to [-1, 1] and decodes back
-to clipped mm is one more entry with ``coding=lambda _: SizeCoding(shift=10.25, scale=9.75, low=0.5, high=20.0)``.
+SmoothL1 loss in mm. ``regression-paper`` is the HAG/GR seed code's regression: sizes min-max scaled from
+[0.5, 20] mm to [-1, 1] (:data:`PAPER_SIZE_CODING`), decoded back to mm and clipped to [0.5, 22] mm, and its two
+losses (:func:`seed_size_loss`): the main pass's and the gate pass's.
 """
 
 from __future__ import annotations
@@ -112,6 +113,27 @@ class LogitCoding:
         return raw.float()
 
 
+PAPER_SIZE_CODING = SizeCoding(shift=10.25, scale=9.75, low=0.5, high=22.0)
+"""The seed's target scaler: ``(size - 0.5) / 19.5 * 2 - 1`` = ``(size - 10.25) / 9.75``; its inverse clips to
+[0.5 mm, 1.1 x 20 mm]."""
+
+
+def seed_size_loss(weight_1: float, weight_2: float, threshold_1: float = 5.0, threshold_2: float = 10.0) -> LossFn:
+    """The seed's ``WeightedCombinedLoss`` with only its SmoothL1 term (alpha = beta = 0, gamma = 1): the mean of
+    SmoothL1 per sample times ``weight_1`` where ``threshold_1 < target < threshold_2`` and ``weight_2`` where
+    ``target >= threshold_2``. The seed compares the thresholds (in mm) with the SCALED target, which never
+    exceeds 1 for sizes up to 20 mm, so the weights never apply: reproduced as written, not fixed."""
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per = F.smooth_l1_loss(out, target, reduction="none")
+        weight = torch.ones_like(per)
+        weight[(target > threshold_1) & (target < threshold_2)] = weight_1
+        weight[target >= threshold_2] = weight_2
+        return (per * weight).mean()
+
+    return loss
+
+
 def regression_loss(cfg: TrainConfig, stats: TargetStats) -> LossFn:
     """``cfg.regression_loss`` (L1 or SmoothL1)."""
     return REGRESSION_LOSSES[cfg.regression_loss]
@@ -212,6 +234,8 @@ class Task:
     loss: Callable[[TrainConfig, TargetStats], LossFn]
     columns: Mapping[str, ColumnFn]
     metrics: MetricsFn
+    gate_loss: Callable[[TrainConfig, TargetStats], LossFn] | None = None
+    """The gate pass's loss in the two-pass modes (None: the same as ``loss``)."""
 
     def fit_stats(self, targets: np.ndarray) -> TargetStats:
         """:class:`TargetStats` of the training targets (one value per training sample)."""
@@ -219,7 +243,8 @@ class Task:
 
     def objective(self, cfg: TrainConfig, stats: TargetStats) -> Objective:
         """This task for one run: its loss on raw outputs and its decoding."""
-        return Objective(self, stats, self.coding(stats), self.loss(cfg, stats))
+        gate = self.loss if self.gate_loss is None else self.gate_loss
+        return Objective(self, stats, self.coding(stats), self.loss(cfg, stats), gate(cfg, stats))
 
 
 @dataclass(frozen=True)
@@ -230,10 +255,15 @@ class Objective:
     stats: TargetStats
     coding: Coding
     criterion: LossFn = field(repr=False)
+    gate_criterion: LossFn = field(repr=False)
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The training loss of raw model outputs (B, num_outputs) against a batch's targets."""
         return self.criterion(self.coding.outputs(raw), self.coding.encode(target))
+
+    def gate_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The gate pass's loss (gradient routing), on the same coding."""
+        return self.gate_criterion(self.coding.outputs(raw), self.coding.encode(target))
 
     def decode(self, raw: torch.Tensor) -> torch.Tensor:
         return self.coding.decode(raw)
@@ -248,6 +278,10 @@ POLYP_CLASS_METRICS = (("triclass", "balanced_accuracy"), ("triclass", "macro_f1
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("regression", dataset="polyp", target="size_mm", num_outputs=1, stats=mean_size,
          coding=lambda stats: SizeCoding(shift=stats.size_offset_mm), loss=regression_loss,
+         columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm"))),
+    Task("regression-paper", dataset="polyp", target="size_mm", num_outputs=1, stats=mean_size,
+         coding=lambda stats: PAPER_SIZE_CODING, loss=lambda cfg, stats: seed_size_loss(3.0, 5.0),
+         gate_loss=lambda cfg, stats: seed_size_loss(5.0, 10.0),
          columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm"))),
     Task("triclass", dataset="polyp", target="size_class3", num_outputs=3, stats=class_counts,
          coding=lambda stats: LogitCoding(), loss=balanced_cross_entropy,
