@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from polypbench import datasets
+from polypbench import datasets, schema
 from polypbench.errors import PolypbenchError, missing_dependency
 
 
@@ -312,9 +312,13 @@ def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) 
 @click.argument("predictions", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, required=True, help="Prepared directory; repeat to score several datasets pooled.")
-@click.option("--split", type=click.Choice(("train", "validation", "test")), default="test", show_default=True)
+@click.option("--split", type=click.Choice(schema.SELECTIONS), default="test", show_default=True,
+              help="The split to score; all: every polyp (e.g. out-of-fold predictions).")
 @click.option("--fold", type=click.IntRange(0), default=None,
-              help="Cross-validation fold k: --split validation scores fold k, train the other folds.")
+              help="Cross-validation fold k: --split validation scores fold k, train the other folds; with "
+                   "--protocol paper, the paper's test fold k.")
+@click.option("--protocol", type=click.Choice(schema.PROTOCOLS), default="public", show_default=True,
+              help="public: the published per-patient split; paper: the HAG/GR paper's per-object folds.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the versioned JSON result here.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -326,8 +330,8 @@ def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) 
               help="A second prediction file: its numbers side by side, PREDICTIONS minus it with a paired 95% CI, "
                    "and P(PREDICTIONS > it), all from the same patient resamples.")
 @_one_line_errors
-def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: int | None, json_path: Path | None,
-             report_path: Path | None, bootstrap: int, seed: int, other: Path | None) -> None:
+def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: int | None, protocol: str,
+             json_path: Path | None, report_path: Path | None, bootstrap: int, seed: int, other: Path | None) -> None:
     """Score a PREDICTIONS file (Parquet or CSV) against the SPLIT of the prepared manifests.
 
     Headline numbers are per polyp (frame predictions aggregated per polyp); frame-level numbers follow.
@@ -344,10 +348,11 @@ def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: i
     from polypbench.evaluate.report import write_report
 
     if other is None:
-        result = score(predictions, list(manifests), split=split, fold=fold, n_bootstrap=bootstrap, seed=seed)
+        result = score(predictions, list(manifests), split=split, fold=fold, protocol=protocol,
+                       n_bootstrap=bootstrap, seed=seed)
     else:
-        result = compare(predictions, other, list(manifests), split=split, fold=fold, n_bootstrap=bootstrap,
-                         seed=seed)
+        result = compare(predictions, other, list(manifests), split=split, fold=fold, protocol=protocol,
+                         n_bootstrap=bootstrap, seed=seed)
     click.echo(result.summary_table())
     if json_path is not None:
         result.to_json(json_path)
@@ -379,6 +384,70 @@ def baseline(manifests: tuple[Path, ...], split: str, fold: int | None, out: Pat
     df = majority_baseline(list(manifests), split, fold)
     _write_predictions(df, out)
     click.echo(f"wrote {out} ({len(df)} frames)")
+
+
+@main.command()
+@click.argument("grid")
+@click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              multiple=True, required=True, help="Prepared directory trained and scored on (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Sweep folder: runs/<config>/<fold-seed>/, results.md/.csv/.json, entries/.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config override for every run, after the grid's own (repeatable), e.g. --set epochs=2.")
+@click.option("--launcher", type=click.Choice(("local", "slurm", "submitit-local")), default="local",
+              show_default=True, help="local: this machine; slurm: one SLURM job per run (submitit); "
+                                      "submitit-local: submitit's local executor (tests the SLURM code path).")
+@click.option("--parallel", type=click.IntRange(1), default=1, show_default=True,
+              help="local: runs at once (on a GPU machine, one per visible GPU).")
+@click.option("--partition", default=None, help="slurm: the partition.")
+@click.option("--time", "time_min", type=click.IntRange(1), default=240, show_default=True,
+              help="slurm/submitit: time limit per run, minutes.")
+@click.option("--gpus-per-run", type=click.IntRange(0), default=1, show_default=True, help="slurm: GPUs per run.")
+@click.option("--cpus-per-run", type=click.IntRange(1), default=8, show_default=True, help="slurm: CPUs per run.")
+@click.option("--mem-gb", type=click.IntRange(1), default=32, show_default=True, help="slurm: memory per run.")
+@click.option("--bootstrap", type=click.IntRange(0), default=2000, show_default=True,
+              help="Patient-bootstrap replicates for the pooled per-polyp intervals.")
+@click.option("--aggregate-only", is_flag=True, help="Do not launch: aggregate the runs already in --out.")
+@_one_line_errors
+def sweep(grid: str, manifests: tuple[Path, ...], out: Path, overrides: tuple[str, ...], launcher: str,
+          parallel: int, partition: str | None, time_min: int, gpus_per_run: int, cpus_per_run: int, mem_gb: int,
+          bootstrap: int, aggregate_only: bool) -> None:
+    """Run the reference GRID (a YAML file, or a packaged grid: paper, public): every config x fold x seed is a
+    normal train + predict in its own folder; finished runs are skipped, a failed run is reported and the others
+    go on. Then score every model the paper's way (per frame, mean +- sd over runs) and ours (per polyp, pooled,
+    95% patient-bootstrap CIs) into OUT/results.md, .csv and .json, and write OUT/entries/ for the leaderboard.
+
+    \b
+    Example:
+      polypbench sweep paper --manifest prepared/real-colon --manifest prepared/sun --out runs/paper
+      polypbench sweep public --manifest prepared/sun --out runs/public --launcher slurm --partition gpu
+    """
+    from polypbench.sweep import launch, load_grid
+    from polypbench.sweep.aggregate import aggregate, load_outcomes, summary
+    from polypbench.train import load_config
+
+    spec = load_grid(grid)
+    specs = spec.runs(out.resolve(), tuple(str(Path(m).resolve()) for m in manifests), overrides)
+    for run in specs:  # every config error before anything is launched
+        load_config(run.config, [*run.overrides, f"protocol={run.protocol}",
+                                 f"fold={'null' if run.fold is None else run.fold}"])
+    if aggregate_only:
+        outcomes = load_outcomes(specs)
+    else:
+        slurm = {"timeout_min": time_min, "gpus_per_node": gpus_per_run, "cpus_per_task": cpus_per_run,
+                 "mem_gb": mem_gb, "name": f"polypbench-{spec.name}"}
+        if partition:
+            slurm["slurm_partition"] = partition
+        outcomes = launch(specs, launcher, folder=out / "jobs", parallel=parallel, slurm=slurm)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "missing")}
+    click.echo(f"{len(specs)} runs: {counts['done']} trained, {counts['skipped']} already done, "
+               f"{counts['failed']} failed" + (f", {counts['missing']} not run" if counts["missing"] else ""))
+    for o in outcomes:
+        if o.status == "failed":
+            click.echo(f"  failed: {o.label}: {o.error} ({o.run_dir}/failed.json)")
+    results = aggregate(spec, specs, outcomes, out, n_bootstrap=bootstrap)
+    click.echo(summary(results))
+    click.echo(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'results.json'}")
 
 
 @main.group()
@@ -684,7 +753,9 @@ def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], 
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, required=True, help="Prepared directory; repeat for several datasets.")
 @click.option("--split", type=click.Choice(("train", "validation", "test")), default="test", show_default=True)
-@click.option("--fold", type=click.IntRange(0), default=None, help="Cross-validation fold k (with --split validation).")
+@click.option("--fold", type=click.IntRange(0), default=None,
+              help="Cross-validation fold k (with --split validation); with --protocol paper, the test fold.")
+@click.option("--protocol", type=click.Choice(schema.PROTOCOLS), default="public", show_default=True)
 @click.option("--raw-root", "raw_roots", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, help="Raw root per --manifest [default: the roots recorded at prepare time].")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
@@ -692,7 +763,7 @@ def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], 
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Prediction file to write (.parquet, or .csv).")
 @_one_line_errors
-def predict(checkpoint: Path, manifests: tuple[Path, ...], split: str, fold: int | None,
+def predict(checkpoint: Path, manifests: tuple[Path, ...], split: str, fold: int | None, protocol: str,
             raw_roots: tuple[Path, ...], batch_size: int, device: str, out: Path) -> None:
     """Write frame-level predictions of CHECKPOINT for SPLIT (the file `polypbench evaluate` scores).
 
@@ -703,6 +774,6 @@ def predict(checkpoint: Path, manifests: tuple[Path, ...], split: str, fold: int
     from polypbench.predict import predict as run_predict
 
     df = run_predict(checkpoint, list(manifests), split, raw_root=list(raw_roots) or None, fold=fold,
-                     batch_size=batch_size, device=device)
+                     protocol=protocol, batch_size=batch_size, device=device)
     _write_predictions(df, out)
     click.echo(f"wrote {out} ({len(df)} frames)")

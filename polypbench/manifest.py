@@ -66,12 +66,40 @@ class Manifest:
         schema.check_columns(table, schema.POLYPS, path)
         return table.to_pandas()
 
-    def select(self, split: str, fold: int | None = None, *, table: str = "frames") -> pd.DataFrame:
-        """Rows of one split. With ``fold`` k (cross-validation over the non-test rows): ``validation`` is fold k
-        and ``train`` is every other non-test fold; ``test`` is unchanged."""
-        if split not in schema.SPLITS:
-            raise choice_error("split", split, schema.SPLITS)
+    def paper_folds(self, table: str = "frames") -> pd.Series:
+        """The HAG/GR paper's fold of every row (``polypbench.splits.paper``: by public id, whatever the alias);
+        -1 for a polyp the paper did not use."""
+        from polypbench.splits.paper import fold_of  # lazy: splits imports this module
+
         df = self.frames if table == "frames" else self.polyps
+        keys = df["polyp_id"].astype(str).str.split("/", n=1).str[1]
+        return pd.Series(fold_of(self.dataset, keys.tolist()), index=df.index)
+
+    def select(self, split: str, fold: int | None = None, *, table: str = "frames",
+               protocol: str = "public") -> pd.DataFrame:
+        """Rows of one split (or ``all`` rows) under ``protocol``.
+
+        ``public``: the published split; with ``fold`` k (cross-validation over the non-test rows) ``validation`` is
+        fold k and ``train`` every other non-test fold, ``test`` unchanged. ``paper``: the paper's per-object folds,
+        ``fold`` k required: ``test`` is paper fold k, ``validation`` fold (k + 1) mod 6, ``train`` the rest.
+        """
+        if split not in schema.SELECTIONS:
+            raise choice_error("split", split, schema.SELECTIONS)
+        if protocol not in schema.PROTOCOLS:
+            raise choice_error("protocol", protocol, schema.PROTOCOLS)
+        df = self.frames if table == "frames" else self.polyps
+        if split == "all":
+            return df.reset_index(drop=True)
+        if protocol == "paper":
+            from polypbench.splits.paper import PAPER_FOLDS
+
+            if fold is None or not 0 <= fold < PAPER_FOLDS:
+                raise choice_error("paper-protocol fold (the test fold)", fold, range(PAPER_FOLDS))
+            paper = self.paper_folds(table)
+            valid = (fold + 1) % PAPER_FOLDS
+            mask = {"test": paper == fold, "validation": paper == valid}.get(
+                split, (paper >= 0) & (paper != fold) & (paper != valid))
+            return df.loc[mask].reset_index(drop=True)
         if fold is None or split == "test":
             mask = df["split"] == split
         else:

@@ -37,13 +37,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Path], split: str = "test", *,
             raw_root: str | Path | Sequence[str | Path] | None = None, fold: int | None = None,
-            batch_size: int = 64, device: str = "cpu", num_workers: int = 0) -> pd.DataFrame:
-    """Frame-level predictions of ``checkpoint`` for ``split`` of one or more prepared manifests."""
+            protocol: str = "public", batch_size: int = 64, device: str = "cpu",
+            num_workers: int = 0) -> pd.DataFrame:
+    """Frame-level predictions of ``checkpoint`` for ``split`` of one or more prepared manifests (``fold`` and
+    ``protocol`` as :meth:`polypbench.manifest.Manifest.select`)."""
     ckpt = load_checkpoint(checkpoint)
     dirs = [manifest_dir] if isinstance(manifest_dir, (str, Path)) else list(manifest_dir)
     roots = [] if raw_root is None else [raw_root] if isinstance(raw_root, (str, Path)) else list(raw_root)
     values = dict(ckpt["config"], prepared=[str(d) for d in dirs], raw_roots=[str(r) for r in roots], fold=fold,
-                  device=device, num_workers=num_workers, compile=False)
+                  protocol=protocol, device=device, num_workers=num_workers, compile=False, paper_amp="none")
     cfg = from_dict(values, str(checkpoint))
     if cfg.dataset != "polyp":
         raise ConfigError(f"{checkpoint}: a {cfg.dataset} checkpoint; expected one trained on polyp manifests "

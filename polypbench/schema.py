@@ -14,6 +14,11 @@ from polypbench.errors import InputError
 
 SCHEMA_VERSION = "1"
 SPLITS = ("train", "validation", "test")
+SELECTIONS = (*SPLITS, "all")
+"""What ``Manifest.select`` accepts: a split, or ``all`` rows (e.g. to score out-of-fold predictions)."""
+PROTOCOLS = ("public", "paper")
+"""Evaluation protocols: ``public``, the published per-patient split and its cross-validation folds; ``paper``, the
+HAG/GR paper's per-object folds (split_manifests/paper/v1.csv: test fold k, validation fold k + 1 mod 6)."""
 CLINICAL_FIELDS = ("histology", "site", "endoscope")
 
 FRAMES_FILE = "frames.parquet"

@@ -355,20 +355,22 @@ def score(
     *,
     split: str = "test",
     fold: int | None = None,
+    protocol: str = "public",
     n_bootstrap: int = 2000,
     seed: int = 0,
     name: str | None = None,
     keep_replicates: KeepReplicates = (),
 ) -> Result:
-    """Score predictions (a DataFrame, or a Parquet/CSV path) against ``split`` of one or more prepared manifests
-    (with ``fold`` k: cross-validation fold k, as :meth:`polypbench.manifest.Manifest.select` defines it).
+    """Score predictions (a DataFrame, or a Parquet/CSV path) against ``split`` (or ``all``) of one or more prepared
+    manifests (with ``fold`` k and ``protocol``, as :meth:`polypbench.manifest.Manifest.select` defines them:
+    cross-validation fold k of the public split, or test fold k of the paper's protocol).
 
     ``keep_replicates``: metric keys (or True: every key) whose replicate vectors the result keeps, read with
     :meth:`Result.replicates` (what a leaderboard stores to rank entries, :mod:`polypbench.evaluate.ranking`).
     Raises :class:`~polypbench.evaluate.SubmissionError` listing every problem of an invalid file.
     """
     start = time.perf_counter()
-    truth = load_truth(manifest, split, fold)
+    truth = load_truth(manifest, split, fold, protocol)
     pred = _prepare(predictions, truth, name)
     counts, groups, fingerprint = _setup(truth, n_bootstrap, seed)
     result, _ = _result(pred, truth, _run(pred, truth, counts, groups), groups, seed, keep_replicates, fingerprint)
@@ -383,6 +385,7 @@ def compare(
     *,
     split: str = "test",
     fold: int | None = None,
+    protocol: str = "public",
     n_bootstrap: int = 2000,
     seed: int = 0,
     name: str | None = None,
@@ -391,7 +394,7 @@ def compare(
     """Score ``predictions`` and add a paired comparison with ``other``: per metric the other file's own numbers,
     the difference (this minus other) with its interval and P(this > other), all on the same patient resamples.
     Views missing from either side are left out of the differences."""
-    truth = load_truth(manifest, split, fold)
+    truth = load_truth(manifest, split, fold, protocol)
     pred_a = _prepare(predictions, truth, name)
     pred_b = _prepare(other, truth, other_name)
     counts, groups, fingerprint = _setup(truth, n_bootstrap, seed)

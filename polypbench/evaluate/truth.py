@@ -54,6 +54,7 @@ class Truth:
     frame_index: np.ndarray
     all_polyp_ids: pd.Index
     other_split: np.ndarray
+    protocol: str = "public"
 
     # -- arrays per polyp / patient -------------------------------------------------------------------------
     @property
@@ -111,7 +112,10 @@ class Truth:
 
     @property
     def split_label(self) -> str:
-        return self.split if self.fold is None else f"{self.split} (fold {self.fold})"
+        """``test``, ``validation (fold 2)``, ``test (paper fold 3)``."""
+        if self.fold is None:
+            return self.split
+        return f"{self.split} ({'paper fold' if self.protocol == 'paper' else 'fold'} {self.fold})"
 
     def dataset_polyps(self, dataset: str | None) -> np.ndarray:
         """Mask over polyps of one dataset (``None``: all)."""
@@ -121,9 +125,11 @@ class Truth:
 
     @classmethod
     def from_manifests(
-        cls, manifests: ManifestLike | Sequence[ManifestLike], *, split: str = "test", fold: int | None = None
+        cls, manifests: ManifestLike | Sequence[ManifestLike], *, split: str = "test", fold: int | None = None,
+        protocol: str = "public",
     ) -> Truth:
-        """Read the truth of ``split`` from one manifest, or several (one per dataset, scored pooled)."""
+        """Read the truth of ``split`` (or ``all``) under ``protocol`` from one manifest, or several (one per
+        dataset, scored pooled); see :meth:`Manifest.select`."""
         items = [manifests] if isinstance(manifests, (Manifest, str, Path)) else list(manifests)
         if not items:
             raise InputError("manifest", "no manifest given", "at least one prepared directory")
@@ -131,10 +137,15 @@ class Truth:
         where = ", ".join(str(m.root) for m in opened)
         polyps, frames, everything, info = [], [], [], []
         for m in opened:
-            polyps.append(m.select(split, fold, table="polyps")[["polyp_id", "dataset", "patient_id", "size_mm",
-                                                                 "size_class3"]])
-            frames.append(m.select(split, fold)[["polyp_id", "frame_index"]])
-            everything.append(m.polyps[["polyp_id", "split"]])
+            polyps.append(m.select(split, fold, table="polyps", protocol=protocol)[
+                ["polyp_id", "dataset", "patient_id", "size_mm", "size_class3"]])
+            frames.append(m.select(split, fold, protocol=protocol)[["polyp_id", "frame_index"]])
+            known = m.polyps[["polyp_id", "split"]]
+            if protocol == "paper" and fold is not None:  # name other rows by their split under this protocol
+                from polypbench.splits.paper import paper_split
+
+                known = known.assign(split=paper_split(m.paper_folds("polyps"), fold).to_numpy())
+            everything.append(known)
             meta = m.metadata
             info.append({
                 "path": str(m.root),
@@ -179,6 +190,7 @@ class Truth:
         truth = cls(
             split=split,
             fold=fold,
+            protocol=protocol,
             manifests=tuple(info),
             datasets=datasets,
             polyps=table,
@@ -196,9 +208,10 @@ class Truth:
 
 
 def load_truth(
-    manifest: ManifestLike | Truth | Sequence[ManifestLike], split: str = "test", fold: int | None = None
+    manifest: ManifestLike | Truth | Sequence[ManifestLike], split: str = "test", fold: int | None = None,
+    protocol: str = "public",
 ) -> Truth:
     """The truth of ``split`` from one manifest or several (a :class:`Truth` is returned as is)."""
     if isinstance(manifest, Truth):
         return manifest
-    return Truth.from_manifests(manifest, split=split, fold=fold)
+    return Truth.from_manifests(manifest, split=split, fold=fold, protocol=protocol)

@@ -117,11 +117,13 @@ def load_split(
     source: str = "auto",
     context: bool = False,
     encoded: bool = False,
+    protocol: str = "public",
 ) -> PolypFrames:
     """The ``split`` (train / validation / test) of a prepared manifest as a torch Dataset.
 
     With ``fold`` k the public cross-validation folds are used instead of the default split: validation is
-    fold k, train the other non-test folds. ``raw_root`` defaults to the folder recorded at prepare time.
+    fold k, train the other non-test folds. ``protocol="paper"`` uses the HAG/GR paper's per-object folds
+    instead (``fold`` k required: test fold k, validation fold k + 1 mod 6; :meth:`Manifest.select`). ``raw_root`` defaults to the folder recorded at prepare time.
 
     ``decode_size``: the training input size (see :class:`PolypFrames`). ``source``: ``raw`` decodes the raw
     frames; ``shards`` reads crops written by ``polypbench materialize`` (:mod:`polypbench.shards`); ``auto``
@@ -137,7 +139,7 @@ def load_split(
     if source not in SOURCES:
         raise choice_error("source", source, SOURCES)
     manifest = Manifest.open(prepared_dir)
-    rows = manifest.select(split, fold)
+    rows = manifest.select(split, fold, protocol=protocol)
     shards = None
     if source != "raw":
         from polypbench.shards import find_materialized

@@ -117,8 +117,10 @@ def paper_folds(prepared: Sequence[str | Path], split_dir: str | Path | None = N
 
 
 def paper_split(paper_fold: pd.Series, test_fold: int, n_folds: int = PAPER_FOLDS) -> pd.Series:
-    """Split name per object for one run of the paper's protocol: test fold k, validation fold k+1, train rest."""
+    """Split name per object for one run of the paper's protocol: test fold k, validation fold k+1, train rest
+    (``none`` for an object the paper did not use)."""
     out = pd.Series("train", index=paper_fold.index)
+    out[paper_fold < 0] = "none"
     out[paper_fold == test_fold] = "test"
     out[paper_fold == (test_fold + 1) % n_folds] = "validation"
     return out

@@ -18,12 +18,16 @@ from typing import Any
 import yaml
 
 from polypbench.errors import ConfigError, choice_error
+from polypbench.schema import PROTOCOLS
 from polypbench.train.tasks import DATASETS, REGRESSION_LOSSES, TASKS, check_task
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEVICES = ("cpu", "cuda")
+PAPER_AMP = ("none", "fp16-scaler")
+"""``paper_amp``: ``fp16-scaler`` reproduces the reference's fp16 GradScaler step with gr_mode paper
+(docs/models.md); ``none`` (recommended; bf16 autocast needs no scaler)."""
 
 
 @dataclass
@@ -35,13 +39,15 @@ class TrainConfig:
     inverse train-class frequency) on polyps, or ``classification`` (100 logits) on ``dataset: cifar100``.
     ``gr_mode``: ``gr`` | ``paper`` | ``off`` (see ``polypbench.train.routing``; plain models need ``off``).
     ``prepared``: prepared manifest folders trained on jointly; ``raw_roots``: one raw root per prepared folder
-    (empty: the roots recorded at prepare time). ``fold``: ``None`` = the default public split, k =
-    cross-validation fold k. ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows
-    ``img_size``). CIFAR-100 (``dataset: cifar100``) reads ``data_root``, validates on a fixed held-out
-    ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of each class per epoch (0: every
-    image). ``batch_size`` is per process under DDP. ``device_augment`` moves the augmentation from the loader
-    workers to the training device (batched; see ``polypbench.train.device_augment``); ``device_decode`` (with
-    it, and materialized shards) decodes the training crops there too (nvJPEG on a GPU).
+    (empty: the roots recorded at prepare time). ``fold``: ``None`` = the default public split, k = cross-validation
+    fold k; with ``protocol: paper`` the paper's per-object folds (k = the test fold, k + 1 mod 6 validation).
+    ``paper_amp: fp16-scaler`` reproduces the reference's fp16 GradScaler step (gr_mode paper only).
+    ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows ``img_size``). CIFAR-100
+    (``dataset: cifar100``) reads ``data_root``, validates on a fixed held-out ``val_fraction`` of its train split
+    and draws ``per_class_per_epoch`` images of each class per epoch (0: every image). ``batch_size`` is per process
+    under DDP. ``device_augment`` moves the augmentation from the loader workers to the training device (batched;
+    see ``polypbench.train.device_augment``); ``device_decode`` (with it, and materialized shards) decodes the
+    training crops there too (nvJPEG on a GPU).
     """
 
     model: str = "resnet18-hag"
@@ -72,6 +78,8 @@ class TrainConfig:
     prepared: list[str] = field(default_factory=list)
     raw_roots: list[str] = field(default_factory=list)
     fold: int | None = None
+    protocol: str = "public"
+    paper_amp: str = "none"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "polyp"
     data_root: str | None = None
@@ -127,7 +135,8 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     for key, value, valid in (("model", cfg.model, list_models()), ("task", cfg.task, TASKS),
                               ("gr_mode", cfg.gr_mode, GR_MODES), ("regression_loss", cfg.regression_loss,
                               REGRESSION_LOSSES), ("device", cfg.device, DEVICES),
-                              ("dataset", cfg.dataset, DATASETS)):
+                              ("dataset", cfg.dataset, DATASETS), ("protocol", cfg.protocol, PROTOCOLS),
+                              ("paper_amp", cfg.paper_amp, PAPER_AMP)):
         if value not in valid:
             raise choice_error(key, value, valid)
     for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch"):
@@ -145,6 +154,12 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.raw_roots and len(cfg.raw_roots) != len(cfg.prepared):
         raise ConfigError(f"raw_roots has {len(cfg.raw_roots)} entries for {len(cfg.prepared)} prepared folders; "
                           "expected one per prepared folder, or none")
+    if cfg.protocol == "paper" and (cfg.fold is None or cfg.dataset != "polyp"):
+        raise ConfigError("config key 'protocol': 'paper' needs polyp manifests and a test fold (fold: 0..5; "
+                          "validation is fold + 1 mod 6)")
+    if cfg.paper_amp != "none" and (cfg.gr_mode != "paper" or cfg.bf16):
+        raise ConfigError(f"config key 'paper_amp': {cfg.paper_amp!r} reproduces the reference's fp16 GradScaler step "
+                          "and needs gr_mode: paper and bf16: false")
     if "img_size" in cfg.model_kwargs:
         cfg.model_kwargs["img_size"] = cfg.img_size
     return cfg

@@ -164,11 +164,11 @@ def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDatas
         raise ConfigError("config key 'prepared' is empty; expected at least one prepared manifest folder")
     device_side = augment and cfg.device_augment
     if device_side and cfg.device_decode:  # the loader hands over the stored JPEG bytes; nothing to transform
-        return ConcatDataset([load_split(d, split, cfg.fold, margin=cfg.margin, decode_size=cfg.img_size,
+        return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, margin=cfg.margin, decode_size=cfg.img_size,
                                          source="shards", context=True, encoded=True) for d in cfg.prepared])
     transform = WindowScale(cfg.img_size) if device_side else UInt8Augment(cfg.img_size, augment)
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
-    return ConcatDataset([load_split(d, split, cfg.fold, raw_root=r, transform=transform, margin=cfg.margin,
+    return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, raw_root=r, transform=transform, margin=cfg.margin,
                                      decode_size=cfg.img_size, context=True)
                           for d, r in zip(cfg.prepared, roots, strict=True)])
 

@@ -181,7 +181,7 @@ def polyp_scores(*names: tuple[str, str]) -> MetricsFn:
     def metrics(cfg: TrainConfig, ev: Evaluation) -> dict[str, float | None]:
         from polypbench.evaluate import metric_key, score
 
-        result = score(ev.predictions, list(cfg.prepared), split=ev.split, fold=cfg.fold,
+        result = score(ev.predictions, list(cfg.prepared), split=ev.split, fold=cfg.fold, protocol=cfg.protocol,
                        n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
         return {f"polyp_{metric}": result.stat(metric_key("polyp", task, "pooled", metric)).value
                 for task, metric in names}

@@ -1,0 +1,175 @@
+"""The results of a grid, two ways side by side, per model, per dataset and pooled.
+
+- **The paper's way**: every run's test predictions scored per FRAME (the paper's unit), then the mean and standard
+  deviation of each metric over the runs (the folds, times the seeds).
+- **Ours**: one prediction file per model scored per POLYP with 95% patient-bootstrap intervals. On the paper
+  protocol it is the out-of-fold file (each polyp predicted by the run that held it out: the test folds of the
+  first seed together cover every polyp once); on the public split, the first seed's test predictions.
+
+Written as ``results.md``, ``results.csv`` and ``results.json`` in the sweep folder, plus one leaderboard entry per
+model (``entries/<model>.json``, the format of ``polypbench leaderboard export``/``render``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polypbench.evaluate import format_stat, metric_key, score
+from polypbench.evaluate.format import digits
+from polypbench.fileio import atomic_write, atomic_write_json
+from polypbench.sweep.grid import Grid, RunSpec, model_label
+from polypbench.sweep.run import PREDICTIONS, Outcome
+
+log = logging.getLogger(__name__)
+
+METRICS = {("triclass", "macro_f1"): "triclass F1", ("triclass", "balanced_accuracy"): "triclass bal. acc.",
+           ("binary10", "macro_f1"): "<10 vs >=10 mm F1", ("size", "mae_mm"): "MAE mm"}
+"""(task, metric) -> column label: the paper's headline F1s (macro), balanced accuracy and the size error."""
+OOF_FILE = "oof_predictions.parquet"
+
+
+@dataclass
+class ModelResult:
+    """One model of a grid: per-run values (paper's way) and the pooled result (ours)."""
+
+    model: str
+    runs: int
+    finished: int
+    per_run: dict[str, list[float]] = field(default_factory=dict)
+    """metric key (frame view) -> the finished runs' values."""
+    pooled: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """metric key (polyp view) -> the Stat's JSON form."""
+    predictions: str | None = None
+    note: str | None = None
+
+
+def _mean_std(values: Sequence[float], metric: str) -> str:
+    """``0.712 ± 0.041 (n=6)``: mean and sample standard deviation over the runs where the metric is defined."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "-"
+    n = digits(metric)
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return f"{np.mean(finite):.{n}f} ± {std:.{n}f} (n={len(finite)})"
+
+
+def _gather(grid: Grid, specs: Sequence[RunSpec], finished: set[str], model: str) -> tuple[pd.DataFrame | None, str]:
+    """The prediction file scored "ours": the out-of-fold file (paper protocol) or the first seed's test file."""
+    mine = [s for s in specs if model_label(s.config) == model]
+    seed = min(s.seed for s in mine)
+    first = [s for s in mine if s.seed == seed]
+    missing = [s.label for s in first if str(s.run_dir) not in finished]
+    if missing:
+        return None, f"incomplete: {', '.join(missing)} not finished"
+    frames = [pd.read_parquet(s.run_dir / PREDICTIONS) for s in first]
+    what = f"out-of-fold, seed {seed}" if grid.protocol == "paper" else f"test split, seed {seed}"
+    return pd.concat(frames, ignore_index=True), what
+
+
+def aggregate(grid: Grid, specs: Sequence[RunSpec], outcomes: Sequence[Outcome], out: Path, *,
+              n_bootstrap: int = 2000, seed: int = 0) -> list[ModelResult]:
+    """Score every finished run and every model's pooled file; write the tables and entries into ``out``."""
+    finished = {o.run_dir for o in outcomes if o.status in ("done", "skipped")}
+    results = []
+    for config in grid.configs:
+        model = model_label(config)
+        mine = [s for s in specs if model_label(s.config) == model]
+        res = ModelResult(model, len(mine), sum(str(s.run_dir) in finished for s in mine))
+        for spec in mine:
+            if str(spec.run_dir) not in finished:
+                continue
+            run = score(spec.run_dir / PREDICTIONS, list(spec.manifests), split="test", fold=spec.fold,
+                        protocol=spec.protocol, n_bootstrap=0, seed=seed)
+            for dataset in run.datasets:
+                for task, metric in METRICS:
+                    key = metric_key("frame", task, dataset, metric)
+                    stat = run.stat(key) if key in run.metrics else None
+                    res.per_run.setdefault(key, []).append(math.nan if stat is None or stat.value is None
+                                                          else float(stat.value))
+        frame, what = _gather(grid, specs, finished, model)
+        if frame is None:
+            res.note = what
+        else:
+            path = out / "models" / model / OOF_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(path, index=False)
+            split = "all" if grid.protocol == "paper" else "test"
+            pooled = score(frame, list(mine[0].manifests), split=split, protocol="public", n_bootstrap=n_bootstrap,
+                           seed=seed, name=f"{model} ({what})")
+            pooled.to_json(path.with_name("result.json"))
+            res.predictions, res.note = str(path), what
+            for dataset in pooled.datasets:
+                for task, metric in METRICS:
+                    key = metric_key("polyp", task, dataset, metric)
+                    if key in pooled.metrics:
+                        res.pooled[key] = pooled.metrics[key].to_dict()
+        results.append(res)
+    write_tables(grid, results, out)
+    return results
+
+
+def table_rows(results: Sequence[ModelResult]) -> pd.DataFrame:
+    """One row per (model, dataset): each metric the paper's way and ours."""
+    rows = []
+    for res in results:
+        datasets = list(dict.fromkeys(k.split("/")[2] for k in [*res.per_run, *res.pooled]))
+        for dataset in datasets or ["pooled"]:
+            row: dict[str, Any] = {"model": res.model, "dataset": dataset, "runs": f"{res.finished}/{res.runs}"}
+            for (task, metric), label in METRICS.items():
+                per_run = res.per_run.get(metric_key("frame", task, dataset, metric), [])
+                row[f"{label} (paper)"] = _mean_std(per_run, metric)
+                stat = res.pooled.get(metric_key("polyp", task, dataset, metric))
+                row[f"{label} (ours)"] = format_stat(stat, metric)
+            row["ours: predictions"] = res.note or ""
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tables(grid: Grid, results: Sequence[ModelResult], out: Path) -> list[Path]:
+    """``results.md``, ``results.csv`` and ``results.json`` in ``out``."""
+    table = table_rows(results)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path, json_path = out / "results.csv", out / "results.md", out / "results.json"
+    atomic_write(csv_path, table.to_csv(index=False))
+    head = [f"# Grid `{grid.name}` on the {grid.protocol} protocol", "",
+            "(paper): the paper's way: each run's test predictions scored per frame, mean ± sd over the runs (n: the "
+            "runs where the metric is defined). (ours): one prediction file per model scored per polyp with its "
+            "95% patient-bootstrap interval († flags an interval resting on little data; see docs/scoring.md). "
+            "F1 is macro F1.", ""]
+    cells = [list(table.columns), *table.astype(str).to_numpy().tolist()] if len(table) else [["(no runs)"]]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
+    lines.insert(1, "|" + "---|" * len(cells[0]))
+    atomic_write(md_path, "\n".join([*head, *lines]) + "\n")
+    atomic_write_json(json_path, {"grid": grid.name, "protocol": grid.protocol,
+                                  "models": [res.__dict__ for res in results]})
+    return [md_path, csv_path, json_path]
+
+
+def summary(results: Sequence[ModelResult]) -> str:
+    """A short text for the terminal."""
+    return table_rows(results).to_string(index=False)
+
+
+def load_outcomes(specs: Sequence[RunSpec]) -> list[Outcome]:
+    """The outcome recorded in every run folder (for aggregating without launching)."""
+    from polypbench.sweep.run import FAILED, is_done
+
+    out = []
+    for s in specs:
+        if is_done(s):
+            out.append(Outcome(s.label, str(s.run_dir), "skipped"))
+        elif (s.run_dir / FAILED).is_file():
+            out.append(Outcome(s.label, str(s.run_dir), "failed", error=json.loads((s.run_dir / FAILED).read_text())
+                               .get("error")))
+        else:
+            out.append(Outcome(s.label, str(s.run_dir), "missing"))
+    return out
