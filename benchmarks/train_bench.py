@@ -40,6 +40,10 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
     base = create_model(name, 1, **kw).to(device).train()
     if args.channels_last:
         base = base.to(memory_format=torch.channels_last)
+
+    def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+        return torch.compile(model) if args.compile else model  # type: ignore[return-value]  # a compiled Module
+
     x = torch.randn(args.batch, 3, args.res, args.res, device=device)
     y = torch.randn(args.batch, 1, device=device)
     dtype = torch.bfloat16 if args.bf16 else None
@@ -47,7 +51,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
     for mode in args.modes:
         model = copy.deepcopy(base)
         main_opt, gate_opt = build_optimizers(model, 1e-4, 1e-3, gr_mode=mode)
-        runs[mode] = (model, main_opt, gate_opt)
+        runs[mode] = (compile_model(model), main_opt, gate_opt)
 
     def step(mode: str) -> float:
         model, main_opt, gate_opt = runs[mode]
@@ -93,10 +97,11 @@ def bench_loader(args: argparse.Namespace) -> tuple[float, str]:
     n, t0 = 0, time.perf_counter()
     for _ in range(args.loader_batches):
         try:
-            n += len(next(it)["image"])
+            n += len(next(it))
         except StopIteration:
             break
-    return n / (time.perf_counter() - t0), f"{prepared} ({len(loader.dataset)} boxes), {args.workers} workers"
+    boxes = len(loader.dataset)  # type: ignore[arg-type]  # a ConcatDataset of map-style datasets: sized
+    return n / (time.perf_counter() - t0), f"{prepared} ({boxes} boxes), {args.workers} workers"
 
 
 def main() -> None:
@@ -111,6 +116,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (CPU runs)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile each model (the first steps compile)")
     p.add_argument("--prepared", type=Path, default=None,
                    help="prepared folder for the loader measurement [default: a small synthetic SUN dump]")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the loader measurement")
@@ -128,7 +134,8 @@ def main() -> None:
         what = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
     print(f"torch {torch.__version__}, {args.device} ({what}), res {args.res}, batch {args.batch}, "
-          f"bf16 {args.bf16}, channels_last {args.channels_last}, warmup {args.warmup}, median of {args.steps}\n")
+          f"bf16 {args.bf16}, channels_last {args.channels_last}, compile {args.compile}, warmup {args.warmup}, "
+          f"median of {args.steps}\n")
     print("| model | gr_mode | step ms (median) | images/s | step time / off |")
     print("|---|---|---:|---:|---:|")
     summary = []
