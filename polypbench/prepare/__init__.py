@@ -11,7 +11,8 @@ from polypbench import datasets
 from polypbench.prepare.engine import PrepareReport
 
 
-def prepare(dataset: str, raw: str | Path, out: str | Path, *, workers: int | None = None, strict: bool = False) -> PrepareReport:
+def prepare(dataset: str, raw: str | Path, out: str | Path, *, workers: int | None = None,
+            strict: bool = False) -> PrepareReport:
     """Convert the raw ``dataset`` dump at ``raw`` into a manifest directory ``out`` (resumable).
 
     ``dataset`` is a registered name or an alias (``misawa``): the manifest then carries the name as given.

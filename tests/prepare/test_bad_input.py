@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from polypbench.cli import main
 from polypbench.errors import InputError
 from polypbench.prepare import prepare
+from polypbench.prepare.engine import work_dir
 from tests.conftest import link_copy, replace_file
 
 
@@ -28,7 +29,8 @@ def break_xml(raw: Path) -> str:
 
 def box_outside(raw: Path) -> str:
     path = first_positive_xml(raw)
-    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>99999</xmax>", path.read_bytes(), count=1))
+    data = re.sub(rb"<xmin>\d+</xmin>", b"<xmin>90000</xmin>", path.read_bytes(), count=1)
+    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>99999</xmax>", data, count=1))
     return path.name
 
 
@@ -83,8 +85,20 @@ def test_bad_input_is_skipped_counted_and_named_or_fails_with_strict(prepared, t
     result = CliRunner().invoke(main, ["prepare", "real-colon", "--raw", str(raw), "--out", str(tmp_path / "strict"),
                                        "--workers", "1", "--strict"])
     assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("prepare real-colon: ")]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], result.output
+
+
+def test_a_box_past_the_image_edge_is_clamped_kept_and_counted(prepared, tmp_path: Path) -> None:
+    raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
+    path = first_positive_xml(raw)
+    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>99999</xmax>", path.read_bytes(), count=1))
+    report = prepare("real-colon", raw, tmp_path / "out", workers=1, strict=True)  # a fix never stops --strict
+    assert set(report.problems) == {"clamped"} and report.skipped == 0
+    assert report.rows == prepared["real-colon"].report.rows
+    frames = pq.read_table(tmp_path / "out" / "frames.parquet").to_pandas()
+    row = frames[frames["frame_path"].str.endswith(path.stem + ".jpg")].iloc[0]
+    assert row["xmax"] == row["width"]
 
 
 def test_sun_bad_annotation_line_is_named_with_its_line_number(prepared, tmp_path: Path) -> None:
@@ -121,8 +135,8 @@ def test_an_interrupted_run_keeps_its_work_and_a_rerun_continues(prepared, tmp_p
     out = tmp_path / "out"
     with pytest.raises(Exception, match="003-001_annotations"):
         prepare("real-colon", raw, out, workers=1, strict=True)  # stops mid-way, like an interruption
-    done = sorted(p.stem for p in (out / ".parts").glob("*.parquet"))
-    assert done and done[-1] < "003-001" and not (out / "frames.parquet").exists()
+    done = sorted(p.stem for p in (work_dir(out) / "parts").glob("*.parquet"))
+    assert done and done[-1] < "003-001" and not out.exists()
     replace_file(path, original)
     report = prepare("real-colon", raw, out, workers=1)
     assert report.resumed_units == len(done)

@@ -53,10 +53,14 @@ def test_comments_and_other_layouts_fall_back_to_the_safe_parser() -> None:
         (doc(("a", 1, 2, 3, 4))[:-30], "malformed XML"),
         (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><annotation>&lol;</annotation>', "unsafe XML"),
         (doc(("a", 1, 2, 3, 4)).replace(b"<xmin>1</xmin>", b""), "missing <bndbox/xmin>"),
-        (doc(("a", "one", 2, 3, 4)), "non-numeric"),
+        (doc(("a", "one", 2, 3, 4)), r"<bndbox/xmin>: 'one' is not a number"),
+        (doc(("a", "inf", 2, 3, 4)), r"<bndbox/xmin>: inf is not finite"),
+        (doc(("a", 1, 2, "1e400", 4)), r"<bndbox/xmax>: inf is not finite"),
+        (doc(("a", 1, 2, 3, 2**31)), r"<bndbox/ymax>: 2147483648 is out of range"),
+        (doc(("a", 1, 2, 3, 4)).replace(b"<object>", b"<object>stray", 1), "stray text"),
         (b"<voc></voc>", "root element"),
     ],
 )
 def test_bad_documents_are_refused_with_a_reason(data: bytes, message: str) -> None:
-    with pytest.raises(voc.VocError, match=message):
+    with pytest.raises((voc.VocError, voc.BadValue), match=message):
         voc.parse_voc(data)
