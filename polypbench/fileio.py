@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -52,7 +53,15 @@ def writing(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise OutputError(path, exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]) from None
+        raise OutputError(path, _reason(exc)) from None
+
+
+def _reason(exc: OSError) -> str:
+    """``No space left on device``: the OS's words, also from pyarrow's ``... Detail: [errno 28] ...``."""
+    found = re.search(r"\[errno (\d+)\]", str(exc))
+    if found:
+        return os.strerror(int(found.group(1)))
+    return exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 @contextlib.contextmanager
