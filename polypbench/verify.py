@@ -26,18 +26,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from polypbench import __version__, schema
+from polypbench import __version__
 from polypbench.errors import InputError
 from polypbench.fileio import atomic_output, atomic_write_json, run_pool
 from polypbench.jpeg import JpegError, inspect_bytes, inspect_fd
-from polypbench.manifest import Manifest
 from polypbench.prepare.inputs import RawRoot, file_type, open_regular, os_problem
 from polypbench.prepare.problems import Problem, ProblemError, summarize
-from polypbench.progress import Progress
-from polypbench.splits import file_sha256
+
+# Worker processes import this module to run _check_chunk: pyarrow, pandas and the manifest reader are imported
+# inside verify_frames only, so that each spawned worker starts in a fraction of a second.
 
 CHUNK = 256
 """Frames per job sent to a worker."""
@@ -181,6 +178,14 @@ def verify_frames(prepared: str | Path, raw_root: str | Path | None = None, *, h
     """Check every frame ``prepared`` references under ``raw_root`` (default: the root recorded at prepare time);
     with ``hash_frames`` also hash them. Writes verify.json (and frame_hashes.parquet) beside the manifest and
     returns the report; bad frames are in ``report.problems``, one line each."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from polypbench import schema
+    from polypbench.manifest import Manifest
+    from polypbench.progress import Progress
+    from polypbench.splits import file_sha256
+
     manifest = Manifest.open(prepared)
     raw = Path(raw_root) if raw_root is not None else manifest.raw_root
     if raw is None or not raw.is_dir():

@@ -222,3 +222,22 @@ class Converter(abc.ABC):
     def notes(self, raw: Path) -> list[str]:
         """Facts about the dump worth reporting that are not problems (e.g. negative cases without boxes)."""
         return []
+
+
+Job = tuple[type[Converter], Context, Unit, object]
+"""(converter class, context, unit, the fingerprint of its finished part or None), sent to a worker."""
+
+
+def convert_job(job: Job) -> tuple[Unit, UnitResult | None]:
+    """Worker entry: None when the finished part (its fingerprint given) is still current, else the unit converted.
+    Any unexpected exception becomes an ``internal`` problem naming the unit: never a traceback. (Here, not in the
+    engine, so that a spawned worker imports only what converting needs.)"""
+    converter, ctx, unit, done = job
+    try:
+        if done is not None and converter.fingerprint(ctx, unit) == done:
+            return unit, None
+        return unit, converter.convert(ctx, unit)
+    except Exception as exc:  # noqa: BLE001 - the last resort of the policy in problems.py
+        rows = RowBuilder(ctx)
+        rows.internal(unit.path, exc)
+        return unit, rows.result()

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from polypbench import __version__, schema
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.fileio import PartStore, exclusive, publish_dir, recover_dir, run_pool, writing
-from polypbench.prepare.base import Context, Converter, RowBuilder, Unit, UnitResult
+from polypbench.prepare.base import Context, Converter, Job, Unit, UnitResult, convert_job
 from polypbench.prepare.card import HF_DIR, dataset_card
 from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
 from polypbench.progress import Progress
@@ -96,23 +96,6 @@ class PrepareReport:
             for kind, info in skipped.items():
                 lines.append(f"  {kind}: {info['count']} ({info['meaning']}), e.g. {info['examples'][0]}")  # type: ignore[index]
         return "\n".join(lines)
-
-
-Job = tuple[type[Converter], Context, Unit, object]
-
-
-def _convert(job: Job) -> tuple[Unit, UnitResult | None]:
-    """Worker entry: None when the finished part (its fingerprint given) is still current, else the unit converted.
-    Any unexpected exception becomes an ``internal`` problem naming the unit: never a traceback."""
-    converter, ctx, unit, done = job
-    try:
-        if done is not None and converter.fingerprint(ctx, unit) == done:
-            return unit, None
-        return unit, converter.convert(ctx, unit)
-    except Exception as exc:  # noqa: BLE001 - the last resort of the policy in problems.py
-        rows = RowBuilder(ctx)
-        rows.internal(unit.path, exc)
-        return unit, rows.result()
 
 
 def _metadata_hash(ctx: Context) -> str:
@@ -189,7 +172,7 @@ class Engine:
         jobs: list[Job] = [(type(self.converter), ctx, u, parts.fingerprint(u.key)) for u in units]
         resumed = 0
         with Progress(len(units), f"prepare {ctx.dataset}", unit=self.converter.unit_name) as bar:
-            for unit, result in run_pool(_convert, jobs, self.workers):
+            for unit, result in run_pool(convert_job, jobs, self.workers):
                 if result is None:
                     resumed += 1
                 else:

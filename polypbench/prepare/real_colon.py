@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from polypbench import catalog
 from polypbench.prepare.base import Context, Converter, PolypInfo, RowBuilder, Unit, UnitResult
 from polypbench.prepare.inputs import BadValue, Fingerprint, RawRoot, check_size, os_problem, parse_int
 from polypbench.prepare.problems import Problem, ProblemError
@@ -100,6 +99,8 @@ class RealColonConverter(Converter):
     unit_name = "video"
 
     def polyps(self, raw: Path, problems: list[Problem]) -> dict[str, PolypInfo]:
+        from polypbench import catalog  # pandas: the main process only, never the workers
+
         lesions = catalog.read_real_colon_lesion_table(raw / LESIONS)
         videos = catalog.read_real_colon_videos(raw / "video_info.csv")
         brand = dict(zip(videos["unique_video_name"].astype(str), videos["endoscope_brand"], strict=True))

@@ -15,8 +15,6 @@ import os
 import re
 from pathlib import Path
 
-from polypbench import catalog
-from polypbench.catalog import sun_patient_id
 from polypbench.errors import InputError
 from polypbench.jpeg import JpegError, inspect_fd
 from polypbench.prepare.base import Context, Converter, PolypInfo, RowBuilder, Unit, UnitResult
@@ -39,6 +37,9 @@ def sun_frame_index(name: str) -> int:
 
 def sun_polyps(dataset: str) -> dict[str, PolypInfo]:
     """SUN's 100 polyps (one per case) keyed by case number as str, from the shipped Table 2."""
+    from polypbench import catalog  # pandas: the main process only, never the workers
+    from polypbench.catalog import sun_patient_id
+
     cases = catalog.read_sun_cases()
     return {
         str(row.case_id): PolypInfo(
