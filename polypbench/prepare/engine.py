@@ -128,7 +128,7 @@ class Engine:
         if out.is_dir():
             with writing(out):
                 entries = set(os.listdir(out))
-            if entries and not entries & {REPORT_FILE, schema.FRAMES_FILE}:
+            if entries and not entries & {REPORT_FILE, schema.FRAMES_FILE, ".parts"}:  # .parts: an older version's
                 raise InputError(out, "a folder with other files, which publishing a manifest would replace",
                                  "--out a new or empty folder, or a manifest written by `polypbench prepare`")
         real_raw = os.path.realpath(self.raw)

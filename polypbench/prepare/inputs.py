@@ -91,7 +91,7 @@ class RawRoot:
     def resolve(self, rel: str, *, want: str = "file") -> str | None:
         """The real path of ``rel`` (relative to the root), or None when nothing exists there.
 
-        ``want`` is ``"file"`` (a regular file) or ``"dir"``. Raises :class:`ProblemError` (``bad_symlink``,
+        ``want`` is ``"file"`` (a regular file), ``"dir"`` or ``"any"``. Raises :class:`ProblemError` (``bad_symlink``,
         ``not_a_file``, ``unreadable``) with a line naming ``rel``.
         """
         full = os.path.join(self.path, rel)
@@ -100,7 +100,7 @@ class RawRoot:
         except FileNotFoundError:
             if os.path.islink(full):
                 raise ProblemError("bad_symlink", f"{rel}: dangling symlink (to {os.readlink(full)!r}); "
-                                   "expected a link to an existing file inside the raw root") from None
+                                   "expected a link to an existing file or folder inside the raw root") from None
             return None
         except OSError as exc:
             raise os_problem(rel, exc) from None
@@ -126,7 +126,7 @@ def open_regular(path: str, rel: str) -> tuple[int, os.stat_result]:
     except FileNotFoundError:
         if os.path.islink(path):
             raise ProblemError("bad_symlink", f"{rel}: dangling symlink (to {os.readlink(path)!r}); "
-                               "expected a link to an existing file inside the raw root") from None
+                               "expected a link to an existing file or folder inside the raw root") from None
         raise
     except OSError as exc:
         raise os_problem(rel, exc) from None

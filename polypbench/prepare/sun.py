@@ -81,6 +81,14 @@ def listing(ctx: Context, rel: str, rows: RowBuilder | None = None) -> tuple[str
     return None, {}
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder, or a link to one; never raises (a link loop is not a folder)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _case_rel(unit: Unit) -> str:
     return Path(unit.path).parent.parent.joinpath(unit.key).as_posix()
 
@@ -117,14 +125,14 @@ class SunConverter(Converter):
     def notes(self, raw: Path) -> list[str]:
         pos = positive_root(raw)
         annotated = {e.name[:-4] for e in os.scandir(pos / "annotation_txt")}
-        negative = [e.name for e in os.scandir(pos) if e.is_dir() and _CASE.match(e.name) and e.name not in annotated]
+        negative = [e.name for e in os.scandir(pos) if _CASE.match(e.name) and e.name not in annotated and _is_dir(e)]
         notes = []
         if negative:
             notes.append(f"{len(negative)} case folders without annotation txt under {pos.name}/ "
                          "(negative cases, no rows)")
         neg_root = raw / "SUN-Negative"
         if neg_root.is_dir():
-            n = sum(1 for e in os.scandir(neg_root) if e.is_dir())
+            n = sum(1 for e in os.scandir(neg_root) if _is_dir(e))
             notes.append(f"{n} negative cases in SUN-Negative/ (no polyps, no rows)")
         return notes
 

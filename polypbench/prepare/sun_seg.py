@@ -34,20 +34,21 @@ def _subset_dirs(root: RawRoot, problems: list[Problem]) -> list[tuple[str, str]
     seen: dict[str, str] = {}
 
     def visit(rel: str, real: str, depth: int) -> None:
-        try:
-            entries = sorted((e.is_symlink(), e.name) for e in os.scandir(real) if e.is_dir())
+        try:  # a link is a candidate whatever it points to: the policy below reports a dangling one or a loop
+            entries = sorted((e.is_symlink(), e.name) for e in os.scandir(real)
+                             if e.is_symlink() or e.is_dir(follow_symlinks=False))
         except OSError as exc:
             problems.append(os_problem(rel or ".", exc).problem)
             return
         for symlink, name in entries:  # real folders first, so that a link to one is the duplicate
             child = f"{rel}/{name}" if rel else name
             try:
-                target = root.resolve(child, want="dir")
+                target = root.resolve(child, want="any")
             except ProblemError as exc:
                 problems.append(exc.problem)
                 continue
-            if target is None:
-                continue
+            if target is None or not os.path.isdir(target):
+                continue  # a link to a file is not a subset folder
             if symlink and (target == real or real.startswith(target.rstrip(os.sep) + os.sep)):
                 problems.append(Problem("bad_symlink", f"{child}: symlink to a folder above it (a loop); not followed"))
                 continue

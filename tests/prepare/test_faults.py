@@ -320,6 +320,18 @@ def sun_txt_is_a_folder(raw: Path) -> Fault:
     return Fault({"not_a_file": 1, "lesion_without_frames": 1}, "case2.txt", lost=n)
 
 
+def sun_txt_symlink_loop(raw: Path) -> Fault:
+    make_link(raw / "SUN-Positive" / "annotation_txt" / "case2.txt", "case2.txt")
+    n = int(_base["sun"].frames["patient_id"].eq("case2").sum())
+    return Fault({"bad_symlink": 1, "lesion_without_frames": 1}, "case2.txt: symlink loop", lost=n)
+
+
+def sun_txt_dangling(raw: Path) -> Fault:
+    make_link(raw / "SUN-Positive" / "annotation_txt" / "case3.txt", "case33.txt")
+    n = int(_base["sun"].frames["patient_id"].eq("case3").sum())
+    return Fault({"bad_symlink": 1, "lesion_without_frames": 1}, "case3.txt: dangling symlink", lost=n)
+
+
 def sun_coordinate_above_int32(raw: Path) -> Fault:
     txt = raw / "SUN-Positive" / "annotation_txt" / "case1.txt"
     lines = txt.read_text().splitlines()
@@ -385,6 +397,13 @@ def seg_loop_symlink(raw: Path) -> Fault:
     return Fault({"bad_symlink": 1}, "loop: symlink to a folder above it", lost=0)
 
 
+def seg_self_loop_and_dangling_links(raw: Path) -> Fault:
+    (raw / "TrainDataset" / "self").symlink_to("self")
+    (raw / "TestHardDataset" / "Gone").symlink_to("/nonexistent/SUN-SEG/subset")
+    (raw / "README.link").symlink_to("TrainDataset/Detection/bbox_annotation.json")  # a link to a file: no subset
+    return Fault({"bad_symlink": 2}, "TestHardDataset/Gone: dangling symlink", lost=0)
+
+
 FAULTS: dict[str, tuple[str, Callable[[Path], Fault]]] = {
     fn.__name__: (dataset, fn)
     for dataset, fns in {
@@ -396,9 +415,10 @@ FAULTS: dict[str, tuple[str, Callable[[Path], Fault]]] = {
                        annotation_is_a_fifo, annotation_symlink_loop, annotation_dangling_symlink,
                        annotation_symlink_outside, annotation_second_path, video_folder_second_path],
         "sun": [sun_frame_empty, sun_frame_truncated, sun_frame_not_a_jpeg, sun_frame_is_a_folder,
-                sun_frame_symlink_loop, sun_frame_dangling, sun_txt_is_a_folder, sun_coordinate_above_int32],
+                sun_frame_symlink_loop, sun_frame_dangling, sun_txt_is_a_folder, sun_txt_symlink_loop, sun_txt_dangling,
+                sun_coordinate_above_int32],
         "sun-seg": [seg_bbox_infinity, seg_width_1e400, seg_width_above_int32, seg_annotation_not_objects,
-                    seg_annotation_not_a_list, seg_loop_symlink],
+                    seg_annotation_not_a_list, seg_loop_symlink, seg_self_loop_and_dangling_links],
     }.items()
     for fn in fns
 }
