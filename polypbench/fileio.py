@@ -228,6 +228,9 @@ def sigterm_exits() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        if _SPAWNING["now"]:
+            _SPAWNING["signal"] = signum  # raised once the pool has started (see _spawning)
+            return
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -235,6 +238,22 @@ def sigterm_exits() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_SPAWNING: dict[str, Any] = {"now": False, "signal": None}
+
+
+@contextlib.contextmanager
+def _spawning() -> Iterator[None]:
+    """While worker processes are being spawned, SIGTERM waits: interrupting the parent half-way through writing
+    a child's start-up data would make that child print a traceback (EOFError) as it dies."""
+    _SPAWNING.update(now=True, signal=None)
+    try:
+        yield
+    finally:
+        _SPAWNING["now"] = False
+    if _SPAWNING["signal"] is not None:
+        raise SystemExit(128 + _SPAWNING["signal"])
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -265,11 +284,16 @@ def run_pool(fn: Callable[[J], R], jobs: Sequence[J], workers: int) -> Iterator[
                                initargs=(os.getpid(),))
     finished = False
     try:
-        yield from pool.map(fn, jobs, chunksize=1)
+        with _spawning():
+            futures = [pool.submit(fn, job) for job in jobs]
+        for future in futures:
+            yield future.result()
         finished = True
     finally:
-        if not finished:  # do not wait for the running jobs: stop them
-            for process in list((pool._processes or {}).values()):  # the executor offers no public way before 3.14
+        if not finished:
+            # Stop the running jobs instead of waiting for them. The executor then fails every pending future
+            # itself; cancelling them here as well would race with it (Python 3.11 prints an InvalidStateError).
+            for process in list((pool._processes or {}).values()):  # no public way before Python 3.14
                 with contextlib.suppress(OSError):
                     process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)

@@ -231,6 +231,19 @@ def test_workers_end_when_the_parent_is_killed(prepared: Any, tmp_path: Path, si
     assert report.rows == prepared["sun"].report.rows
 
 
+def test_strict_stops_a_parallel_run_in_one_line(small: dict[str, Small], tmp_path: Path) -> None:
+    """The first unit's problem stops the run while the other workers are busy: they are stopped, and nothing but
+    the one line is printed (no traceback from the pool's threads or workers)."""
+    raw = link_copy(small["real-colon"].raw, tmp_path / "raw")
+    path = first_xml_with_box(raw, "001-001")
+    replace_file(path, path.read_bytes()[:-40])
+    proc = _cli("prepare", "real-colon", "--raw", str(raw), "--out", str(tmp_path / "out"), "--workers", "2",
+                "--strict", "-q")
+    stdout, stderr = proc.communicate(timeout=120)
+    lines = (stdout + stderr).decode().strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and path.name in lines[0], lines
+
+
 def test_a_full_disk_names_the_path_and_keeps_the_old_manifest(small: dict[str, Small], tmp_path: Path) -> None:
     """RLIMIT_FSIZE makes every write past 4 KiB fail with EFBIG, as a full disk fails with ENOSPC."""
     out = tmp_path / "out"
