@@ -169,16 +169,60 @@ def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: boo
     """Convert a raw DATASET dump into a Parquet manifest with the published split.
 
     `misawa` is the SUN database cited through its journal paper: it runs the `sun` converter.
-    Resumable: re-run the same command after an interruption and it continues.
+    Each bad input is counted and named in one line (docs/manifest.md); the manifest appears complete at the end
+    or not at all. Resumable: re-run the same command after an interruption and it reuses the units whose
+    inputs did not change.
 
     \b
     Example:
       polypbench prepare real-colon --raw /data/real-colon --out prepared/real-colon --workers 8
     """
+    from polypbench.fileio import sigterm_exits
     from polypbench.prepare import prepare as run_prepare
 
-    report = run_prepare(dataset, raw, out, workers=workers, strict=strict)
+    with sigterm_exits():
+        report = run_prepare(dataset, raw, out, workers=workers, strict=strict)
     click.echo(report.describe())
+
+
+MAX_PROBLEM_LINES = 100
+"""Bad frames listed by `verify` (all of them are in verify.json)."""
+
+
+@main.command()
+@click.argument("prepared", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--raw", "raw_root", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Raw dump folder [default: the one recorded at prepare time].")
+@click.option("--hash", "hash_frames", is_flag=True,
+              help="Also compute each frame's sha256 and a Merkle root per split (reads every byte).")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
+@_one_line_errors
+def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: int | None) -> None:
+    """Check that every frame PREPARED references exists and is a complete JPEG of the manifest's size.
+
+    No decode: the start and end markers and the header size. Each bad frame is one line; the exit status is 1
+    when any is bad. Writes PREPARED/verify.json; with --hash also PREPARED/frame_hashes.parquet and a Merkle
+    root per split, so two labs can prove they hold identical frames.
+
+    \b
+    Example:
+      polypbench verify prepared/real-colon --raw /data/real-colon --hash --workers 8
+    """
+    from polypbench.fileio import sigterm_exits
+    from polypbench.prepare.problems import summarize
+    from polypbench.verify import verify_frames
+
+    with sigterm_exits():
+        report = verify_frames(prepared, raw_root, hash_frames=hash_frames, workers=workers)
+    for problem in report.problems[:MAX_PROBLEM_LINES]:
+        click.echo(f"{problem.kind}: {problem.message}")
+    if len(report.problems) > MAX_PROBLEM_LINES:
+        click.echo(f"... and {len(report.problems) - MAX_PROBLEM_LINES} more (all in {prepared}/verify.json)")
+    click.echo(report.describe())
+    if report.problems:
+        counts = ", ".join(f"{kind} {info['count']}" for kind, info in summarize(report.problems).items())
+        raise PolypbenchError(f"{len(report.problems)} of {report.frames} frames failed ({counts}); "
+                              f"expected every frame present and complete")
 
 
 @main.command()

@@ -33,6 +33,17 @@ class InputError(PolypbenchError):
         super().__init__(" ".join(msg.split()))  # always one line
 
 
+class OutputError(PolypbenchError):
+    """An output that cannot be written (not a folder, no permission, disk full): names the path being written."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: cannot write ({reason}); expected a writable folder with free space")
+
+    def __reduce__(self) -> tuple[type[OutputError], tuple[str, str]]:  # picklable: raised in worker processes too
+        return (OutputError, (self.path, self.reason))
+
+
 OPTIONAL_MODULES = {
     "torch": "torch", "torchvision": "torch", "timm": "train", "safetensors": "train",
     "datasets": "hf", "huggingface_hub": "hf", "tensorboard": "tensorboard", "submitit": "slurm",

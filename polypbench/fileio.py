@@ -1,29 +1,39 @@
 """Writing files safely, resuming interrupted work, and running it on a process pool: one helper for each.
 
 - :func:`atomic_write` / :func:`atomic_output`: a file is either its old content or its complete new content,
-  never half-written (temporary file beside it, then one rename).
+  never half-written (temporary file beside it, then one rename); a failed write (disk full, no permission) is
+  one :class:`~polypbench.errors.OutputError` naming the path (:func:`writing`).
 - :class:`PartStore`: the finished parts of a long job, each kept with a fingerprint of the input it came from,
   so that a rerun redoes exactly the parts whose input changed; the store is discarded when the job's signature
   (inputs, options, versions) differs.
 - :func:`publish_dir`: a folder built in a staging place replaces the published one as a whole; readers see the
-  old folder, then (for a moment) none, then the new one, never a mixture.
-- :func:`run_pool`: jobs on a spawn-context process pool whose workers exit when the parent process dies.
+  old folder, then (for a moment) none, then the new one, never a mixture. :func:`recover_dir` completes or
+  rolls back a publish interrupted by a crash.
+- :func:`exclusive`: one run at a time on an output (a lock file).
+- :func:`run_pool`: jobs on a spawn-context process pool whose workers exit when the parent process dies, and are
+  stopped at once when the parent stops early (an error, Ctrl-C, SIGTERM: see :func:`sigterm_exits`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
+
+from polypbench.errors import OutputError, PolypbenchError
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +47,35 @@ def tmp_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """An OSError while writing ``path`` (disk full, no permission, a file where a folder should be) becomes one
+    :class:`OutputError` line naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(path, _reason(exc)) from None
+
+
+def _reason(exc: OSError) -> str:
+    """``No space left on device``: the OS's words, also from pyarrow's ``... Detail: [errno 28] ...``."""
+    found = re.search(r"\[errno (\d+)\]", str(exc))
+    if found:
+        return os.strerror(int(found.group(1)))
+    return exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+@contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` in one rename, on error it is removed."""
     path = Path(path)
     tmp = tmp_path(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with writing(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -82,13 +112,17 @@ class PartStore:
         self.signature = json.loads(json.dumps(dict(signature), default=str))
 
     def open(self) -> None:
-        """Create the store, discarding it first if it was made for another signature."""
+        """Create the store, discarding it first if it was made for another signature (and any temporary file of
+        an interrupted save)."""
         sig_path = self.folder / self.SIGNATURE
-        if self.folder.exists() and read_json(sig_path) != self.signature:
-            log.warning("discarding partial results in %s: they came from other inputs, options or version",
-                        self.folder)
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with writing(self.folder):
+            if self.folder.exists() and read_json(sig_path) != self.signature:
+                log.warning("discarding partial results in %s: they came from other inputs, options or version",
+                            self.folder)
+                shutil.rmtree(self.folder)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for stale in self.folder.glob(".*.tmp"):
+                stale.unlink()
         if not sig_path.is_file():
             atomic_write_json(sig_path, self.signature)
 
@@ -101,41 +135,132 @@ class PartStore:
         return doc.get("info") if isinstance(doc, dict) else None
 
     def is_done(self, key: str, fingerprint: object) -> bool:
-        """Whether part ``key`` was finished from input with this ``fingerprint``."""
+        """Whether part ``key`` was finished from input with this ``fingerprint`` (None never matches)."""
+        return fingerprint is not None and self.fingerprint(key) == json.loads(json.dumps(fingerprint, default=str))
+
+    def fingerprint(self, key: str) -> Any:
+        """The fingerprint part ``key`` was finished with, or None (not finished, or not reusable)."""
         doc = read_json(self.file(key, "json"))
-        return isinstance(doc, dict) and doc.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str))
+        return doc.get("fingerprint") if isinstance(doc, dict) else None
 
     def save(self, key: str, fingerprint: object, info: Mapping[str, Any],
              files: Mapping[str, Callable[[Path], None]] = {}) -> None:  # noqa: B006 - read-only default
         """Write part ``key``: each ``files[suffix](tmp_path)`` writes one file atomically, then the marker."""
-        self.file(key, "json").unlink(missing_ok=True)  # not done while its files change
+        with writing(self.file(key, "json")):
+            self.file(key, "json").unlink(missing_ok=True)  # not done while its files change
         for suffix, write in files.items():
             with atomic_output(self.file(key, suffix)) as tmp:
                 write(tmp)
         atomic_write_json(self.file(key, "json"), {"fingerprint": fingerprint, "info": dict(info)})
 
 
-def publish_dir(staging: Path, final: Path) -> None:
+def _old(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def _carry(old: Path, final: Path, keep: Sequence[str]) -> None:
+    """Move the ``keep`` entries of the previous folder into the new one (where it lacks them), then drop it."""
+    for name in keep:
+        if (old / name).exists() and not (final / name).exists():
+            os.replace(old / name, final / name)
+    shutil.rmtree(old)
+
+
+def recover_dir(final: str | Path, keep: Sequence[str] = ()) -> None:
+    """Finish a :func:`publish_dir` of ``final`` interrupted by a crash: when only the previous folder remains
+    (``.<name>.old``), it is put back; when the new one is in place, the previous one's ``keep`` entries are
+    carried over and it is removed."""
+    final = Path(final)
+    old = _old(final)
+    if not old.exists():
+        return
+    with writing(final):
+        if not final.exists():
+            os.replace(old, final)
+            log.warning("%s: restored the previous folder (its replacement was interrupted)", final)
+        else:
+            _carry(old, final, keep)
+
+
+def publish_dir(staging: str | Path, final: str | Path, keep: Sequence[str] = ()) -> None:
     """Replace the folder ``final`` by ``staging`` as a whole (``staging`` is consumed).
 
-    The old folder is first renamed aside, then ``staging`` renamed into place, then the old one removed: at no
-    moment does ``final`` hold a mixture of old and new files. A leftover ``.<name>.old`` of an interrupted
-    publish is removed first.
+    The old folder is first renamed aside (``.<name>.old``), then ``staging`` renamed into place, then the old
+    folder's ``keep`` entries (derived data worth keeping, e.g. caches) are moved into the new one where it lacks
+    them, and the rest removed: ``final`` is the old complete folder, then absent, then the new complete one,
+    never a mixture. An earlier interrupted publish is recovered first (:func:`recover_dir`).
     """
-    final = Path(final)
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old.exists():
-        shutil.rmtree(old)
+    staging, final = Path(staging), Path(final)
+    recover_dir(final, keep)
+    old = _old(final)
+    with writing(final):
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        if old.exists():
+            _carry(old, final, keep)
+
+
+@contextlib.contextmanager
+def exclusive(lock: str | Path, what: str) -> Iterator[None]:
+    """Hold the lock file ``lock`` while the block runs; another process holding it fails at once with one line
+    (two runs writing the same output would corrupt each other's work)."""
+    lock = Path(lock)
+    with writing(lock):
+        handle = open(lock, "a")  # noqa: SIM115 - closed below, after the lock is released
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PolypbenchError(f"{what}: another run is writing it now (lock {lock}); expected one run at a "
+                                  "time") from None
+        yield
+    finally:
+        handle.close()
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """While the block runs in the main thread, SIGTERM (``kill``, a SLURM time limit) raises SystemExit(143) like
+    Ctrl-C raises KeyboardInterrupt: cleanup runs and a process pool is stopped instead of orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if _SPAWNING["now"]:
+            _SPAWNING["signal"] = signum  # raised once the pool has started (see _spawning)
+            return
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_SPAWNING: dict[str, Any] = {"now": False, "signal": None}
+
+
+@contextlib.contextmanager
+def _spawning() -> Iterator[None]:
+    """While worker processes are being spawned, SIGTERM waits: interrupting the parent half-way through writing
+    a child's start-up data would make that child print a traceback (EOFError) as it dies."""
+    _SPAWNING.update(now=True, signal=None)
+    try:
+        yield
+    finally:
+        _SPAWNING["now"] = False
+    if _SPAWNING["signal"] is not None:
+        raise SystemExit(128 + _SPAWNING["signal"])
 
 
 def _exit_with_parent(parent: int) -> None:
     """Pool initializer: a daemon thread ends this worker within a second once ``parent`` is gone (kill -9,
-    SIGTERM), so no worker outlives the run blocked on a queue nobody reads."""
+    SIGTERM), so no worker outlives the run blocked on a queue nobody reads. Ctrl-C is the parent's to handle:
+    the worker ignores SIGINT (the parent stops it), so no worker prints a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while True:
@@ -148,15 +273,27 @@ def _exit_with_parent(parent: int) -> None:
 
 def run_pool(fn: Callable[[J], R], jobs: Sequence[J], workers: int) -> Iterator[R]:
     """``fn(job)`` for every job, results in job order: in this process when ``workers`` is 1 (or one job), else
-    on a spawn-context pool of at most ``workers`` processes. Leaving the iteration early cancels what has not
-    started; workers exit on their own if this process dies."""
+    on a spawn-context pool of at most ``workers`` processes. Leaving the iteration early (an error, Ctrl-C,
+    SIGTERM under :func:`sigterm_exits`) cancels what has not started and terminates the running workers; workers
+    exit on their own within a second if this process dies (kill -9)."""
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         yield from map(fn, jobs)
         return
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_exit_with_parent,
                                initargs=(os.getpid(),))
+    finished = False
     try:
-        yield from pool.map(fn, jobs, chunksize=1)
+        with _spawning():
+            futures = [pool.submit(fn, job) for job in jobs]
+        for future in futures:
+            yield future.result()
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not finished:
+            # Stop the running jobs instead of waiting for them. The executor then fails every pending future
+            # itself; cancelling them here as well would race with it (Python 3.11 prints an InvalidStateError).
+            for process in list((pool._processes or {}).values()):  # no public way before Python 3.14
+                with contextlib.suppress(OSError):
+                    process.terminate()
+        pool.shutdown(wait=True)

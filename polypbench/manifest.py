@@ -2,19 +2,29 @@
 
 Loaders, scoring and the leaderboard all open a prepared directory through :class:`Manifest`, so the
 file names and the checks on them live in one place.
+
+``prepare`` publishes a manifest directory as a whole (polypbench/prepare/engine.py): a reader sees the previous
+complete directory or the new complete one, never a mixture. A :class:`Manifest` also notes the directory it
+opened, so a re-prepare that replaces it while a reader is still loading its files is refused in one line
+instead of mixing the old frames with the new polyps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polypbench import schema
 from polypbench.errors import InputError, choice_error
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -22,21 +32,40 @@ class Manifest:
     """The manifest written by ``polypbench prepare`` into ``root`` (see docs/manifest.md)."""
 
     root: Path
+    identity: tuple[int, int] | None = field(default=None, compare=False)
+    """(device, inode) of the directory when opened: the published manifest these reads belong to."""
 
     @classmethod
     def open(cls, root: str | Path) -> Manifest:
         """Open a prepared directory, refusing one without a readable ``frames.parquet`` of schema version 1."""
         root = Path(root)
         frames = root / schema.FRAMES_FILE
+        identity = _identity(root)
         if not frames.is_file():
             raise InputError(root, f"no {schema.FRAMES_FILE}", "a directory written by `polypbench prepare`")
-        schema.read_metadata(frames)
-        return cls(root)
+        manifest = cls(root, identity)
+        manifest._check(schema.read_metadata(frames))
+        return manifest
+
+    def _check(self, value: _T) -> _T:
+        """``value``, read from the directory, unless the directory was replaced since :meth:`open`."""
+        if self.identity is not None and _identity(self.root) != self.identity:
+            raise InputError(self.root, "was replaced by another `polypbench prepare` while being read",
+                             "to open it again (a reader never mixes two manifests)")
+        return value
+
+    def _table(self, name: str, expected: pa.Schema) -> pd.DataFrame:
+        path = self.root / name
+        if not path.is_file():
+            raise InputError(path, "no such file", f"{name} beside {schema.FRAMES_FILE}")
+        table = self._check(pq.read_table(path))
+        schema.check_columns(table, expected, path)
+        return table.to_pandas()
 
     @cached_property
     def metadata(self) -> dict[str, str]:
         """polypbench key-value metadata of frames.parquet (version, dataset, split version and hash, raw root)."""
-        return schema.read_metadata(self.root / schema.FRAMES_FILE)
+        return self._check(schema.read_metadata(self.root / schema.FRAMES_FILE))
 
     @property
     def dataset(self) -> str:
@@ -51,20 +80,12 @@ class Manifest:
     @cached_property
     def frames(self) -> pd.DataFrame:
         """All rows of frames.parquet (one per annotated box)."""
-        path = self.root / schema.FRAMES_FILE
-        table = pq.read_table(path)
-        schema.check_columns(table, schema.FRAMES, path)
-        return table.to_pandas()
+        return self._table(schema.FRAMES_FILE, schema.FRAMES)
 
     @cached_property
     def polyps(self) -> pd.DataFrame:
         """All rows of polyps.parquet (one per polyp)."""
-        path = self.root / schema.POLYPS_FILE
-        if not path.is_file():
-            raise InputError(path, "no such file", "polyps.parquet beside frames.parquet")
-        table = pq.read_table(path)
-        schema.check_columns(table, schema.POLYPS, path)
-        return table.to_pandas()
+        return self._table(schema.POLYPS_FILE, schema.POLYPS)
 
     def paper_folds(self, table: str = "frames") -> pd.Series:
         """The HAG/GR paper's fold of every row (``polypbench.splits.paper``: by public id, whatever the alias);
@@ -108,3 +129,11 @@ class Manifest:
                 raise choice_error("fold", fold, folds)
             mask = (df["fold"] == fold) if split == "validation" else (df["fold"] >= 0) & (df["fold"] != fold)
         return df.loc[mask].reset_index(drop=True)
+
+
+def _identity(root: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(root)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino

@@ -82,16 +82,19 @@ class Progress:
         else:
             log.info("%s", message)
 
-    def close(self) -> None:
+    def close(self, final: bool = True) -> None:
+        """End the bar; without a terminal, log the final status line unless ``final`` is False (the work failed:
+        its error line is then the last word)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         elif self.lines:
             self.lines = False
-            log.info("%s", self.status())
+            if final:
+                log.info("%s", self.status())
 
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        self.close(final=exc is None)

@@ -23,6 +23,12 @@ CLINICAL_FIELDS = ("histology", "site", "endoscope")
 
 FRAMES_FILE = "frames.parquet"
 POLYPS_FILE = "polyps.parquet"
+REPORT_FILE = "prepare_report.json"
+"""Written last into the staged manifest; see polypbench/prepare/engine.py for how a manifest is published."""
+VERIFY_FILE = "verify.json"
+"""Written by ``polypbench verify``: frames checked, problems, and with ``--hash`` the Merkle root per split."""
+HASHES_FILE = "frame_hashes.parquet"
+"""Written by ``polypbench verify --hash``: the sha256 of every frame the manifest references."""
 
 FRAMES = pa.schema(
     [

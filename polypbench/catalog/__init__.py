@@ -47,8 +47,8 @@ def _read_csv(path: Path, columns: tuple[str, ...], dtype: dict[str, str]) -> pd
         raise InputError(path, "no such file", f"a metadata CSV with columns {', '.join(columns)}")
     try:
         df = pd.read_csv(path, dtype=dtype, keep_default_na=False, na_values=[""])
-    except (ValueError, pd.errors.ParserError) as exc:
-        first = str(exc).splitlines()[0]
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise InputError(path, f"unreadable CSV ({first})", f"a CSV with columns {', '.join(columns)}") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -56,12 +56,18 @@ def _read_csv(path: Path, columns: tuple[str, ...], dtype: dict[str, str]) -> pd
     return df
 
 
+def read_real_colon_lesion_table(path: str | Path) -> pd.DataFrame:
+    """REAL-Colon ``lesion_info.csv`` as written, rows in file order, values unchecked (``prepare`` checks each row
+    and refuses a bad one alone); only a missing file or column raises."""
+    return _read_csv(Path(path), REAL_COLON_LESION_COLUMNS, {"unique_object_id": "str", "unique_video_name": "str"})
+
+
 def read_real_colon_lesions(path: str | Path | None = None) -> pd.DataFrame:
-    """REAL-Colon ``lesion_info.csv`` (the dump's, or the shipped copy), rows in file order."""
+    """REAL-Colon ``lesion_info.csv`` (the dump's, or the shipped copy), rows in file order; a bad size raises."""
     path = Path(path) if path is not None else shipped_path("real-colon", "lesion_info.csv")
-    df = _read_csv(path, REAL_COLON_LESION_COLUMNS, {"unique_object_id": "str", "unique_video_name": "str"})
+    df = read_real_colon_lesion_table(path)
     sizes = pd.to_numeric(df["size [mm]"], errors="coerce")
-    bad = sizes.isna() | (sizes < 0)
+    bad = sizes.isna() | (sizes < 0) | (sizes == float("inf"))
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header
         raise InputError(path, f"{df['size [mm]'].iloc[row - 2]!r}", "a size in mm", row=row, field="size [mm]")

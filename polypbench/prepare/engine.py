@@ -1,36 +1,56 @@
-"""Run a converter: parallel over units, resumable, streaming, atomic.
+"""Run a converter: parallel over units, resumable by content, streaming, and published complete or not at all.
 
-Each finished unit is written at once to ``<out>/.parts/<unit>.parquet`` (atomically: temporary file, then
-rename), so an interrupted run keeps its work and a re-run converts only the missing units. The final merge
-streams the parts one at a time into ``frames.parquet`` and ``hf/<split>.parquet`` (memory bounded by one
-part), builds ``polyps.parquet``, the dataset card and ``prepare_report.json``, and renames them into place.
+While a run works on ``<out>``, it keeps everything in ``<parent>/.<out name>.prepare/``:
+
+- ``parts/``: each finished unit, written at once (atomically) with the fingerprint of the inputs it was
+  converted from (names, sizes, modification times; :class:`~polypbench.prepare.inputs.Fingerprint`). A rerun
+  after an interruption reuses a part only when its unit's inputs are unchanged, and reconverts the rest.
+- ``staging/``: the new manifest. The merge streams the parts one at a time into ``frames.parquet`` and
+  ``hf/<split>.parquet`` (memory bounded by one part), then writes ``polyps.parquet``, the dataset card and, last,
+  ``prepare_report.json``.
+- ``lock``: one run at a time per output.
+
+Only then is ``staging/`` published in place of ``<out>`` by :func:`~polypbench.fileio.publish_dir`: every
+reader (``Manifest.open``, ``splits verify``, ``load_split``, plain ``datasets.load_dataset``) sees the previous
+complete manifest, then for a moment none, then the new complete one; a run that fails or is killed leaves the
+previous manifest untouched. Derived data of the previous manifest (``materialized/`` shards, ``verify``'s
+records) is carried over when the new ``frames.parquet`` is byte-identical, and dropped with a log line otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from polypbench import __version__, schema
 from polypbench.errors import InputError, PolypbenchError
-from polypbench.fileio import PartStore, atomic_write_json, run_pool, tmp_path
-from polypbench.prepare.base import Context, Converter, Unit, UnitResult
+from polypbench.fileio import PartStore, exclusive, publish_dir, recover_dir, run_pool, writing
+from polypbench.prepare.base import Context, Converter, Job, Unit, UnitResult, convert_job
 from polypbench.prepare.card import HF_DIR, dataset_card
-from polypbench.prepare.problems import Problem, summarize
+from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
+from polypbench.progress import Progress
+from polypbench.shards.layout import MATERIALIZED_DIR
 from polypbench.splits import SPLIT_VERSION, file_sha256, read_split, split_file
 
 log = logging.getLogger(__name__)
-PARTS = ".parts"
-REPORT_FILE = "prepare_report.json"
+REPORT_FILE = schema.REPORT_FILE
+DERIVED = (MATERIALIZED_DIR, schema.VERIFY_FILE, schema.HASHES_FILE)
+"""Entries other commands add to a manifest, kept across a re-prepare that writes the same frames.parquet."""
+
+
+def work_dir(out: Path) -> Path:
+    """Where a run on ``out`` keeps its parts, staging folder and lock: ``<parent>/.<name>.prepare``."""
+    return out.with_name(f".{out.name}.prepare")
 
 
 @dataclass
@@ -48,10 +68,12 @@ class PrepareReport:
     problems: dict[str, dict[str, object]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     resumed_units: int = 0
+    units: int = 0
 
     @property
     def skipped(self) -> int:
-        return sum(int(v["count"]) for v in self.problems.values())  # type: ignore[call-overload]
+        """Inputs left out (every problem kind but the fixes, such as ``clamped``)."""
+        return sum(int(v["count"]) for k, v in self.problems.items() if k not in FIXES)  # type: ignore[call-overload]
 
     def to_dict(self) -> dict[str, object]:
         return {**self.__dict__, "out": str(self.out), "skipped": self.skipped}
@@ -63,67 +85,139 @@ class PrepareReport:
             "rows per split: " + ", ".join(f"{k} {v}" for k, v in self.split_rows.items()),
         ]
         if self.resumed_units:
-            lines.append(f"resumed: {self.resumed_units} units reused from an interrupted run")
+            lines.append(f"resumed: {self.resumed_units} of {self.units} units reused unchanged from an earlier run")
         lines += [f"note: {n}" for n in self.notes]
-        if self.problems:
-            lines.append(f"skipped {self.skipped} bad inputs (--strict would stop at the first):")
-            for kind, info in self.problems.items():
+        fixed = {k: v for k, v in self.problems.items() if k in FIXES}
+        skipped = {k: v for k, v in self.problems.items() if k not in FIXES}
+        for kind, info in fixed.items():
+            lines.append(f"{kind}: {info['count']} ({info['meaning']}), e.g. {info['examples'][0]}")  # type: ignore[index]
+        if skipped:
+            lines.append(f"skipped {self.skipped} bad inputs (--strict would stop at the first; all in {REPORT_FILE}):")
+            for kind, info in skipped.items():
                 lines.append(f"  {kind}: {info['count']} ({info['meaning']}), e.g. {info['examples'][0]}")  # type: ignore[index]
         return "\n".join(lines)
 
 
-def _convert(args: tuple[type[Converter], Context, Unit]) -> tuple[Unit, UnitResult]:
-    converter, ctx, unit = args
-    return unit, converter.convert(ctx, unit)
+def _metadata_hash(ctx: Context) -> str:
+    """The polyps joined onto rows: parts made with other metadata are not reused."""
+    import hashlib
+
+    text = json.dumps(sorted((k, asdict(v)) for k, v in ctx.polyps.items()), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Engine:
     """Runs one converter over one raw dump into one output directory."""
 
     def __init__(self, converter: Converter, raw: Path, out: Path, workers: int | None, strict: bool) -> None:
-        self.converter, self.raw, self.out, self.strict = converter, Path(raw), Path(out), strict
+        self.converter, self.raw, self.strict = converter, Path(raw), strict
+        out = Path(out)
+        self.out = Path(os.path.realpath(out)) if out.is_symlink() else Path(os.path.abspath(out))
+        self.work = work_dir(self.out)
         self.workers = workers or os.cpu_count() or 1
         self.split_path = split_file(converter.dataset)
         self.split_sha = file_sha256(self.split_path)
-        signature = {"dataset": converter.dataset, "raw": str(self.raw.resolve()), "version": __version__,
-                     "schema": schema.SCHEMA_VERSION, "split_sha256": self.split_sha}
-        self.parts = PartStore(self.out / PARTS, signature)
 
-    def _save(self, unit: Unit, result: UnitResult) -> None:
-        info = {"problems": [p.to_dict() for p in result.problems], "files": result.n_files,
-                "negative": result.n_negative}
-        self.parts.save(unit.key, unit.path, info, {"parquet": lambda tmp: pq.write_table(result.table, tmp)})
-
-    def _run_units(self, ctx: Context, todo: list[Unit]) -> Iterator[tuple[Unit, UnitResult]]:
-        jobs = [(type(self.converter), ctx, unit) for unit in todo]
-        return run_pool(_convert, jobs, self.workers)
-
-    def run(self) -> PrepareReport:
+    def _check_paths(self) -> None:
         if not self.raw.is_dir():
             raise InputError(self.raw, "no such folder", f"the raw {self.converter.dataset} dump")
-        polyps = self.converter.polyps(self.raw)
-        published = read_split(self.converter.dataset)
-        split_of = {row.patient_id: (row.split, int(row.fold)) for row in published.itertuples(index=False)}
-        ctx = Context(self.converter.dataset, self.raw, polyps, split_of)
-        units = self.converter.units(self.raw)
-        if not units:
-            raise InputError(self.raw, "no annotations found", f"the raw {self.converter.dataset} layout (docs/datasets.md)")
-        self.parts.open()
-        todo = [u for u in units if not self.parts.is_done(u.key, u.path)]
-        bar = tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=f"prepare {ctx.dataset}",
-                   disable=None, leave=False)
-        with bar:
-            for unit, result in self._run_units(ctx, todo):
-                if self.strict and result.problems:
-                    raise PolypbenchError(result.problems[0].message)
-                self._save(unit, result)
-                bar.update()
-        report = self._merge(ctx, units, resumed=len(units) - len(todo))
-        shutil.rmtree(self.parts.folder)
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise InputError(out, "a file, not a folder",
+                             "--out a new folder or a manifest written by `polypbench prepare`")
+        if out.is_dir():
+            with writing(out):
+                entries = set(os.listdir(out))
+            if entries and not entries & {REPORT_FILE, schema.FRAMES_FILE, ".parts"}:  # .parts: an older version's
+                raise InputError(out, "a folder with other files, which publishing a manifest would replace",
+                                 "--out a new or empty folder, or a manifest written by `polypbench prepare`")
+        real_raw = os.path.realpath(self.raw)
+        if os.path.realpath(out) == real_raw or real_raw.startswith(str(out) + os.sep):
+            raise InputError(out, "the raw dump or a folder holding it", "--out a folder outside the raw dump")
+
+    def _stop(self, problems: list[Problem]) -> None:
+        if self.strict and (problem := first_skip(problems)) is not None:
+            raise PolypbenchError(problem.message)
+
+    def run(self) -> PrepareReport:
+        self._check_paths()
+        with writing(self.work):
+            self.work.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.work / "lock", str(self.out)):
+            self._recover()
+            report = self._run()
+        with writing(self.work):
+            shutil.rmtree(self.work)
         return report
 
-    def _merge(self, ctx: Context, units: list[Unit], resumed: int) -> PrepareReport:
+    def _run(self) -> PrepareReport:
         problems: list[Problem] = []
+        polyps = self.converter.polyps(self.raw, problems)
+        published = read_split(self.converter.dataset)
+        split_of = {row.patient_id: (row.split, int(row.fold)) for row in published.itertuples(index=False)}
+        try:
+            units = self.converter.units(self.raw, problems)
+        except OSError as exc:
+            raise InputError(self.raw, f"cannot list the dump ({exc.strerror})", "a readable raw folder") from None
+        if not units:
+            raise InputError(self.raw, "no annotations found",
+                             f"the raw {self.converter.dataset} layout (docs/datasets.md)")
+        unit_paths = frozenset(os.path.realpath(self.raw / u.path) for u in units)
+        ctx = Context(self.converter.dataset, self.raw, polyps, split_of, unit_paths)
+        self._stop(problems)
+        signature = {"dataset": ctx.dataset, "raw": ctx.root.real, "version": __version__,
+                     "schema": schema.SCHEMA_VERSION, "split_sha256": self.split_sha, "metadata": _metadata_hash(ctx)}
+        parts = PartStore(self.work / "parts", signature)
+        parts.open()
+        jobs: list[Job] = [(type(self.converter), ctx, u, parts.fingerprint(u.key)) for u in units]
+        resumed = 0
+        with Progress(len(units), f"prepare {ctx.dataset}", unit=self.converter.unit_name) as bar:
+            for unit, result in run_pool(convert_job, jobs, self.workers):
+                if result is None:
+                    resumed += 1
+                else:
+                    self._stop(result.problems)
+                    self._save(parts, unit, result)
+                bar.update()
+        staging = self.work / "staging"
+        with writing(staging):
+            if staging.exists():
+                shutil.rmtree(staging)  # a stale one from a run killed while merging
+            (staging / HF_DIR).mkdir(parents=True)
+        report = self._merge(ctx, parts, units, problems, resumed, staging)
+        keep = self._keep(self.out, staging)
+        publish_dir(staging, self.out, keep)
+        return report
+
+    def _keep(self, old: Path, new: Path) -> tuple[str, ...]:
+        """The derived entries of ``old`` to carry into ``new``: all when both frames.parquet are identical."""
+        present = [name for name in DERIVED if (old / name).exists()]
+        if not present:
+            return ()
+        try:
+            same = file_sha256(old / schema.FRAMES_FILE) == file_sha256(new / schema.FRAMES_FILE)
+        except OSError:
+            same = False
+        if same:
+            return DERIVED
+        log.warning("%s: frames.parquet changed, so %s made from the previous one %s dropped; run them again",
+                    self.out, ", ".join(present), "is" if len(present) == 1 else "are")
+        return ()
+
+    def _recover(self) -> None:
+        """Finish or roll back a publish that a crash interrupted."""
+        old = self.out.with_name(f".{self.out.name}.old")
+        if old.exists():
+            recover_dir(self.out, self._keep(old, self.out) if self.out.exists() else ())
+
+    def _save(self, parts: PartStore, unit: Unit, result: UnitResult) -> None:
+        info = {"problems": [p.to_dict() for p in result.problems], "files": result.n_files,
+                "negative": result.n_negative}
+        parts.save(unit.key, result.fingerprint, info, {"parquet": lambda tmp: pq.write_table(result.table, tmp)})
+
+    def _merge(self, ctx: Context, parts: PartStore, units: list[Unit], problems: list[Problem], resumed: int,
+               staging: Path) -> PrepareReport:
+        problems = list(problems)
         files = negative = 0
         n_frames: dict[str, int] = {}
         metadata = schema.parquet_metadata({
@@ -135,17 +229,15 @@ class Engine:
             schema.META_RAW_ROOT: str(self.raw.resolve()),
         })
         frames_schema = schema.FRAMES.with_metadata(metadata)
-        (self.out / HF_DIR).mkdir(exist_ok=True)
-        targets = {"frames": self.out / schema.FRAMES_FILE, **{s: self.out / HF_DIR / f"{s}.parquet" for s in schema.SPLITS}}
-        writers = {name: pq.ParquetWriter(tmp_path(path), frames_schema, compression="zstd") for name, path in targets.items()}
+        targets = {"frames": staging / schema.FRAMES_FILE,
+                   **{s: staging / HF_DIR / f"{s}.parquet" for s in schema.SPLITS}}
         split_rows = dict.fromkeys(schema.SPLITS, 0)
-        try:
-            for unit in units:
-                info = self.parts.info(unit.key)
-                assert info is not None, f"{unit.key}: part not finished"
+        with writing(staging), ExitStack() as stack:
+            writers = {name: stack.enter_context(pq.ParquetWriter(path, frames_schema, compression="zstd"))
+                       for name, path in targets.items()}
+            for table, info in self._parts(parts, units, frames_schema):
                 problems += [Problem(**p) for p in info["problems"]]
                 files, negative = files + info["files"], negative + info["negative"]
-                table = pq.read_table(self.parts.file(unit.key, "parquet")).cast(frames_schema)
                 if table.num_rows:  # no empty row groups: some readers (HF datasets) refuse them
                     writers["frames"].write_table(table)
                 for split in schema.SPLITS:
@@ -155,30 +247,34 @@ class Engine:
                         writers[split].write_table(part)
                 for row in table.group_by("polyp_id").aggregate([("polyp_id", "count")]).to_pylist():
                     n_frames[row["polyp_id"]] = n_frames.get(row["polyp_id"], 0) + row["polyp_id_count"]
-        finally:
-            for writer in writers.values():
-                writer.close()
         for key, polyp in ctx.polyps.items():
-            if polyp.polyp_id not in n_frames:
-                problems.append(Problem("lesion_without_frames", f"{self.raw}: lesion {key} ({polyp.polyp_id}) has no valid "
-                                        "box in the dump; expected at least one annotated frame"))
-        if self.strict and problems:
-            raise PolypbenchError(problems[0].message)
+            if polyp.polyp_id not in n_frames and polyp.refused is None:
+                problems.append(Problem("lesion_without_frames", f"{self.raw}: lesion {key} ({polyp.polyp_id}) has "
+                                        "no valid box in the dump; expected at least one annotated frame"))
+        self._stop(problems)
         polyp_table = self._polyps_table(ctx, n_frames, metadata)
-        tmp_polyps = tmp_path(self.out / schema.POLYPS_FILE)
-        pq.write_table(polyp_table, tmp_polyps, compression="zstd")
         report = PrepareReport(
             dataset=ctx.dataset, out=self.out, rows=sum(split_rows.values()), polyps=polyp_table.num_rows,
             patients=len(set(polyp_table["patient_id"].to_pylist())), files=files, negative_frames=negative,
             split_rows=split_rows, problems=summarize(problems), notes=self.converter.notes(self.raw),
-            resumed_units=resumed,
+            resumed_units=resumed, units=len(units),
         )
-        card = self.out / "README.md"
-        tmp_path(card).write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha))
-        for path in [*targets.values(), self.out / schema.POLYPS_FILE, card]:
-            os.replace(tmp_path(path), path)
-        atomic_write_json(self.out / REPORT_FILE, {**report.to_dict(), "all_problems": [p.to_dict() for p in problems]})
+        with writing(staging):
+            pq.write_table(polyp_table, staging / schema.POLYPS_FILE, compression="zstd")
+            (staging / "README.md").write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha))
+            doc = {**report.to_dict(), "all_problems": [p.to_dict() for p in problems]}
+            (staging / REPORT_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")  # last
         return report
+
+    @staticmethod
+    def _parts(parts: PartStore, units: list[Unit], frames_schema: pa.Schema) -> Iterator[tuple[pa.Table, dict]]:
+        """Each unit's finished part (rows and info), in unit order, one at a time."""
+        for unit in units:
+            info = parts.info(unit.key)
+            if info is None:
+                raise PolypbenchError(f"{parts.folder}: part {unit.key} vanished during the run; "
+                                      "expected one run at a time")
+            yield pq.read_table(parts.file(unit.key, "parquet")).cast(frames_schema), info
 
     @staticmethod
     def _polyps_table(ctx: Context, n_frames: dict[str, int], metadata: dict[bytes, bytes]) -> pa.Table:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from polypbench.cli import main
-from polypbench.errors import InputError
-from polypbench.prepare import prepare
+from polypbench.errors import InputError, PolypbenchError
+from polypbench.prepare import PrepareReport, prepare
+from polypbench.prepare.engine import work_dir
 from tests.conftest import link_copy, replace_file
 
 
@@ -28,21 +30,23 @@ def break_xml(raw: Path) -> str:
 
 def box_outside(raw: Path) -> str:
     path = first_positive_xml(raw)
-    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>99999</xmax>", path.read_bytes(), count=1))
+    data = re.sub(rb"<xmin>\d+</xmin>", b"<xmin>90000</xmin>", path.read_bytes(), count=1)
+    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>99999</xmax>", data, count=1))
     return path.name
 
 
 def empty_box(raw: Path) -> str:
     path = first_positive_xml(raw)
     data = path.read_bytes()
-    xmin = re.search(rb"<xmin>(\d+)</xmin>", data).group(1)
+    xmin = re.search(rb"<xmin>(\d+)</xmin>", data).group(1)  # type: ignore[union-attr]  # synthetic: always there
     replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>" + xmin + b"</xmax>", data, count=1))
     return path.name
 
 
 def unknown_lesion(raw: Path) -> str:
     path = first_positive_xml(raw)
-    replace_file(path, re.sub(rb"<unique_id>[^<]+</unique_id>", b"<unique_id>001-001_99</unique_id>", path.read_bytes(), count=1))
+    data = path.read_bytes()
+    replace_file(path, re.sub(rb"<unique_id>[^<]+</unique_id>", b"<unique_id>001-001_99</unique_id>", data, count=1))
     return path.name
 
 
@@ -71,41 +75,62 @@ CASES = {
 }
 
 
+def example(report: PrepareReport, kind: str) -> str:
+    """The first message of ``kind`` in a report."""
+    examples = report.problems[kind]["examples"]
+    assert isinstance(examples, list)
+    return str(examples[0])
+
+
 @pytest.mark.parametrize("kind", CASES)
-def test_bad_input_is_skipped_counted_and_named_or_fails_with_strict(prepared, tmp_path: Path, kind: str) -> None:
+def test_bad_input_is_skipped_counted_and_named_or_fails_with_strict(prepared: Any, tmp_path: Path, kind: str) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
     named = CASES[kind](raw)
     report = prepare("real-colon", raw, tmp_path / "out", workers=1)
     assert set(report.problems) == {kind}
-    assert named in report.problems[kind]["examples"][0]
+    assert named in example(report, kind)
     clean = prepared["real-colon"].report.rows
     assert report.rows < clean or kind == "lesion_without_frames" and report.polyps == 131
     result = CliRunner().invoke(main, ["prepare", "real-colon", "--raw", str(raw), "--out", str(tmp_path / "strict"),
                                        "--workers", "1", "--strict"])
     assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("prepare real-colon: ")]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], result.output
 
 
-def test_sun_bad_annotation_line_is_named_with_its_line_number(prepared, tmp_path: Path) -> None:
+def test_a_box_past_the_image_edge_is_clamped_kept_and_counted(prepared: Any, tmp_path: Path) -> None:
+    raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
+    path = first_positive_xml(raw)
+    replace_file(path, re.sub(rb"<xmax>\d+</xmax>", b"<xmax>99999</xmax>", path.read_bytes(), count=1))
+    report = prepare("real-colon", raw, tmp_path / "out", workers=1, strict=True)  # a fix never stops --strict
+    assert set(report.problems) == {"clamped"} and report.skipped == 0
+    assert report.rows == prepared["real-colon"].report.rows
+    frames = pq.read_table(tmp_path / "out" / "frames.parquet").to_pandas()
+    row = frames[frames["frame_path"].str.endswith(path.stem + ".jpg")].iloc[0]
+    assert row["xmax"] == row["width"]
+
+
+def test_sun_bad_annotation_line_is_named_with_its_line_number(prepared: Any, tmp_path: Path) -> None:
     raw = link_copy(prepared["sun"].raw, tmp_path / "raw")
     txt = next(raw.glob("*/annotation_txt/case7.txt"))
     replace_file(txt, txt.read_text() + "garbage line without a box\n")
     report = prepare("sun", raw, tmp_path / "out", workers=1)
     assert set(report.problems) == {"bad_annotation"}
     n_lines = len(txt.read_text().splitlines())
-    assert f"case7.txt:{n_lines}" in report.problems["bad_annotation"]["examples"][0]
+    assert f"case7.txt:{n_lines}" in example(report, "bad_annotation")
 
 
-def test_sun_seg_json_with_unknown_image_is_reported(prepared, tmp_path: Path) -> None:
+def test_sun_seg_json_with_unknown_image_is_reported(prepared: Any, tmp_path: Path) -> None:
     raw = link_copy(prepared["sun-seg"].raw, tmp_path / "raw")
     path = raw / "TrainDataset" / "Detection" / "bbox_annotation.json"
-    replace_file(path, path.read_text().replace('"annotation": [', '"annotation": [{"id": "case999_1-a1-image0001", "bbox": [1, 1, 5, 5]}, ', 1))
+    stray = '{"id": "case999_1-a1-image0001", "bbox": [1, 1, 5, 5]}, '
+    replace_file(path, path.read_text().replace('"annotation": [', '"annotation": [' + stray, 1))
     report = prepare("sun-seg", raw, tmp_path / "out", workers=1)
-    assert set(report.problems) == {"bad_annotation"} and "case999_1-a1-image0001" in report.problems["bad_annotation"]["examples"][0]
+    assert set(report.problems) == {"bad_annotation"}
+    assert "case999_1-a1-image0001" in example(report, "bad_annotation")
 
 
-def test_metadata_csv_without_a_column_stops_the_run(prepared, tmp_path: Path) -> None:
+def test_metadata_csv_without_a_column_stops_the_run(prepared: Any, tmp_path: Path) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
     csv = raw / "lesion_info.csv"
     replace_file(csv, csv.read_text().replace('"size [mm]"', '"size"', 1))
@@ -113,7 +138,7 @@ def test_metadata_csv_without_a_column_stops_the_run(prepared, tmp_path: Path) -
         prepare("real-colon", raw, tmp_path / "out", workers=1)
 
 
-def test_an_interrupted_run_keeps_its_work_and_a_rerun_continues(prepared, tmp_path: Path) -> None:
+def test_an_interrupted_run_keeps_its_work_and_a_rerun_continues(prepared: Any, tmp_path: Path) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
     path = first_positive_xml(raw, "003-001")
     original = path.read_bytes()
@@ -121,20 +146,20 @@ def test_an_interrupted_run_keeps_its_work_and_a_rerun_continues(prepared, tmp_p
     out = tmp_path / "out"
     with pytest.raises(Exception, match="003-001_annotations"):
         prepare("real-colon", raw, out, workers=1, strict=True)  # stops mid-way, like an interruption
-    done = sorted(p.stem for p in (out / ".parts").glob("*.parquet"))
-    assert done and done[-1] < "003-001" and not (out / "frames.parquet").exists()
+    done = sorted(p.stem for p in (work_dir(out) / "parts").glob("*.parquet"))
+    assert done and done[-1] < "003-001" and not out.exists()
     replace_file(path, original)
     report = prepare("real-colon", raw, out, workers=1)
     assert report.resumed_units == len(done)
     assert pq.read_table(out / "frames.parquet").equals(pq.read_table(prepared["real-colon"].out / "frames.parquet"))
 
 
-def test_a_failed_rerun_leaves_the_previous_manifest_intact(prepared, tmp_path: Path) -> None:
+def test_a_failed_rerun_leaves_the_previous_manifest_intact(prepared: Any, tmp_path: Path) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
     out = tmp_path / "out"
     prepare("real-colon", raw, out, workers=1)
     before = (out / "frames.parquet").read_bytes()
     break_xml(raw)
-    with pytest.raises(Exception):
+    with pytest.raises(PolypbenchError, match="malformed XML"):
         prepare("real-colon", raw, out, workers=1, strict=True)
     assert (out / "frames.parquet").read_bytes() == before

@@ -25,7 +25,7 @@ def doc(*boxes: tuple[str, object, object, object, object]) -> bytes:
 def test_fast_path_agrees_with_the_safe_parser(boxes: tuple) -> None:
     data = doc(*boxes)
     fast = voc._fast(data)
-    assert fast is not None and fast == voc._safe(data)
+    assert fast is not None and fast == voc._safe(data) == voc._exact(data)
     assert [b.unique_id for b in fast.boxes] == [b[0] for b in boxes]
     assert (fast.width, fast.height) == (1352, 1080)
 
@@ -39,6 +39,24 @@ def test_negative_frames_are_recognised_without_parsing() -> None:
     assert voc.is_negative(doc())
     assert not voc.is_negative(doc(("a", 1, 2, 3, 4)))
     assert not voc.is_negative(doc()[:-20])  # truncated: must go to the parser, not be counted as negative
+    other = doc().replace(b"<size>", b"<segmented>0</segmented><owner><name>x</name></owner><size>")
+    assert voc.is_negative(other) and voc._safe(other).boxes == ()  # another layout, provably without a box
+
+
+POSITIVE = doc(("001-001_1", 10, 20, 30, 40))
+
+
+@pytest.mark.parametrize("damaged", [
+    POSITIVE.replace(b"<object>", b"<obxect>"),  # still ends in </annotation>
+    POSITIVE.replace(b"<object><name>lesion</name>", b"\0garbage\0"),
+    POSITIVE.replace(b"</bndbox>", b""),
+    POSITIVE.replace(b"<object>", b"<objects>"),
+    POSITIVE.replace(b"<object>", b"<!-- --><object>"),
+    POSITIVE.replace(b"<size>", b"<wrap><object>").replace(b"</size>", b"</object></wrap>"),
+    POSITIVE[: len(POSITIVE) // 2] + b"</annotation>",
+])
+def test_a_damaged_positive_never_passes_as_negative(damaged: bytes) -> None:
+    assert not voc.is_negative(damaged)
 
 
 def test_comments_and_other_layouts_fall_back_to_the_safe_parser() -> None:
@@ -53,10 +71,14 @@ def test_comments_and_other_layouts_fall_back_to_the_safe_parser() -> None:
         (doc(("a", 1, 2, 3, 4))[:-30], "malformed XML"),
         (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><annotation>&lol;</annotation>', "unsafe XML"),
         (doc(("a", 1, 2, 3, 4)).replace(b"<xmin>1</xmin>", b""), "missing <bndbox/xmin>"),
-        (doc(("a", "one", 2, 3, 4)), "non-numeric"),
+        (doc(("a", "one", 2, 3, 4)), r"<bndbox/xmin>: 'one' is not a number"),
+        (doc(("a", "inf", 2, 3, 4)), r"<bndbox/xmin>: inf is not finite"),
+        (doc(("a", 1, 2, "1e400", 4)), r"<bndbox/xmax>: inf is not finite"),
+        (doc(("a", 1, 2, 3, 2**31)), r"<bndbox/ymax>: 2147483648 is out of range"),
+        (doc(("a", 1, 2, 3, 4)).replace(b"<object>", b"<object>stray", 1), "stray text"),
         (b"<voc></voc>", "root element"),
     ],
 )
 def test_bad_documents_are_refused_with_a_reason(data: bytes, message: str) -> None:
-    with pytest.raises(voc.VocError, match=message):
+    with pytest.raises((voc.VocError, voc.BadValue), match=message):
         voc.parse_voc(data)
