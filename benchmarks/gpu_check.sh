@@ -59,7 +59,7 @@ step "3. shard-fed training: time waiting on data" $((SECONDS_RUN + 150)) "$PY" 
   --device "$DEVICE" --size "$RES" --batch "$BATCH" --workers "$WORKERS" --frames-per-polyp "$FPP" \
   --seconds "$SECONDS_RUN" --dir "$WORK/data" $([ "$DEVICE" = cuda ] && echo --bf16 --channels-last || echo --no-device-decode) \
   --json "$DEST/data_wait.json"
-step "4. nvJPEG decode test" 60 "$PY" -m pytest -q -p no:cacheprovider tests/load/test_decode.py -k "cuda or nvjpeg" -rs
+step "4. nvJPEG decode test" 60 "$PY" -m pytest -q -p no:cacheprovider tests/load/test_decode.py -k gpu -rs
 step "5. 1-GPU DDP smoke run (torchrun, $([ "$DEVICE" = cuda ] && echo NCCL || echo gloo))" 120 bash -c "
   rm -rf '$WORK/ddp' && '$PY' -m torch.distributed.run --standalone --nproc_per_node 1 -m polypbench train \
     --config demo --manifest '$WORK/data/prepared' --set device=$DEVICE --set epochs=1 --set img_size=$RES \

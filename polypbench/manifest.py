@@ -90,8 +90,13 @@ class Manifest:
     def paper_folds(self, table: str = "frames") -> pd.Series:
         """The HAG/GR paper's fold of every row (``polypbench.splits.paper``: by public id, whatever the alias);
         -1 for a polyp the paper did not use."""
-        from polypbench.splits.paper import fold_of  # lazy: splits imports this module
+        from polypbench.splits import file_sha256  # lazy: splits imports this module
+        from polypbench.splits.paper import fold_of, paper_split_file
 
+        recorded = self.metadata.get(schema.META_PAPER_SPLIT_HASH)
+        if recorded is not None and recorded != file_sha256(paper_split_file()):
+            raise InputError(self.root, f"prepared with another paper fold file (sha256 {recorded[:12]})",
+                             "a manifest prepared with this polypbench version (re-run `polypbench prepare`)")
         df = self.frames if table == "frames" else self.polyps
         keys = df["polyp_id"].astype(str).str.split("/", n=1).str[1]
         return pd.Series(fold_of(self.dataset, keys.tolist()), index=df.index)

@@ -82,6 +82,8 @@ META_DATASET = "polypbench.dataset"
 META_SPLIT_VERSION = "polypbench.split_version"
 META_SPLIT_HASH = "polypbench.split_sha256"
 META_RAW_ROOT = "polypbench.raw_root"
+META_PAPER_SPLIT_HASH = "polypbench.paper_split_sha256"
+"""sha256 of split_manifests/paper/v1.csv, the paper protocol's per-object folds (``protocol="paper"``)."""
 _META_PREFIX = "polypbench."
 
 

@@ -41,6 +41,7 @@ from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
 from polypbench.progress import Progress
 from polypbench.shards.layout import MATERIALIZED_DIR
 from polypbench.splits import SPLIT_VERSION, file_sha256, read_split, split_file
+from polypbench.splits.paper import paper_split_file
 
 log = logging.getLogger(__name__)
 REPORT_FILE = schema.REPORT_FILE
@@ -226,6 +227,7 @@ class Engine:
             schema.META_DATASET: ctx.dataset,
             schema.META_SPLIT_VERSION: SPLIT_VERSION,
             schema.META_SPLIT_HASH: self.split_sha,
+            schema.META_PAPER_SPLIT_HASH: file_sha256(paper_split_file()),
             schema.META_RAW_ROOT: str(self.raw.resolve()),
         })
         frames_schema = schema.FRAMES.with_metadata(metadata)

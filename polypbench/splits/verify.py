@@ -7,6 +7,7 @@ from pathlib import Path
 from polypbench import schema
 from polypbench.errors import PolypbenchError
 from polypbench.manifest import Manifest
+from polypbench.splits.paper import paper_split_file
 from polypbench.splits.public import SPLIT_VERSION, file_sha256, read_split, split_file
 
 
@@ -26,6 +27,11 @@ def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
             f"{manifest.root}: split hash {recorded} differs from the published {path} ({expected}); "
             "re-run `polypbench prepare` with this polypbench version"
         )
+    paper = file_sha256(paper_split_file(split_dir))
+    if meta.get(schema.META_PAPER_SPLIT_HASH) != paper:
+        raise PolypbenchError(f"{manifest.root}: paper fold hash {meta.get(schema.META_PAPER_SPLIT_HASH)} differs "
+                              f"from the published {paper_split_file(split_dir)} ({paper}); "
+                              "re-run `polypbench prepare`")
     if meta.get(schema.META_SPLIT_VERSION) != SPLIT_VERSION:
         raise PolypbenchError(f"{manifest.root}: split version {meta.get(schema.META_SPLIT_VERSION)!r}; "
                               f"expected {SPLIT_VERSION!r}")
@@ -44,5 +50,5 @@ def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
     return (
         f"OK: {manifest.root} ({manifest.dataset}, {len(frames)} frame rows, "
         f"{frames['patient_id'].nunique()} patients) "
-        f"uses the published split {SPLIT_VERSION} (sha256 {expected[:12]})"
+        f"uses the published split {SPLIT_VERSION} (sha256 {expected[:12]}) and paper folds (sha256 {paper[:12]})"
     )
