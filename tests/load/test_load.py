@@ -61,7 +61,7 @@ def test_folds_partition_the_non_test_patients(prepared) -> None:
         assert train and val and not train & val and train | val == non_test
     with pytest.raises(ConfigError, match="expected one of: 0, 1, 2, 3, 4"):
         load_split(out, "train", fold=7)
-    with pytest.raises(ConfigError, match="expected one of: test, train, validation"):
+    with pytest.raises(ConfigError, match="expected one of: all, test, train, validation"):
         load_split(out, "dev")
 
 
