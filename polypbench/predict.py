@@ -38,7 +38,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Path], split: str = "test", *,
             raw_root: str | Path | Sequence[str | Path] | None = None, fold: int | None = None,
             batch_size: int = 64, device: str = "cpu", num_workers: int = 0) -> pd.DataFrame:
-    """Frame-level predictions of ``checkpoint`` for ``split`` of one or more prepared manifests."""
+    """Frame-level predictions of ``checkpoint`` (a ``best.pt`` or ``last.pt``) for ``split`` of one or more
+    prepared manifests; progress as :mod:`polypbench.progress` shows it."""
     ckpt = load_checkpoint(checkpoint)
     dirs = [manifest_dir] if isinstance(manifest_dir, (str, Path)) else list(manifest_dir)
     roots = [] if raw_root is None else [raw_root] if isinstance(raw_root, (str, Path)) else list(raw_root)
@@ -55,6 +56,7 @@ def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Pa
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     objective = TASKS[cfg.task].objective(cfg, TargetStats.from_checkpoint(ckpt))
-    df = run_inference(model, eval_loader(cfg, split, batch_size), cfg, objective, dev, split).predictions
+    df = run_inference(model, eval_loader(cfg, split, batch_size), cfg, objective, dev, split,
+                       desc=f"predict {split}").predictions
     log.info("predicted %d frames of %s (%s)", len(df), split, ", ".join(map(str, dirs)))
     return df

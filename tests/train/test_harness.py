@@ -49,7 +49,9 @@ def test_overrides_are_typed_and_saved(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("lrr=1", "unknown config key 'lrr'; expected one of: model, task"),
+    ("lrr=1", "unknown config key 'lrr'; did you mean 'lr'?"),
+    ("qqqq=1", "unknown config key 'qqqq'; expected one of: model, task"),
+    ("augment=yes", "config key 'augment': 'yes' is not a boolean; expected true or false"),
     ("task=size", "unknown task 'size'; expected one of: classification, regression, triclass"),
     ("model=resnet50", "unknown model 'resnet50'; expected one of:"),
     ("epochs=many", "config key 'epochs': 'many' is not int"),
@@ -177,11 +179,11 @@ def test_cli_train_then_predict(prepared: dict, tmp_path: Path) -> None:
     res = runner.invoke(main, ["train", "--config", "demo", "--manifest", str(out), "--out", str(tmp_path / "r"),
                                *[a for o in [*TINY, "img_size=32"] for a in ("--set", o)]])
     assert res.exit_code == 0, res.output
-    assert "trained 1 epochs" in res.output and (tmp_path / "r" / "best.pt").is_file()
+    assert "trained 1 epoch in" in res.stdout and (tmp_path / "r" / "best.pt").is_file()
     res = runner.invoke(main, ["predict", "--checkpoint", str(tmp_path / "r" / "best.pt"), "--manifest", str(out),
                                "--out", str(tmp_path / "p.parquet")])
     assert res.exit_code == 0, res.output
     validate_predictions(pd.read_parquet(tmp_path / "p.parquet"), out, split="test")
     res = runner.invoke(main, ["train", "--config", "demo", "--set", "lrr=1", "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and res.output.startswith("Error: ") and res.output.count("\n") == 1
-    assert "unknown config key 'lrr'" in res.output
+    assert "unknown config key 'lrr'; did you mean 'lr'?" in res.output
