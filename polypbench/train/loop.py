@@ -214,15 +214,15 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
                         if loader.generator is not None}
     if augmenter is not None:
         state.generators["device_augment"] = augmenter.generator
-    best, history = _Best(), []
+    best, history, saved_rng = _Best(), [], None
     if todo.last is not None:
         state.load_state_dict(todo.last)
         best = _Best(int(todo.last["best"]["epoch"]), float(todo.last["best"]["val_loss"]))
-        history = list(todo.last["history"])
+        history, saved_rng = list(todo.last["history"]), todo.last["rng"]
+        todo.last = None  # the weights and optimizer states are in place: free the checkpoint's copy
     net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
     step_model = distributed.wrap(net, ctx, frozen=gate_parameters(model) if cfg.gr_mode == "gr" else ())
-    streams = getattr(model, "streams", None)
-    autocast_dtype = torch.bfloat16 if cfg.bf16 else None
+    step = _Step(getattr(model, "streams", None), device, augmenter, objective)
 
     # Everything that can refuse the config has run: only now is the folder made or changed.
     if ctx.is_main:
@@ -231,40 +231,20 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
     if ctx.is_main:
         note(_start_line(cfg, run_dir, todo, data, ctx))
     metrics = rundir.MetricsLog(run_dir, enabled=ctx.is_main, start_epoch=todo.start_epoch)
-    if todo.last is not None:  # the last thing before the first step: nothing draws in between
-        _restore_rng(todo.last["rng"], ctx)
+    if saved_rng is not None:  # the last thing before the first step: nothing draws in between
+        _restore_rng(saved_rng, ctx)
     session: list[float] = []
     try:
         for epoch in range(todo.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             data.sampler.set_epoch(epoch)
-            model.train()
-            sums: dict[str, float] = {}
-            steps = 0
-            with Progress(len(data.train), f"epoch {epoch}/{cfg.epochs - 1}", unit="batch", enabled=ctx.is_main,
-                          summary=False) as bar:
-                for batch in data.train:
-                    x = model_input(batch, streams, device, non_blocking=True, augment=augmenter)
-                    y = batch.target(task.target).to(device, non_blocking=True)
-                    stats = train_step(step_model, x, y, objective.loss, state.main_opt, state.gate_opt,
-                                       gr_mode=cfg.gr_mode, clip_main=cfg.clip_main, clip_gate=cfg.clip_gate,
-                                       autocast_dtype=autocast_dtype, channels_last=cfg.channels_last)
-                    if state.scheduler is not None:
-                        state.scheduler.step()
-                    if not math.isfinite(stats["loss"]):
-                        raise TrainingError(f"non-finite training loss at epoch {epoch} step {steps}; expected a "
-                                            "lower lr")
-                    for k, v in stats.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    steps += 1
-                    bar.set_postfix(f"loss {sums['loss'] / steps:.4g}")
-                    bar.update()
+            means = _train_epoch(cfg, epoch, state, step_model, data.train, step, show=ctx.is_main)
             val_loss = math.nan
             if ctx.is_main:
                 val_loss, validation = evaluate_split(cfg, objective, run_inference(
                     net, data.validation, cfg, objective, device, desc=f"validate epoch {epoch}", summary=False))
-                row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
-                                       **validation, "lr": float(state.main_opt.param_groups[0]["lr"])}
+                row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, **validation,
+                                       "lr": float(state.main_opt.param_groups[0]["lr"])}
                 row["seconds"] = time.perf_counter() - t0
                 row["best"] = best.update(epoch, val_loss)
                 if row["best"]:
@@ -295,6 +275,44 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
     if ctx.is_main:
         rundir.write_summary(run_dir, summary.to_json())
     return summary
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What turns a batch into a step's input and loss."""
+
+    streams: list[str] | None
+    device: torch.device
+    augmenter: DeviceAugment | None
+    objective: Objective
+
+
+def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, step_model: nn.Module, loader: Loader,
+                 step: _Step, *, show: bool) -> dict[str, float]:
+    """One epoch of :func:`train_step` over ``loader`` (the scheduler, if any, stepped after each); returns the
+    mean of each step statistic (loss, grad_norm, ...). ``show``: the progress bar with the running loss."""
+    state.model.train()
+    sums: dict[str, float] = {}
+    steps = 0
+    autocast_dtype = torch.bfloat16 if cfg.bf16 else None
+    target = step.objective.task.target
+    with Progress(len(loader), f"epoch {epoch}/{cfg.epochs - 1}", unit="batch", enabled=show, summary=False) as bar:
+        for batch in loader:
+            x = model_input(batch, step.streams, step.device, non_blocking=True, augment=step.augmenter)
+            y = batch.target(target).to(step.device, non_blocking=True)
+            stats = train_step(step_model, x, y, step.objective.loss, state.main_opt, state.gate_opt,
+                               gr_mode=cfg.gr_mode, clip_main=cfg.clip_main, clip_gate=cfg.clip_gate,
+                               autocast_dtype=autocast_dtype, channels_last=cfg.channels_last)
+            if state.scheduler is not None:
+                state.scheduler.step()
+            if not math.isfinite(stats["loss"]):
+                raise TrainingError(f"non-finite training loss at epoch {epoch} step {steps}; expected a lower lr")
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            steps += 1
+            bar.set_postfix(f"loss {sums['loss'] / steps:.4g}")
+            bar.update()
+    return {k: v / max(steps, 1) for k, v in sums.items()}
 
 
 def _weights(cfg: TrainConfig, model: nn.Module, stats: TargetStats, epoch: int, val_loss: float) -> dict[str, Any]:

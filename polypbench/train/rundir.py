@@ -63,10 +63,8 @@ class Plan:
     mode: str
     last: dict[str, Any] | None = None
     finished: bool = False
-
-    @property
-    def start_epoch(self) -> int:
-        return int(self.last["epoch"]) + 1 if self.last is not None else 0
+    start_epoch: int = 0
+    """The first epoch to train (``last.pt``'s epoch + 1 on resume)."""
 
 
 def plan(run_dir: str | Path, cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Plan:
@@ -95,7 +93,8 @@ def plan(run_dir: str | Path, cfg: TrainConfig, *, resume: bool = False, overwri
         return Plan("replace")  # stopped before its first epoch ended: starting again is resuming it
     last = load_last(root / LAST)
     check_resumable(cfg, last, root)
-    return Plan("resume", last, finished=SUMMARY in files and int(last["epoch"]) + 1 >= cfg.epochs)
+    done = int(last["epoch"]) + 1
+    return Plan("resume", last, finished=SUMMARY in files and done >= cfg.epochs, start_epoch=done)
 
 
 def describe(root: Path, files: list[str]) -> str:
