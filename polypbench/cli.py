@@ -749,8 +749,9 @@ def submit(predictions: Path | None, server: str, token: str, method: str, decla
 
 
 @main.command()
-@click.option("--config", "config", required=True,
-              help="A YAML file, or the name of a packaged config (e.g. resnet18-hag, demo, cifar100-vit-tiny-hag).")
+@click.option("--config", "config", default=None,
+              help="A YAML file, or the name of a packaged config (e.g. resnet18-hag, demo, cifar100-vit-tiny-hag); "
+                   "with --resume, default: the run's own config.yaml.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config key (repeatable), e.g. --set lr=1e-3 --set prepared=[a,b].")
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
@@ -760,24 +761,37 @@ def submit(predictions: Path | None, server: str, token: str, method: str, decla
 @click.option("--data-root", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="With --dataset cifar100: the folder holding cifar-100-python/ (never downloaded).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Run folder: config.yaml, metrics.jsonl and best.pt are written here.")
+              help="Run folder: config.yaml, metrics.jsonl/.csv, best.pt, last.pt and summary.json are written here.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last.pt (same config; more epochs allowed); starts it if the "
+                   "folder holds no run.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out (its run files are removed first).")
 @_one_line_errors
-def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], dataset: str | None,
-          data_root: Path | None, out: Path) -> None:
-    """Train a model; keep the best checkpoint by validation loss.
+def train(config: str | None, overrides: tuple[str, ...], manifests: tuple[Path, ...], dataset: str | None,
+          data_root: Path | None, out: Path, resume: bool, overwrite: bool) -> None:
+    """Train a model; keep the best checkpoint by validation loss and the last one to resume from.
 
-    Under torchrun (`torchrun --nproc_per_node N -m polypbench train ...`) it trains with
-    DistributedDataParallel, batch_size per process.
+    Prints one line per epoch (train and validation loss, the headline validation metric, ETA) and a progress
+    bar on a terminal (a line every 10 s in a log file; -q silences both). A folder that holds a run is refused
+    unless --resume or --overwrite. Under torchrun (`torchrun --nproc_per_node N -m polypbench train ...`) it
+    trains with DistributedDataParallel, batch_size per process.
 
     \b
     Example:
       polypbench train --config resnet18-hag --manifest prepared/sun --manifest prepared/real-colon \\
           --set epochs=5 --set device=cuda --out runs/r18-hag
+      polypbench train --out runs/r18-hag --resume --set epochs=10
       polypbench train --config cifar100-vit-tiny-hag --dataset cifar100 --data-root data/ --out runs/cifar
     """
+    from polypbench.errors import ConfigError
     from polypbench.train import fit, load_config
     from polypbench.train.tasks import implied_task
 
+    if config is None:
+        if not (resume and (out / "config.yaml").is_file()):
+            raise ConfigError("--config is missing; expected a YAML file or a packaged config name (only --resume "
+                              "of a run folder with a config.yaml can leave it out)")
+        config = str(out / "config.yaml")
     extra = [f"prepared=[{','.join(map(str, manifests))}]"] if manifests else []
     if dataset is not None:
         extra.append(f"dataset={dataset}")
@@ -786,7 +800,7 @@ def train(config: str, overrides: tuple[str, ...], manifests: tuple[Path, ...], 
             extra.append(f"task={task}")
     if data_root is not None:
         extra.append(f"data_root={data_root}")
-    summary = fit(load_config(config, [*overrides, *extra]), out)
+    summary = fit(load_config(config, [*overrides, *extra]), out, resume=resume, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(summary.describe())
 

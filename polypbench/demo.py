@@ -71,7 +71,7 @@ def train_demo(out: Path, *, seed: int = 0, overrides: tuple[str, ...] = (),
     start = time.perf_counter()
     for folder in prepared:  # each epoch then decodes small crops instead of whole frames
         materialize(folder, size=cfg.img_size, margin=cfg.margin, workers=workers)
-    summary = fit(cfg, run_dir)
+    summary = fit(cfg, run_dir, overwrite=True)  # the demo folder is its own: a rerun replaces its run
     seconds = time.perf_counter() - start
     preds = predict(summary.checkpoint, prepared, "test")
     preds.to_parquet(run_dir / "test_predictions.parquet", index=False)

@@ -39,8 +39,9 @@ def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Pa
             raw_root: str | Path | Sequence[str | Path] | None = None, fold: int | None = None,
             protocol: str = "public", batch_size: int = 64, device: str = "cpu",
             num_workers: int = 0) -> pd.DataFrame:
-    """Frame-level predictions of ``checkpoint`` for ``split`` of one or more prepared manifests (``fold`` and
-    ``protocol`` as :meth:`polypbench.manifest.Manifest.select`)."""
+    """Frame-level predictions of ``checkpoint`` (a ``best.pt`` or ``last.pt``) for ``split`` of one or more
+    prepared manifests (``fold`` and ``protocol`` as :meth:`polypbench.manifest.Manifest.select`); progress as
+    :mod:`polypbench.progress` shows it."""
     ckpt = load_checkpoint(checkpoint)
     dirs = [manifest_dir] if isinstance(manifest_dir, (str, Path)) else list(manifest_dir)
     roots = [] if raw_root is None else [raw_root] if isinstance(raw_root, (str, Path)) else list(raw_root)
@@ -57,6 +58,7 @@ def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Pa
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     objective = TASKS[cfg.task].objective(cfg, TargetStats.from_checkpoint(ckpt))
-    df = run_inference(model, eval_loader(cfg, split, batch_size), cfg, objective, dev, split).predictions
+    df = run_inference(model, eval_loader(cfg, split, batch_size), cfg, objective, dev, split,
+                       desc=f"predict {split}").predictions
     log.info("predicted %d frames of %s (%s)", len(df), split, ", ".join(map(str, dirs)))
     return df

@@ -3,7 +3,8 @@
 On a terminal (stderr is a TTY) a tqdm bar with rate and ETA; otherwise (SLURM, nohup, CI) one log line every
 ``POLYPBENCH_PROGRESS_SECONDS`` seconds (default 10) and one at the end, so a log shows the work moving. Both go
 through the ``polypbench.progress`` logger at INFO: the CLI shows them by default and ``-q`` silences them; a
-library user who configures no logging sees nothing.
+library user who configures no logging sees nothing. :func:`note` sends a one-off line (a per-epoch summary, a
+"resuming" notice) the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def _every() -> float:
         return DEFAULT_SECONDS
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 07 s``, ``2 h 05 min``."""
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds} s"
@@ -36,18 +38,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def note(message: str) -> None:
+    """A line shown wherever progress is shown (stderr by default in the CLI, silenced by -q)."""
+    log.info("%s", message)
+
+
 class Progress:
     """``with Progress(total, "prepare sun", unit="video") as bar: ... bar.update()``.
 
     ``total`` None: an open-ended count (no percentage or ETA). ``initial``: work already done (a resumed run).
+    ``enabled`` False shows nothing (e.g. DDP ranks other than 0). ``summary`` False: no closing log line (when
+    the caller logs its own, such as a training epoch's). :meth:`set_postfix` adds a running value
+    (``loss 0.231``) to the bar and to the log lines.
     """
 
-    def __init__(self, total: int | None, desc: str, *, unit: str = "it", initial: int = 0) -> None:
+    def __init__(self, total: int | None, desc: str, *, unit: str = "it", initial: int = 0,
+                 enabled: bool = True, summary: bool = True) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.n = self.initial = initial
         self.start = self.last = time.monotonic()
         self.every = _every()
-        enabled = log.isEnabledFor(logging.INFO)
+        self.postfix = ""
+        self.summary = summary
+        enabled = enabled and log.isEnabledFor(logging.INFO)
         self.bar = None
         if enabled and sys.stderr.isatty():
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False, file=sys.stderr,
@@ -62,10 +75,16 @@ class Progress:
         text = f"{self.desc}: {self.n}" + (f"/{self.total} {self.unit}" if self.total is not None else f" {self.unit}")
         if self.total:
             text += f" ({100 * self.n / self.total:.0f}%)"
-        text += f", {_duration(elapsed)}, {rate:.3g} {self.unit}/s"
+        text += f", {duration(elapsed)}, {rate:.3g} {self.unit}/s"
         if self.total is not None and rate > 0 and self.n < self.total:
-            text += f", ETA {_duration((self.total - self.n) / rate)}"
-        return text
+            text += f", ETA {duration((self.total - self.n) / rate)}"
+        return text + (f", {self.postfix}" if self.postfix else "")
+
+    def set_postfix(self, text: str) -> None:
+        """A running value shown after the counts (on the bar at its next refresh; in the next log line)."""
+        self.postfix = text
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -90,7 +109,7 @@ class Progress:
             self.bar = None
         elif self.lines:
             self.lines = False
-            if final:
+            if final and self.summary:
                 log.info("%s", self.status())
 
     def __enter__(self) -> Progress:

@@ -22,7 +22,6 @@ from typing import Any
 
 import pyarrow as pa
 from PIL import Image
-from tqdm import tqdm
 
 from polypbench import schema
 from polypbench.errors import ConfigError, InputError
@@ -30,6 +29,7 @@ from polypbench.fileio import atomic_output, atomic_write_json, read_json, run_p
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import draft_scale, unreadable_frame
 from polypbench.manifest import Manifest
+from polypbench.progress import Progress
 from polypbench.shards.layout import (
     BATCH_ROWS,
     SHARD_SCHEMA,
@@ -67,7 +67,8 @@ def _open_frame(path: Path, boxes: list[tuple[int, int, int, int]], spec: Spec
         with Image.open(path) as image:
             size = image.size
             windows = [crop_window(b, size[0], size[1], spec.margin) for b in boxes]
-            k = draft_scale(image, min(max(r - l, b - t) for l, t, r, b in windows), spec.size)
+            side = min(max(right - left, bottom - top) for left, top, right, bottom in windows)
+            k = draft_scale(image, side, spec.size)
             return image.convert("RGB"), k, size
     except (OSError, SyntaxError) as exc:
         raise unreadable_frame(path, exc) from None
@@ -101,7 +102,7 @@ def stored_crop(frame: Image.Image, k: int, size: tuple[int, int], box: tuple[in
 def _crops(job: VideoJob) -> Iterator[dict[str, Any]]:
     """Every row of ``job`` with its stored crop, in manifest order; each frame decoded once for all its boxes."""
     rows = job.rows
-    boxes = list(zip(rows["xmin"], rows["ymin"], rows["xmax"], rows["ymax"]))
+    boxes = list(zip(rows["xmin"], rows["ymin"], rows["xmax"], rows["ymax"], strict=True))
     by_frame: dict[str, list[int]] = defaultdict(list)
     for i, frame_path in enumerate(rows["frame_path"]):
         by_frame[frame_path].append(i)
@@ -116,7 +117,8 @@ def _crops(job: VideoJob) -> Iterator[dict[str, Any]]:
 def write_shard(job: VideoJob) -> int:
     """Write one shard (temporary name, renamed when complete); return its number of rows."""
     n = 0
-    with atomic_output(job.out) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SHARD_SCHEMA) as writer:
+    with (atomic_output(job.out) as tmp, pa.OSFile(str(tmp), "wb") as sink,
+          pa.ipc.new_file(sink, SHARD_SCHEMA) as writer):
         batch: list[dict[str, Any]] = []
         for row in _crops(job):
             batch.append(row)
@@ -208,8 +210,7 @@ def materialize(
     todo = [job for _, _, job in plan if not job.out.is_file()]
     if len(todo) < len(plan):
         log.info("resuming: %d of %d shards already written", len(plan) - len(todo), len(plan))
-    with tqdm(total=len(plan), initial=len(plan) - len(todo), unit="shard", desc=f"materialize {manifest.dataset}",
-              disable=None, leave=False) as bar:
+    with Progress(len(plan), f"materialize {manifest.dataset}", unit="shard", initial=len(plan) - len(todo)) as bar:
         for _, error in run_pool(_run, todo, workers or os.cpu_count() or 1):
             if error is not None:
                 raise InputError(*error)

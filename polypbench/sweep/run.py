@@ -1,8 +1,9 @@
 """One run of a grid (train, then predict its test split), and the launchers that run many.
 
-A run is a normal ``polypbench train`` + ``polypbench predict`` into its own folder. ``done.json`` is written last,
-so a folder holding it is a finished run and is skipped by the next sweep (resumable); ``failed.json`` records a
-run that failed (one line), and the other runs go on. Launchers:
+A run is a normal ``polypbench train --resume`` + ``polypbench predict`` into its own folder. ``done.json`` is
+written last, so a folder holding it is a finished run and is skipped by the next sweep; a run interrupted during
+training continues from its ``last.pt``; ``failed.json`` records a run that failed (one line), and the other runs
+go on. Launchers:
 
 - ``local``: in this machine's processes, one run at a time, or ``parallel`` at once (on a multi-GPU machine one
   per visible GPU: each worker process sees only its GPU, through ``CUDA_VISIBLE_DEVICES``);
@@ -64,7 +65,7 @@ def run_one(spec: RunSpec) -> Outcome:
                      f"protocol={spec.protocol}", f"fold={'null' if spec.fold is None else spec.fold}"]
         cfg = load_config(spec.config, overrides)
         (spec.run_dir / FAILED).unlink(missing_ok=True)
-        summary = fit(cfg, spec.run_dir)
+        summary = fit(cfg, spec.run_dir, resume=True)  # new: starts; interrupted: continues from last.pt
         preds = predict(summary.checkpoint, list(spec.manifests), "test", fold=spec.fold, protocol=spec.protocol,
                         device=cfg.device)
         preds.to_parquet(spec.run_dir / PREDICTIONS, index=False)

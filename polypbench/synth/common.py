@@ -18,6 +18,7 @@ from PIL import Image
 
 from polypbench.errors import InputError
 from polypbench.fileio import run_pool
+from polypbench.progress import Progress
 from polypbench.synth.render import JPEG_QUALITY
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,16 @@ def write_bytes(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def run_jobs(fn: Callable[[J], R], jobs: Sequence[J], workers: int) -> list[R]:
-    """``[fn(job) for job in jobs]`` on at most ``workers`` processes (one per core at most); results in order."""
-    return list(run_pool(fn, jobs, min(workers, os.cpu_count() or 1)))
+def run_jobs(fn: Callable[[J], R], jobs: Sequence[J], workers: int, desc: str = "synth",
+             unit: str = "video") -> list[R]:
+    """``[fn(job) for job in jobs]`` on at most ``workers`` processes (one per core at most); results in order.
+    Progress is shown as ``desc`` (:class:`~polypbench.progress.Progress`: a bar, or a line every few seconds)."""
+    results = []
+    with Progress(len(jobs), desc, unit=unit) as bar:
+        for result in run_pool(fn, jobs, min(workers, os.cpu_count() or 1)):
+            results.append(result)
+            bar.update()
+    return results
 
 
 def flatten(parts: Iterable[list[BoxRecord]]) -> list[BoxRecord]:

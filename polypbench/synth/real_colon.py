@@ -175,5 +175,5 @@ def write(out: Path, options: Options) -> tuple[list[BoxRecord], int]:
                  tuple(by_video.get(str(v.unique_video_name), ())), options)
         for v in videos.itertuples(index=False)
     ]
-    results = run_jobs(write_video, jobs, options.workers)
+    results = run_jobs(write_video, jobs, options.workers, f"synth {DATASET}", "video")
     return [r for recs, _ in results for r in recs], sum(n for _, n in results)

@@ -58,5 +58,5 @@ def write(out: Path, options: Options) -> tuple[list[BoxRecord], int]:
     jobs = [CaseJob(out, int(c.case_id), float(c.size_mm), False, options) for c in cases.itertuples(index=False)]
     if options.negatives_per_video:
         jobs += [CaseJob(out, m, 0.0, True, options) for m in range(1, N_NEGATIVE_CASES + 1)]
-    results = run_jobs(write_case, jobs, options.workers)
+    results = run_jobs(write_case, jobs, options.workers, f"synth {DATASET}", "case")
     return [r for recs, _ in results for r in recs], sum(n for _, n in results)

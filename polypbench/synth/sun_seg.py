@@ -148,7 +148,7 @@ def write(out: Path, options: Options) -> tuple[list[BoxRecord], int]:
     jobs = [CaseJob(out, int(c.case_id), float(c.size_mm), classification_label(str(c.pathology)),
                     plan[int(c.case_id)], options)
             for c in cases.itertuples(index=False)]
-    results = run_jobs(write_case, jobs, options.workers)
+    results = run_jobs(write_case, jobs, options.workers, f"synth {DATASET}", "case")
     for subset in SUBSETS:
         doc = {
             "info": INFO,

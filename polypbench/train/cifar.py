@@ -8,6 +8,7 @@ the test set), the validation set here is a fixed, class-stratified part of the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import pickle
@@ -45,11 +46,24 @@ class _LocalCIFAR100(datasets.CIFAR100):
 
 
 def _md5(path: Path) -> str:
+    stat = path.stat()
+    return _md5_of(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _md5_of(path: Path, size: int, mtime_ns: int) -> str:
+    """MD5 of ``path`` (cached while its size and modification time stay the same)."""
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def is_official(data_root: str | Path) -> bool:
+    """Whether every file of the CIFAR-100 copy under ``data_root`` has the official release's checksum."""
+    folder = Path(data_root) / BASE_FOLDER
+    return all((folder / name).is_file() and _md5(folder / name) == md5 for name, md5 in OFFICIAL_MD5.items())
 
 
 def open_cifar100(data_root: str | Path, train: bool) -> datasets.CIFAR100:

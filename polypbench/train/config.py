@@ -8,7 +8,9 @@ bare name such as ``resnet18-hag`` into that file.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,6 +30,26 @@ DEVICES = ("cpu", "cuda")
 PAPER_AMP = ("none", "fp16-scaler")
 """``paper_amp``: ``fp16-scaler`` reproduces the reference's fp16 GradScaler step with gr_mode paper
 (docs/models.md); ``none`` (recommended; bf16 autocast needs no scaler)."""
+PROVENANCE_KEY = "provenance"
+"""The block of a run's ``config.yaml`` that records what else decided the result (versions, data, pixel
+source); :func:`load_config` skips it, so a run's ``config.yaml`` is itself a config to rerun."""
+
+
+class _StrictBoolLoader(yaml.SafeLoader):
+    """YAML that reads only ``true`` / ``false`` as booleans (YAML 1.2), not YAML 1.1's ``yes``, ``no``, ``on``,
+    ``off``: ``augment: yes`` stays the string ``'yes'`` and is refused by the type check."""
+
+
+_StrictBoolLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictBoolLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                        list("tTfF"))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictBoolLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass
@@ -123,6 +145,8 @@ def _check_type(key: str, value: Any) -> Any:
         dict: isinstance(value, dict),
     }[origin]
     if not ok:
+        if origin is bool:
+            raise ConfigError(f"config key {key!r}: {value!r} is not a boolean; expected true or false")
         name = {list: "a list of strings", dict: "a mapping"}.get(origin, getattr(origin, "__name__", str(origin)))
         raise ConfigError(f"config key {key!r}: {value!r} is not {name}")
     return float(value) if origin is float else value
@@ -165,11 +189,19 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def unknown_key(key: str) -> str:
+    """``unknown config key 'epoch'; did you mean 'epochs'?`` (every valid key when none is close)."""
+    close = difflib.get_close_matches(key, FIELDS, n=3, cutoff=0.6)
+    if close:
+        return f"unknown config key {key!r}; did you mean {' or '.join(repr(c) for c in close)}?"
+    return f"unknown config key {key!r}; expected one of: {', '.join(FIELDS)}"
+
+
 def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    """A validated :class:`TrainConfig` from a mapping; unknown keys fail listing the valid ones."""
+    """A validated :class:`TrainConfig` from a mapping; an unknown key fails naming the closest valid ones."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ConfigError(f"{source}: unknown config key {unknown[0]!r}; expected one of: {', '.join(FIELDS)}")
+        raise ConfigError(f"{source}: {unknown_key(unknown[0])}")
     return _validate(TrainConfig(**{k: _check_type(k, v) for k, v in values.items()}))
 
 
@@ -191,15 +223,16 @@ def resolve_config(name_or_path: str | Path) -> Path:
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``"key=value"`` -> (key, value parsed as YAML: ``lr=1e-3``, ``augment=false``, ``prepared=[a,b]``)."""
+    """``"key=value"`` -> (key, value parsed as YAML: ``lr=1e-3``, ``augment=false``, ``prepared=[a,b]``; only
+    ``true`` / ``false`` are booleans)."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"override {item!r}: expected key=value")
     if key not in FIELDS:
-        raise ConfigError(f"override {item!r}: unknown config key {key!r}; expected one of: {', '.join(FIELDS)}")
+        raise ConfigError(f"override {item!r}: {unknown_key(key)}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if _HINTS[key] is str and value is not None and not isinstance(value, str):
@@ -215,11 +248,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         file = resolve_config(path)
         source = str(file)
         try:
-            loaded = yaml.safe_load(file.read_text()) or {}
+            loaded = _yaml(file.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: expected a mapping of config keys")
+        loaded.pop(PROVENANCE_KEY, None)  # a run's config.yaml: the record, not a setting
         values.update(loaded)
     for item in overrides:
         key, value = parse_override(item)
@@ -227,9 +261,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return from_dict(values, source)
 
 
-def save_config(cfg: TrainConfig, run_dir: str | Path) -> Path:
-    """Write the resolved configuration to ``run_dir/config.yaml``; return its path."""
+def save_config(cfg: TrainConfig, run_dir: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    """Write the resolved configuration to ``run_dir/config.yaml`` (atomically), followed by a ``provenance``
+    block when given (what :func:`load_config` skips); return its path."""
+    from polypbench.fileio import atomic_write
+
     path = Path(run_dir) / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    doc = cfg.to_dict() if provenance is None else {**cfg.to_dict(), PROVENANCE_KEY: provenance}
+    atomic_write(path, yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def read_provenance(run_dir: str | Path) -> dict[str, Any]:
+    """The ``provenance`` block of ``run_dir/config.yaml`` (empty when absent or unreadable)."""
+    try:
+        doc = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    block = doc.get(PROVENANCE_KEY) if isinstance(doc, dict) else None
+    return block if isinstance(block, dict) else {}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 
+from polypbench import schema
 from polypbench.errors import ConfigError
 from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
@@ -164,12 +166,13 @@ def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDatas
         raise ConfigError("config key 'prepared' is empty; expected at least one prepared manifest folder")
     device_side = augment and cfg.device_augment
     if device_side and cfg.device_decode:  # the loader hands over the stored JPEG bytes; nothing to transform
-        return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, margin=cfg.margin, decode_size=cfg.img_size,
-                                         source="shards", context=True, encoded=True) for d in cfg.prepared])
+        return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, margin=cfg.margin,
+                                         decode_size=cfg.img_size, source="shards", context=True, encoded=True)
+                              for d in cfg.prepared])
     transform = WindowScale(cfg.img_size) if device_side else UInt8Augment(cfg.img_size, augment)
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
-    return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, raw_root=r, transform=transform, margin=cfg.margin,
-                                     decode_size=cfg.img_size, context=True)
+    return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, raw_root=r, transform=transform,
+                                     margin=cfg.margin, decode_size=cfg.img_size, context=True)
                           for d, r in zip(cfg.prepared, roots, strict=True)])
 
 
@@ -194,7 +197,8 @@ class TrainData:
     ``train_targets``: the task's target of every training sample, in dataset order (what
     :meth:`~polypbench.train.tasks.Task.fit_stats` learns from: the mean size, the class counts). ``test`` is
     scored by :func:`~polypbench.train.fit` itself only where the labels are public (CIFAR-100); polyp test labels
-    are scored by ``polypbench evaluate`` or the leaderboard.
+    are scored by ``polypbench evaluate`` or the leaderboard. ``sources``: what the pixels were read from, one
+    entry per dataset (recorded in the run's ``config.yaml``; :func:`polyp_sources`).
     """
 
     train: Loader
@@ -202,6 +206,11 @@ class TrainData:
     validation: Loader
     test: Loader | None
     train_targets: np.ndarray
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def loaders(self) -> dict[str, Loader]:
+        """The loaders by split name (``train``, ``validation``, and ``test`` where fit scores it)."""
+        return {"train": self.train, "validation": self.validation, **({"test": self.test} if self.test else {})}
 
 
 def _loader(cfg: TrainConfig, data: Dataset[dict[str, Any]], sampler: Sampler[int] | None = None,
@@ -227,11 +236,48 @@ def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None) -> 
     return _loader(cfg, split_dataset(cfg, split, augment=False), batch_size=batch_size)
 
 
+def pixel_source(part: Dataset[dict[str, Any]]) -> dict[str, Any]:
+    """Where one :func:`load_split` dataset reads its pixels: ``shards`` (the materialization's folder and its
+    ``materialized.json`` without the shard list) or ``raw`` frames (the raw root)."""
+    from polypbench.shards import ShardFrames
+    from polypbench.shards.layout import read_spec
+
+    if isinstance(part, ShardFrames):
+        spec = {k: v for k, v in (read_spec(part.root) or {}).items() if k != "shards"}
+        return {"source": "shards", "root": str(part.root.resolve()), "decode_size": part.decode_size,
+                "shard_spec": spec}
+    assert isinstance(part, PolypFrames)
+    return {"source": "raw", "raw_root": str(part.raw_root.resolve()) if part.raw_root else None,
+            "decode_size": part.decode_size, "margin": part.margin}
+
+
+def polyp_sources(cfg: TrainConfig, loaders: dict[str, Loader]) -> list[dict[str, Any]]:
+    """Per prepared folder of ``cfg``: its dataset, split version and hash (the Parquet metadata), the hash of its
+    ``frames.parquet``, and the :func:`pixel_source` of each split in ``loaders``."""
+    from polypbench.splits import file_sha256
+
+    parts = {split: loader.dataset.datasets for split, loader in loaders.items()
+             if isinstance(loader.dataset, ConcatDataset)}
+    out = []
+    for i, folder in enumerate(cfg.prepared):
+        frames = Path(folder) / schema.FRAMES_FILE
+        meta = schema.read_metadata(frames)
+        out.append({"prepared": str(Path(folder).resolve()), "dataset": meta.get(schema.META_DATASET),
+                    "split_version": meta.get(schema.META_SPLIT_VERSION),
+                    "split_sha256": meta.get(schema.META_SPLIT_HASH),
+                    "prepared_with": meta.get(schema.META_POLYPBENCH_VERSION),
+                    "frames_sha256": file_sha256(frames),
+                    "pixels": {split: pixel_source(p[i]) for split, p in parts.items()}})
+    return out
+
+
 def polyp_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
     """Train and validation loaders over the prepared polyp manifests of ``cfg``."""
     train, sampler = train_loader(cfg, rank, world_size)
     targets = polyp_column(train.dataset, TASKS[cfg.task].target)  # the manifest column of the target's name
-    return TrainData(train, sampler, eval_loader(cfg, "validation"), None, targets)
+    validation = eval_loader(cfg, "validation")
+    return TrainData(train, sampler, validation, None, targets,
+                     polyp_sources(cfg, {"train": train, "validation": validation}))
 
 
 def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
@@ -254,9 +300,12 @@ def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainDat
                              world_size=world_size)
     log.info("cifar100: %d train, %d validation (held out of train), %d test images", len(train), len(held_out),
              len(base_test))
+    source = {"dataset": "cifar100", "data_root": str(Path(cfg.data_root).resolve()),
+              "official_release": cifar.is_official(cfg.data_root), "train": len(train), "validation": len(held_out),
+              "test": len(base_test)}
     return TrainData(_loader(cfg, train, sampler), sampler,
                      _loader(cfg, cifar.CifarImages(base_train, held_out, plain)),
-                     _loader(cfg, cifar.CifarImages(base_test, None, plain)), train.sample_labels)
+                     _loader(cfg, cifar.CifarImages(base_test, None, plain)), train.sample_labels, [source])
 
 
 DATA: dict[str, Callable[[TrainConfig, int, int], TrainData]] = {"polyp": polyp_data, "cifar100": cifar_data}

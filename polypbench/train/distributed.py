@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -26,6 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,16 @@ def all_reduce_mean(params: Iterable[nn.Parameter]) -> None:
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
+
+
+def gather_objects(obj: T, ctx: DistContext) -> list[T]:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` when not distributed. A collective: every rank
+    calls it."""
+    if not ctx.enabled:
+        return [obj]
+    gathered: list[T | None] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return [g for g in gathered if g is not None]
 
 
 def parameter_digest(model: nn.Module) -> str:

@@ -1,16 +1,26 @@
 """The training loop: ``fit(cfg, run_dir)`` trains with the gradient-routing step, validates every epoch
-(validation loss plus :func:`polypbench.score` on the validation predictions) and keeps the best checkpoint.
+(validation loss plus :func:`polypbench.score` on the validation predictions), keeps the best checkpoint and
+checkpoints the whole training state after every epoch, so that a run can be resumed.
 
 Everything that depends on the task (loss, decoding, prediction columns, metrics) comes from its entry in
-:data:`~polypbench.train.tasks.TASKS`. Outputs in ``run_dir``: ``config.yaml`` (resolved), ``metrics.jsonl`` (one
-JSON line per epoch), ``best.pt`` (``state_dict``, ``config``, ``model``, ``task``, the task's
-:class:`~polypbench.train.tasks.TargetStats` fields ``size_offset_mm`` and ``class_counts``, ``epoch``,
-``val_loss``; best by validation loss). On CPU a run is deterministic for a given seed.
+:data:`~polypbench.train.tasks.TASKS`. Outputs in ``run_dir`` (:mod:`polypbench.train.rundir`):
+
+- ``config.yaml``: the resolved config plus a ``provenance`` block (:mod:`polypbench.train.provenance`);
+- ``metrics.jsonl`` and ``metrics.csv``: one row per epoch; TensorBoard event files in ``tensorboard/`` when the
+  ``tensorboard`` package is installed;
+- ``best.pt``: ``state_dict``, ``config``, ``model``, ``task``, the task's
+  :class:`~polypbench.train.tasks.TargetStats` fields ``size_offset_mm`` and ``class_counts``, ``epoch``,
+  ``val_loss`` (best by validation loss);
+- ``last.pt``: the same keys for the last epoch plus everything to resume (:mod:`polypbench.train.checkpoint`);
+- ``summary.json``, written last: the run finished.
+
+Progress: a bar per epoch on a terminal, a line every ``POLYPBENCH_PROGRESS_SECONDS`` otherwise, and one line per
+epoch (:mod:`polypbench.progress`). On CPU a run is deterministic for a given seed, and a resumed run continues
+bit for bit.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -25,19 +35,27 @@ import torch
 from torch import nn
 
 from polypbench.errors import PolypbenchError
+from polypbench.fileio import atomic_write_json, read_json
 from polypbench.models import create_model, gate_parameters
-from polypbench.train import distributed
-from polypbench.train.config import TrainConfig, save_config
-from polypbench.train.data import Loader, build_data, model_input
+from polypbench.progress import Progress, duration, note
+from polypbench.train import checkpoint, distributed, rundir
+from polypbench.train.checkpoint import BEST, LAST, TrainState
+from polypbench.train.config import TrainConfig, read_provenance, save_config
+from polypbench.train.data import Loader, TrainData, build_data, model_input
 from polypbench.train.device_augment import DeviceAugment
+from polypbench.train.provenance import provenance, resumed
 from polypbench.train.routing import build_optimizers, train_step
-from polypbench.train.tasks import TASKS, Evaluation, Objective
+from polypbench.train.tasks import TASKS, Evaluation, Objective, TargetStats
 
 log = logging.getLogger(__name__)
 
 
 class TrainingError(PolypbenchError):
     """Training cannot go on (e.g. a non-finite loss)."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -54,17 +72,33 @@ class RunSummary:
     """Test-split metrics of the best checkpoint, where fit scores the test split itself (CIFAR-100)."""
     model: nn.Module | None = field(default=None, repr=False)
     """The model as it ended training (last epoch, not the best checkpoint)."""
+    start_epoch: int = 0
+    """The first epoch this call trained (> 0: a resumed run; ``len(epochs)``: it was finished already)."""
 
     def describe(self) -> str:
         last = self.epochs[-1] if self.epochs else {}
         keys = [k for k in last if k.startswith("val_")]
         metrics = ", ".join(f"{k} {last[k]:.3f}" for k in keys if isinstance(last[k], float))
-        text = (f"trained {len(self.epochs)} epochs in {self.seconds:.1f} s; best epoch {self.best_epoch} "
-                f"(val loss {self.best_val_loss:.4f}) -> {self.checkpoint}\nlast epoch: {metrics}")
+        n = len(self.epochs)
+        if self.start_epoch >= n and n:
+            how = f"the run was finished ({_plural(n, 'epoch')}); nothing to train"
+        elif self.start_epoch:
+            how = (f"trained {_plural(n, 'epoch')} ({n - self.start_epoch} after resuming at epoch "
+                   f"{self.start_epoch}) in {self.seconds:.1f} s")
+        else:
+            how = f"trained {_plural(n, 'epoch')} in {self.seconds:.1f} s"
+        text = (f"{how}; best epoch {self.best_epoch} (val loss {self.best_val_loss:.4f}) -> {self.checkpoint}\n"
+                f"last epoch: {metrics}")
         if self.test:
             text += "\ntest (best checkpoint): " + ", ".join(f"{k} {v:.4f}" for k, v in self.test.items()
                                                              if isinstance(v, float))
         return text
+
+    def to_json(self) -> dict[str, Any]:
+        """``summary.json``: the run's outcome (written last; its presence marks the run finished)."""
+        return {"epochs": len(self.epochs), "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
+                "checkpoint": self.checkpoint.name, "last": self.epochs[-1] if self.epochs else {},
+                "test": self.test, "start_epoch": self.start_epoch, "seconds": self.seconds}
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -72,24 +106,39 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.model, cfg.num_outputs, **cfg.model_kwargs)
 
 
+def build_state(cfg: TrainConfig, model: nn.Module) -> TrainState:
+    """The training state of ``model``: its main and gate optimizers (:func:`build_optimizers`), and the AMP
+    GradScaler where the config asks for one (``paper_amp: fp16-scaler``: the reference's, initial scale 2^16; no LR
+    scheduler today). Whatever is set here is saved in ``last.pt`` and restored on resume; the loop steps a
+    ``scheduler`` after every iteration."""
+    main_opt, gate_opt = build_optimizers(model, cfg.lr, cfg.gate_lr, gr_mode=cfg.gr_mode,
+                                          weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(cfg.device, init_scale=2.0**16) if cfg.paper_amp == "fp16-scaler" else None
+    return TrainState(model, main_opt, gate_opt, scheduler=None, scaler=scaler)
+
+
 @torch.no_grad()
 def run_inference(model: nn.Module, loader: Loader, cfg: TrainConfig, objective: Objective,
-                  device: torch.device, split: str = "validation") -> Evaluation:
+                  device: torch.device, split: str = "validation", *, desc: str | None = None,
+                  summary: bool = True) -> Evaluation:
     """The model over ``loader`` in eval mode: raw and decoded outputs, targets, and the prediction frame (the
-    batches' id columns, then the task's columns: the prediction-file contract for polyps)."""
+    batches' id columns, then the task's columns: the prediction-file contract for polyps). ``desc``: show
+    progress under that name (:class:`~polypbench.progress.Progress`; ``summary``: its closing log line)."""
     model.eval()
     streams = getattr(model, "streams", None)
     raws, targets = [], []
     ids: dict[str, list[Any]] = {}
-    for batch in loader:
-        x = model_input(batch, streams, device, non_blocking=True)
-        if cfg.channels_last and isinstance(x, torch.Tensor):
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            raws.append(model(x).float().cpu())
-        targets.append(batch.target(objective.task.target))
-        for name, values in batch.ids().items():
-            ids.setdefault(name, []).extend(values)
+    with Progress(len(loader), desc or "", unit="batch", enabled=desc is not None, summary=summary) as bar:
+        for batch in loader:
+            x = model_input(batch, streams, device, non_blocking=True)
+            if cfg.channels_last and isinstance(x, torch.Tensor):
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                raws.append(model(x).float().cpu())
+            targets.append(batch.target(objective.task.target))
+            for name, values in batch.ids().items():
+                ids.setdefault(name, []).extend(values)
+            bar.update()
     raw = torch.cat(raws) if raws else torch.empty(0, objective.task.num_outputs)
     target = torch.cat(targets) if targets else torch.empty(0)
     decoded = objective.decode(raw)
@@ -111,8 +160,14 @@ def evaluate_split(cfg: TrainConfig, objective: Objective, ev: Evaluation) -> tu
     return loss, {f"{prefix}_loss": loss, **{f"{prefix}_{k}": v for k, v in objective.task.metrics(cfg, ev).items()}}
 
 
-def fit(cfg: TrainConfig, run_dir: str | Path) -> RunSummary:
-    """Train ``cfg`` and write ``config.yaml``, ``metrics.jsonl`` and ``best.pt`` into ``run_dir``.
+def fit(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunSummary:
+    """Train ``cfg`` into ``run_dir`` (outputs: see the module docstring) and return the :class:`RunSummary`.
+
+    A ``run_dir`` that holds a run is refused unless ``resume`` (continue from its ``last.pt``, with the same
+    config; more epochs are allowed; a finished run returns at once) or ``overwrite`` (its run files are removed
+    first). ``resume`` on a folder without a run starts it, so a job script can always pass it. Config errors are
+    raised before anything is written. :func:`~polypbench.train.rundir.run_status` tells a finished run
+    (``summary.json``) from an unfinished one.
 
     Launched by torchrun (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel; rank 0 validates and writes
     the files, and every rank returns the same weights (checked at the end).
@@ -121,17 +176,31 @@ def fit(cfg: TrainConfig, run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise TrainingError("config key 'device' is 'cuda' but no CUDA device is available; expected device=cpu")
+    todo = rundir.plan(run_dir, cfg, resume=resume, overwrite=overwrite)  # reads only
     ctx = distributed.setup(cfg.device)
     try:
-        return _fit(cfg, run_dir, ctx, start)
+        return _fit(cfg, run_dir, todo, ctx, start)
     finally:
         distributed.teardown(ctx)
 
 
-def _fit(cfg: TrainConfig, run_dir: Path, ctx: distributed.DistContext, start: float) -> RunSummary:
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir)
+@dataclass
+class _Best:
+    epoch: int = -1
+    val_loss: float = math.inf
+
+    def update(self, epoch: int, val_loss: float) -> bool:
+        if val_loss < self.val_loss or self.epoch < 0:
+            self.epoch, self.val_loss = epoch, val_loss
+            return True
+        return False
+
+
+def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.DistContext,
+         start: float) -> RunSummary:
+    distributed.barrier(ctx)  # every rank has looked at the folder before rank 0 changes it
+    if todo.finished:
+        return _finished(cfg, run_dir, todo, start)
     seed_everything(cfg.seed)
     device = ctx.device
     data = build_data(cfg, ctx.rank, ctx.world_size)
@@ -141,61 +210,197 @@ def _fit(cfg: TrainConfig, run_dir: Path, ctx: distributed.DistContext, start: f
     model = build_model(cfg).to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    main_opt, gate_opt = build_optimizers(model, cfg.lr, cfg.gate_lr, gr_mode=cfg.gr_mode,
-                                          weight_decay=cfg.weight_decay)
+    state = build_state(cfg, model)
+    augmenter = DeviceAugment(cfg.img_size, cfg.seed) if cfg.augment and cfg.device_augment else None
+    state.generators = {f"loader_{name}": loader.generator for name, loader in data.loaders().items()
+                        if loader.generator is not None}
+    if augmenter is not None:
+        state.generators["device_augment"] = augmenter.generator
+    best, history, saved_rng = _Best(), [], None
+    if todo.last is not None:
+        state.load_state_dict(todo.last)
+        best = _Best(int(todo.last["best"]["epoch"]), float(todo.last["best"]["val_loss"]))
+        history, saved_rng = list(todo.last["history"]), todo.last["rng"]
+        todo.last = None  # the weights and optimizer states are in place: free the checkpoint's copy
     net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
     step_model = distributed.wrap(net, ctx, frozen=gate_parameters(model) if cfg.gr_mode == "gr" else ())
-    streams = getattr(model, "streams", None)
-    autocast_dtype = torch.bfloat16 if cfg.bf16 else None
-    augmenter = DeviceAugment(cfg.img_size, cfg.seed) if cfg.augment and cfg.device_augment else None
+    step = _Step(getattr(model, "streams", None), device, augmenter, objective)
 
-    metrics_path = run_dir / "metrics.jsonl"
+    # Everything that can refuse the config has run: only now is the folder made or changed.
     if ctx.is_main:
-        metrics_path.write_text("")
-    best_loss, best_epoch, history = math.inf, -1, []
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        data.sampler.set_epoch(epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        steps = 0
-        for batch in data.train:
-            x = model_input(batch, streams, device, non_blocking=True, augment=augmenter)
-            y = batch.target(task.target).to(device, non_blocking=True)
-            stats = train_step(step_model, x, y, objective.loss, main_opt, gate_opt, gr_mode=cfg.gr_mode,
-                               gate_loss_fn=objective.gate_loss, clip_main=cfg.clip_main, clip_gate=cfg.clip_gate,
-                               autocast_dtype=autocast_dtype, channels_last=cfg.channels_last)
-            if not math.isfinite(stats["loss"]):
-                raise TrainingError(f"non-finite training loss at epoch {epoch} step {steps}; expected a lower lr")
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-            steps += 1
-        if ctx.is_main:
-            val_loss, validation = evaluate_split(cfg, objective,
-                                                  run_inference(net, data.validation, cfg, objective, device))
-            row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
-                                   **validation}
-            row["seconds"] = time.perf_counter() - t0
-            if val_loss < best_loss or best_epoch < 0:
-                best_loss, best_epoch = val_loss, epoch
-                torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "model": cfg.model,
-                            "task": cfg.task, **target_stats.to_checkpoint(), "epoch": epoch, "val_loss": val_loss},
-                           run_dir / "best.pt")
-            row["best"] = best_epoch == epoch
-            history.append(row)
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                                                        if isinstance(v, float)))
-        distributed.barrier(ctx)
+        _open_run_dir(cfg, run_dir, todo, data, ctx.world_size, history)
+    distributed.barrier(ctx)
+    if ctx.is_main:
+        note(_start_line(cfg, run_dir, todo, data, ctx))
+    metrics = rundir.MetricsLog(run_dir, enabled=ctx.is_main, start_epoch=todo.start_epoch)
+    if saved_rng is not None:  # the last thing before the first step: nothing draws in between
+        _restore_rng(saved_rng, ctx)
+    session: list[float] = []
+    try:
+        for epoch in range(todo.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            data.sampler.set_epoch(epoch)
+            means = _train_epoch(cfg, epoch, state, step_model, data.train, step, show=ctx.is_main)
+            val_loss = math.nan
+            if ctx.is_main:
+                val_loss, validation = evaluate_split(cfg, objective, run_inference(
+                    net, data.validation, cfg, objective, device, desc=f"validate epoch {epoch}", summary=False))
+                row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, **validation,
+                                       "lr": float(state.main_opt.param_groups[0]["lr"])}
+                row["seconds"] = time.perf_counter() - t0
+                row["best"] = best.update(epoch, val_loss)
+                if row["best"]:
+                    checkpoint.save(_weights(cfg, model, target_stats, epoch, val_loss), run_dir / BEST)
+                history.append(row)
+                metrics.write(history)
+            rngs = distributed.gather_objects(checkpoint.rng_state(), ctx)
+            if ctx.is_main:
+                checkpoint.save({"format": checkpoint.FORMAT, **_weights(cfg, model, target_stats, epoch, val_loss),
+                                 **state.state_dict(), "rng": rngs, "sampler": {"seed": data.sampler.seed,
+                                                                               "epoch": epoch},
+                                 "history": history, "best": {"epoch": best.epoch, "val_loss": best.val_loss}},
+                                run_dir / LAST)
+                session.append(time.perf_counter() - t0)
+                note(_epoch_line(cfg, row, session))
+                log.debug("epoch %d: %s", epoch, row)
+            distributed.barrier(ctx)
+    finally:
+        metrics.close()
     digests = distributed.replica_digests(model, ctx)
     if len(set(digests)) > 1:
         raise TrainingError(f"DDP replicas diverged: rank weight digests differ ({', '.join(d[:8] for d in digests)})")
     test: dict[str, float | None] = {}
     if ctx.is_main and data.test is not None:
         test = _score_test(cfg, run_dir, data.test, objective, device)
-    return RunSummary(run_dir, run_dir / "best.pt", best_epoch, best_loss, time.perf_counter() - start, history,
-                      test, model)
+    summary = RunSummary(run_dir, run_dir / BEST, best.epoch, best.val_loss, time.perf_counter() - start, history,
+                         test, model, start_epoch=todo.start_epoch)
+    if ctx.is_main:
+        rundir.write_summary(run_dir, summary.to_json())
+    return summary
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What turns a batch into a step's input and loss."""
+
+    streams: list[str] | None
+    device: torch.device
+    augmenter: DeviceAugment | None
+    objective: Objective
+
+
+def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, step_model: nn.Module, loader: Loader,
+                 step: _Step, *, show: bool) -> dict[str, float]:
+    """One epoch of :func:`train_step` over ``loader`` (the scheduler, if any, stepped after each); returns the
+    mean of each step statistic (loss, grad_norm, ...). ``show``: the progress bar with the running loss."""
+    state.model.train()
+    sums: dict[str, float] = {}
+    steps = 0
+    autocast_dtype = torch.bfloat16 if cfg.bf16 else None
+    if state.scaler is not None and cfg.device == "cuda":
+        autocast_dtype = torch.float16  # the reference's fp16 autocast; on the CPU the scaler runs in fp32
+    target = step.objective.task.target
+    with Progress(len(loader), f"epoch {epoch}/{cfg.epochs - 1}", unit="batch", enabled=show, summary=False) as bar:
+        for batch in loader:
+            x = model_input(batch, step.streams, step.device, non_blocking=True, augment=step.augmenter)
+            y = batch.target(target).to(step.device, non_blocking=True)
+            stats = train_step(step_model, x, y, step.objective.loss, state.main_opt, state.gate_opt,
+                               gr_mode=cfg.gr_mode, gate_loss_fn=step.objective.gate_loss, clip_main=cfg.clip_main,
+                               clip_gate=cfg.clip_gate, autocast_dtype=autocast_dtype,
+                               channels_last=cfg.channels_last, scaler=state.scaler)
+            if state.scheduler is not None:
+                state.scheduler.step()
+            if not math.isfinite(stats["loss"]):
+                raise TrainingError(f"non-finite training loss at epoch {epoch} step {steps}; expected a lower lr")
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            steps += 1
+            bar.set_postfix(f"loss {sums['loss'] / steps:.4g}")
+            bar.update()
+    return {k: v / max(steps, 1) for k, v in sums.items()}
+
+
+def _weights(cfg: TrainConfig, model: nn.Module, stats: TargetStats, epoch: int, val_loss: float) -> dict[str, Any]:
+    """What ``predict`` reads from a checkpoint (``best.pt``; ``last.pt`` has it too)."""
+    return {"state_dict": model.state_dict(), "config": cfg.to_dict(), "model": cfg.model, "task": cfg.task,
+            **stats.to_checkpoint(), "epoch": epoch, "val_loss": val_loss}
+
+
+def _open_run_dir(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, data: TrainData, world_size: int,
+                  history: list[dict[str, Any]]) -> None:
+    """Make or clear the folder and write ``config.yaml``; on resume, add a ``resumed`` entry to its provenance and
+    bring the metric files back to ``last.pt``'s epoch."""
+    if todo.mode == "replace":
+        rundir.clear(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if todo.mode != "resume":
+        save_config(cfg, run_dir, provenance(data.sources, world_size))
+        return
+    block = read_provenance(run_dir)
+    after = todo.start_epoch - 1
+    block = resumed(block, after, world_size)
+    if block.get("data") is not None and block["data"] != data.sources:
+        log.warning("%s: the data or pixel source differs from the run's start (see config.yaml); the resumed run "
+                    "is not the one it would have been", run_dir)
+        block["resumed"][-1]["data"] = data.sources
+    save_config(cfg, run_dir, block)
+    (run_dir / rundir.SUMMARY).unlink(missing_ok=True)  # more epochs for a finished run: unfinished again
+    rundir.write_metrics(run_dir, history)  # drop any row written after last.pt (a kill in between)
+
+
+def _restore_rng(saved: list[dict[str, Any]], ctx: distributed.DistContext) -> None:
+    if len(saved) != ctx.world_size:
+        log.warning("resuming with %d processes a run checkpointed with %d: random streams differ from an "
+                    "uninterrupted run", ctx.world_size, len(saved))
+    checkpoint.set_rng_state(saved[ctx.rank % len(saved)])
+
+
+def _start_line(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, data: TrainData,
+                ctx: distributed.DistContext) -> str:
+    where = f"{ctx.device.type}" + (f" x {ctx.world_size}" if ctx.world_size > 1 else "")
+    what = (f"{cfg.model} ({cfg.task}, gr_mode {cfg.gr_mode}) on {where}: {_plural(cfg.epochs, 'epoch')} of "
+            f"{len(data.train)} batches of {cfg.batch_size}")
+    pixels = [f"{s['dataset']} {_pixels(s['pixels']['train'])}" for s in data.sources if "pixels" in s]
+    text = f"train {what} -> {run_dir}" + (f"; pixels: {', '.join(pixels)}" if pixels else "")
+    if todo.mode == "resume":
+        text = f"resuming after epoch {todo.start_epoch - 1} (last.pt): {text}"
+    return text
+
+
+def _pixels(source: dict[str, Any]) -> str:
+    if source["source"] == "shards":
+        return f"from shards ({source['shard_spec'].get('size')} px)"
+    return "from raw frames"
+
+
+def _value(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _epoch_line(cfg: TrainConfig, row: dict[str, Any], session: list[float]) -> str:
+    """``epoch 3/29: train_loss 0.8123, val_loss 0.7710 (best), val_polyp_balanced_accuracy 0.512; 41 s, ETA
+    17 min 58 s``."""
+    epoch = int(row["epoch"])
+    shown = ["train_loss", "val_loss", *(f"val_{k}" for k in TASKS[cfg.task].headline)]
+    parts = [f"{k} {_value(row.get(k))}" + (" (best)" if k == "val_loss" and row["best"] else "") for k in shown
+             if k in row]
+    left = cfg.epochs - epoch - 1
+    timing = duration(session[-1]) + (f", ETA {duration(left * sum(session) / len(session))}" if left else "")
+    return f"epoch {epoch}/{cfg.epochs - 1}: {', '.join(parts)}; {timing}"
+
+
+def _finished(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, start: float) -> RunSummary:
+    """The summary of a run that had already finished (``resume`` on it trains nothing)."""
+    last = todo.last
+    assert last is not None
+    model = build_model(cfg)
+    model.load_state_dict(last["state_dict"])
+    done = read_json(run_dir / rundir.SUMMARY) or {}
+    history = list(last["history"])
+    note(f"{run_dir}: the run was finished ({_plural(len(history), 'epoch')}); nothing to train")
+    return RunSummary(run_dir, run_dir / BEST, int(last["best"]["epoch"]), float(last["best"]["val_loss"]),
+                      time.perf_counter() - start, history, dict(done.get("test") or {}), model,
+                      start_epoch=len(history))
 
 
 def _score_test(cfg: TrainConfig, run_dir: Path, loader: Loader, objective: Objective,
@@ -206,5 +411,5 @@ def _score_test(cfg: TrainConfig, run_dir: Path, loader: Loader, objective: Obje
     if cfg.channels_last:
         best.to(memory_format=torch.channels_last)
     _, metrics = evaluate_split(cfg, objective, run_inference(best, loader, cfg, objective, device, split="test"))
-    (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(run_dir / rundir.TEST_METRICS, metrics)
     return metrics

@@ -223,7 +223,8 @@ def argmax_column(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
 class Task:
     """One training task (see the module docstring). ``target`` is a :class:`~polypbench.train.batch.Batch`
     field and, for polyps, the manifest column of the same name; ``columns`` are the prediction-file columns
-    written after the ids."""
+    written after the ids; ``headline``: the keys of ``metrics`` shown on each epoch's line (all of them go to
+    ``metrics.jsonl``)."""
 
     name: str
     dataset: str
@@ -234,6 +235,7 @@ class Task:
     loss: Callable[[TrainConfig, TargetStats], LossFn]
     columns: Mapping[str, ColumnFn]
     metrics: MetricsFn
+    headline: tuple[str, ...] = ()
     gate_loss: Callable[[TrainConfig, TargetStats], LossFn] | None = None
     """The gate pass's loss in the two-pass modes (None: the same as ``loss``)."""
 
@@ -278,17 +280,20 @@ POLYP_CLASS_METRICS = (("triclass", "balanced_accuracy"), ("triclass", "macro_f1
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("regression", dataset="polyp", target="size_mm", num_outputs=1, stats=mean_size,
          coding=lambda stats: SizeCoding(shift=stats.size_offset_mm), loss=regression_loss,
-         columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm"))),
+         columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm")),
+         headline=("polyp_balanced_accuracy", "polyp_mae_mm")),
     Task("regression-paper", dataset="polyp", target="size_mm", num_outputs=1, stats=mean_size,
          coding=lambda stats: PAPER_SIZE_CODING, loss=lambda cfg, stats: seed_size_loss(3.0, 5.0),
          gate_loss=lambda cfg, stats: seed_size_loss(5.0, 10.0),
-         columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm"))),
+         columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm")),
+         headline=("polyp_balanced_accuracy", "polyp_mae_mm")),
     Task("triclass", dataset="polyp", target="size_class3", num_outputs=3, stats=class_counts,
          coding=lambda stats: LogitCoding(), loss=balanced_cross_entropy,
-         columns={f"p{k}": probability(k) for k in range(3)}, metrics=polyp_scores(*POLYP_CLASS_METRICS)),
+         columns={f"p{k}": probability(k) for k in range(3)}, metrics=polyp_scores(*POLYP_CLASS_METRICS),
+         headline=("polyp_balanced_accuracy",)),
     Task("classification", dataset="cifar100", target="label", num_outputs=100, stats=class_counts,
          coding=lambda stats: LogitCoding(), loss=cross_entropy,
-         columns={"label": target_column, "pred": argmax_column}, metrics=top_k(1, 5)),
+         columns={"label": target_column, "pred": argmax_column}, metrics=top_k(1, 5), headline=("top1",)),
 )}
 """Every training task, by name (``TrainConfig.task``)."""
 

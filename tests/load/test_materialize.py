@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.utils.data import ConcatDataset, DataLoader
 from torchvision import tv_tensors
 
@@ -220,6 +221,10 @@ def test_fit_trains_from_shards_without_the_raw_frames(shards: Path, tmp_path: P
                                "n_bootstrap=0", f"prepared=[{shards.parent.parent}]", f"raw_roots=[{nowhere}]"])
     summary = fit(cfg, tmp_path / "run")
     assert summary.checkpoint.is_file() and len(summary.epochs) == 1
+    pixels = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["provenance"]["data"][0]["pixels"]
+    for split in ("train", "validation"):  # what source="auto" picked is recorded, with the shard spec
+        assert pixels[split]["source"] == "shards" and pixels[split]["root"] == str(shards.resolve())
+        assert pixels[split]["shard_spec"]["size"] == 96 and pixels[split]["shard_spec"]["margin"] == 0.5
     with pytest.raises(InputError, match="no-raw-frames-here"):  # the raw path really has no frames there
         load_split(shards.parent.parent, "train", raw_root=nowhere, source="raw")[0]
 
@@ -232,7 +237,8 @@ def test_cli_materialize(prepared, tmp_path: Path) -> None:
     out = _copy(prepared, tmp_path, "sun")
     res = CliRunner().invoke(main, ["materialize", str(out), "--size", "64", "--workers", "1"])
     assert res.exit_code == 0, res.output
-    assert res.output.strip() == f"wrote {out / 'materialized' / '64'}"
+    assert res.stdout.strip() == f"wrote {out / 'materialized' / '64'}"
+    assert "materialize sun: " in res.stderr and "shard (100%)" in res.stderr  # progress, also in a log file
     assert find_materialized(out, 0.5, 64) == out / "materialized" / "64"
     res = CliRunner().invoke(main, ["materialize", str(out), "--quality", "0"])
     assert res.exit_code != 0 and "'--quality': 0 is not in the range 1<=x<=100" in res.output

@@ -85,7 +85,7 @@ def test_fit_validates_on_held_out_train_and_scores_test_once(cifar_root: Path, 
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["dataset=cifar100"], "task.*does not fit dataset 'cifar100'; expected classification"),
-    (["task=classification"], "does not fit dataset 'polyp'; expected regression or triclass"),
+    (["task=classification"], "does not fit dataset 'polyp'; expected regression or regression-paper or triclass"),
     (["dataset=cifar100", "task=classification", "val_fraction=1.5"], "val_fraction"),
     (["dataset=imagenet"], "unknown dataset 'imagenet'"),
 ])
@@ -101,9 +101,10 @@ def test_cli_dataset_option_trains_on_cifar(cifar_root: Path, tmp_path: Path) ->
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "test (best checkpoint): test_loss" in res.output and (tmp_path / "r" / "test_metrics.json").is_file()
-    res = runner.invoke(main, [*args[:5], "--data-root", str(tmp_path / "nowhere"), *args[7:]])
+    res = runner.invoke(main, [*args[:5], "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r2"),
+                               *args[9:]])
     assert res.exit_code != 0 and res.output.count("\n") == 1
-    assert "nowhere/cifar-100-python/train: missing" in res.output
+    assert "nowhere/cifar-100-python/train: missing" in res.output and not (tmp_path / "r2").exists()
     res = runner.invoke(main, ["train", "--config", "resnet18-hag", "--dataset", "cifar100", "--out",
                                str(tmp_path / "x")])
     assert res.exit_code != 0 and "needs config key 'data_root' (--data-root DIR)" in res.output

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from polypbench.models import gate_parameters
@@ -27,11 +28,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank(rank: int, world: int, port: int, overrides: list[str], run_dir: str, out_dir: str) -> None:
+def _rank(rank: int, world: int, port: int, overrides: list[str], run_dir: str, out_dir: str,
+          resume_after: int | None = None) -> None:
+    """One rank's fit; with ``resume_after`` k, first a run of k epochs, then ``resume`` to the configured epochs
+    (in one process group, which the rank then sets up itself)."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    summary = fit(load_config("demo", overrides), run_dir)
+    if resume_after is not None:
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+        fit(load_config("demo", [*overrides, f"epochs={resume_after}"]), run_dir)
+    summary = fit(load_config("demo", overrides), run_dir, resume=resume_after is not None)
+    if resume_after is not None:
+        assert summary.start_epoch == resume_after
+        dist.destroy_process_group()
     assert summary.model is not None
     torch.save({"params": {k: p.detach() for k, p in summary.model.named_parameters()},
                 "files": sorted(p.name for p in Path(run_dir).glob("*"))}, Path(out_dir) / f"rank{rank}.pt")
@@ -40,7 +50,8 @@ def _rank(rank: int, world: int, port: int, overrides: list[str], run_dir: str, 
 @pytest.mark.parametrize("gr_mode", ["gr", "paper"])
 def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path, gr_mode: str) -> None:
     overrides = [*TINY, f"gr_mode={gr_mode}", f"prepared=[{prepared['sun'].out}]"]
-    mp.spawn(_rank, args=(2, _free_port(), overrides, str(tmp_path / "run"), str(tmp_path)), nprocs=2)
+    resume_after = 1 if gr_mode == "gr" else None  # gr: 1 epoch, then resumed under DDP for the second
+    mp.spawn(_rank, args=(2, _free_port(), overrides, str(tmp_path / "run"), str(tmp_path), resume_after), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["params"].keys() == r1["params"].keys()
     assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
@@ -53,7 +64,9 @@ def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path, gr
     moved = {n: not torch.equal(p.detach(), r0["params"][n]) for n, p in model.named_parameters()}
     assert gates and moved["encoders.rgb.backbone.0.0.weight"]  # the first conv of the demo config's tiny-hag
     assert any(moved[n] for n, p in model.named_parameters() if id(p) in gates)
-    assert {"best.pt", "config.yaml", "metrics.jsonl"} <= set(r0["files"])  # rank 0 wrote them once
+    assert {"best.pt", "last.pt", "config.yaml", "metrics.jsonl", "summary.json"} <= set(r0["files"])  # rank 0's
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len(torch.load(tmp_path / "run" / "last.pt", weights_only=True)["rng"]) == 2  # one state per rank
 
 
 def test_torchrun_module_entry_point(prepared: dict, tmp_path: Path) -> None:
@@ -63,6 +76,6 @@ def test_torchrun_module_entry_point(prepared: dict, tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.count("trained 1 epochs") == 1  # printed by rank 0 only
+    assert res.stdout.count("trained 1 epoch in") == 1  # printed by rank 0 only
     assert (tmp_path / "run" / "best.pt").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
