@@ -50,8 +50,9 @@ def _without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- resume ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [("gr_mode=gr",), ("model=tiny", "gr_mode=off", "device_augment=true")],
-                         ids=["gr-two-optimizers", "off-device-augment"])
+@pytest.mark.parametrize("extra", [("gr_mode=gr",), ("model=tiny", "gr_mode=off", "device_augment=true"),
+                                   ("gr_mode=paper", "paper_amp=fp16-scaler", "task=regression-paper")],
+                         ids=["gr-two-optimizers", "off-device-augment", "paper-fp16-scaler"])
 def test_resume_continues_bit_exactly(prepared: dict, tmp_path: Path, extra: tuple[str, ...]) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     fit(_cfg(prepared, "epochs=2", *extra), straight)
@@ -64,6 +65,7 @@ def test_resume_continues_bit_exactly(prepared: dict, tmp_path: Path, extra: tup
     assert _equal(a["state_dict"], b["state_dict"])
     assert _equal(a["optimizers"], b["optimizers"])  # main and gate: step counts, moments, param groups
     assert (a["optimizers"]["gate"] is None) == ("gr_mode=off" in extra)
+    assert (a["scaler"] is not None) == ("paper_amp=fp16-scaler" in extra) and _equal(a["scaler"], b["scaler"])
     assert _equal(a["generators"], b["generators"]) and _equal(a["rng"], b["rng"])
     assert _without_seconds(a["history"]) == _without_seconds(b["history"]) and a["best"] == b["best"]
     assert _equal(torch.load(straight / "best.pt", weights_only=True)["state_dict"],
