@@ -112,8 +112,8 @@ class Reference:
         box = [int(row["xmin"]), int(row["ymin"]), int(row["xmax"]), int(row["ymax"])]
         sample = self.augment({"image": tv_tensors.Image(image),
                                "boxes": tv_tensors.BoundingBoxes([box], format="XYXY", canvas_size=(height, width))})
-        moved = [int(v) for v in sample["boxes"][0].round().tolist()]
-        left, top, right, bottom = crop_window(tuple(moved), width, height)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = (int(v) for v in sample["boxes"][0].round().tolist())
+        left, top, right, bottom = crop_window((x0, y0, x1, y1), width, height)
         crop = tv_tensors.Image(sample["image"][:, top:bottom, left:right])
         return self.finish({"image": crop, "size_mm": torch.tensor(float(row["size_mm"]))})
 
@@ -140,7 +140,7 @@ def measure(paths: dict[str, Any], seconds: float, rounds: int) -> dict[str, tup
     """(samples, seconds) per path; each round gives every path ``seconds`` of wall time, in turn."""
     done = dict.fromkeys(paths, (0, 0.0))
     cursor = dict.fromkeys(paths, 0)
-    for name, data in paths.items():  # warm-up: page cache, lazy imports, memory maps
+    for data in paths.values():  # warm-up: page cache, lazy imports, memory maps
         for i in range(3):
             data[i]
     for _ in range(rounds):

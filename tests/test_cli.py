@@ -38,7 +38,8 @@ def test_splits_verify_catches_a_tampered_manifest(prepared, tmp_path) -> None:
     folds[first_train] = (folds[first_train] % 4) + 1 if folds[first_train] != 4 else 1
     tampered = tmp_path / "tampered"
     tampered.mkdir()
-    pq.write_table(table.set_column(table.schema.get_field_index("fold"), "fold", pa.array(folds, pa.int8())), tampered / "frames.parquet")
+    column = table.schema.get_field_index("fold")
+    pq.write_table(table.set_column(column, "fold", pa.array(folds, pa.int8())), tampered / "frames.parquet")
     ok = CliRunner().invoke(main, ["splits", "verify", str(prepared["sun"].out)])
     assert ok.exit_code == 0 and ok.output.startswith("OK")
     bad = CliRunner().invoke(main, ["splits", "verify", str(tampered)])

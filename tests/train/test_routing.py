@@ -29,11 +29,11 @@ def _snapshot(params: list[nn.Parameter]) -> list[torch.Tensor]:
 
 
 def _equal(a: list[torch.Tensor], b: list[nn.Parameter] | list[torch.Tensor]) -> bool:
-    return all(torch.equal(u, v) for u, v in zip(a, b))
+    return all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
 def _close(a: list[torch.Tensor], b: list[nn.Parameter] | list[torch.Tensor]) -> None:
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         torch.testing.assert_close(u, v.detach(), rtol=1e-4, atol=1e-6)
 
 
@@ -74,11 +74,11 @@ def _reference_update(model: nn.Module, x, y, *, paper: bool) -> tuple[list[torc
     main, gates = split_parameters(ref)
     g0 = torch.autograd.grad(F.l1_loss(ref(x), y), main + gates)
     with torch.no_grad():
-        for p, g in zip(gates, g0[len(main):]):
+        for p, g in zip(gates, g0[len(main):], strict=True):
             p -= GATE_LR * g
     g1 = torch.autograd.grad(F.mse_loss(ref(x), y), main)
     leak = g0[: len(main)] if paper else [torch.zeros_like(g) for g in g1]
-    return [p.detach() - LR * (a + b) for p, a, b in zip(main, g1, leak)], _snapshot(gates)
+    return [p.detach() - LR * (a + b) for p, a, b in zip(main, g1, leak, strict=True)], _snapshot(gates)
 
 
 @pytest.mark.parametrize("gr_mode", ["gr", "paper"])
@@ -100,7 +100,7 @@ def test_off_is_one_ordinary_step() -> None:
     rmain, rgates = split_parameters(ref)
     grads = torch.autograd.grad(F.mse_loss(ref(x), y), rmain + rgates)
     lrs = [LR] * len(rmain) + [GATE_LR] * len(rgates)
-    expected = [p.detach() - lr * g for p, g, lr in zip(rmain + rgates, grads, lrs)]
+    expected = [p.detach() - lr * g for p, g, lr in zip(rmain + rgates, grads, lrs, strict=True)]
     main_opt, gate_opt = build_optimizers(model, LR, GATE_LR, gr_mode="off", optimizer=torch.optim.SGD)
     assert gate_opt is None
     out = train_step(model, x, y, F.mse_loss, main_opt, None, gr_mode="off")
