@@ -17,6 +17,7 @@ except PackageNotFoundError:  # a source tree on sys.path without an install: sa
 
 _LAZY = {
     "load_split": "polypbench.load",
+    "load_polyps": "polypbench.load",
     "load_hf": "polypbench.load",
     "Manifest": "polypbench.manifest",
     "score": "polypbench.evaluate",

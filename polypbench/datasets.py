@@ -38,6 +38,9 @@ class DatasetSpec:
     description: str
     homepage: str
     licence: str
+    """The licence's Hugging Face identifier (``other``: the owners' own terms, in ``licence_terms``)."""
+    licence_terms: str
+    """What the licence allows, in one sentence (dataset cards state it)."""
     citation: str
     """BibTeX of the paper(s) to cite."""
     redistribute_frames: bool
@@ -126,6 +129,7 @@ SPECS: tuple[DatasetSpec, ...] = (
                     "per-lesion size in mm, site and histology.",
         homepage="https://github.com/cosmoimd/real-colon-dataset",
         licence="cc-by-nc-sa-4.0",
+        licence_terms="CC BY-NC-SA 4.0: attribution, non-commercial use only, derivatives under the same licence.",
         citation=_BIB_REAL_COLON,
         redistribute_frames=True,
         converter="polypbench.prepare.real_colon:RealColonConverter",
@@ -141,6 +145,8 @@ SPECS: tuple[DatasetSpec, ...] = (
                     "Yokohama Hospital, with size, shape, location and pathology per case.",
         homepage="http://amed8k.sundatabase.org",
         licence="other",
+        licence_terms="The SUN database's terms: non-commercial research use only; the frames may not be "
+                      "redistributed.",
         citation=_BIB_SUN,
         redistribute_frames=False,
         converter="polypbench.prepare.sun:SunConverter",
@@ -157,6 +163,8 @@ SPECS: tuple[DatasetSpec, ...] = (
                     "sizes come from SUN's case table.",
         homepage="https://github.com/GewelsJI/VPS",
         licence="other",
+        licence_terms="SUN-SEG re-annotates the SUN database, under SUN's terms: non-commercial research use only; "
+                      "the frames may not be redistributed.",
         citation=_BIB_SUN_SEG,
         redistribute_frames=False,
         converter="polypbench.prepare.sun_seg:SunSegConverter",

@@ -1,4 +1,11 @@
-"""Loading prepared manifests: PyTorch datasets and Hugging Face datasets."""
+"""Loading prepared manifests: PyTorch datasets and Hugging Face datasets (docs/loading.md).
+
+- :func:`load_split`: one sample per annotated box, the crop around it (fixed-size by default, so torch's default
+  collate works); :func:`load_polyps`: one item per polyp with all its frames, for sequence models.
+- :func:`pad_collate`: the collate for crops of native sizes and per-polyp items of different lengths (pads).
+- :class:`FramesPerPolyp`: the polyp-balanced sampler (n frames of every polyp per epoch, seeded, DDP-aware).
+- :func:`load_hf`: a split as a ``datasets.Dataset`` with the crops.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,15 @@ from polypbench.lazy import lazy_exports
 
 _LAZY = {
     "PolypFrames": "polypbench.load.torch_dataset",
+    "PolypSequences": "polypbench.load.torch_dataset",
+    "DEFAULT_SIZE": "polypbench.load.common",
     "load_split": "polypbench.load.torch_dataset",
+    "load_polyps": "polypbench.load.torch_dataset",
+    "pad_collate": "polypbench.load.collate",
+    "FramesPerPolyp": "polypbench.load.sampler",
     "crop_window": "polypbench.load.crop",
     "load_hf": "polypbench.load.hf",
 }
 # Lazy, so that a process needing only crop/decode (materialize's workers) imports neither torch nor datasets.
 __getattr__ = lazy_exports(__name__, _LAZY)
-__all__ = ["PolypFrames", "crop_window", "load_hf", "load_split"]
+__all__ = sorted(_LAZY)

@@ -77,6 +77,21 @@ def _to_chw(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image if image.mode == "RGB" else image.convert("RGB"))).permute(2, 0, 1)
 
 
+def read_crop(path: str | Path, box: tuple[int, int, int, int], margin: float = 0.5,
+              target: int | None = None) -> tuple[Image.Image, Box]:
+    """:func:`decode_crop` as a PIL RGB image (no torch needed): the crop and the box in its coordinates."""
+    try:
+        with Image.open(path) as image:
+            window = crop_window(box, image.width, image.height, margin)
+            k = draft_scale(image, max(window[2] - window[0], window[3] - window[1]), target)
+            crop = image.crop(_scaled_window(window, k, image))
+            crop = crop if crop.mode == "RGB" else crop.convert("RGB")
+            crop.load()
+    except (OSError, SyntaxError) as exc:
+        raise unreadable_frame(path, exc) from None
+    return crop, box_in_crop(box, window, k)
+
+
 def decode_crop(path: str | Path, box: tuple[int, int, int, int], margin: float = 0.5,
                 target: int | None = None) -> tuple[torch.Tensor, Box]:
     """The :func:`crop_window` of ``box`` (xmin, ymin, xmax, ymax exclusive, full-resolution pixels) in the frame
@@ -85,14 +100,8 @@ def decode_crop(path: str | Path, box: tuple[int, int, int, int], margin: float 
 
     Raises :class:`InputError` naming the file when the frame cannot be read.
     """
-    try:
-        with Image.open(path) as image:
-            window = crop_window(box, image.width, image.height, margin)
-            k = draft_scale(image, max(window[2] - window[0], window[3] - window[1]), target)
-            crop = _to_chw(image.crop(_scaled_window(window, k, image)))
-    except (OSError, SyntaxError) as exc:
-        raise unreadable_frame(path, exc) from None
-    return crop, box_in_crop(box, window, k)
+    crop, box_in = read_crop(path, box, margin, target)
+    return _to_chw(crop), box_in
 
 
 def decode_window(data: bytes, window: tuple[int, int, int, int] | None = None, target: int | None = None, *,

@@ -5,9 +5,9 @@ While a run works on ``<out>``, it keeps everything in ``<parent>/.<out name>.pr
 - ``parts/``: each finished unit, written at once (atomically) with the fingerprint of the inputs it was
   converted from (names, sizes, modification times; :class:`~polypbench.prepare.inputs.Fingerprint`). A rerun
   after an interruption reuses a part only when its unit's inputs are unchanged, and reconverts the rest.
-- ``staging/``: the new manifest. The merge streams the parts one at a time into ``frames.parquet`` and
-  ``hf/<split>.parquet`` (memory bounded by one part), then writes ``polyps.parquet``, the dataset card and, last,
-  ``prepare_report.json``.
+- ``staging/``: the new manifest. The merge streams the parts one at a time into ``frames.parquet``,
+  ``hf/<split>.parquet`` and ``hf/fold<k>.parquet`` (memory bounded by one part), then writes ``polyps.parquet``,
+  the dataset card and, last, ``prepare_report.json``.
 - ``lock``: one run at a time per output.
 
 Only then is ``staging/`` published in place of ``<out>`` by :func:`~polypbench.fileio.publish_dir`: every
@@ -36,7 +36,7 @@ from polypbench import __version__, schema
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.fileio import PartStore, exclusive, publish_dir, recover_dir, run_pool, writing
 from polypbench.prepare.base import Context, Converter, Job, Unit, UnitResult, convert_job
-from polypbench.prepare.card import HF_DIR, dataset_card
+from polypbench.prepare.card import HF_DIR, dataset_card, fold_file
 from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
 from polypbench.progress import Progress
 from polypbench.shards.layout import MATERIALIZED_DIR
@@ -234,9 +234,11 @@ class Engine:
         targets = {"frames": staging / schema.FRAMES_FILE,
                    **{s: staging / HF_DIR / f"{s}.parquet" for s in schema.SPLITS}}
         split_rows = dict.fromkeys(schema.SPLITS, 0)
+        fold_rows: dict[int, int] = {}
         with writing(staging), ExitStack() as stack:
             writers = {name: stack.enter_context(pq.ParquetWriter(path, frames_schema, compression="zstd"))
                        for name, path in targets.items()}
+            fold_writers: dict[int, pq.ParquetWriter] = {}  # hf/fold<k>.parquet: the card's fold<k> configs
             for table, info in self._parts(parts, units, frames_schema):
                 problems += [Problem(**p) for p in info["problems"]]
                 files, negative = files + info["files"], negative + info["negative"]
@@ -247,6 +249,13 @@ class Engine:
                     split_rows[split] += part.num_rows
                     if part.num_rows:
                         writers[split].write_table(part)
+                for fold in sorted(f for f in pc.unique(table["fold"]).to_pylist() if f >= 0):
+                    part = table.filter(pc.equal(table["fold"], fold))
+                    if fold not in fold_writers:
+                        fold_writers[fold] = stack.enter_context(
+                            pq.ParquetWriter(staging / fold_file(fold), frames_schema, compression="zstd"))
+                    fold_writers[fold].write_table(part)
+                    fold_rows[fold] = fold_rows.get(fold, 0) + part.num_rows
                 for row in table.group_by("polyp_id").aggregate([("polyp_id", "count")]).to_pylist():
                     n_frames[row["polyp_id"]] = n_frames.get(row["polyp_id"], 0) + row["polyp_id_count"]
         for key, polyp in ctx.polyps.items():
@@ -263,7 +272,8 @@ class Engine:
         )
         with writing(staging):
             pq.write_table(polyp_table, staging / schema.POLYPS_FILE, compression="zstd")
-            (staging / "README.md").write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha))
+            (staging / "README.md").write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha,
+                                                            fold_rows, self.raw.resolve()))
             doc = {**report.to_dict(), "all_problems": [p.to_dict() for p in problems]}
             (staging / REPORT_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")  # last
         return report

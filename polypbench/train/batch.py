@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from polypbench.errors import ConfigError
+from polypbench.load.collate import pad_stack
 
 TARGETS = ("size_mm", "size_class3", "label")
 """Batch fields that hold targets (a task's ``target`` names one)."""
@@ -82,15 +83,6 @@ class Batch:
 SAMPLE_KEYS = ("image", "jpeg", "window", "boxes", "masked", *TARGETS, "polyp_id", "frame_index", "dataset",
                "patient_id", "index")
 """Per-sample dict keys that :func:`collate` reads (``boxes`` holds one box per polyp sample)."""
-
-
-def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(B, C, H, W) of CHW images, zero-padded at the bottom and right to the largest when their sizes differ."""
-    if len({i.shape for i in images}) == 1:
-        return torch.stack(list(images))
-    height, width = max(i.shape[-2] for i in images), max(i.shape[-1] for i in images)
-    return torch.stack([torch.nn.functional.pad(i, (0, width - i.shape[-1], 0, height - i.shape[-2]))
-                        for i in images])
 
 
 def collate(samples: Sequence[Mapping[str, Any]]) -> Batch:

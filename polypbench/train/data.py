@@ -10,7 +10,7 @@ and the box-masked stream are computed on whole batches on the training device (
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from polypbench.errors import ConfigError
 from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
 from polypbench.load.decode import decode_jpeg_batch
+from polypbench.load.sampler import FramesPerPolyp  # the public sampler (polypbench.load); training's too
 from polypbench.train.batch import Batch, collate, pad_stack
 from polypbench.train.config import TrainConfig
 from polypbench.train.device_augment import DeviceAugment, WindowScale
@@ -81,45 +82,6 @@ class SampleTransform:
         if self.mask:
             sample["masked"] = tv_tensors.Image(out["masked"][0])
         return sample
-
-
-class FramesPerPolyp(Sampler[int]):
-    """Each epoch, ``n`` frames of every polyp (every group of equal ``keys``; without replacement when it has that
-    many), shuffled; ``n=None`` takes every sample once. Seeded by ``seed`` and the epoch (call :meth:`set_epoch`),
-    so a run is reproducible and epochs differ.
-
-    Under DistributedDataParallel, rank ``rank`` of ``world_size`` takes every ``world_size``-th index of the same
-    epoch order (padded by wrapping round to a multiple of ``world_size``): the ranks never overlap and together
-    cover the epoch.
-    """
-
-    def __init__(self, keys: Sequence[object], n: int | None, seed: int = 0, *, rank: int = 0,
-                 world_size: int = 1) -> None:
-        groups: dict[object, list[int]] = {}
-        for i, key in enumerate(keys):
-            groups.setdefault(key, []).append(i)
-        self.groups = list(groups.values())
-        self.n, self.seed, self.epoch = n, seed, 0
-        self.rank, self.world_size = rank, world_size
-        self.total = len(keys) if n is None else n * len(self.groups)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return -(-self.total // self.world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        if self.n is None:
-            order = np.concatenate(self.groups) if self.groups else np.array([], dtype=np.int64)
-        else:
-            picks = [rng.choice(g, self.n, replace=len(g) < self.n) for g in self.groups]
-            order = np.concatenate(picks) if picks else np.array([], dtype=np.int64)
-        order = rng.permutation(order)
-        if self.world_size > 1 and len(order):
-            order = np.resize(order, len(self) * self.world_size)[self.rank::self.world_size]
-        return iter(order.tolist())
 
 
 def model_input(batch: Batch, streams: Sequence[str] | None, device: torch.device, non_blocking: bool = False,

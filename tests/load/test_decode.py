@@ -66,7 +66,7 @@ def test_decode_size_none_is_the_full_resolution_crop(prepared) -> None:
 
 def test_load_split_decode_size_scales_image_and_box_together(prepared) -> None:
     out = prepared["real-colon"].out
-    full, small = load_split(out, "train"), load_split(out, "train", decode_size=24)
+    full, small = load_split(out, "train", size=None), load_split(out, "train", decode_size=24, size=None)
     assert type(small).__name__ == "PolypFrames" and len(full) == len(small)
     for i in range(0, len(full), 17):
         a, b = full[i], small[i]
@@ -113,7 +113,7 @@ def test_decode_jpeg_batch_on_cpu_matches_pillow_without_warnings() -> None:
     # deprecation warning (an error under this suite's filterwarnings) is contained
     batch = [_jpeg(0), _jpeg(1)]
     decoded = decode_jpeg_batch([b for b, _ in batch], device="cpu")
-    for (data, _), image in zip(batch, decoded):
+    for (data, _), image in zip(batch, decoded, strict=True):
         expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         assert image.shape == (3, 96, 128) and image.dtype == torch.uint8
         assert np.abs(image.permute(1, 2, 0).numpy().astype(int) - expected.astype(int)).mean() < 2
@@ -123,7 +123,7 @@ def test_decode_jpeg_batch_on_cpu_matches_pillow_without_warnings() -> None:
 def test_decode_jpeg_batch_on_the_gpu() -> None:
     batch = [_jpeg(0), _jpeg(1)]
     decoded = decode_jpeg_batch([b for b, _ in batch], device="cuda")
-    for (data, _), image in zip(batch, decoded):
+    for (data, _), image in zip(batch, decoded, strict=True):
         expected = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()).permute(2, 0, 1)
         assert image.is_cuda and image.shape == expected.shape
         assert (image.cpu().int() - expected.int()).abs().float().mean() < 3

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from polypbench import load_hf, load_split
+from polypbench import load_split
 from polypbench.errors import ConfigError, InputError
 from polypbench.load import crop_window
 from polypbench.manifest import Manifest
@@ -23,7 +23,7 @@ from tests.conftest import DATASETS
 @pytest.mark.parametrize("name", DATASETS)
 def test_samples_are_crops_around_the_box(prepared, name: str) -> None:
     out = prepared[name].out
-    ds = load_split(out, "test")
+    ds = load_split(out, "test", size=None)  # native crops
     rows = Manifest.open(out).select("test")
     assert len(ds) == len(rows) > 0
     sample = ds[0]
@@ -33,7 +33,8 @@ def test_samples_are_crops_around_the_box(prepared, name: str) -> None:
     x0, y0, x1, y1 = boxes[0].tolist()
     assert 0 <= x0 < x1 <= image.shape[2] and 0 <= y0 < y1 <= image.shape[1]
     assert (x1 - x0, y1 - y0) == (row["xmax"] - row["xmin"], row["ymax"] - row["ymin"])
-    left, top, right, bottom = crop_window((row["xmin"], row["ymin"], row["xmax"], row["ymax"]), row["width"], row["height"])
+    box = (row["xmin"], row["ymin"], row["xmax"], row["ymax"])
+    left, top, right, bottom = crop_window(box, row["width"], row["height"])
     with Image.open(prepared[name].raw / row["frame_path"]) as frame:
         expected = np.asarray(frame.convert("RGB"))[top:bottom, left:right]
     assert np.abs(image.permute(1, 2, 0).numpy().astype(int) - expected.astype(int)).mean() < 2  # same decoder family
@@ -42,7 +43,7 @@ def test_samples_are_crops_around_the_box(prepared, name: str) -> None:
 
 def test_boxes_travel_with_the_image_through_transforms_v2(prepared) -> None:
     out = prepared["real-colon"].out
-    plain = load_split(out, "train")[0]
+    plain = load_split(out, "train", size=None)[0]
     flipped = load_split(out, "train", transform=v2.Compose([v2.RandomHorizontalFlip(p=1.0), v2.Resize((96, 96))]))[0]
     width = plain["image"].shape[2]
     x0, _, x1, _ = plain["boxes"][0].tolist()
@@ -79,16 +80,8 @@ def test_plain_hugging_face_loads_the_manifest_without_polypbench(prepared) -> N
         "print(json.dumps({k: v.num_rows for k, v in ds.items()}))\n"
     )
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=out.parent, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=out.parent,
+                            check=True)
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     frames = Manifest.open(out).frames
     assert counts == frames["split"].value_counts().to_dict()
-
-
-def test_load_hf_adds_decoded_images(prepared) -> None:
-    out = prepared["sun"].out
-    ds = load_hf(out, "validation")
-    rows = Manifest.open(out).select("validation")
-    assert ds.num_rows == len(rows)
-    first = ds[0]
-    assert first["image"].size == (first["width"], first["height"]) and first["polyp_id"] == rows["polyp_id"].iloc[0]

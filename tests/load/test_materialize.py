@@ -63,8 +63,8 @@ def test_materialize_writes_one_shard_per_video_and_a_description(shards: Path) 
 def test_shards_give_the_same_samples_as_raw_frames(shards: Path) -> None:
     prepared = shards.parent.parent
     for split in ("train", "test"):
-        from_shards = load_split(prepared, split, decode_size=96)
-        from_raw = load_split(prepared, split, source="raw")
+        from_shards = load_split(prepared, split, decode_size=96, size=None)
+        from_raw = load_split(prepared, split, source="raw", size=None)
         assert isinstance(from_shards, ShardFrames) and type(from_raw) is PolypFrames
         assert from_shards.rows.equals(from_raw.rows) and len(from_shards) == len(from_raw)
         for i in range(len(from_raw)):
@@ -94,8 +94,8 @@ def test_load_split_picks_shards_only_when_they_fit(shards: Path) -> None:
         load_split(prepared, "test", source="disk")
     fold = load_split(prepared, "train", fold=1, decode_size=96)
     assert isinstance(fold, ShardFrames) and len(fold) == len(load_split(prepared, "train", fold=1))
-    half = load_split(prepared, "test", decode_size=48)  # 96 px crops decoded at 1/2 in the DCT domain
-    full = load_split(prepared, "test", decode_size=96)
+    half = load_split(prepared, "test", decode_size=48, size=None)  # 96 px crops decoded at 1/2 in the DCT domain
+    full = load_split(prepared, "test", decode_size=96, size=None)
     assert half[0]["image"].shape[1:] == (48, 48)
     assert torch.allclose(half[0]["boxes"] * 2, full[0]["boxes"].as_subclass(torch.Tensor), atol=1.0)
 
@@ -118,7 +118,8 @@ def test_the_trainer_reads_shard_backed_datasets(shards: Path) -> None:
 def test_every_dataset_materializes_to_the_same_samples(prepared, tmp_path: Path, name: str) -> None:
     out = _copy(prepared, tmp_path, name)
     materialize(out, size=32, workers=1)
-    from_shards, from_raw = load_split(out, "test", decode_size=32), load_split(out, "test", source="raw")
+    from_shards = load_split(out, "test", decode_size=32, size=None)
+    from_raw = load_split(out, "test", source="raw", size=None)
     assert isinstance(from_shards, ShardFrames) and from_shards.rows.equals(from_raw.rows)
     for i in range(0, len(from_raw), max(1, len(from_raw) // 8)):
         a, b = from_shards[i], from_raw[i]
@@ -130,7 +131,7 @@ def test_every_dataset_materializes_to_the_same_samples(prepared, tmp_path: Path
 
 def test_context_view_holds_the_window_and_real_pixels_around_it(shards: Path) -> None:
     prepared = shards.parent.parent
-    plain = load_split(prepared, "test", decode_size=96)
+    plain = load_split(prepared, "test", decode_size=96, size=None)
     wide = ShardFrames(plain.rows, shards, context=True)
     for i in range(len(plain)):
         a, b = plain[i], wide[i]

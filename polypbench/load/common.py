@@ -1,0 +1,22 @@
+"""What the torch and the Hugging Face loaders share, without importing either: the default crop size and where
+the raw frames are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polypbench.errors import InputError
+from polypbench.manifest import Manifest
+
+DEFAULT_SIZE = 384
+"""Side of the square crops the loaders hand out by default (``load_split`` without a transform, ``load_hf``,
+``export-hf``): the reference models' input size (the training configs' ``img_size``)."""
+
+
+def resolve_raw_root(manifest: Manifest, raw_root: str | Path | None) -> Path:
+    """The raw root to read frames from: the one given, else the one recorded at prepare time."""
+    root = Path(raw_root) if raw_root is not None else manifest.raw_root
+    if root is None or not root.is_dir():
+        raise InputError(manifest.root, f"raw root {root} is not a folder",
+                         "raw_root= the folder the dump was prepared from")
+    return root

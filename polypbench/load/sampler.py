@@ -1,0 +1,62 @@
+"""The polyp-balanced sampler: the same number of frames of every polyp per epoch, seeded, shared out under DDP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class FramesPerPolyp(Sampler[int]):
+    """Each epoch, ``n`` frames of every polyp (every group of equal ``keys``; without replacement when it has that
+    many), shuffled; ``n=None`` takes every sample once. Seeded by ``seed`` and the epoch (call :meth:`set_epoch`),
+    so a run is reproducible and epochs differ.
+
+    A polyp of 3,000 frames and one of 30 then weigh the same in training (the training loop uses it with
+    ``frames_per_polyp_per_epoch``). ``keys``: one key per sample in dataset order, e.g.
+    ``load_split(...).rows["polyp_id"]``; :meth:`for_dataset` reads them from a dataset.
+
+    Under DistributedDataParallel, rank ``rank`` of ``world_size`` takes every ``world_size``-th index of the same
+    epoch order (padded by wrapping round to a multiple of ``world_size``): the ranks never overlap and together
+    cover the epoch.
+    """
+
+    def __init__(self, keys: Sequence[object], n: int | None, seed: int = 0, *, rank: int = 0,
+                 world_size: int = 1) -> None:
+        groups: dict[object, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        self.groups = list(groups.values())
+        self.n, self.seed, self.epoch = n, seed, 0
+        self.rank, self.world_size = rank, world_size
+        self.total = len(keys) if n is None else n * len(self.groups)
+
+    @classmethod
+    def for_dataset(cls, dataset: object, n: int | None, seed: int = 0, *, rank: int = 0,
+                    world_size: int = 1) -> FramesPerPolyp:
+        """The sampler over a :func:`~polypbench.load.load_split` dataset (anything with a ``rows`` table holding
+        ``dataset`` and ``polyp_id``, one row per sample)."""
+        rows = getattr(dataset, "rows", None)
+        if rows is None or "polyp_id" not in rows:
+            raise TypeError(f"{type(dataset).__name__} has no rows table with polyp_id; expected a load_split dataset")
+        keys = list(zip(rows["dataset"].astype(str), rows["polyp_id"].astype(str), strict=True))
+        return cls(keys, n, seed, rank=rank, world_size=world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.total // self.world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.n is None:
+            order = np.concatenate(self.groups) if self.groups else np.array([], dtype=np.int64)
+        else:
+            picks = [rng.choice(g, self.n, replace=len(g) < self.n) for g in self.groups]
+            order = np.concatenate(picks) if picks else np.array([], dtype=np.int64)
+        order = rng.permutation(order)
+        if self.world_size > 1 and len(order):
+            order = np.resize(order, len(self) * self.world_size)[self.rank::self.world_size]
+        return iter(order.tolist())
