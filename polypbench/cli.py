@@ -256,6 +256,43 @@ def materialize(prepared: Path, size: int, margin: float, context: float, qualit
     click.echo(f"wrote {root}")
 
 
+@main.command("export-hf")
+@click.argument("prepared", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--raw", "raw_root", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Raw dump folder [default: the one recorded at prepare time].")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the Hugging Face dataset (README.md card + data/*.parquet).")
+@click.option("--size", type=click.IntRange(16), default=384, show_default=True,
+              help="Pixels a side of the embedded crops.")
+@click.option("--margin", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Crop margin around the box, as load_split's `margin`.")
+@click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
+@click.option("--i-hold-redistribution-rights", "hold_rights", is_flag=True,
+              help="Export a dataset whose licence forbids redistributing its frames (SUN, SUN-SEG): you declare "
+                   "that you hold that right; the card states the licence and the declaration.")
+@_one_line_errors
+def export_hf(prepared: Path, raw_root: Path | None, out: Path, size: int, margin: float, quality: int,
+              workers: int | None, hold_rights: bool) -> None:
+    """Write PREPARED as a self-contained Hugging Face dataset: the crops embedded as images, with box, size,
+    size classes (named) and ids, a dataset card (licence, citation, one configuration per fold). It loads with
+    `datasets.load_dataset(OUT)` without polypbench and uploads to the Hub as it is.
+
+    Refuses a dataset whose licence forbids redistributing its frames unless --i-hold-redistribution-rights.
+
+    \b
+    Example:
+      polypbench export-hf prepared/real-colon --raw /data/real-colon --out hf/real-colon --size 384
+    """
+    from polypbench.export import export_hf as run
+    from polypbench.fileio import sigterm_exits
+
+    with sigterm_exits():
+        report = run(prepared, out, raw_root, size=size, margin=margin, quality=quality, workers=workers,
+                     hold_rights=hold_rights)
+    click.echo(report.describe())
+
+
 @main.group()
 def splits() -> None:
     """The fixed public splits (split_manifests/): show, verify, regenerate; and the paper's protocol."""

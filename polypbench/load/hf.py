@@ -26,8 +26,12 @@ def hf_features(types: Mapping[str, Feature] | None = None) -> datasets.Features
     for name, kind in (types if types is not None else feature_types()).items():
         if isinstance(kind, tuple):
             out[name] = datasets.ClassLabel(names=list(kind))
+        elif kind == "image":
+            out[name] = datasets.Image()
         elif isinstance(kind, str):
             out[name] = datasets.Value(kind)
+        elif set(kind) == {"list", "length"}:
+            out[name] = datasets.List(datasets.Value(kind["list"]), length=kind["length"])
         else:
             raise TypeError(f"feature {name}: {kind!r} has no datasets type here")
     return datasets.Features(out)

@@ -26,7 +26,8 @@ _DTYPES = {pa.string(): "string", pa.int8(): "int8", pa.int32(): "int32", pa.int
            pa.float32(): "float32", pa.float64(): "float64"}
 
 Feature = str | tuple[str, ...] | dict[str, Any]
-"""A feature: a ``Value`` dtype (``"int32"``), class names (a ``ClassLabel``), or a YAML dtype as is."""
+"""A feature: a ``Value`` dtype (``"int32"``) or ``"image"``, class names (a ``ClassLabel``), or a fixed-length
+list as its YAML entry (``{"list": "float32", "length": 4}``)."""
 
 
 def feature_types(table: pa.Schema = schema.FRAMES) -> dict[str, Feature]:
@@ -39,10 +40,11 @@ def features_yaml(types: Mapping[str, Feature]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, kind in types.items():
         if isinstance(kind, tuple):
-            dtype: Any = {"class_label": {"names": {str(i): label for i, label in enumerate(kind)}}}
+            out.append({"name": name, "dtype": {"class_label": {"names": {str(i): c for i, c in enumerate(kind)}}}})
+        elif isinstance(kind, dict):
+            out.append({"name": name, **kind})
         else:
-            dtype = kind
-        out.append({"name": name, "dtype": dtype})
+            out.append({"name": name, "dtype": kind})
     return out
 
 

@@ -1,0 +1,124 @@
+"""``polypbench export-hf``: a Hugging Face dataset with the crops embedded that loads without polypbench, a
+card the Hub reads, and the licence's word on redistributing frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from polypbench import datasets as registry
+from polypbench.cli import main
+from polypbench.errors import InputError, PolypbenchError
+from polypbench.export import HOLD_RIGHTS_FLAG, INFO_FILE, export_hf
+from polypbench.manifest import Manifest
+
+# Runs in a fresh interpreter in which polypbench cannot be imported (as on a machine without it).
+NO_POLYPBENCH = """
+import json, sys
+sys.modules["polypbench"] = None  # any import of polypbench now fails
+try:
+    import polypbench
+except ImportError:
+    pass
+else:
+    raise SystemExit("polypbench is importable")
+import datasets, numpy as np
+out = {}
+for config in ("default", "fold1"):
+    ds = datasets.load_dataset(sys.argv[1], config)
+    out[config] = {split: list(part["polyp_id"]) for split, part in ds.items()}
+train = datasets.load_dataset(sys.argv[1])["train"]
+first = train[0]
+out["features"] = {name: type(f).__name__ for name, f in train.features.items()}
+out["names"] = train.features["size_class3"].names
+out["image"] = [first["image"].size, first["image"].mode, int(np.asarray(first["image"]).std() > 0)]
+out["box"] = first["box"]
+out["first"] = [first["polyp_id"], first["frame_index"]]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(prepared, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "real-colon"
+    export_hf(prepared["real-colon"].out, out, size=32, workers=1, rows_per_file=50)
+    return out
+
+
+def test_the_export_loads_with_images_and_without_polypbench(prepared, exported: Path) -> None:
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "-c", NO_POLYPBENCH, str(exported)], capture_output=True, text=True,
+                            env=env, cwd=exported.parent, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    manifest = Manifest.open(prepared["real-colon"].out)
+    for split in ("train", "validation", "test"):
+        assert sorted(got["default"][split]) == sorted(manifest.select(split)["polyp_id"])
+        assert sorted(got["fold1"][split]) == sorted(manifest.select(split, fold=1)["polyp_id"])
+    assert got["features"]["image"] == "Image" and got["features"]["size_class3"] == "ClassLabel"
+    assert got["features"]["box"] == "List" and got["names"] == ["diminutive", "small", "large"]
+    assert got["image"] == [[32, 32], "RGB", 1]
+    # the crop and box are load_hf's (JPEG-encoded once)
+    from polypbench.load import load_hf
+
+    polyp_id, frame_index = got["first"]
+    reference = load_hf(prepared["real-colon"].out, "train", size=32)
+    row = next(r for r in reference if r["polyp_id"] == polyp_id and r["frame_index"] == frame_index)
+    assert got["box"] == pytest.approx(row["box"], abs=1e-4)
+    assert len(list((exported / "data" / "train").glob("*.parquet"))) > 1  # rows_per_file splits the parts
+
+
+def test_the_card_is_a_valid_hub_card_with_the_registry_facts(exported: Path) -> None:
+    from huggingface_hub import DatasetCard
+
+    spec = registry.get("real-colon")
+    card = DatasetCard.load(exported / "README.md")
+    assert card.data.license == spec.licence and "license_name" not in card.data.to_dict()
+    assert [c["config_name"] for c in card.data.configs] == ["default", *(f"fold{k}" for k in range(5))]
+    assert spec.citation.strip() in card.text and spec.description in card.text and spec.homepage in card.text
+    info = json.loads((exported / INFO_FILE).read_text())
+    assert info["size"] == 32 and info["hold_rights_declared"] is False and info["rows"] == 264
+
+
+def test_frames_the_licence_keeps_are_refused_unless_the_user_holds_the_right(prepared, tmp_path: Path) -> None:
+    spec = registry.get("sun")
+    assert not spec.redistribute_frames and not registry.get("sun-seg").redistribute_frames
+    out = tmp_path / "sun"
+    with pytest.raises(PolypbenchError) as info:
+        export_hf(prepared["sun"].out, out, size=16, workers=1)
+    assert HOLD_RIGHTS_FLAG in str(info.value) and "\n" not in str(info.value) and not out.exists()
+    runner = CliRunner()
+    refused = runner.invoke(main, ["export-hf", str(prepared["sun-seg"].out), "--out", str(out), "--size", "16"])
+    assert refused.exit_code == 1 and HOLD_RIGHTS_FLAG in refused.output and not out.exists()
+    done = runner.invoke(main, ["export-hf", str(prepared["sun"].out), "--out", str(out), "--size", "16",
+                                "--workers", "1", HOLD_RIGHTS_FLAG])
+    assert done.exit_code == 0, done.output
+    assert "export-hf sun: 200/200 crop (100%)" in done.output  # the progress line's last word
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "other" and card.data.license_link == spec.homepage
+    assert HOLD_RIGHTS_FLAG in card.text and spec.licence_terms in card.text
+    assert json.loads((out / INFO_FILE).read_text())["hold_rights_declared"] is True
+
+
+def test_the_output_is_replaced_whole_and_other_folders_are_refused(prepared, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    export_hf(prepared["real-colon"].out, out, size=16, workers=1)
+    first = sorted(p.relative_to(out) for p in out.rglob("*"))
+    export_hf(prepared["real-colon"].out, out, size=24, workers=1)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == first
+    assert json.loads((out / INFO_FILE).read_text())["size"] == 24
+    assert not (tmp_path / ".export.export").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    with pytest.raises(InputError, match="a folder with other files"):
+        export_hf(prepared["real-colon"].out, other, size=16, workers=1)
+    assert (other / "mine.txt").read_text() == "keep me"
