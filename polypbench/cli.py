@@ -410,9 +410,13 @@ def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) 
 @click.option("--compare", "other", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="A second prediction file: its numbers side by side, PREDICTIONS minus it with a paired 95% CI, "
                    "and P(PREDICTIONS > it), all from the same patient resamples.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="The run folder behind PREDICTIONS (`polypbench train --out`): the report's header names its "
+                   "model, config and code.")
 @_one_line_errors
 def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: int | None, protocol: str,
-             json_path: Path | None, report_path: Path | None, bootstrap: int, seed: int, other: Path | None) -> None:
+             json_path: Path | None, report_path: Path | None, bootstrap: int, seed: int, other: Path | None,
+             run_dir: Path | None) -> None:
     """Score a PREDICTIONS file (Parquet or CSV) against the SPLIT of the prepared manifests.
 
     Headline numbers are per polyp (frame predictions aggregated per polyp); frame-level numbers follow.
@@ -424,9 +428,10 @@ def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: i
     Example:
       polypbench evaluate preds.parquet --manifest prepared/real-colon --json result.json --report report.html
       polypbench evaluate a.parquet --manifest prepared/sun --compare b.parquet
+      polypbench evaluate preds.parquet --manifest prepared/sun --report report.html --run runs/r18-hag
     """
     from polypbench.evaluate import compare, score
-    from polypbench.evaluate.report import write_report
+    from polypbench.evaluate.report import evaluation_meta, write_report
 
     if other is None:
         result = score(predictions, list(manifests), split=split, fold=fold, protocol=protocol,
@@ -439,7 +444,9 @@ def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: i
         result.to_json(json_path)
         click.echo(f"wrote {json_path}")
     if report_path is not None:
-        for path in write_report(result, report_path):
+        meta = evaluation_meta(predictions, manifests, split=split, fold=fold, protocol=protocol, other=other,
+                               run_dir=run_dir)
+        for path in write_report(result, report_path, meta):
             click.echo(f"wrote {path}")
 
 
