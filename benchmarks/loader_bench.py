@@ -223,9 +223,10 @@ def main() -> None:
     v2_chain = v2.Compose([v2.Resize((SIZE, SIZE), antialias=True), v2.RandomRotation(20), v2.RandomHorizontalFlip(),
                            v2.RandomVerticalFlip(), v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2,
                                                                    hue=0.02)])
-    raw = load_split(prepared, "train", decode_size=SIZE, source="raw")
-    shards = load_split(prepared, "train", decode_size=SIZE, source="shards")
-    shards0 = load_split(no_context, "train", decode_size=SIZE, source="shards")
+    # size=None: the decoded crops as they are (no transform given would otherwise mean a resize to 384)
+    raw = load_split(prepared, "train", decode_size=SIZE, source="raw", size=None)
+    shards = load_split(prepared, "train", decode_size=SIZE, source="shards", size=None)
+    shards0 = load_split(no_context, "train", decode_size=SIZE, source="shards", size=None)
     assert raw.raw_root is not None
     paths = {
         "(a) reference: full decode, v2 on the float full-resolution frame, crop, resize": Reference(raw.rows,

@@ -17,6 +17,7 @@ from polypbench.cli import main
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.export import HOLD_RIGHTS_FLAG, INFO_FILE, export_hf
 from polypbench.manifest import Manifest
+from tests.conftest import Prepared
 
 # Runs in a fresh interpreter in which polypbench cannot be imported (as on a machine without it).
 NO_POLYPBENCH = """
@@ -45,13 +46,13 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def exported(prepared, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "real-colon"
     export_hf(prepared["real-colon"].out, out, size=32, workers=1, rows_per_file=50)
     return out
 
 
-def test_the_export_loads_with_images_and_without_polypbench(prepared, exported: Path) -> None:
+def test_the_export_loads_with_images_and_without_polypbench(prepared: dict[str, Prepared], exported: Path) -> None:
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     result = subprocess.run([sys.executable, "-c", NO_POLYPBENCH, str(exported)], capture_output=True, text=True,
                             env=env, cwd=exported.parent, check=False)
@@ -86,7 +87,8 @@ def test_the_card_is_a_valid_hub_card_with_the_registry_facts(exported: Path) ->
     assert info["size"] == 32 and info["hold_rights_declared"] is False and info["rows"] == 264
 
 
-def test_frames_the_licence_keeps_are_refused_unless_the_user_holds_the_right(prepared, tmp_path: Path) -> None:
+def test_frames_the_licence_keeps_are_refused_unless_the_user_holds_the_right(prepared: dict[str, Prepared],
+                                                                              tmp_path: Path) -> None:
     spec = registry.get("sun")
     assert not spec.redistribute_frames and not registry.get("sun-seg").redistribute_frames
     out = tmp_path / "sun"
@@ -108,7 +110,8 @@ def test_frames_the_licence_keeps_are_refused_unless_the_user_holds_the_right(pr
     assert json.loads((out / INFO_FILE).read_text())["hold_rights_declared"] is True
 
 
-def test_the_output_is_replaced_whole_and_other_folders_are_refused(prepared, tmp_path: Path) -> None:
+def test_the_output_is_replaced_whole_and_other_folders_are_refused(prepared: dict[str, Prepared],
+                                                                    tmp_path: Path) -> None:
     out = tmp_path / "export"
     export_hf(prepared["real-colon"].out, out, size=16, workers=1)
     first = sorted(p.relative_to(out) for p in out.rglob("*"))

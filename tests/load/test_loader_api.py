@@ -26,9 +26,10 @@ from polypbench.load import (
     pad_collate,
 )
 from polypbench.manifest import Manifest
+from tests.conftest import Prepared
 
 
-def test_the_readme_dataloader_works_as_written(prepared) -> None:
+def test_the_readme_dataloader_works_as_written(prepared: dict[str, Prepared]) -> None:
     """README: ``DataLoader(polypbench.load_split(prepared, "train"), batch_size=4, num_workers=2)``."""
     out = prepared["real-colon"].out
     loader = DataLoader(polypbench.load_split(out, "train"), batch_size=4, num_workers=2)
@@ -38,7 +39,7 @@ def test_the_readme_dataloader_works_as_written(prepared) -> None:
     assert batch["size_class3"].dtype == torch.int64 and len(batch["polyp_id"]) == 4
 
 
-def test_size_resizes_crop_and_box_before_the_transform(prepared) -> None:
+def test_size_resizes_crop_and_box_before_the_transform(prepared: dict[str, Prepared]) -> None:
     out = prepared["sun"].out
     native, small = load_split(out, "test", size=None), load_split(out, "test", size=48)
     seen: list[tuple[int, ...]] = []
@@ -63,7 +64,7 @@ def test_size_resizes_crop_and_box_before_the_transform(prepared) -> None:
         load_split(out, "test", size=0)
 
 
-def test_mixed_sizes_are_one_clear_line_and_pad_collate_pads_them(prepared) -> None:
+def test_mixed_sizes_are_one_clear_line_and_pad_collate_pads_them(prepared: dict[str, Prepared]) -> None:
     out = prepared["sun"].out
     native = load_split(out, "train", size=None)
     shapes = [tuple(native[i]["image"].shape) for i in range(8)]
@@ -82,7 +83,7 @@ def test_mixed_sizes_are_one_clear_line_and_pad_collate_pads_them(prepared) -> N
     assert batch["polyp_id"] == [native[i]["polyp_id"] for i in range(8)]
 
 
-def test_the_sampler_is_exported_and_balances_polyps(prepared) -> None:
+def test_the_sampler_is_exported_and_balances_polyps(prepared: dict[str, Prepared]) -> None:
     from polypbench.train import data as train_data
 
     assert train_data.FramesPerPolyp is FramesPerPolyp  # the one the trainer uses
@@ -98,7 +99,7 @@ def test_the_sampler_is_exported_and_balances_polyps(prepared) -> None:
     assert batch["image"].shape[0] == 4
 
 
-def test_load_polyps_holds_every_frame_of_a_polyp_in_order(prepared) -> None:
+def test_load_polyps_holds_every_frame_of_a_polyp_in_order(prepared: dict[str, Prepared]) -> None:
     out = prepared["real-colon"].out
     frames = load_split(out, "train", size=32)
     polyps = load_polyps(out, "train", size=32)
@@ -118,7 +119,7 @@ def test_load_polyps_holds_every_frame_of_a_polyp_in_order(prepared) -> None:
     assert torch.allclose(flipped["boxes"][:, 0], 32 - plain["boxes"][:, 2])
 
 
-def test_polyp_items_batch_with_max_frames_or_pad_collate(prepared) -> None:
+def test_polyp_items_batch_with_max_frames_or_pad_collate(prepared: dict[str, Prepared]) -> None:
     out = prepared["sun-seg"].out
     frames = load_split(out, "train", size=24)
     # one frame fewer for the first polyp: items of 1 and of 2 frames
@@ -138,10 +139,10 @@ def test_polyp_items_batch_with_max_frames_or_pad_collate(prepared) -> None:
     assert batch["image"].shape == (4, 1, 3, 24, 24)
     assert len(load_polyps(out, "train", size=24, max_frames=1)[0]["frame_index"]) == 1
     with pytest.raises(ConfigError, match="size=N"):
-        load_polyps(out, "train", size=None)  # type: ignore[arg-type]
+        load_polyps(out, "train", size=None)
 
 
-def test_load_hf_gives_the_crops_of_a_fold_with_class_names(prepared) -> None:
+def test_load_hf_gives_the_crops_of_a_fold_with_class_names(prepared: dict[str, Prepared]) -> None:
     out = prepared["sun"].out
     rows = Manifest.open(out).select("validation", fold=2)
     ds = load_hf(out, "validation", fold=2, size=None)
@@ -162,6 +163,6 @@ def test_load_hf_gives_the_crops_of_a_fold_with_class_names(prepared) -> None:
     assert first["image"].size == (first["width"], first["height"])
 
 
-def test_encoded_samples_take_no_size(prepared) -> None:
+def test_encoded_samples_take_no_size(prepared: dict[str, Prepared]) -> None:
     with pytest.raises(ConfigError, match="encoded=True"):
         load_split(prepared["sun"].out, "test", size=64, encoded=True, source="shards")

@@ -1,7 +1,9 @@
-"""The dataset card prepare writes: `datasets.load_dataset(prepared)` gives named classes and one configuration
-per fold, and the card carries the registry's facts and says where the frames are."""
+"""The dataset card prepare writes: `datasets.load_dataset(prepared)` gives named classes and one configuration per
+fold, and the card carries the registry's facts and says where the frames are."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import datasets
 import pytest
@@ -10,14 +12,14 @@ from huggingface_hub import DatasetCard
 from polypbench import datasets as registry
 from polypbench.manifest import Manifest
 from polypbench.sizes import TASKS
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, Prepared
 
 
-def _keys(rows) -> list[tuple[str, int]]:
+def _keys(rows: Any) -> list[tuple[str, int]]:
     return sorted(zip(rows["polyp_id"], (int(i) for i in rows["frame_index"]), strict=True))
 
 
-def test_load_dataset_names_the_classes_and_has_every_fold(prepared) -> None:
+def test_load_dataset_names_the_classes_and_has_every_fold(prepared: dict[str, Prepared]) -> None:
     out = prepared["sun"].out
     manifest = Manifest.open(out)
     default = datasets.load_dataset(str(out))
@@ -35,7 +37,7 @@ def test_load_dataset_names_the_classes_and_has_every_fold(prepared) -> None:
 
 
 @pytest.mark.parametrize("name", DATASETS)
-def test_the_card_carries_the_registry_facts_and_where_frames_are(prepared, name: str) -> None:
+def test_the_card_carries_the_registry_facts_and_where_frames_are(prepared: dict[str, Prepared], name: str) -> None:
     spec = registry.get(name)
     path = prepared[name].out / "README.md"
     card = DatasetCard.load(path)
