@@ -52,8 +52,11 @@ def exported(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFac
     return out
 
 
-def test_the_export_loads_with_images_and_without_polypbench(prepared: dict[str, Prepared], exported: Path) -> None:
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+def test_the_export_loads_with_images_and_without_polypbench(prepared: dict[str, Prepared], exported: Path,
+                                                             tmp_path: Path) -> None:
+    # a cache of its own: datasets keys its cache by the folder's name and files, which another export can share
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": "",
+           "HF_DATASETS_CACHE": str(tmp_path / "hf-cache")}
     result = subprocess.run([sys.executable, "-c", NO_POLYPBENCH, str(exported)], capture_output=True, text=True,
                             env=env, cwd=exported.parent, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
