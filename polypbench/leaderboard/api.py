@@ -26,7 +26,7 @@ from polypbench.evaluate import SubmissionError
 from polypbench.leaderboard import jobs, limits
 from polypbench.leaderboard.app import Server, error
 from polypbench.leaderboard.auth import TeamRef, current_team
-from polypbench.leaderboard.board import Board, build, compare_entries, metric_key, scopes_of
+from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, metric_key, scopes_of
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY
 from polypbench.leaderboard.db import MAX_ID, Job, Submission, scored_today
 from polypbench.leaderboard.records import Fields, by_key, entry, record, verifications
@@ -272,18 +272,23 @@ def board_for(s: Server, track: str | None, scope: str | None, sort: str) -> Boa
 @router.get("/leaderboard")
 def leaderboard(s: ServerDep, track: str | None = None, scope: str | None = None,
                 sort: str = "macro_f1") -> dict[str, Any]:
+    """The board: each team's best entry with its stats, rank group (``rank``; null when not ranked), the test's
+    ``p_vs_above`` and rank ``stability``; ``ranking`` says how the rank groups are formed."""
     board = board_for(s, track, scope, sort)
     return {"track": board.track, "scope": board.scope, "sort": board.sort, "ranked_by": board.ranked_by,
-            "primary": PRIMARY, "closed": board.closed, "entries": board.rows}
+            "ranking": RANKING_TEST, "primary": PRIMARY, "closed": board.closed, "entries": board.rows}
 
 
 @router.get("/stability")
 def stability(s: ServerDep, track: str | None = None, scope: str | None = None,
               sort: str = "macro_f1") -> dict[str, Any]:
+    """The bootstrap distribution of each ranked entry's rank: ``rank_distribution[i][k]`` is the share of the
+    replicates giving entry ``entries[i]`` rank k + 1; ``kendall_tau`` the mean Kendall's tau between the observed
+    ranking and the replicates'."""
     board = board_for(s, track, scope, sort)
     return {"track": board.track, "scope": board.scope, "ranked_by": board.ranked_by,
-            "replicates": board.n_replicates, "entries": [r["id"] for r in board.rows],
-            "rank_distribution": board.distribution}
+            "replicates": board.n_replicates, "entries": board.stability_ids, "rank_distribution": board.distribution,
+            "kendall_tau": board.kendall_tau}
 
 
 def load_entry(s: Server, sub_id: int) -> dict[str, Any] | None:
@@ -314,13 +319,15 @@ def comparison(s: Server, a: int, b: int, track: str | None, scope: str | None) 
         if e["track"] != track or scope not in e["results"]:
             raise PolypbenchError(f"submission {e['id']} has no {track} result in scope {scope!r}; expected two "
                                   "entries of the same board")
-    return {"track": track, "scope": scope, "a": ea, "b": eb,
-            "comparisons": compare_entries(s.db, track, scope, ea, eb)}
+    comparisons, n = compare_entries(s.db, track, scope, ea, eb)
+    return {"track": track, "scope": scope, "a": ea, "b": eb, "comparisons": comparisons, "replicates": n}
 
 
 @router.get("/compare")
 def compare(s: ServerDep, a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)],
             track: str | None = None, scope: str | None = None) -> dict[str, Any]:
+    """Entries ``a`` and ``b`` on each board column: their stats, the paired difference A - B (a STAT with its
+    interval and ``p_greater``) and P(A better), over ``replicates`` paired bootstrap replicates."""
     found = comparison(s, a, b, track, scope)
-    return {"track": found["track"], "scope": found["scope"], "a": a, "b": b,
-            "metrics": {k: vars(c) for k, c in found["comparisons"].items()}}
+    return {"track": found["track"], "scope": found["scope"], "a": a, "b": b, "replicates": found["replicates"],
+            "metrics": {k: c.to_dict() for k, c in found["comparisons"].items()}}

@@ -1,10 +1,10 @@
-"""The board: each team's best entry in a scope, sorted, with rank groups and rank stability; the exported entries
-and the README table.
+"""The board: each team's best entry in a scope, sorted, with rank groups and rank stability; two entries compared;
+the exported entries and the README table.
 
 A *scope* is what one board ranks: on the public track a dataset or ``pooled``, on the private track a part of
 the hidden test set (``public`` while the phase runs; ``private``, the final ranking, once it is closed). The
 server, ``export`` and ``render`` all build rows with :func:`row` from the stored public entries; the statistics
-come from :mod:`polypbench.leaderboard.ranking` on the stored replicates.
+are :mod:`polypbench.evaluate.ranking`'s, on the stored :class:`~polypbench.evaluate.Replicates`.
 """
 
 from __future__ import annotations
@@ -13,25 +13,33 @@ import html
 import json
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from polypbench.errors import PolypbenchError, choice_error
-from polypbench.evaluate import format_stat, lookup
+from polypbench.evaluate import Replicates, Stat, format_stat, lookup
+from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
-from polypbench.leaderboard import ranking
+from polypbench.evaluate.ranking import compare_replicates, rank_distribution, rank_groups, stack
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, TEXT_SORTS
 from polypbench.leaderboard.db import Database, Submission
 from polypbench.leaderboard.records import entry, replicates, verifications
 from polypbench.leaderboard.tracks import PARTS, POOLED
 
 log = logging.getLogger(__name__)
+
+PRIMARY_COLUMN = next(name for name, (_, key, _) in COLUMNS.items() if key == PRIMARY)
+"""The board column of the primary metric: what the board is ranked on when it is sorted by a text column."""
+RANKING_TEST = ("one-sided paired bootstrap test at 5% against the entry ranked just above (on the same patient "
+                "resamples): an entry shares the rank of the entry above unless fewer than 5% of the replicates "
+                "have it at least as good; tied entries share the rank; competition ranking (1, 1, 3)")
+"""How rank groups are formed (:func:`polypbench.evaluate.ranking.rank_groups`), as every page and export says it."""
 
 
 def metric_key(track: str, scope: str, key: str) -> str:
@@ -46,7 +54,8 @@ def check_sort(sort: str) -> str:
 
 
 def row(e: dict[str, Any], scope: str = POOLED) -> dict[str, Any]:
-    """One board row: the entry's descriptive fields and each column's stat (JSON form) in ``scope``."""
+    """One board row: the entry's descriptive fields and each column's stat (JSON form, with the polyps and
+    patients it rests on) in ``scope``."""
     result = e["results"][scope]
     fields = ("id", "team", "method", "paper_url", "code_url", "submitted", "declaration", "verified",
               "checkpoint_sha256", "split_hashes")
@@ -56,7 +65,6 @@ def row(e: dict[str, Any], scope: str = POOLED) -> dict[str, Any]:
     for name, (_, key, _) in COLUMNS.items():
         stat = lookup(result, metric_key(e.get("track", "public"), scope, key))
         out["metrics"][name] = None if stat is None else stat.to_dict()
-    out["support"] = result.get("counts", {}).get(scope if e.get("track", "public") == "public" else POOLED, {})
     return out
 
 
@@ -95,8 +103,11 @@ def best_per_team(entries: list[dict[str, Any]], scope: str = POOLED) -> list[di
 
 @dataclass
 class Board:
-    """One board: ``rows`` in display order, each with ``rank`` (its rank group on ``ranked_by``) and ``stability``
-    (the 95% range of its bootstrap rank and P(first)); ``scopes`` the scopes one can switch to."""
+    """One board: ``rows`` in display order, each with ``rank`` (its rank group on ``ranked_by``; None when not
+    ranked), ``p_vs_above`` (the test's p-value against the entry ranked just above) and ``stability`` (median rank,
+    95% rank range, P(first)); ``scopes`` the scopes one can switch to. ``distribution`` (ranked entries x ranks):
+    the share of the ``n_replicates`` replicates giving entry ``stability_ids[i]`` each rank; ``kendall_tau`` the
+    mean Kendall's tau between the observed ranking and the replicates'."""
 
     track: str
     scope: str
@@ -105,36 +116,53 @@ class Board:
     rows: list[dict[str, Any]]
     scopes: list[str]
     distribution: list[list[float]] = field(default_factory=list)
+    stability_ids: list[int] = field(default_factory=list)
+    kendall_tau: float | None = None
     n_replicates: int = 0
     closed: bool = False
 
 
-def _rank_range(dist: np.ndarray) -> tuple[int, int]:
-    cum = np.cumsum(dist)
-    lo = int(np.searchsorted(cum, 0.025, side="right")) + 1
-    hi = int(np.searchsorted(cum, 0.975, side="left")) + 1
-    return lo, min(hi, len(dist))
+@dataclass(frozen=True)
+class Ranking:
+    """What :func:`rank` found: the ranked entries' ids (board order) and their rank distribution."""
+
+    ids: list[int]
+    distribution: list[list[float]]
+    kendall_tau: float | None
+    n_replicates: int
 
 
-def rank(session: Session, track: str, scope: str, rows: list[dict[str, Any]], column: str) -> tuple[np.ndarray, int]:
-    """Set each row's ``rank`` and ``stability`` on ``column``; return the rank distribution (rows x ranks) and the
-    number of replicates it rests on."""
+def _comparable(rows: list[dict[str, Any]], stored: dict[int, Replicates]) -> list[dict[str, Any]]:
+    """The rows whose stored replicates share the resamples most rows have (the first row's among equals): entries
+    scored with other bootstrap settings cannot be paired with them and stay unranked."""
+    found = [r for r in rows if int(r["id"]) in stored]
+    prints = Counter(stored[int(r["id"])].resamples for r in found)
+    if not prints:
+        return []
+    common = prints.most_common(1)[0][0]  # among equal counts, the first encountered
+    return [r for r in found if stored[int(r["id"])].resamples == common]
+
+
+def rank(session: Session, track: str, scope: str, rows: list[dict[str, Any]], column: str) -> Ranking:
+    """Set each row's ``rank``, ``p_vs_above`` and ``stability`` on ``column`` (:func:`rank_groups` and
+    :func:`rank_distribution` of :mod:`polypbench.evaluate.ranking` on the stored replicates)."""
     _, key, higher = COLUMNS[column]
-    reps = replicates(session, [int(r["id"]) for r in rows], scope, metric_key(track, scope, key))
-    width = max((len(v) for v in reps.values()), default=0)
-    matrix = np.full((len(rows), width), np.nan)
-    for i, r in enumerate(rows):
-        values = reps.get(int(r["id"]))
-        if values is not None and len(values) == width:
-            matrix[i] = values
-    points = [_value(r, column) for r in rows]
-    groups = ranking.rank_groups(points, matrix, higher)
-    dist = ranking.rank_distribution(matrix, higher) if width else np.zeros((len(rows), len(rows)))
-    for r, g, d in zip(rows, groups, dist, strict=True):
-        r["rank"] = g
-        lo, hi = _rank_range(d) if width else (g, g)
-        r["stability"] = {"rank_95": [lo, hi], "p_first": float(d[0]) if width else None}
-    return dist, width
+    stored = replicates(session, [int(r["id"]) for r in rows], scope, metric_key(track, scope, key))
+    for r in rows:
+        r.update(rank=None, p_vs_above=None, stability=None)
+    ranked = _comparable(rows, stored)
+    if not ranked:
+        return Ranking([], [], None, 0)
+    points, matrix = stack([stored[int(r["id"])] for r in ranked])
+    groups = rank_groups(points, matrix, higher_is_better=higher)
+    stability = rank_distribution(points, matrix, higher_is_better=higher)
+    for i, r in enumerate(ranked):
+        r["rank"], r["p_vs_above"] = groups.rank[i], groups.p_vs_above[i]
+        r["stability"] = {"median": float(stability.median[i]),
+                          "rank_95": [int(stability.ci95[i, 0]), int(stability.ci95[i, 1])],
+                          "p_first": float(stability.probability[i, 0])}
+    return Ranking([int(r["id"]) for r in ranked], stability.probability.round(4).tolist(),
+                   round(stability.kendall_tau, 4), matrix.shape[1])
 
 
 def build(db: Database, track: str, scope: str, sort: str, *, closed: bool, scopes: list[str]) -> Board:
@@ -147,31 +175,56 @@ def build(db: Database, track: str, scope: str, sort: str, *, closed: bool, scop
         found = verifications(session, [s.id for s in subs])
         entries = [entry(s, found.get(s.id), reveal=closed) for s in subs]
         rows = sort_rows([row(e, scope) for e in best_per_team(entries, scope)], sort)
-        ranked_by = sort if sort in COLUMNS else "macro_f1"
-        dist, width = rank(session, track, scope, rows, ranked_by)
-    return Board(track, scope, sort, ranked_by, rows, scopes, dist.round(4).tolist(), width, closed)
+        ranked_by = sort if sort in COLUMNS else PRIMARY_COLUMN
+        ranking = rank(session, track, scope, rows, ranked_by)
+    return Board(track, scope, sort, ranked_by, rows, scopes, ranking.distribution, ranking.ids,
+                 ranking.kendall_tau, ranking.n_replicates, closed)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Entries A and B on one board column: their stats, and the paired difference A - B from
+    :func:`polypbench.evaluate.ranking.compare_replicates` (None when either has no stored replicates for it)."""
+
+    a: Stat | None
+    b: Stat | None
+    difference: Stat | None
+    higher_is_better: bool
+
+    @property
+    def p_a_better(self) -> float | None:
+        """P(A better than B) over the paired replicates (ties counted half): P(A > B), or P(A < B) for errors."""
+        p = None if self.difference is None else self.difference.p_greater
+        return None if p is None else p if self.higher_is_better else 1.0 - p
+
+    def to_dict(self) -> dict[str, Any]:
+        def one(stat: Stat | None) -> dict[str, Any] | None:
+            return None if stat is None else stat.to_dict()
+
+        return {"a": one(self.a), "b": one(self.b), "difference": one(self.difference),
+                "higher_is_better": self.higher_is_better, "p_a_better": self.p_a_better}
 
 
 def compare_entries(db: Database, track: str, scope: str, a: dict[str, Any],
-                    b: dict[str, Any]) -> dict[str, ranking.Comparison]:
-    """Per board column, entry ``a`` versus ``b`` in ``scope`` on their paired replicates."""
+                    b: dict[str, Any]) -> tuple[dict[str, Comparison], int]:
+    """Per board column, entry ``a`` versus ``b`` in ``scope`` on their paired replicates; and the number of
+    replicates. Raises :class:`PolypbenchError` for entries scored on other resamples."""
     ra, rb = a["results"][scope], b["results"][scope]
-    same = {k: ra.get("bootstrap", {}).get(k) for k in ("replicates", "seed")} == \
-        {k: rb.get("bootstrap", {}).get(k) for k in ("replicates", "seed")}
-    if not same:
-        raise PolypbenchError(f"submissions {a['id']} and {b['id']} were scored with different bootstrap settings; "
-                              "expected entries scored on the same resamples")
-    out = {}
+    out, n = {}, 0
     with db.sessions() as session:
         for name, (_, key, higher) in COLUMNS.items():
             full = metric_key(track, scope, key)
             reps = replicates(session, [int(a["id"]), int(b["id"])], scope, full)
-            sa, sb = lookup(ra, full), lookup(rb, full)
-            va, vb = reps.get(int(a["id"]), np.array([])), reps.get(int(b["id"]), np.array([]))
-            if len(va) != len(vb):
-                va, vb = np.array([]), np.array([])
-            out[name] = ranking.compare_pair(sa.value if sa else None, va, sb.value if sb else None, vb, higher)
-    return out
+            rep_a, rep_b = reps.get(int(a["id"])), reps.get(int(b["id"]))
+            diff = None
+            if rep_a is not None and rep_b is not None:
+                try:
+                    diff = compare_replicates(rep_a, rep_b)
+                except ValueError as exc:
+                    raise PolypbenchError(f"submissions {a['id']} and {b['id']}: {exc}") from exc
+                n = max(n, len(rep_a.replicates))
+            out[name] = Comparison(lookup(ra, full), lookup(rb, full), diff, higher)
+    return out, n
 
 
 def scopes_of(track: str, names: list[str], closed: bool) -> list[str]:
@@ -202,21 +255,41 @@ def md_link(url: object, text: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], scope: str = POOLED) -> str:
-    """The README table (rank group, team, method, links, metrics with 95% CIs)."""
-    head = ["#", "team", "method", "links", *[label for label, _, _ in COLUMNS.values()], "submitted"]
+    """The README table (rank group, team, method, links, metrics with 95% CIs, the polyps and patients they rest
+    on), with the ranking test and the legend of the number format."""
+    head = ["#", "team", "method", "links", *[label for label, _, _ in COLUMNS.values()], "n polyps / patients",
+            "submitted"]
     lines = [f"# polypbench leaderboard ({md_text(scope)})", "",
-             "Best entry per team by per-polyp triclass macro F1; 95% patient-bootstrap CIs in brackets. Entries not "
-             "significantly worse than the first of their group share its rank (one-sided paired bootstrap test, "
-             "5%). Public-track entries are an honour-system registry: the test labels are public.",
+             "Best entry per team by per-polyp triclass macro F1; 95% patient-bootstrap CIs in brackets. "
+             f"The # column is the rank group on macro F1: {md_text(RANKING_TEST)}. Public-track entries are an "
+             "honour-system registry: the test labels are public.", "", md_text(LEGEND), "",
              "Generated by `polypbench leaderboard render`; do not edit by hand.", "",
              "| " + " | ".join(md_text(h) for h in head) + " |", "|" + "---|" * len(head)]
-    for i, r in enumerate(rows, 1):
+    for r in rows:
         links = " ".join(filter(None, (md_link(r.get("paper_url"), "paper"), md_link(r.get("code_url"), "code"))))
-        metrics = [md_text(format_stat(r["metrics"][k], key)) for k, (_, key, _) in COLUMNS.items()]
-        cells = [str(int(r.get("rank", i))), md_text(r["team"]), md_text(r["method"]), links, *metrics,
-                 md_text(r["submitted"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        metrics = [md_text(f"{text} ({own})" if own else text) for text, own in cells(r)]
+        cells_ = ["-" if r.get("rank") is None else str(int(r["rank"])), md_text(r["team"]), md_text(r["method"]),
+                  links, *metrics, md_text(support(r)), md_text(r["submitted"])]
+        lines.append("| " + " | ".join(cells_) + " |")
     return "\n".join(lines) + "\n"
+
+
+def support(r: dict[str, Any]) -> str:
+    """The polyps and patients a board row's numbers rest on (``21 / 8``, :func:`format_support`): the primary
+    metric's, else the first column's that has them."""
+    found = [s for s in (format_support(r["metrics"][k]) for k in COLUMNS) if s != "-"]
+    return found[0] if found else "-"
+
+
+def cells(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each column of a board row as (its :func:`format_stat` text, its own support when that differs from the
+    row's :func:`support`, else empty)."""
+    shown = support(r)
+    out = []
+    for k, (_, key, _) in COLUMNS.items():
+        own = format_support(r["metrics"][k])
+        out.append((format_stat(r["metrics"][k], key), "" if own in (shown, "-") else own))
+    return out
 
 
 def render(out: str | Path) -> Path:
@@ -247,7 +320,7 @@ def export(db: Database, out: str | Path) -> list[Path]:
         entries = [entry(s, found.get(s.id)) for s in subs]
         keep = best_per_team(entries)
         rows = sort_rows([row(e) for e in keep])
-        rank(session, "public", POOLED, rows, "macro_f1")
+        rank(session, "public", POOLED, rows, PRIMARY_COLUMN)
     ranks = {r["id"]: r["rank"] for r in rows}
     for stale in folder.glob("*.json"):
         stale.unlink()
@@ -259,5 +332,5 @@ def export(db: Database, out: str | Path) -> list[Path]:
     return [*written, render(out)]
 
 
-__all__ = ["Board", "best_per_team", "build", "compare_entries", "export", "markdown", "md_link", "md_text", "render",
-           "row", "sort_rows"]
+__all__ = ["RANKING_TEST", "Board", "Comparison", "best_per_team", "build", "cells", "compare_entries", "export",
+           "markdown", "md_link", "md_text", "render", "row", "sort_rows", "support"]

@@ -27,6 +27,7 @@ import yaml
 from polypbench import schema
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predictions, validate_predictions
+from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.leaderboard.columns import COLUMNS
 
@@ -241,12 +242,17 @@ def wait_job(server: str, token: str, job_id: int, *, poll_s: float = 5.0, wait_
 
 
 def describe(body: dict[str, Any], server: str) -> str:
-    """A short terminal summary of a scored submission: the board metrics per scope, with their 95% CIs."""
+    """A short terminal summary of a scored submission: the board metrics per scope, with their 95% CIs (as
+    :func:`~polypbench.evaluate.format_stat` writes them) and the polyps and patients each rests on; the legend
+    when an interval is flagged or withheld."""
     lines = [f"submission {body['id']} by {body['team']} ({body['method']}): {server.rstrip('/')}{body['url']}"]
     width = max(len(label) for label, _, _ in COLUMNS.values())
+    legend = False
     for scope, result in body["results"].items():
-        lines.append(f"  {scope}:")
+        lines.append(f"  {scope}:  (n polyps / patients)")
         for label, key, _ in COLUMNS.values():
             full = key if body.get("track") == "private" else with_dataset(key, scope)
-            lines.append(f"    {label.ljust(width)}  {format_stat(lookup(result, full), full)}")
-    return "\n".join(lines)
+            stat = lookup(result, full)
+            legend = legend or (stat is not None and bool(stat.ci_reason or (stat.flags and stat.ci95)))
+            lines.append(f"    {label.ljust(width)}  {format_stat(stat, full)}  ({format_support(stat)})")
+    return "\n".join([*lines, f"  {LEGEND}"] if legend else lines)

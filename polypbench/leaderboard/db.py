@@ -103,7 +103,12 @@ class Submission(Base):
 
 
 class Replicate(Base):
-    """The bootstrap replicates (rows 1..R, float32) of one board metric of one submission in one scope."""
+    """One board metric of one submission in one scope, as :class:`polypbench.evaluate.Replicates` (what
+    :mod:`polypbench.evaluate.ranking` needs to rank and compare entries), compactly: ``value`` the point value
+    (NULL when undefined), ``replicates`` (R,) and ``jackknife`` (P,) little-endian float32 (NaN where undefined),
+    ``strata`` (P,) little-endian int16, ``resamples`` the resample fingerprint. Every number is stored at float32
+    precision, the point value included, so that a replicate equal to the point value stays equal to it
+    (:mod:`polypbench.leaderboard.records` writes and reads them)."""
 
     __tablename__ = "replicates"
     __table_args__ = (UniqueConstraint("submission_id", "scope", "key", name="uq_replicate"),)
@@ -111,7 +116,11 @@ class Replicate(Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
     scope: Mapped[str] = mapped_column(String(limits.SCOPE))
     key: Mapped[str] = mapped_column(String(limits.METRIC_KEY))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    replicates: Mapped[bytes] = mapped_column(LargeBinary)
+    jackknife: Mapped[bytes] = mapped_column(LargeBinary)
+    strata: Mapped[bytes] = mapped_column(LargeBinary)
+    resamples: Mapped[str] = mapped_column(String(limits.RESAMPLES))
 
 
 class Job(Base):

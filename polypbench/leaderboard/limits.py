@@ -24,6 +24,8 @@ RATE_KEY = 100
 SCOPE = 100
 """A dataset name, ``pooled``, or a part of the private test set."""
 METRIC_KEY = 100
+RESAMPLES = 16
+"""A resample fingerprint (:func:`polypbench.evaluate.ranking.resamples_fingerprint`: 16 hex digits)."""
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 """Default prediction-file limit."""

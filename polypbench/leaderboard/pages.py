@@ -7,14 +7,15 @@ picks the numbers (with :func:`~polypbench.evaluate.lookup`) and formats them (w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 from polypbench.evaluate import format_stat, lookup, parse_key
+from polypbench.evaluate.format import LEGEND, format_notes, format_p, format_support
 from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, class_slugs
-from polypbench.leaderboard.board import Board, metric_key
+from polypbench.leaderboard.board import RANKING_TEST, Board, Comparison, cells, metric_key, support
 from polypbench.leaderboard.columns import COLUMNS, TEXT_SORTS
-from polypbench.leaderboard.ranking import Comparison
 from polypbench.sizes import TASKS
 from polypbench.templating import render
 
@@ -46,14 +47,26 @@ def _badges(r: dict[str, Any]) -> list[str]:
     return out
 
 
-def _cell(text: str) -> tuple[str, str]:
-    """``0.712 [0.650, 0.770]`` as (value, interval): the page may wrap between them, never inside the interval."""
+def _cell(text: str, own_support: str = "", notes: str = "") -> dict[str, str]:
+    """A number of the board (:func:`~polypbench.evaluate.format_stat` text) as value and interval, so that the page
+    may wrap between them, never inside the interval; ``own_support`` when the cell rests on other polyps and
+    patients than its row; ``notes`` why its interval is flagged or withheld (shown on hover)."""
     value, sep, ci = text.partition(" [")
-    return value, f"[{ci}" if sep else ""
+    if not sep:
+        value, sep, ci = text.partition(" (no CI")
+        ci = f"(no CI{ci}" if sep else ""
+    else:
+        ci = f"[{ci}"
+    return {"value": value, "ci": ci, "support": own_support, "notes": notes}
+
+
+def _p_first(p: float | None) -> str:
+    return "-" if p is None else f"{p:.2f}"
 
 
 def board_page(board: Board, tracks: list[str]) -> str:
-    """The board: a table sortable by ``?sort=`` links, with track and scope links."""
+    """The board: a table sortable by ``?sort=`` links, with track and scope links, the ranking test and the
+    legend of the number format."""
     def href(**q: str) -> str:
         return "/?" + urlencode({"track": board.track, "scope": board.scope, "sort": board.sort, **q})
 
@@ -62,26 +75,27 @@ def board_page(board: Board, tracks: list[str]) -> str:
     heads = [("#", None, False), ("team", href(sort="team"), board.sort == "team"),
              ("method", href(sort="method"), board.sort == "method"), ("links", None, False),
              *[(label, href(sort=k), board.sort == k) for k, (label, _, _) in COLUMNS.items()],
-             ("rank 95%", None, False), ("P(1st)", None, False), ("n polyps / patients", None, False),
+             ("n polyps / patients", None, False), ("rank 95%", None, False), ("P(1st)", None, False),
              ("submitted", href(sort="submitted"), board.sort == "submitted")]
     shown = []
     for r in board.rows:
-        lo, hi = r["stability"]["rank_95"]
-        p_first = r["stability"]["p_first"]
-        support = r.get("support") or {}
-        shown.append({"id": int(r["id"]), "rank": r["rank"], "team": r["team"], "method": r["method"],
-                      "badges": _badges(r), "submitted": r["submitted"], "links": _links(r),
-                      "metrics": [_cell(format_stat(r["metrics"][k], key)) for k, (_, key, _) in COLUMNS.items()],
-                      "rank_95": str(lo) if lo == hi else f"{lo}-{hi}",
-                      "p_first": "-" if p_first is None else f"{p_first:.2f}",
-                      "support": f"{support.get('n_polyps', '-')} / {support.get('n_patients', '-')}"})
+        stability = r.get("stability") or {}
+        lo, hi = stability.get("rank_95") or (None, None)
+        notes = [format_notes(r["metrics"][k]) for k in COLUMNS]
+        shown.append({"id": int(r["id"]), "rank": "-" if r.get("rank") is None else r["rank"], "team": r["team"],
+                      "method": r["method"], "badges": _badges(r), "submitted": r["submitted"], "links": _links(r),
+                      "metrics": [_cell(text, own, note) for (text, own), note in zip(cells(r), notes, strict=True)],
+                      "support": support(r),
+                      "rank_95": "-" if lo is None else str(lo) if lo == hi else f"{lo}-{hi}",
+                      "p_first": _p_first(stability.get("p_first"))})
     query = urlencode({"track": board.track, "scope": board.scope, "sort": board.sort})
     scope_label = "Part" if board.track == "private" else "Dataset"
     title = f"polypbench leaderboard ({board.track}: {board.scope})"
     return render("board.html.j2", title=title, tracks=track_links, scopes=scope_links, scope_label=scope_label,
                   note=NOTES[board.track], heads=heads, rows=shown, sort_keys=[*COLUMNS, *TEXT_SORTS],
-                  ranked_by=COLUMNS[board.ranked_by][0], track=board.track, scope=board.scope,
-                  stability_href=f"/stability?{query}", api_href=f"/api/leaderboard?{query}")
+                  ranked_by=COLUMNS[board.ranked_by][0], ranking_test=RANKING_TEST, legend=LEGEND,
+                  track=board.track, scope=board.scope, stability_href=f"/stability?{query}",
+                  api_href=f"/api/leaderboard?{query}")
 
 
 def _label(key: str) -> str:
@@ -90,14 +104,17 @@ def _label(key: str) -> str:
     return metric if cls is None else f"{metric} ({class_slugs(task).get(cls, cls)})"
 
 
-def _views(result: dict[str, Any]) -> list[tuple[str, list[tuple[str, list[tuple[str, str, str]]]]]]:
+def _views(result: dict[str, Any]) -> list[tuple[str, list[tuple[str, list[tuple[str, str, str, str, str]]]]]]:
+    """Per view, per task and dataset: (label, number, its polyps / patients, why its interval is flagged or
+    withheld, key) of every metric the result has."""
     views = []
     for view in result.get("views", {}):
         groups = []
         for task in [*TASKS, SIZE_TASK]:
             for ds in result.get("counts", {}):
                 found = [(key, lookup(result, key)) for key in candidate_keys(view, task, ds)]
-                rows = [(_label(key), format_stat(stat, key), key) for key, stat in found if stat is not None]
+                rows = [(_label(key), format_stat(stat, key), format_support(stat), format_notes(stat), key)
+                        for key, stat in found if stat is not None]
                 if rows:
                     groups.append((f"{task}: {ds}", rows))
         views.append((view, groups))
@@ -121,35 +138,52 @@ def detail_page(entry: dict[str, Any]) -> str:
             ("bootstrap replicates", first.get("bootstrap", {}).get("replicates", ""))]
     scopes = [(scope, _views(result)) for scope, result in results.items()]
     return render("submission.html.j2", title=f"submission {int(entry['id'])}", meta=meta, links=_links(entry),
-                  config=entry.get("config") or "", scopes=scopes)
+                  config=entry.get("config") or "", scopes=scopes, legend=LEGEND)
 
 
-def compare_page(a: dict[str, Any], b: dict[str, Any], track: str, scope: str,
-                 comparisons: dict[str, Comparison]) -> str:
-    """A and B on each board metric of ``scope`` with the paired difference and P(A better)."""
-    rows, n = [], 0
-    for name, (label, key, _) in COLUMNS.items():
+def _p_better(c: Comparison) -> str:
+    """P(A better than B) through the one formatter (:func:`~polypbench.evaluate.format.format_p`)."""
+    if c.difference is None:
+        return "-"
+    return format_p(replace(c.difference, p_greater=c.p_a_better))
+
+
+def compare_page(a: dict[str, Any], b: dict[str, Any], track: str, scope: str, comparisons: dict[str, Comparison],
+                 n: int) -> str:
+    """A and B on each board metric of ``scope`` with the polyps and patients they rest on, the paired difference
+    A - B with its interval (:func:`polypbench.evaluate.ranking.compare_replicates`) and P(A better)."""
+    rows = []
+    for name, (label, key, higher) in COLUMNS.items():
         full = metric_key(track, scope, key)
         c = comparisons[name]
-        n = max(n, c.n)
-        diff = "-" if c.difference is None else format_stat({"value": c.difference, "ci95": c.ci95}, full)
-        rows.append((label, format_stat(lookup(a["results"][scope], full), full),
-                     format_stat(lookup(b["results"][scope], full), full), diff,
-                     "-" if c.p_a_better is None else f"{c.p_a_better:.3f}"))
+        sup_a, sup_b = format_support(c.a), format_support(c.b)
+        notes = [format_notes(c.difference), *(f"{side}: {format_notes(stat)}" for side, stat
+                                                in (("A", c.a), ("B", c.b)) if format_notes(stat))]
+        rows.append({"label": label, "better": "higher" if higher else "lower", "a": format_stat(c.a, full),
+                     "b": format_stat(c.b, full), "support": sup_a if sup_a == sup_b else f"A {sup_a}, B {sup_b}",
+                     "diff": format_stat(c.difference, full), "p": _p_better(c),
+                     "notes": "; ".join(n for n in notes if n)})
     back = "/?" + urlencode({"track": track, "scope": scope})
     return render("compare.html.j2", title=f"compare {int(a['id'])} and {int(b['id'])} ({scope})", a=a, b=b,
-                  scope=scope, rows=rows, n=n, back=back)
+                  scope=scope, rows=rows, n=n, back=back, legend=LEGEND)
 
 
 def stability_page(board: Board) -> str:
-    n_ranks = len(board.rows)
-    rows = [{"rank": r["rank"], "team": r["team"], "method": r["method"],
-             "shares": [f"{p:.2f}" if p else "" for p in dist]}
-            for r, dist in zip(board.rows, board.distribution, strict=True)]
+    """The bootstrap distribution of each ranked entry's rank (challengeR's rank stability)."""
+    by_id = {int(r["id"]): r for r in board.rows}
+    rows = []
+    for sid, dist in zip(board.stability_ids, board.distribution, strict=True):
+        r = by_id[sid]
+        stability = r["stability"]
+        lo, hi = stability["rank_95"]
+        rows.append({"rank": r["rank"] if r["rank"] is not None else "-", "team": r["team"], "method": r["method"],
+                     "median": f"{stability['median']:g}", "rank_95": str(lo) if lo == hi else f"{lo}-{hi}",
+                     "shares": [f"{p:.2f}" if p else "" for p in dist]})
     back = "/?" + urlencode({"track": board.track, "scope": board.scope, "sort": board.sort})
+    tau = "-" if board.kendall_tau is None else f"{board.kendall_tau:.3f}"
     return render("stability.html.j2", title=f"rank stability ({board.track}: {board.scope})", rows=rows,
-                  ranks=list(range(1, n_ranks + 1)), n=board.n_replicates, ranked_by=COLUMNS[board.ranked_by][0],
-                  back=back)
+                  ranks=list(range(1, len(rows) + 1)), n=board.n_replicates, ranked_by=COLUMNS[board.ranked_by][0],
+                  ranking_test=RANKING_TEST, kendall_tau=tau, back=back)
 
 
 __all__ = ["board_page", "compare_page", "detail_page", "stability_page"]

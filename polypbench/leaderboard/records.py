@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from polypbench.errors import PolypbenchError
+from polypbench.evaluate import Replicates
 from polypbench.leaderboard.db import Database, Job, Replicate, Submission, Verification, lock_team, scored_today
 from polypbench.leaderboard.scoring import Scored
 
@@ -68,21 +69,44 @@ def record(db: Database, team_id: int, fields: Fields, scored: dict[str, Scored]
         session.add(sub)
         session.flush()
         for scope, item in {**scored, **(hidden or {})}.items():
-            for metric, values in item.replicates.items():
-                session.add(Replicate(submission_id=sub.id, scope=scope, key=metric,
-                                      data=np.asarray(values, dtype="<f4").tobytes()))
+            for metric, reps in item.replicates.items():
+                session.add(Replicate(submission_id=sub.id, scope=scope, key=metric, **encode(reps)))
         if before_commit is not None:
             before_commit(session, sub)
     return sub, False
 
 
-def replicates(session: Session, ids: list[int], scope: str, key: str) -> dict[int, np.ndarray]:
-    """Submission id -> replicates of ``key`` in ``scope`` (float64; absent ids are left out)."""
+FLOAT = "<f4"
+"""How replicate and jackknife values are stored: little-endian float32 (8 KB per metric at 2,000 replicates)."""
+STRATUM = "<i2"
+"""How each patient's stratum (dataset index) is stored."""
+
+
+def encode(reps: Replicates) -> dict[str, Any]:
+    """The columns of a :class:`~polypbench.leaderboard.db.Replicate` row: every number at float32 precision, the
+    point value included (so a replicate equal to the point value stays equal to it; NaN value as NULL)."""
+    value = float(np.float32(reps.value))
+    return {"value": None if np.isnan(value) else value,
+            "replicates": np.asarray(reps.replicates, dtype=FLOAT).tobytes(),
+            "jackknife": np.asarray(reps.jackknife, dtype=FLOAT).tobytes(),
+            "strata": np.asarray(reps.strata, dtype=STRATUM).tobytes(), "resamples": reps.resamples}
+
+
+def decode(row: Replicate) -> Replicates:
+    """The stored :class:`~polypbench.evaluate.Replicates` (float64 arrays holding the float32 values)."""
+    return Replicates(row.key, np.nan if row.value is None else float(row.value),
+                      np.frombuffer(row.replicates, dtype=FLOAT).astype(np.float64),
+                      np.frombuffer(row.jackknife, dtype=FLOAT).astype(np.float64),
+                      np.frombuffer(row.strata, dtype=STRATUM).astype(np.int64), row.resamples)
+
+
+def replicates(session: Session, ids: list[int], scope: str, key: str) -> dict[int, Replicates]:
+    """Submission id -> the stored replicates of metric ``key`` in ``scope`` (ids without them are left out)."""
     if not ids:
         return {}
-    rows = session.execute(select(Replicate.submission_id, Replicate.data).where(
+    rows = session.scalars(select(Replicate).where(
         Replicate.submission_id.in_(ids), Replicate.scope == scope, Replicate.key == key)).all()
-    return {sid: np.frombuffer(data, dtype="<f4").astype(np.float64) for sid, data in rows}
+    return {row.submission_id: decode(row) for row in rows}
 
 
 def entry(sub: Submission, verification: Verification | None = None, *, reveal: bool = False) -> dict[str, Any]:

@@ -1,25 +1,23 @@
 """Scoring for the board: the one scorer per scope, the public part of each result, and the board metrics'
-bootstrap replicates.
+replicates.
 
-``polypbench.evaluate`` has no public accessor for the replicates yet, so :func:`score_with_replicates` runs the
-same four steps as :func:`polypbench.evaluate.score` through ``polypbench.evaluate.scoring``'s internals and keeps
-the replicate rows of the board metrics (``_prepare``, ``resample_counts``, ``_run``, ``_result``). It is the only
-place that touches those internals; once evaluate returns replicates it becomes one call.
+Every scope is scored with :func:`polypbench.evaluate.score` asking it to keep the board metrics' replicates
+(``keep_replicates``); :meth:`~polypbench.evaluate.Result.replicates` hands them over as
+:class:`~polypbench.evaluate.Replicates`, which the server stores and :mod:`polypbench.evaluate.ranking` ranks and
+compares.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from polypbench.evaluate import Result, lookup, parse_key
-from polypbench.evaluate import scoring as _scoring
-from polypbench.evaluate.bootstrap import resample_counts
-from polypbench.evaluate.keys import SIZE_TASK, class_slugs, with_dataset
+from polypbench.evaluate import Replicates, Result, Stat, lookup, parse_key, score
+from polypbench.evaluate.keys import with_dataset
+from polypbench.evaluate.policy import FEW_POLYPS, MIN_CLASS_PATIENTS
 from polypbench.evaluate.truth import Truth
 from polypbench.evaluate.validate import POLYP_KEY, validate_predictions
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, PUBLIC_KEYS
@@ -28,10 +26,10 @@ from polypbench.leaderboard.tracks import POOLED, PrivateTrack, PublicTrack
 
 @dataclass(frozen=True)
 class Scored:
-    """One scope's sanitized result and, per board metric key of that scope, its replicates (R,) as float32."""
+    """One scope's sanitized result and, per board metric key of that scope, its replicates."""
 
     result: dict[str, Any]
-    replicates: dict[str, np.ndarray]
+    replicates: dict[str, Replicates]
 
     def primary(self, scope: str) -> float | None:
         stat = lookup(self.result, with_dataset(PRIMARY, scope))
@@ -43,30 +41,12 @@ def board_keys(scope: str) -> list[str]:
     return [with_dataset(key, scope) for _, key, _ in COLUMNS.values()]
 
 
-def _replicates(samples: dict[str, Any], key: str) -> np.ndarray | None:
-    view, task, dataset, metric, cls = parse_key(key)
-    per_view = samples.get(view)
-    if per_view is None:
-        return None
-    groups = per_view["size"] if task == SIZE_TASK else per_view["tasks"].get(task)
-    values = (groups or {}).get(dataset, {}).get(metric)
-    if values is None:
-        return None
-    arr = np.asarray(values, dtype=np.float64)
-    if cls is not None:
-        arr = arr[:, list(class_slugs(task)).index(cls)]
-    return arr[1:].astype(np.float32)  # row 0 is the point estimate
-
-
-def score_with_replicates(predictions: pd.DataFrame, truth: Truth, keys: Sequence[str], *, n_bootstrap: int,
-                          seed: int, name: str) -> tuple[Result, dict[str, np.ndarray]]:
-    """:func:`polypbench.evaluate.score` plus the replicate rows of ``keys`` (see the module docstring)."""
-    pred = _scoring._prepare(predictions, truth, name)
-    counts = resample_counts(truth.patients["stratum"].to_numpy(), n_bootstrap, seed)
-    samples = _scoring._run(pred, truth, counts)
-    result = _scoring._result(pred, truth, samples, n_bootstrap, seed)
-    found = {key: _replicates(samples, key) for key in keys}
-    return result, {k: v for k, v in found.items() if v is not None}
+def score_scope(predictions: pd.DataFrame, truth: Truth, keys: Sequence[str], *, n_bootstrap: int, seed: int,
+                name: str) -> tuple[Result, dict[str, Replicates]]:
+    """:func:`polypbench.evaluate.score` of ``predictions`` against ``truth``, and the replicates of ``keys`` (those
+    the result has: none without bootstrap replicates, no size errors for a file without sizes)."""
+    result = score(predictions, truth, n_bootstrap=n_bootstrap, seed=seed, name=name, keep_replicates=list(keys))
+    return result, {key: result.replicates(key) for key in keys if key in result.kept_replicates}
 
 
 def sanitize(result: Result) -> dict[str, Any]:
@@ -77,11 +57,36 @@ def sanitize(result: Result) -> dict[str, Any]:
     return public
 
 
+CLASS_FLAG = f"a class: fewer than {FEW_POLYPS} polyps"
+"""What the private track shows for the scorer's flags that name a class and its polyp count."""
+CLASS_REASON = f"a class: polyps of fewer than {MIN_CLASS_PATIENTS} patients"
+"""What the private track shows for the scorer's no-CI reasons that name a class and its polyp count."""
+
+
+def _names_a_class(note: str) -> bool:
+    """Whether a flag or no-CI reason names a class (the rule of :func:`polypbench.evaluate.policy.judge` writes
+    those, and only those, as ``"<class>: <polyps>..."``)."""
+    return ": " in note
+
+
+def private_stat(stat: Stat) -> Stat:
+    """``stat`` without per-class detail: no per-class polyp counts, and flags or no-CI reasons that name a class
+    and its count replaced by :data:`CLASS_FLAG` / :data:`CLASS_REASON`. Whether the interval is given, flagged or
+    withheld stays as the scorer decided."""
+    flags = [f for f in stat.flags if not _names_a_class(f)]
+    if len(flags) < len(stat.flags):
+        flags.insert(0, CLASS_FLAG)
+    reason = stat.ci_reason
+    if reason is not None and _names_a_class(reason):
+        reason = CLASS_REASON
+    return replace(stat, class_polyps=None, flags=tuple(flags), ci_reason=reason)
+
+
 def private_view(result: Result) -> dict[str, Any]:
-    """A private-track result: pooled summary metrics and pooled counts only; no per-class or per-dataset number
-    (they would let repeated submissions solve the hidden set's class counts and sizes)."""
+    """A private-track result: pooled summary metrics (:func:`private_stat`) and pooled counts only; no per-class
+    or per-dataset number (they would let repeated submissions solve the hidden set's class counts and sizes)."""
     doc = sanitize(result)
-    doc["metrics"] = {k: v for k, v in doc["metrics"].items()
+    doc["metrics"] = {k: private_stat(Stat.from_dict(v)).to_dict() for k, v in doc["metrics"].items()
                       if parse_key(k).dataset == POOLED and parse_key(k).cls is None}
     doc["counts"] = {POOLED: doc["counts"][POOLED]}
     doc["manifests"] = []
@@ -96,27 +101,26 @@ def _rows(predictions: pd.DataFrame, polyps: set[str]) -> pd.DataFrame:
 def score_public(predictions: pd.DataFrame, track: PublicTrack, *, name: str, n_bootstrap: int,
                  seed: int) -> dict[str, Scored]:
     """Validate ``predictions`` against the test split of the datasets it covers (every problem at once, with the
-    file's own row numbers), then score each covered dataset on its own, and ``pooled`` when it covers the pool."""
+    file's own row numbers), then score each covered dataset on its own, and ``pooled`` when it covers the pool
+    (a one-dataset pool is that dataset's own result, whose ``pooled`` numbers are the dataset's)."""
     covered = track.covered(predictions)
     validate_predictions(predictions, track.truth(covered or track.names), name=name)
+    single = len(track.pool) == 1 and track.pool[0] in covered
     out: dict[str, Scored] = {}
     for ds in covered:
         truth = track.truth([ds])
         rows = predictions if covered == [ds] else _rows(predictions, set(truth.polyps["polyp_id"].astype(str)))
-        result, reps = score_with_replicates(rows, truth, board_keys(ds), n_bootstrap=n_bootstrap, seed=seed,
-                                             name=name)
-        out[ds] = Scored(sanitize(result), reps)
-    if set(track.pool) <= set(covered):
-        if len(track.pool) == 1:
-            only = out[track.pool[0]]
-            pooled_reps = {with_dataset(k, POOLED): v for k, v in only.replicates.items()}
-            out[POOLED] = Scored(only.result, pooled_reps)
-        else:
-            truth = track.truth(track.pool)
-            rows = _rows(predictions, set(truth.polyps["polyp_id"].astype(str)))
-            result, reps = score_with_replicates(rows, truth, board_keys(POOLED), n_bootstrap=n_bootstrap,
-                                                 seed=seed, name=name)
-            out[POOLED] = Scored(sanitize(result), reps)
+        keys = [*board_keys(ds), *board_keys(POOLED)] if single and ds == track.pool[0] else board_keys(ds)
+        result, reps = score_scope(rows, truth, keys, n_bootstrap=n_bootstrap, seed=seed, name=name)
+        doc = sanitize(result)
+        out[ds] = Scored(doc, {k: v for k, v in reps.items() if parse_key(k).dataset == ds})
+        if single and ds == track.pool[0]:
+            out[POOLED] = Scored(doc, {k: v for k, v in reps.items() if parse_key(k).dataset == POOLED})
+    if set(track.pool) <= set(covered) and not single:
+        truth = track.truth(track.pool)
+        rows = _rows(predictions, set(truth.polyps["polyp_id"].astype(str)))
+        result, reps = score_scope(rows, truth, board_keys(POOLED), n_bootstrap=n_bootstrap, seed=seed, name=name)
+        out[POOLED] = Scored(sanitize(result), reps)
     return out
 
 
@@ -126,7 +130,7 @@ def score_private(predictions: pd.DataFrame, track: PrivateTrack, *, name: str, 
     replicates are the pooled board metrics', stored under the part's name."""
     out = {}
     for part, truth in track.truths.items():
-        result, reps = score_with_replicates(_rows(predictions, track.polyps[part]), truth, board_keys(POOLED),
-                                             n_bootstrap=n_bootstrap, seed=seed, name=name)
+        result, reps = score_scope(_rows(predictions, track.polyps[part]), truth, board_keys(POOLED),
+                                   n_bootstrap=n_bootstrap, seed=seed, name=name)
         out[part] = Scored(private_view(result), reps)
     return out

@@ -37,4 +37,5 @@ def detail_html(s: ServerDep, sub_id: SubmissionId) -> Response:
 @router.get("/compare", response_class=HTMLResponse)
 def compare_html(s: ServerDep, a: Id, b: Id, track: str | None = None, scope: str | None = None) -> str:
     found = comparison(s, a, b, track, scope)
-    return pages.compare_page(found["a"], found["b"], found["track"], found["scope"], found["comparisons"])
+    return pages.compare_page(found["a"], found["b"], found["track"], found["scope"], found["comparisons"],
+                              found["replicates"])

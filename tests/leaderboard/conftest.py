@@ -30,10 +30,15 @@ from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
 from polypbench.manifest import Manifest
+from tests.conftest import Prepared
 
 POSTGRES_ENV = "POLYPBENCH_TEST_POSTGRES_URL"
-ARCHITECTURES = ["multistream", "multistream-hag", "resnet18", "resnet18-hag", "vit-tiny", "vit-tiny-hag"]
+ARCHITECTURES = ["multistream", "multistream-hag", "resnet18", "resnet18-hag", "tiny", "tiny-hag", "vit-tiny",
+                 "vit-tiny-hag"]
 """The model registry's names (tests/leaderboard/test_models.py checks them against list_models())."""
+MakeClient = Callable[..., TestClient]
+"""The ``make_client`` fixture: a TestClient of a fresh app on the test's database (keyword arguments override
+:func:`options`)."""
 
 
 def _postgres_unavailable(reason: str) -> None:
@@ -82,7 +87,7 @@ def sqlite_db(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def labels(prepared) -> Path:
+def labels(prepared: dict[str, Prepared]) -> Path:
     return prepared["sun"].out
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from polypbench.errors import PolypbenchError
+from polypbench.evaluate import format_stat, lookup
+from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard.auth import add_team, hash_token
 from polypbench.leaderboard.db import Database, Submission, Team
 from polypbench.manifest import Manifest
 
-from .conftest import live_server, parquet_bytes, post, predictions
+from .conftest import MakeClient, live_server, parquet_bytes, post, predictions
 
 
 def _lists(obj: Any, path: str = "") -> list[tuple[str, int]]:
@@ -31,7 +35,7 @@ def _keys(obj: Any) -> set[str]:
     return set()
 
 
-def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client, token, labels) -> None:
+def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client: MakeClient, token: str, labels: Path) -> None:
     client = make_client()
     res = post(client, token, parquet_bytes(predictions(labels)), paper_url="https://example.org/paper")
     assert res.status_code == 200, res.text
@@ -45,8 +49,14 @@ def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client, token, 
     assert len(test_polyps) > 6
     assert all(n <= 6 for _, n in _lists(body)), _lists(body)  # ci95, classes, columns: never one per polyp
     detail = client.get(f"/submissions/{body['id']}").text
-    assert "<td>sensitivity (&gt;=10 mm)</td><td>1.000 [1.000, 1.000]</td>" in detail  # class names, escaped
-    assert "<code>polyp/binary10/pooled/sensitivity/ge10mm</code>" in detail  # and the key to fetch it by
+    large = "polyp/binary10/pooled/sensitivity/ge10mm"
+    stat = lookup(result, large)
+    assert stat is not None and stat.value == 1.0 and stat.n_polyps and stat.n_patients
+    shown = html.escape(format_stat(stat, large), quote=False)  # as the scorer decides: interval, flag or no CI
+    assert f"<td>sensitivity (&gt;=10 mm)</td><td>{shown}</td><td>{format_support(stat)}</td>" in detail
+    assert f"<code>{large}</code>" in detail  # and the key to fetch it by
+    if stat.flags or stat.ci_reason:
+        assert html.escape(LEGEND, quote=False) in detail
     pages = [res.text, client.get("/").text, detail,
              client.get("/api/leaderboard").text, client.get(f"/api/submissions/{body['id']}").text]
     link = '<a href="https://example.org/paper" rel="nofollow">paper</a>'
@@ -56,7 +66,7 @@ def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client, token, 
         assert str(labels) not in text, "a server path was shown"
 
 
-def test_bad_requests_are_refused_with_one_line_errors(make_client, token, labels) -> None:
+def test_bad_requests_are_refused_with_one_line_errors(make_client: MakeClient, token: str, labels: Path) -> None:
     client = make_client(max_upload_bytes=2000)
     good = parquet_bytes(predictions(labels))
     assert len(good) > 2000
@@ -79,7 +89,8 @@ def test_bad_requests_are_refused_with_one_line_errors(make_client, token, label
         assert message in res.json()["error"] and "\n" not in res.json()["error"]
 
 
-def test_an_invalid_file_lists_every_problem_and_never_a_size(make_client, token, labels) -> None:
+def test_an_invalid_file_lists_every_problem_and_never_a_size(make_client: MakeClient, token: str,
+                                                              labels: Path) -> None:
     client = make_client()
     bad = predictions(labels).iloc[1:].copy()
     bad.loc[bad.index[0], "size_mm"] = -1.0
@@ -101,7 +112,7 @@ def test_an_invalid_file_lists_every_problem_and_never_a_size(make_client, token
     assert "polypbench-upload" not in unreadable.text  # no server temp path
 
 
-def test_daily_cap_counts_scored_submissions(make_client, token, labels) -> None:
+def test_daily_cap_counts_scored_submissions(make_client: MakeClient, token: str, labels: Path) -> None:
     client = make_client(daily_cap=1)
     assert post(client, token, b"x", name="x.parquet").status_code == 422  # refused files do not count
     assert post(client, token, parquet_bytes(predictions(labels))).status_code == 200
@@ -109,7 +120,8 @@ def test_daily_cap_counts_scored_submissions(make_client, token, labels) -> None
     assert res.status_code == 429 and "daily cap reached" in res.json()["error"]
 
 
-def test_daily_cap_holds_under_concurrent_uploads(db, labels, token, options, database) -> None:
+def test_daily_cap_holds_under_concurrent_uploads(db: str, labels: Path, token: str, options: dict[str, Any],
+                                                database: Database) -> None:
     # five uploads at once all pass the cap check on arrival; only two may be recorded
     from concurrent.futures import ThreadPoolExecutor
 
@@ -133,7 +145,7 @@ def test_daily_cap_holds_under_concurrent_uploads(db, labels, token, options, da
         assert session.query(Submission).count() == 2
 
 
-def test_rate_limit_by_address_before_auth_and_by_team_after(make_client, token) -> None:
+def test_rate_limit_by_address_before_auth_and_by_team_after(make_client: MakeClient, token: str) -> None:
     client = make_client(ip_rate_limit=3)
     codes = [client.get("/api/leaderboard").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
@@ -148,8 +160,8 @@ def test_rate_limit_by_address_before_auth_and_by_team_after(make_client, token)
     assert res.status_code == 429 and "for this team" in res.json()["error"]
 
 
-def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_client, token, labels,
-                                                                          database) -> None:
+def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_client: MakeClient, token: str,
+                                                                          labels: Path, database: Database) -> None:
     first = post(make_client(), token, parquet_bytes(predictions(labels)), method="persisted")
     assert first.status_code == 200
     again = make_client()
@@ -161,7 +173,8 @@ def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_
         assert team.token_hash == hash_token(token) and token not in team.token_hash
 
 
-def test_the_board_shows_each_teams_best_entry_ranked(make_client, token, labels, database) -> None:
+def test_the_board_shows_each_teams_best_entry_ranked(make_client: MakeClient, token: str, labels: Path,
+                                                       database: Database) -> None:
     other = add_team(database, "team-b")
     client = make_client()
     scores = {}
@@ -174,7 +187,7 @@ def test_the_board_shows_each_teams_best_entry_ranked(make_client, token, labels
     assert [(e["team"], e["method"]) for e in entries] == [("team-a", "a-perfect"), ("team-b", "b-noisy")]
     by_team = client.get("/api/leaderboard?sort=team").json()["entries"]
     assert [e["team"] for e in by_team] == ["team-a", "team-b"]
-    assert entries[0]["rank"] == 1 and entries[1]["rank"] in (1, 2)  # rank groups: tests/leaderboard/test_ranking.py
+    assert entries[0]["rank"] == 1 and entries[1]["rank"] in (1, 2)  # rank groups: tests/leaderboard/test_board.py
     assert entries[0]["stability"]["rank_95"][0] == 1 and 0 <= entries[0]["stability"]["p_first"] <= 1
     page = client.get("/?sort=mae_mm&scope=pooled").text
     assert page.index("a-perfect") < page.index("b-noisy") and "a-noisy" not in page
@@ -183,7 +196,7 @@ def test_the_board_shows_each_teams_best_entry_ranked(make_client, token, labels
     assert client.get("/?scope=nope").status_code == 400
 
 
-def test_pages_escape_user_text(make_client, database, labels) -> None:
+def test_pages_escape_user_text(make_client: MakeClient, database: Database, labels: Path) -> None:
     tok = add_team(database, "<b>team</b>")
     client = make_client()
     res = post(client, tok, parquet_bytes(predictions(labels)), method="<script>alert(1)</script>",

@@ -1,21 +1,33 @@
-"""Export and render: one entry file per team's best submission, and the Markdown table rebuilt from them."""
+"""Export and render (one entry file per team's best submission, the Markdown table rebuilt from them), and the
+board's rank groups, rank stability and comparisons on stored replicates."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from polypbench.cli import main
-from polypbench.evaluate import compare, lookup
+from polypbench.errors import PolypbenchError
+from polypbench.evaluate import Replicates, Stat, compare, lookup
+from polypbench.evaluate.ranking import compare_replicates, p_not_better, rank_groups, stack
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.auth import add_team
+from polypbench.leaderboard.board import RANKING_TEST, build, compare_entries
 from polypbench.leaderboard.columns import COLUMNS, PUBLIC_KEYS
-from polypbench.leaderboard.db import Database
-from polypbench.leaderboard.scoring import sanitize
+from polypbench.leaderboard.db import Database, Submission, Team
+from polypbench.leaderboard.pages import board_page
+from polypbench.leaderboard.records import Fields, entry, record, replicates
+from polypbench.leaderboard.scoring import Scored, sanitize
 
 from .conftest import parquet_bytes, post, predictions
 
@@ -94,3 +106,78 @@ def test_export_escapes_markdown_and_html_in_every_user_field(make_client: Calla
     cells = re.compile(r"(?<!\\)\|")
     header, row = [line for line in readme.splitlines() if line.startswith("| ")][:2]
     assert len(cells.split(header)) == len(cells.split(row))  # nothing a team typed adds or removes a column
+
+
+def _stored(database: Database, team: str, value: float, reps: np.ndarray, resamples: str = "f" * 16) -> int:
+    """Record a submission whose primary metric (pooled) has ``value`` and ``reps``: what the scorer would store."""
+    add_team(database, team)
+    with database.sessions() as session:
+        team_id = session.scalar(select(Team.id).where(Team.name == team))
+    assert team_id is not None
+    strata = np.zeros(30, dtype=np.int64)
+    jack = value + np.random.default_rng(len(team)).normal(0.0, 0.002, 30)
+    stat = Stat(value, (value - 0.05, value + 0.05), n_polyps=75, n_patients=30)
+    doc = {"metrics": {PRIMARY: stat.to_dict()}, "counts": {"pooled": {"n_polyps": 75, "n_patients": 30}}}
+    rep = Replicates(PRIMARY, value, reps, jack, strata, resamples)
+    sub, _ = record(database, team_id, Fields(method=team, filename="p.parquet"),
+                    {"pooled": Scored(doc, {PRIMARY: rep})}, primary=value)
+    return int(sub.id)
+
+
+def test_rank_groups_on_the_board_test_each_entry_against_the_one_just_above(database: Database) -> None:
+    # A chain: B is within the noise of A, C within the noise of B, but C is significantly worse than A. Tested
+    # against the entry above (polypbench.evaluate.ranking), all three share rank 1; against the group's first
+    # entry, C would start a new group.
+    rng = np.random.default_rng(0)
+    common = rng.normal(0.0, 0.05, 2000)
+    points = np.array([0.80, 0.79, 0.78])
+    reps = points[:, None] + common[None, :] + rng.normal(0.0, 0.007, (3, 2000))
+    assert p_not_better(reps[0], reps[1]) > 0.05 and p_not_better(reps[1], reps[2]) > 0.05
+    assert p_not_better(reps[0], reps[2]) < 0.05
+    ids = [_stored(database, team, v, r) for team, v, r in zip(("a", "b", "c"), points, reps, strict=True)]
+    other = _stored(database, "d", 0.5, reps[2] - 0.3, resamples="0" * 16)  # other bootstrap settings: unranked
+    board = build(database, "public", "pooled", "macro_f1", closed=False, scopes=["pooled"])
+    assert [r["id"] for r in board.rows] == [*ids, other]
+    expected = rank_groups(*stack(replicates_of(database, ids)))
+    assert [r["rank"] for r in board.rows] == [*expected.rank, None] == [1, 1, 1, None]
+    assert [r["p_vs_above"] for r in board.rows[:3]] == expected.p_vs_above
+    assert board.stability_ids == ids and len(board.distribution) == 3 and board.n_replicates == 2000
+    assert board.rows[0]["stability"]["rank_95"][0] == 1 and board.rows[3]["stability"] is None
+    page = board_page(board, ["public"])
+    cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
+    assert cells == [("1", "a"), ("1", "b"), ("1", "c"), ("-", "d")]
+    assert RANKING_TEST in html.unescape(page) and "30 / 75" not in page and "75 / 30" in page
+
+    entries = {e["id"]: e for e in (entry_of(database, i) for i in ids)}
+    comparisons, n = compare_entries(database, "public", "pooled", entries[ids[0]], entries[ids[2]])
+    stored = replicates_of(database, [ids[0], ids[2]])
+    assert n == 2000 and comparisons["macro_f1"].difference == compare_replicates(*stored)
+    p_a_better = comparisons["macro_f1"].p_a_better
+    assert p_a_better is not None and p_a_better > 0.95
+    assert p_a_better == compare_replicates(*stored).p_greater  # higher is better: P(A better) = P(A > B)
+    with pytest.raises(PolypbenchError, match="same resamples"):
+        compare_entries(database, "public", "pooled", entries[ids[0]], entry_of(database, other))
+
+
+def test_replicates_are_stored_at_float32_precision_and_read_back_whole(database: Database) -> None:
+    rng = np.random.default_rng(3)
+    reps = rng.normal(0.7, 0.05, 100)
+    reps[::7] = np.nan
+    sid = _stored(database, "t", 0.7123456789, reps)
+    (back,) = replicates_of(database, [sid])
+    assert back.key == PRIMARY and back.value == float(np.float32(0.7123456789)) and back.resamples == "f" * 16
+    np.testing.assert_array_equal(back.replicates, reps.astype(np.float32).astype(np.float64))  # NaN kept
+    assert back.jackknife.shape == (30,) and back.strata.dtype == np.int64 and not back.strata.any()
+
+
+def entry_of(database: Database, sid: int) -> dict[str, Any]:
+    with database.sessions() as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        return entry(sub)
+
+
+def replicates_of(database: Database, ids: list[int]) -> list[Replicates]:
+    with database.sessions() as session:
+        found = replicates(session, ids, "pooled", PRIMARY)
+    return [found[i] for i in ids]

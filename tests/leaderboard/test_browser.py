@@ -24,11 +24,13 @@ import pandas as pd
 import pytest
 
 from polypbench.evaluate import format_stat, lookup
+from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.columns import COLUMNS
 from polypbench.leaderboard.db import Database
+from tests.conftest import Prepared
 
 from .conftest import live_server, parquet_bytes, predictions
 
@@ -62,7 +64,7 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
-def site(prepared, tmp_path: Path, options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def site(prepared: dict[str, Prepared], tmp_path: Path, options: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A live board on two datasets (REAL-Colon + SUN test splits) with 4 submissions from 3 teams."""
     labels = [prepared["real-colon"].out, prepared["sun"].out]
     db = str(tmp_path / "leaderboard.db")
@@ -92,7 +94,7 @@ def _rows(page: Any) -> list[list[str]]:
     return [[c.strip() for c in r.locator("td").all_inner_texts()] for r in page.locator("table tr:has(td)").all()]
 
 
-def test_the_board_in_a_real_browser(chromium, site, tmp_path: Path) -> None:
+def test_the_board_in_a_real_browser(chromium: Any, site: dict[str, Any], tmp_path: Path) -> None:
     started = time.monotonic()
     api, created = site["api"], site["created"]
     # The expected ranking comes from the server's own scores (best per team, primary metric descending).
@@ -117,10 +119,13 @@ def test_the_board_in_a_real_browser(chromium, site, tmp_path: Path) -> None:
     headers = page.locator("table tr").first.locator("th").all_inner_texts()
     f1_col = next(i for i, h in enumerate(headers) if h.startswith(COLUMNS["macro_f1"][0]))
     assert headers[f1_col].endswith("\u25bc")  # the active sort is marked
+    support_col = headers.index("n polyps / patients")
     for r, e in zip(rows, api["pooled"], strict=True):
-        shown = r[f1_col]
-        assert shown == format_stat(e["metrics"]["macro_f1"], PRIMARY) and " [" in shown and shown.endswith("]"), shown
-    assert rows[0][f1_col].startswith("1.000 [1.000, 1.000]")
+        assert r[f1_col] == format_stat(e["metrics"]["macro_f1"], PRIMARY), r[f1_col]  # as the scorer decides
+        assert r[support_col] == format_support(e["metrics"]["macro_f1"]) != "-"  # what the number rests on
+    assert api["pooled"][0]["metrics"]["macro_f1"]["value"] == 1.0 and rows[0][f1_col].startswith("1.000 [")
+    if any("\u2020" in r[f1_col] or "no CI" in r[f1_col] for r in rows):
+        assert LEGEND in page.inner_text("body")
     assert "alpha-worse" not in page.content() and page.locator("script").count() == 0
     page.screenshot(path=str(tmp_path / "board.png"), full_page=True)
 
@@ -154,7 +159,13 @@ def test_the_board_in_a_real_browser(chromium, site, tmp_path: Path) -> None:
     page.wait_for_url("**/compare?**")
     assert page.title().startswith("compare ") and "P(A better)" in page.inner_text("table")
     cmp_rows = page.locator("table tr:has(td)").all()
-    assert len(cmp_rows) == len(COLUMNS) and " [" in cmp_rows[0].locator("td").nth(3).inner_text()
+    cmp_head = page.locator("table tr").first.locator("th").all_inner_texts()
+    diff_col = cmp_head.index("A \u2212 B [95% CI]")
+    first_two = [e["id"] for e in sun_by_mae[:2]]  # the form's defaults: the first two rows
+    expected = httpx.get(f"{site['url']}/api/compare", params={"a": first_two[0], "b": first_two[1], "scope": "sun"},
+                         trust_env=False).json()["metrics"]["macro_f1"]
+    assert len(cmp_rows) == len(COLUMNS)
+    assert cmp_rows[0].locator("td").nth(diff_col).inner_text() == format_stat(expected["difference"], PRIMARY)
     page.get_by_role("link", name="back to the board").click()
 
     # A submission's detail page, reached by clicking its method link on the board.

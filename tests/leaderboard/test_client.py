@@ -9,10 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from polypbench.cli import main
+from polypbench.evaluate import format_stat, lookup
+from polypbench.evaluate.format import LEGEND, format_support
+from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.app import create_app
 
 from .conftest import live_server, predictions
@@ -35,8 +39,8 @@ def token(sqlite_db: str) -> str:
         return add_team(database, "team-a")
 
 
-def test_submit_checks_the_server_validates_locally_uploads_and_prints_the_score(server, token, labels,
-                                                                                 tmp_path: Path) -> None:
+def test_submit_checks_the_server_validates_locally_uploads_and_prints_the_score(server: str, token: str,
+                                                                                 labels: Path, tmp_path: Path) -> None:
     good = tmp_path / "preds.parquet"
     predictions(labels).to_parquet(good, index=False)
     base = ["submit", str(good), "--server", server, "--token", token, "--method", "live"]
@@ -44,7 +48,12 @@ def test_submit_checks_the_server_validates_locally_uploads_and_prints_the_score
     assert res.exit_code == 0, res.output
     assert "covers sun of the served datasets" in res.output and "valid against the local manifest" in res.output
     assert "submission 1 by team-a (live)" in res.output and "pooled:" in res.output and "sun:" in res.output
-    assert "macro F1 (per polyp, triclass)" in res.output and "1.000 [1.000, 1.000]" in res.output
+    stat = lookup(httpx.get(f"{server}/api/submissions/1", trust_env=False).json()["results"]["pooled"], PRIMARY)
+    assert stat is not None and stat.value == 1.0
+    assert "macro F1 (per polyp, triclass)" in res.output
+    assert f"  {format_stat(stat, PRIMARY)}  ({format_support(stat)})" in res.output  # the number and its support
+    if stat.flags or stat.ci_reason:
+        assert LEGEND in res.output
 
     undeclared = CliRunner().invoke(main, base)
     assert undeclared.exit_code != 0 and "form field 'declaration'" in undeclared.output

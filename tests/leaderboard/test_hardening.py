@@ -4,6 +4,7 @@ safetensors checks, odd file names, ids beyond 64 bits, unexpected errors (all o
 from __future__ import annotations
 
 import json
+import select
 import socket
 import struct
 import time
@@ -23,7 +24,7 @@ from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.db import Database, Submission
 from polypbench.leaderboard.uploads import check_safetensors, read_bounded, safe_filename
 
-from .conftest import live_server, parquet_bytes, post, predictions
+from .conftest import MakeClient, live_server, parquet_bytes, post, predictions
 
 
 def _one_line(res: Any) -> str:
@@ -32,7 +33,8 @@ def _one_line(res: Any) -> str:
     return str(body["error"])
 
 
-def test_a_parquet_bomb_is_refused_from_its_metadata(make_client, token, labels, tmp_path: Path) -> None:
+def test_a_parquet_bomb_is_refused_from_its_metadata(make_client: MakeClient, token: str, labels: Path,
+                                                     tmp_path: Path) -> None:
     client = make_client()
     n = 200_000  # compresses to a few KB; the 30 M-row bomb of the issue is measured in benchmarks/
     bomb = pa.table({"polyp_id": pa.array(["sun/case1"] * n).dictionary_encode(), "frame_index": np.zeros(n, np.int64),
@@ -71,27 +73,24 @@ def test_bounded_reading_stops_at_the_row_cap_even_if_the_metadata_lies(tmp_path
 
 
 def _raw_request(url: str, head: str, chunks: int = 0, chunk: bytes = b"") -> tuple[bytes, int]:
-    """Send ``head`` and then up to ``chunks`` HTTP chunks until the server answers; (answer, bytes sent)."""
+    """Send ``head`` and then up to ``chunks`` HTTP chunks until the server answers; (answer, bytes sent).
+
+    Each chunk is sent whole (blocking, with a timeout), and only while the server has not answered: a busy machine
+    can slow either side but never leave the server waiting for a half-sent chunk or the client waiting forever."""
     host, port = url.removeprefix("http://").split(":")
     sent = 0
+    answer = b""
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(head.encode())
-        sock.setblocking(False)
-        answer = b""
         for _ in range(chunks):
-            try:
-                answer += sock.recv(65536)
-            except BlockingIOError:
-                pass
-            if answer:
-                break
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server answered (or closed the connection)
             try:
                 sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                sent += len(chunk)
-            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-                time.sleep(0.01)
-        sock.setblocking(True)
-        deadline = time.monotonic() + 20
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                break
+            sent += len(chunk)
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until the server closes the connection (it answers Connection: close)
             try:
                 data = sock.recv(65536)
@@ -103,7 +102,9 @@ def _raw_request(url: str, head: str, chunks: int = 0, chunk: bytes = b"") -> tu
     return answer, sent
 
 
-def test_the_size_limit_holds_while_streaming_even_without_content_length(sqlite_db, labels, options, token) -> None:
+def test_the_size_limit_holds_while_streaming_even_without_content_length(sqlite_db: str, labels: Path,
+                                                                            options: dict[str, Any],
+                                                                            token: str) -> None:
     app = create_app(sqlite_db, [labels], **{**options, "max_upload_bytes": 1024 * 1024})
     limit = 1024 * 1024 + limits.FORM_OVERHEAD
     boundary = "b0undary"
@@ -122,7 +123,8 @@ def test_the_size_limit_holds_while_streaming_even_without_content_length(sqlite
     assert sent < 16 * limit, sent  # stopped near the limit (plus socket buffers), not after 64 MB
 
 
-def test_odd_names_huge_ids_and_unexpected_errors_are_one_json_line(make_client, token, labels, monkeypatch) -> None:
+def test_odd_names_huge_ids_and_unexpected_errors_are_one_json_line(make_client: MakeClient, token: str, labels: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     client = make_client()
     good = parquet_bytes(predictions(labels))
     for name in ["", "..", "préds\u202e.parquet", "a" * 1000 + ".parquet", "x.exe", 'q"uote;.parquet']:
@@ -153,8 +155,8 @@ def test_odd_names_huge_ids_and_unexpected_errors_are_one_json_line(make_client,
     assert res.status_code == 500 and _one_line(res) == "internal server error; it was logged"
 
 
-def test_an_idempotency_key_makes_a_retry_return_the_first_submission(make_client, token, labels,
-                                                                       database: Database) -> None:
+def test_an_idempotency_key_makes_a_retry_return_the_first_submission(make_client: MakeClient, token: str,
+                                                                       labels: Path, database: Database) -> None:
     client = make_client(daily_cap=1)
     data = parquet_bytes(predictions(labels))
     first = post(client, token, data, key="retry-key-0001")

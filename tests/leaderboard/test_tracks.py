@@ -3,6 +3,7 @@ rank-stability pages, and the split-hash check."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +11,19 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from polypbench.evaluate import Stat, format_stat
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
+from polypbench.leaderboard.scoring import CLASS_FLAG, CLASS_REASON, private_stat
 from polypbench.manifest import Manifest
+from tests.conftest import Prepared
 
 from .conftest import parquet_bytes, post, predictions
 
 
 @pytest.fixture
-def two(prepared, sqlite_db: str, options: dict[str, Any]) -> Any:
+def two(prepared: dict[str, Prepared], sqlite_db: str, options: dict[str, Any]) -> Any:
     labels = [prepared["real-colon"].out, prepared["sun"].out]
     app = create_app(sqlite_db, labels, **options)
     with Database(sqlite_db) as database:
@@ -28,7 +32,7 @@ def two(prepared, sqlite_db: str, options: dict[str, Any]) -> Any:
     app.state.server.db.dispose()
 
 
-def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two) -> None:
+def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two: Any) -> None:
     client, (rc, sun), (alpha, beta) = two
     info = client.get("/api/info").json()
     public = info["tracks"]["public"]
@@ -52,16 +56,22 @@ def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two) -> None:
     assert [e["method"] for e in pooled] == ["both"]
     on_sun = client.get("/api/leaderboard?scope=sun").json()["entries"]
     assert sorted(e["method"] for e in on_sun) == ["both", "sun-only"] and {e["rank"] for e in on_sun} == {1}
+    assert on_sun[1]["p_vs_above"] == 1.0  # tied with the entry above on every replicate: one rank
+    f1_key = "polyp/triclass/sun/macro_f1"
 
-    cmp = client.get(f"/api/compare?a={a['id']}&b={b['id']}&scope=sun").json()["metrics"]
-    assert cmp["macro_f1"]["difference"] == 0 and cmp["macro_f1"]["n"] == 20  # paired: identical replicates
-    assert cmp["macro_f1"]["ci95"] == [0.0, 0.0] and cmp["macro_f1"]["p_a_better"] == 0.0
+    cmp = client.get(f"/api/compare?a={a['id']}&b={b['id']}&scope=sun").json()
+    f1 = cmp["metrics"]["macro_f1"]
+    assert cmp["replicates"] == 20 and f1["a"] == f1["b"] == a["results"]["sun"]["metrics"][f1_key]
+    # paired on identical replicates: a zero difference, every replicate a tie (counted half)
+    assert f1["difference"] == {"value": 0.0, "ci95": [0.0, 0.0], "p_greater": 0.5} and f1["p_a_better"] == 0.5
     page = client.get(f"/compare?a={a['id']}&b={b['id']}&scope=sun")
     assert page.status_code == 200 and "P(A better)" in page.text and "sun-only" in page.text
+    assert f"<td>{html.escape(format_stat(f1['difference'], f1_key))}</td><td>0.500</td>" in page.text
     missing = client.get(f"/api/compare?a={a['id']}&b={b['id']}&scope=pooled")
     assert missing.status_code == 400 and "has no public result in scope 'pooled'" in missing.json()["error"]
     stability = client.get("/api/stability?scope=sun").json()
     assert stability["replicates"] == 20 and len(stability["rank_distribution"]) == 2
+    assert stability["entries"] == [e["id"] for e in on_sun] and stability["kendall_tau"] is not None
     assert all(abs(sum(row) - 1) < 1e-6 for row in stability["rank_distribution"])
     assert client.get("/stability?scope=sun").status_code == 200
     board = client.get("/?scope=sun").text
@@ -74,7 +84,8 @@ def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two) -> None:
     assert res.status_code == 422 and "unknown polyp id" in "\n".join(res.json()["problems"])
 
 
-def test_the_private_part_never_shows_per_class_or_per_dataset_numbers(prepared, tmp_path: Path) -> None:
+def test_the_private_part_never_shows_per_class_or_per_dataset_numbers(prepared: dict[str, Prepared],
+                                                                       tmp_path: Path) -> None:
     from polypbench.evaluate import parse_key, score
     from polypbench.leaderboard.scoring import private_view
     from polypbench.leaderboard.tracks import PrivateTrack
@@ -91,3 +102,19 @@ def test_the_private_part_never_shows_per_class_or_per_dataset_numbers(prepared,
     keys = [parse_key(k) for k in doc["metrics"]]
     assert keys and all(k.dataset == "pooled" and k.cls is None for k in keys)
     assert list(doc["counts"]) == ["pooled"] and doc["manifests"] == []
+    stats = [Stat.from_dict(v) for v in doc["metrics"].values()]
+    assert all(s.class_polyps is None for s in stats)  # no per-class polyp counts
+    assert not [n for s in stats for n in (*s.flags, s.ci_reason or "") if ": " in n and n not in (CLASS_FLAG,
+                                                                                                   CLASS_REASON)]
+
+
+def test_the_private_part_keeps_the_scorers_verdict_without_naming_a_class() -> None:
+    flagged = Stat(0.8, (0.7, 0.9), flags=("large: 3 polyps", "small: 4 polyps", "12 patients"), n_polyps=30,
+                   n_patients=12, class_polyps=(20, 7, 3))
+    assert private_stat(flagged) == Stat(0.8, (0.7, 0.9), flags=(CLASS_FLAG, "12 patients"), n_polyps=30,
+                                         n_patients=12)
+    withheld = Stat(0.8, None, ci_reason="large: 1 polyp", n_polyps=30, n_patients=12, class_polyps=(20, 9, 1))
+    assert private_stat(withheld) == Stat(0.8, None, ci_reason=CLASS_REASON, n_polyps=30, n_patients=12)
+    plain = Stat(0.8, None, ci_reason="3 patients", flags=())
+    assert private_stat(plain) == plain
+    assert format_stat(private_stat(flagged)).endswith("\u2020")  # still flagged, as the scorer decided

@@ -61,7 +61,11 @@ def upgrade() -> None:
         sa.Column("submission_id", _id(), sa.ForeignKey("submissions.id"), nullable=False),
         sa.Column("scope", sa.String(limits.SCOPE), nullable=False),
         sa.Column("key", sa.String(limits.METRIC_KEY), nullable=False),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("value", sa.Float(), nullable=True),
+        sa.Column("replicates", sa.LargeBinary(), nullable=False),
+        sa.Column("jackknife", sa.LargeBinary(), nullable=False),
+        sa.Column("strata", sa.LargeBinary(), nullable=False),
+        sa.Column("resamples", sa.String(limits.RESAMPLES), nullable=False),
         sa.UniqueConstraint("submission_id", "scope", "key", name="uq_replicate"),
     )
     op.create_index("ix_replicates_submission_id", "replicates", ["submission_id"])
