@@ -137,17 +137,7 @@ def _server(ws: Workspace) -> tuple[subprocess.Popen[bytes], str]:
     pytest.fail(f"the docs/leaderboard.md server did not start: {log_path.read_text()[-2000:]}")
 
 
-KNOWN_BUG = pytest.mark.xfail(strict=True, reason=(
-    "main's polypbench/leaderboard/scoring.py still calls evaluate.scoring's _run/_result with their signatures from "
-    "before #12, so the server answers the submission with HTTP 500 (TypeError: _run() missing 'groups'); the "
-    "leaderboard work in progress (i13-integrate) fixes it and this block then passes: remove this mark"))
-
-
-def _params() -> list[Any]:
-    return [pytest.param(b, marks=KNOWN_BUG) if "polypbench submit" in b.code and not b.skip else b for b in ALL]
-
-
-@pytest.mark.parametrize("block", _params(), ids=lambda b: b.name)
+@pytest.mark.parametrize("block", ALL, ids=lambda b: b.name)
 def test_documented_block_runs(block: Block, workspace: Workspace) -> None:
     if block.skip:
         pytest.skip(f"{block.name}: {block.skip}")

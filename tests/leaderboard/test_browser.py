@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,6 @@ def _rows(page: Any) -> list[list[str]]:
 
 
 def test_the_board_in_a_real_browser(chromium: Any, site: dict[str, Any], tmp_path: Path) -> None:
-    started = time.monotonic()
     api, created = site["api"], site["created"]
     # The expected ranking comes from the server's own scores (best per team, primary metric descending).
     ranked = [(e["team"], e["method"]) for e in api["pooled"]]
@@ -193,4 +191,3 @@ def test_the_board_in_a_real_browser(chromium: Any, site: dict[str, Any], tmp_pa
     page.get_by_role("link", name="back to the board").click()
     page.wait_for_url(site["url"] + "/")
     assert [(r[1], r[2].split(" declared")[0]) for r in _rows(page)] == ranked
-    assert time.monotonic() - started < 60
