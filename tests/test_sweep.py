@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from polypbench.cli import main
+from polypbench.leaderboard.board import md_text
 from polypbench.manifest import Manifest
 from polypbench.splits.paper import fold_of
 
@@ -73,6 +74,12 @@ def test_submitit_local_runs_the_slurm_code_path(prepared, tmp_path: Path) -> No
     assert list((out / "jobs").glob("*_submitted.pkl")), "submitit wrote its job files"
     assert (out / "runs" / "demo" / "default-seed0" / "done.json").is_file()
     assert (out / "models" / "demo" / "result.json").is_file()
+    entry = json.loads((out / "entries" / "reference-demo.json").read_text())  # the public grid's board entry
+    assert entry["track"] == "public" and {"sun", "pooled"} <= set(entry["results"])
+    assert entry["checkpoint_sha256"] and entry["split_hashes"]["sun"]
+    rendered = CliRunner().invoke(main, ["leaderboard", "render", "--out", str(out)])
+    assert rendered.exit_code == 0, rendered.output
+    assert md_text("polypbench reference: demo") in (out / "README.md").read_text()  # as the board escapes it
 
 
 def test_bad_grid_files_are_one_line_errors(tmp_path: Path) -> None:

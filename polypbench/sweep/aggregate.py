@@ -6,12 +6,16 @@
   protocol it is the out-of-fold file (each polyp predicted by the run that held it out: the test folds of the
   first seed together cover every polyp once); on the public split, the first seed's test predictions.
 
-Written as ``results.md``, ``results.csv`` and ``results.json`` in the sweep folder, plus one leaderboard entry per
-model (``entries/<model>.json``, the format of ``polypbench leaderboard export``/``render``).
+Written as ``results.md``, ``results.csv`` and ``results.json`` in the sweep folder. A grid on the public split also
+writes one leaderboard entry per model (``entries/reference-<model>.json``, the format that
+``polypbench leaderboard export`` writes and ``render`` reads; copy them into ``leaderboard/entries/``). The paper
+protocol's out-of-fold files cover every polyp, not the public test split, so they make no board entry.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from polypbench import schema
 from polypbench.evaluate import format_stat, metric_key, score
 from polypbench.evaluate.format import digits
 from polypbench.fileio import atomic_write, atomic_write_json
@@ -114,7 +119,54 @@ def aggregate(grid: Grid, specs: Sequence[RunSpec], outcomes: Sequence[Outcome],
                         res.pooled[key] = pooled.metrics[key].to_dict()
         results.append(res)
     write_tables(grid, results, out)
+    if grid.protocol == "public":
+        write_entries(grid, results, specs, out / "entries", n_bootstrap=n_bootstrap, seed=seed)
     return results
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def write_entries(grid: Grid, results: Sequence[ModelResult], specs: Sequence[RunSpec], folder: Path, *,
+                  n_bootstrap: int, seed: int) -> list[Path]:
+    """One leaderboard entry per model with a pooled file: scored as the public board scores a submission (each
+    dataset and pooled, the one scorer), with its config, checkpoint hash and split hashes."""
+    from polypbench.leaderboard.scoring import score_public
+    from polypbench.leaderboard.tracks import PublicTrack
+    from polypbench.manifest import Manifest
+
+    done = [r for r in results if r.predictions]
+    if not done:
+        return []
+    manifests = list(specs[0].manifests)
+    track = PublicTrack(manifests)
+    opened = [Manifest.open(m) for m in manifests]
+    hashes = {m.dataset: m.metadata.get(schema.META_SPLIT_HASH) for m in opened}
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, res in enumerate(done, start=1):
+        assert res.predictions is not None
+        first = min((s for s in specs if model_label(s.config) == res.model), key=lambda s: s.seed)
+        frame = pd.read_parquet(res.predictions)
+        scored = score_public(frame, track, name=res.model, n_bootstrap=n_bootstrap, seed=seed)
+        config = first.run_dir / "config.yaml"
+        entry = {
+            "id": -i, "team": f"polypbench reference: {res.model}", "track": "public",
+            "method": f"{res.model} ({grid.name} grid, {res.note})", "paper_url": None, "code_url": None,
+            "filename": Path(res.predictions).name,
+            "declaration": "a polypbench reference run (`polypbench sweep`): trained and selected on the train and "
+                           "validation splits only; the test labels scored it once",
+            "config": config.read_text() if config.is_file() else None,
+            "checkpoint_sha256": _sha256(first.run_dir / "best.pt"), "file_sha256": _sha256(Path(res.predictions)),
+            "split_hashes": hashes, "verified": None, "verification": None,
+            "submitted": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "rank": None,
+            "results": {scope: s.result for scope, s in scored.items()},
+        }
+        path = folder / f"reference-{res.model}.json"
+        atomic_write(path, json.dumps(entry, indent=1, sort_keys=True) + "\n")
+        written.append(path)
+    return written
 
 
 def table_rows(results: Sequence[ModelResult]) -> pd.DataFrame:
