@@ -31,7 +31,7 @@ from polypbench.leaderboard.jobs import PhaseClosed, phase_closed
 from polypbench.leaderboard.ratelimit import RateLimiter
 from polypbench.leaderboard.records import CapReached
 from polypbench.leaderboard.store import Store
-from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
+from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack, open_tracks
 from polypbench.leaderboard.uploads import BodyLimit, json_error
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,7 @@ def build_server(settings: Settings, *, migrate: bool = True,
         raise PolypbenchError("no track to serve: expected --labels (public track) and/or --private-labels")
     db = Database(settings.db, migrate=migrate)
     store = Store(settings.store_dir())
-    public = PublicTrack(settings.labels) if settings.labels else None
-    private = None
-    if settings.private_labels:
-        private = PrivateTrack(settings.private_labels, store.root, public_fraction=settings.private_public_fraction,
-                               seed=settings.private_seed)
+    public, private = open_tracks(settings, store.root)
     return Server(settings, db, store, public, private, RateLimiter(db, settings.rate_limit),
                   RateLimiter(db, settings.ip_rate_limit), after_commit)
 

@@ -21,7 +21,7 @@ import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from polypbench.errors import InputError, PolypbenchError
 from polypbench.evaluate import Truth
 from polypbench.evaluate.truth import load_truth
 from polypbench.evaluate.validate import POLYP_KEY
+
+if TYPE_CHECKING:
+    from polypbench.leaderboard.config import Settings
 from polypbench.leaderboard.uploads import max_rows
 from polypbench.manifest import Manifest
 
@@ -169,3 +172,14 @@ class PrivateTrack:
 
     def info(self) -> dict[str, Any]:
         return {"datasets": list(self.names), "parts": list(PARTS), "public_fraction": self.public_fraction}
+
+
+def open_tracks(settings: Settings, store_root: Path) -> tuple[PublicTrack | None, PrivateTrack | None]:
+    """The tracks that ``settings`` serves (None where it gives no labels), for the server and the worker alike."""
+    public = PublicTrack(settings.labels) if settings.labels else None
+    private = None
+    if settings.private_labels:
+        private = PrivateTrack(settings.private_labels, store_root, public_fraction=settings.private_public_fraction,
+                               seed=settings.private_seed)
+    return public, private
+

@@ -34,7 +34,7 @@ from polypbench.leaderboard.records import Fields, record
 from polypbench.leaderboard.sandbox import META_OFFSET, Limits, ModelError, run_job
 from polypbench.leaderboard.scoring import score_private
 from polypbench.leaderboard.store import Store
-from polypbench.leaderboard.tracks import POOLED, PrivateTrack, PublicTrack
+from polypbench.leaderboard.tracks import POOLED, PrivateTrack, PublicTrack, open_tracks
 from polypbench.leaderboard.uploads import check_safetensors, read_bounded
 
 log = logging.getLogger(__name__)
@@ -188,11 +188,7 @@ def main(settings: Any, limits: Limits, *, once: bool = False) -> None:
 
     db = Database(settings.db)
     store = Store(settings.store_dir())
-    public = PublicTrack(settings.labels) if settings.labels else None
-    private = None
-    if settings.private_labels:
-        private = PrivateTrack(settings.private_labels, store.root, public_fraction=settings.private_public_fraction,
-                               seed=settings.private_seed)
+    public, private = open_tracks(settings, store.root)
     worker = Worker(db, store, public=public, private=private,
                     settings=WorkerSettings(n_bootstrap=settings.n_bootstrap, seed=settings.seed, limits=limits))
     try:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from polypbench.prepare.problems import ProblemError
+from polypbench.prepare.problems import Problem, ProblemError
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _MAX_DIGITS = 40
@@ -115,6 +115,32 @@ class RawRoot:
         return real
 
 
+    def distinct(self, folder: str, names: Iterable[str], problems: list[Problem], *, want: str = "file",
+                 what: str = "input") -> list[str]:
+        """The ``names`` (entries of the folder ``folder``, relative to the root) that lead to distinct real paths
+        under the symlink policy, sorted; real entries come before links, so that a link to an entry already kept is
+        the counted ``duplicate_input``, and every refused link is a counted problem."""
+        def rel(name: str) -> str:
+            return f"{folder}/{name}" if folder else name
+
+        entries = sorted((os.path.islink(os.path.join(self.path, rel(n))), n) for n in names)
+        found: dict[str, str] = {}  # real path -> name
+        for _, name in entries:
+            try:
+                real = self.resolve(rel(name), want=want)
+            except ProblemError as exc:
+                problems.append(exc.problem)
+                continue
+            if real is None:
+                continue
+            if real in found:
+                problems.append(Problem("duplicate_input", f"{rel(name)}: a second path to {found[real]} (a "
+                                        f"symlink); expected each {what} once"))
+                continue
+            found[real] = name
+        return sorted(found.values())
+
+
 def open_regular(path: str, rel: str) -> tuple[int, os.stat_result]:
     """Open ``path`` for reading (never blocking on a FIFO) and return ``(fd, stat)``; the caller closes ``fd``.
 
@@ -135,6 +161,19 @@ def open_regular(path: str, rel: str) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise ProblemError("not_a_file", f"{rel}: not a regular file ({file_type(info.st_mode)}); expected a file")
     return fd, info
+
+
+def read_regular(path: str, rel: str) -> bytes:
+    """The bytes of the regular file ``path`` (see :func:`open_regular`); any failure is a :class:`ProblemError`
+    naming ``rel``."""
+    try:
+        fd, info = open_regular(path, rel)
+        try:
+            return os.read(fd, info.st_size + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise os_problem(rel, exc) from None
 
 
 def os_problem(rel: str, exc: OSError) -> ProblemError:

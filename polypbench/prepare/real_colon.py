@@ -137,23 +137,10 @@ class RealColonConverter(Converter):
         return out
 
     def units(self, raw: Path, problems: list[Problem]) -> list[Unit]:
-        root = RawRoot.of(raw)
-        found: dict[str, str] = {}  # real path -> video
-        names = sorted((e.is_symlink(), e.name) for e in os.scandir(raw) if _VIDEO_DIR.match(e.name))
-        for _, name in names:  # real folders first, so that a link to one is the duplicate
-            try:
-                real = root.resolve(name, want="dir")
-            except ProblemError as exc:
-                problems.append(exc.problem)
-                continue
-            if real is None:
-                continue
-            if real in found:
-                problems.append(Problem("duplicate_input", f"{name}: a second path to {found[real]}_annotations "
-                                        "(a symlink); expected each video once"))
-                continue
-            found[real] = _VIDEO_DIR.match(name).group(1)  # type: ignore[union-attr]  # matched above
-        return [Unit(video, f"{video}_annotations") for video in sorted(found.values())]
+        names = [e.name for e in os.scandir(raw) if _VIDEO_DIR.match(e.name)]
+        kept = RawRoot.of(raw).distinct("", names, problems, want="dir", what="video")
+        videos = sorted(name[: -len("_annotations")] for name in kept)
+        return [Unit(video, f"{video}_annotations") for video in videos]
 
     @staticmethod
     def fingerprint(ctx: Context, unit: Unit) -> str | None:

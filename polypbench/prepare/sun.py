@@ -18,7 +18,15 @@ from pathlib import Path
 from polypbench.errors import InputError
 from polypbench.jpeg import JpegError, inspect_fd
 from polypbench.prepare.base import Context, Converter, PolypInfo, RowBuilder, Unit, UnitResult
-from polypbench.prepare.inputs import BadValue, Fingerprint, RawRoot, open_regular, os_problem, parse_int
+from polypbench.prepare.inputs import (
+    BadValue,
+    Fingerprint,
+    RawRoot,
+    open_regular,
+    os_problem,
+    parse_int,
+    read_regular,
+)
 from polypbench.prepare.problems import Problem, ProblemError
 
 _LINE = re.compile(r"^(\S+\.jpg)\s+(-?\d+),(-?\d+),(-?\d+),(-?\d+),(\d+)\s*$")
@@ -102,24 +110,10 @@ class SunConverter(Converter):
 
     def units(self, raw: Path, problems: list[Problem]) -> list[Unit]:
         ann = positive_root(raw) / "annotation_txt"
-        root = RawRoot.of(raw)
         rel = ann.relative_to(raw).as_posix()
-        entries = sorted((e.is_symlink(), e.name) for e in os.scandir(ann) if e.name.endswith(".txt"))
-        found: dict[str, str] = {}  # real path -> stem
-        for _, name in entries:  # real files first, so that a link to one is the duplicate
-            try:
-                real = root.resolve(f"{rel}/{name}")
-            except ProblemError as exc:
-                problems.append(exc.problem)
-                continue
-            if real is None:
-                continue
-            if real in found:
-                problems.append(Problem("duplicate_input", f"{rel}/{name}: a second path to {found[real]}.txt (a "
-                                        "symlink); expected each case once"))
-                continue
-            found[real] = name[:-4]
-        stems = sorted(found.values(), key=lambda s: (int(m.group(1)) if (m := _CASE.match(s)) else 1 << 30, s))
+        names = [e.name for e in os.scandir(ann) if e.name.endswith(".txt")]
+        stems = [name[:-4] for name in RawRoot.of(raw).distinct(rel, names, problems, what="case")]
+        stems.sort(key=lambda s: (int(m.group(1)) if (m := _CASE.match(s)) else 1 << 30, s))
         return [Unit(stem, f"{rel}/{stem}.txt") for stem in stems]
 
     def notes(self, raw: Path) -> list[str]:
@@ -154,16 +148,9 @@ class SunConverter(Converter):
         rows = RowBuilder(ctx)
         fingerprint = SunConverter.fingerprint(ctx, unit)
         try:
-            fd, info = open_regular(str(ctx.raw / unit.path), unit.path)
-            try:
-                data = os.read(fd, info.st_size + 1)
-            finally:
-                os.close(fd)
+            data = read_regular(str(ctx.raw / unit.path), unit.path)
         except ProblemError as exc:
             rows.record(exc)
-            return rows.result()
-        except OSError as exc:
-            rows.record(os_problem(unit.path, exc))
             return rows.result()
         case = _CASE.match(unit.key)
         case_rel = _case_rel(unit)

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from polypbench.prepare.base import Context, Converter, PolypInfo, RowBuilder, Unit, UnitResult
-from polypbench.prepare.inputs import BadValue, Fingerprint, RawRoot, open_regular, os_problem, parse_int
+from polypbench.prepare.inputs import (
+    BadValue,
+    Fingerprint,
+    RawRoot,
+    os_problem,
+    parse_int,
+    read_regular,
+)
 from polypbench.prepare.problems import Problem, ProblemError
 from polypbench.prepare.sun import listing, sun_frame_index, sun_polyps
 
@@ -114,12 +121,7 @@ class SunSegConverter(Converter):
         rows = RowBuilder(ctx)
         fingerprint = SunSegConverter.fingerprint(ctx, unit)
         try:
-            fd, info = open_regular(str(ctx.raw / unit.path), unit.path)
-            try:
-                data = os.read(fd, info.st_size + 1)
-            finally:
-                os.close(fd)
-            doc = json.loads(data)
+            doc = json.loads(read_regular(str(ctx.raw / unit.path), unit.path))
             if not isinstance(doc, dict):
                 raise ProblemError("bad_annotation", f"{unit.path}: a json {type(doc).__name__}; expected an object")
             images = _list(doc.get("images"), "'images'", unit.path)
@@ -127,9 +129,6 @@ class SunSegConverter(Converter):
                                 unit.path)
         except ProblemError as exc:
             rows.record(exc)
-            return rows.result()
-        except OSError as exc:
-            rows.record(os_problem(unit.path, exc))
             return rows.result()
         except (ValueError, RecursionError) as exc:
             rows.problem("bad_annotation", f"{unit.path}: unreadable json ({type(exc).__name__}: {str(exc)[:120]}); "
