@@ -91,7 +91,7 @@ def _raw_request(url: str, head: str, chunks: int = 0, chunk: bytes = b"") -> tu
                 break
             sent += len(chunk)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the server closes the connection (it answers Connection: close)
+        while time.monotonic() < deadline and not _complete(answer):  # the whole answer, or the connection closed
             try:
                 data = sock.recv(65536)
             except (ConnectionResetError, TimeoutError):
@@ -100,6 +100,18 @@ def _raw_request(url: str, head: str, chunks: int = 0, chunk: bytes = b"") -> tu
                 break
             answer += data
     return answer, sent
+
+
+def _complete(answer: bytes) -> bool:
+    """Whether ``answer`` holds a whole HTTP response: its headers and the Content-Length bytes they announce."""
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False
 
 
 def test_the_size_limit_holds_while_streaming_even_without_content_length(sqlite_db: str, labels: Path,
