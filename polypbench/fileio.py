@@ -256,11 +256,15 @@ def _spawning() -> Iterator[None]:
         raise SystemExit(128 + _SPAWNING["signal"])
 
 
-def _exit_with_parent(parent: int) -> None:
+def _exit_with_parent(parent: int, initializer: Callable[..., object] | None = None,
+                      initargs: tuple[Any, ...] = ()) -> None:
     """Pool initializer: a daemon thread ends this worker within a second once ``parent`` is gone (kill -9,
     SIGTERM), so no worker outlives the run blocked on a queue nobody reads. Ctrl-C is the parent's to handle:
-    the worker ignores SIGINT (the parent stops it), so no worker prints a traceback."""
+    the worker ignores SIGINT (the parent stops it), so no worker prints a traceback. Then the caller's own
+    ``initializer(*initargs)``, if any."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
 
     def watch() -> None:
         while True:
@@ -271,17 +275,19 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="polypbench-parent-watch", daemon=True).start()
 
 
-def run_pool(fn: Callable[[J], R], jobs: Sequence[J], workers: int) -> Iterator[R]:
+def run_pool(fn: Callable[[J], R], jobs: Sequence[J], workers: int, *,
+             initializer: Callable[..., object] | None = None, initargs: tuple[Any, ...] = ()) -> Iterator[R]:
     """``fn(job)`` for every job, results in job order: in this process when ``workers`` is 1 (or one job), else
-    on a spawn-context pool of at most ``workers`` processes. Leaving the iteration early (an error, Ctrl-C,
-    SIGTERM under :func:`sigterm_exits`) cancels what has not started and terminates the running workers; workers
-    exit on their own within a second if this process dies (kill -9)."""
+    on a spawn-context pool of at most ``workers`` processes, each first running ``initializer(*initargs)``.
+    Leaving the iteration early (an error, Ctrl-C, SIGTERM under :func:`sigterm_exits`) cancels what has not
+    started and terminates the running workers; workers exit on their own within a second if this process dies
+    (kill -9)."""
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         yield from map(fn, jobs)
         return
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_exit_with_parent,
-                               initargs=(os.getpid(),))
+                               initargs=(os.getpid(), initializer, initargs))
     finished = False
     try:
         with _spawning():

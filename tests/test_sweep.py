@@ -31,7 +31,7 @@ def test_paper_grid_runs_resumes_and_reports_failures(prepared, tmp_path: Path) 
     grid = _grid(tmp_path / "grid.yaml", "paper", ["demo", str(broken)], [0, 1, 2, 3, 4, 5], [0])
     out = tmp_path / "sweep"
     result = CliRunner().invoke(main, ["sweep", str(grid), "--manifest", str(sun), "--out", str(out),
-                                       "--bootstrap", "50"])
+                                       "--bootstrap", "50", "--parallel", "2"])  # two worker processes
     assert result.exit_code == 0, result.output
     assert "12 runs: 6 trained, 0 already done, 6 failed" in result.output
     assert result.output.count("  failed: broken fold") == 6  # the summary; the progress lines said it too

@@ -18,14 +18,13 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from polypbench.errors import PolypbenchError, choice_error
-from polypbench.fileio import atomic_write_json, read_json
+from polypbench.fileio import atomic_write_json, read_json, run_pool
 from polypbench.progress import Progress
 from polypbench.sweep.grid import RunSpec
 
@@ -83,21 +82,33 @@ def run_one(spec: RunSpec) -> Outcome:
 
 
 def _bind_device(devices: Any) -> None:
-    """Pool initializer: this worker takes one device id off the shared queue and sees only that GPU."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
+    """Pool initializer: this worker takes one GPU id off the shared queue and sees only that GPU (None: no GPU
+    here, nothing to bind)."""
+    gpu = devices.get()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else every device torch sees."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def _local(specs: Sequence[RunSpec], parallel: int) -> Iterator[Outcome]:
-    if parallel <= 1:
+    if parallel <= 1 or len(specs) <= 1:
         yield from map(run_one, specs)
         return
-    ctx = get_context("spawn")
-    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
-    devices = ctx.Manager().Queue()
-    for i in range(parallel):
-        devices.put(gpus[i % len(gpus)] if gpus else "")
-    with ProcessPoolExecutor(parallel, mp_context=ctx, initializer=_bind_device, initargs=(devices,)) as pool:
-        yield from pool.map(run_one, specs)
+    gpus = visible_gpus()
+    with get_context("spawn").Manager() as manager:
+        devices = manager.Queue()
+        for i in range(min(parallel, len(specs))):
+            devices.put(gpus[i % len(gpus)] if gpus else None)
+        yield from run_pool(run_one, specs, parallel, initializer=_bind_device, initargs=(devices,))
 
 
 def _submitit(specs: Sequence[RunSpec], folder: Path, cluster: str | None, slurm: dict[str, Any]) -> Iterator[Outcome]:
