@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 class PolypbenchError(Exception):
-    """Base class: a one-line, user-facing error. The CLI prints it as ``Error: <message>`` and exits non-zero."""
+    """Base class: a one-line, user-facing error. The CLI prints it as ``Error: <message>`` and exits non-zero.
+
+    Every subclass pickles (a worker process raises it, the parent reports it): the constructor's own arguments
+    are kept and rebuild the error, whatever the subclass's signature.
+    """
+
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> PolypbenchError:
+        self = super().__new__(cls, *args)
+        self._init_args = (args, kwargs)
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        args, kwargs = self._init_args
+        return functools.partial(type(self), **kwargs), tuple(args)
 
 
 class InputError(PolypbenchError):
@@ -39,9 +56,6 @@ class OutputError(PolypbenchError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: cannot write ({reason}); expected a writable folder with free space")
-
-    def __reduce__(self) -> tuple[type[OutputError], tuple[str, str]]:  # picklable: raised in worker processes too
-        return (OutputError, (self.path, self.reason))
 
 
 OPTIONAL_MODULES = {

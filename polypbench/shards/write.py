@@ -131,14 +131,6 @@ def write_shard(job: VideoJob) -> int:
     return n
 
 
-def _run(job: VideoJob) -> tuple[int, tuple[str, str, str | None] | None]:
-    """Worker entry: (rows, None), or (0, the InputError's fields): the error class does not pickle."""
-    try:
-        return write_shard(job), None
-    except InputError as exc:  # the partial shard is already gone (atomic_output)
-        return 0, (exc.path, exc.problem, exc.expected)
-
-
 def _check(size: int, margin: float, context: float, quality: int) -> None:
     if not isinstance(size, int) or size < 16:
         raise ConfigError(f"size {size!r}: expected an integer >= 16 (the training input size, e.g. 384)")
@@ -211,9 +203,7 @@ def materialize(
     if len(todo) < len(plan):
         log.info("resuming: %d of %d shards already written", len(plan) - len(todo), len(plan))
     with Progress(len(plan), f"materialize {manifest.dataset}", unit="shard", initial=len(plan) - len(todo)) as bar:
-        for _, error in run_pool(_run, todo, workers or os.cpu_count() or 1):
-            if error is not None:
-                raise InputError(*error)
+        for _ in run_pool(write_shard, todo, workers or os.cpu_count() or 1):  # an InputError reaches here whole
             bar.update()
     shards = [{"path": f"{split}/{job.out.name}", "split": split, "video_id": video,
                "rows": len(job.rows["polyp_id"])} for split, video, job in plan]
