@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from polypbench.errors import ConfigError
-from polypbench.train.config import from_dict
+from polypbench.train.config import TrainConfig, from_dict
 from polypbench.train.data import eval_loader
 from polypbench.train.loop import build_model, run_inference
 from polypbench.train.tasks import TASKS, TargetStats
@@ -53,12 +53,19 @@ def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Pa
                           "(fit scores the CIFAR-100 test split itself: test_metrics.json)")
     model = build_model(cfg)
     model.load_state_dict(ckpt["state_dict"])
-    dev = torch.device(device)
+    return predict_model(model, cfg, TargetStats.from_checkpoint(ckpt), split, batch_size=batch_size)
+
+
+def predict_model(model: torch.nn.Module, cfg: TrainConfig, stats: TargetStats, split: str = "test", *,
+                  batch_size: int = 64) -> pd.DataFrame:
+    """Frame-level predictions of a loaded ``model`` for ``split`` of ``cfg``'s manifests, on ``cfg.device``,
+    decoded with the task's coding and ``stats`` (what :func:`predict` does after reading a checkpoint)."""
+    dev = torch.device(cfg.device)
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    objective = TASKS[cfg.task].objective(cfg, TargetStats.from_checkpoint(ckpt))
+    objective = TASKS[cfg.task].objective(cfg, stats)
     df = run_inference(model, eval_loader(cfg, split, batch_size), cfg, objective, dev, split,
                        desc=f"predict {split}").predictions
-    log.info("predicted %d frames of %s (%s)", len(df), split, ", ".join(map(str, dirs)))
+    log.info("predicted %d frames of %s (%s)", len(df), split, ", ".join(cfg.prepared))
     return df

@@ -30,11 +30,11 @@ from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predi
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.leaderboard.columns import COLUMNS
+from polypbench.leaderboard.sandbox import META_OFFSET
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = (502, 503, 504)
-META_OFFSET = "polypbench.size_offset_mm"
 
 
 def validate_locally(path: Path, manifests: Sequence[str | Path]) -> None:

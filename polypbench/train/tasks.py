@@ -239,6 +239,11 @@ class Task:
     gate_loss: Callable[[TrainConfig, TargetStats], LossFn] | None = None
     """The gate pass's loss in the two-pass modes (None: the same as ``loss``)."""
 
+    @property
+    def uses_size_offset(self) -> bool:
+        """Whether decoding depends on the mean training size (so a checkpoint must carry ``size_offset_mm``)."""
+        return self.coding(TargetStats(size_offset_mm=1.0)) != self.coding(TargetStats())
+
     def fit_stats(self, targets: np.ndarray) -> TargetStats:
         """:class:`TargetStats` of the training targets (one value per training sample)."""
         return self.stats(np.asarray(targets), self.num_outputs)

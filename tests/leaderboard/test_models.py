@@ -140,6 +140,9 @@ def test_configs_that_name_files_or_mismatch_are_refused_and_runs_are_limited(ru
         check_config("model: resnet18", "resnet18")
     values = check_config(json.dumps(config), "resnet18")
     assert set(values) <= {"model", "task", "img_size", "margin", "model_kwargs", "channels_last"}
+    assert check_config(json.dumps({**config, "task": "regression-paper"}), "resnet18")["task"] == "regression-paper"
+    with pytest.raises(ModelError, match="config key 'task'"):
+        check_config(json.dumps({**config, "task": ["regression"]}), "resnet18")
 
     work = tmp_path / "work"
     _, _, weights = client.model_files(run_dir, tmp_path)
