@@ -87,9 +87,9 @@ class Manifest:
         """All rows of polyps.parquet (one per polyp)."""
         return self._table(schema.POLYPS_FILE, schema.POLYPS)
 
-    def paper_folds(self, table: str = "frames") -> pd.Series:
-        """The HAG/GR paper's fold of every row (``polypbench.splits.paper``: by public id, whatever the alias);
-        -1 for a polyp the paper did not use."""
+    @cached_property
+    def _paper_fold_of(self) -> dict[str, int]:
+        """polyp_id -> the HAG/GR paper's fold, read once per manifest (the fold file's hash checked once)."""
         from polypbench.splits import file_sha256  # lazy: splits imports this module
         from polypbench.splits.paper import fold_of, paper_split_file
 
@@ -97,9 +97,15 @@ class Manifest:
         if recorded is not None and recorded != file_sha256(paper_split_file()):
             raise InputError(self.root, f"prepared with another paper fold file (sha256 {recorded[:12]})",
                              "a manifest prepared with this polypbench version (re-run `polypbench prepare`)")
+        ids = self.polyps["polyp_id"].astype(str)
+        folds = fold_of(self.dataset, ids.str.split("/", n=1).str[1].tolist())
+        return dict(zip(ids, (int(f) for f in folds), strict=True))
+
+    def paper_folds(self, table: str = "frames") -> pd.Series:
+        """The HAG/GR paper's fold of every row (``polypbench.splits.paper``: by public id, whatever the alias);
+        -1 for a polyp the paper did not use."""
         df = self.frames if table == "frames" else self.polyps
-        keys = df["polyp_id"].astype(str).str.split("/", n=1).str[1]
-        return pd.Series(fold_of(self.dataset, keys.tolist()), index=df.index)
+        return df["polyp_id"].astype(str).map(self._paper_fold_of).fillna(-1).astype(int)
 
     def select(self, split: str, fold: int | None = None, *, table: str = "frames",
                protocol: str = "public") -> pd.DataFrame:
