@@ -24,7 +24,7 @@ import numpy as np
 
 from polypbench import __version__
 from polypbench.errors import InputError
-from polypbench.evaluate.format import LABELS, LEGEND, format_count, format_notes, format_p, format_stat, format_support
+from polypbench.evaluate.format import LABELS, LEGEND, format_count, format_notes, format_stat, format_support
 from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, group_key, metric_key
 from polypbench.evaluate.metrics import CLASS_METRICS, SIZE_METRICS
 from polypbench.evaluate.result import VIEW_TITLES, Result, lookup
@@ -124,19 +124,8 @@ def _notes_table(result: Result, view: str) -> Table | None:
 
 def _comparison_table(result: Result, view: str) -> Table | None:
     """This file and the other side by side, the paired difference with its interval and P(this > other)."""
-    assert result.comparison is not None
-    rows = []
-    for task in [*TASKS, SIZE_TASK]:
-        names = SIZE_METRICS if task == SIZE_TASK else _METRICS
-        for ds in result.datasets:
-            for m in names:
-                key = metric_key(view, task, ds, m)
-                diff = lookup(result.comparison, key)
-                if diff is not None:
-                    rows.append([task, ds, LABELS[m], format_stat(lookup(result, key), m),
-                                 format_stat(result.comparison["other_metrics"].get(key), m), format_stat(diff, m),
-                                 format_p(diff)])
-    return (["task", "dataset", "metric", "this", "other", "this - other", "P(this > other)"], rows) if rows else None
+    rows = [row for _, row, _ in result.comparison_rows(view, _METRICS)]
+    return (list(Result.COMPARISON_HEADER), rows) if rows else None
 
 
 def _confusion_table(result: Result, view: str, task: str, dataset: str) -> Table | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,25 +201,37 @@ class Result:
             text += "\n\n" + _table(["size", *[LABELS[m] for m in SIZE_METRICS]], size_rows)
         return text + _notes(flagged, notes)
 
-    def comparison_table(self, view: str = "polyp") -> str:
-        """This file and the other side by side, the paired difference with its interval and P(this > other)."""
+    COMPARISON_HEADER = ("task", "dataset", "metric", "this", "other", "this - other", "P(this > other)")
+
+    def comparison_rows(self, view: str, metrics: Sequence[str]) -> list[tuple[str, list[str], list[Stat]]]:
+        """Per (task, dataset, metric of ``metrics``, size errors) with a paired difference: its key, the row of
+        :data:`COMPARISON_HEADER` (this, the other file, the difference with its interval, P(this > other)) and
+        the stats it shows (for their notes)."""
         if not self.comparison:
-            return ""
-        rows, shown = [], []
+            return []
+        out = []
         for task in [*TASKS, SIZE_TASK]:
-            names = SIZE_METRICS if task == SIZE_TASK else TABLE_METRICS
+            names = SIZE_METRICS if task == SIZE_TASK else metrics
             for ds in self.datasets:
                 for m in names:
                     key = metric_key(view, task, ds, m)
                     diff = lookup(self.comparison, key)
                     if diff is None:
                         continue
-                    rows.append([task, ds, LABELS[m], format_stat(lookup(self, key), m),
-                                 format_stat(self.comparison["other_metrics"].get(key), m), format_stat(diff, m),
-                                 format_p(diff)])
-                    shown += [(key, s) for s in (lookup(self, key), diff) if s is not None]
-        text = _table(["task", "dataset", "metric", "this", "other", "this - other", "P(this > other)"], rows)
-        return text + _notes(shown, False)
+                    this = lookup(self, key)
+                    row = [task, ds, LABELS[m], format_stat(this, m),
+                           format_stat(self.comparison["other_metrics"].get(key), m), format_stat(diff, m),
+                           format_p(diff)]
+                    out.append((key, row, [s for s in (this, diff) if s is not None]))
+        return out
+
+    def comparison_table(self, view: str = "polyp") -> str:
+        """This file and the other side by side, the paired difference with its interval and P(this > other)."""
+        if not self.comparison:
+            return ""
+        found = self.comparison_rows(view, TABLE_METRICS)
+        shown = [(key, s) for key, _, stats in found for s in stats]
+        return _table(list(self.COMPARISON_HEADER), [row for _, row, _ in found]) + _notes(shown, False)
 
     def summary_table(self) -> str:
         """Human-readable summary for the terminal: every view, headline first, and the comparison if any."""
