@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from polypbench import __version__, schema
 from polypbench import datasets as registry
 from polypbench.errors import ConfigError, InputError, PolypbenchError
-from polypbench.fileio import atomic_write_json, exclusive, publish_dir, read_json, run_pool, writing
+from polypbench.fileio import atomic_write_json, exclusive, file_sha256, publish_dir, run_pool, writing
 from polypbench.load.common import DEFAULT_SIZE, resolve_raw_root
 from polypbench.manifest import Manifest
 from polypbench.prepare.card import (
@@ -263,12 +263,5 @@ def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None
 
 
 def _frames_sha(manifest: Manifest) -> str:
-    from polypbench.splits import file_sha256
-
     return file_sha256(manifest.root / schema.FRAMES_FILE)
 
-
-def read_info(out: str | Path) -> dict[str, Any]:
-    """The provenance an export recorded (:data:`INFO_FILE`)."""
-    info: dict[str, Any] = read_json(Path(out) / INFO_FILE)
-    return info

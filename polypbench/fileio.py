@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -87,6 +88,15 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
 def atomic_write_json(path: str | Path, obj: object) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically (values JSON cannot hold are written as str)."""
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB chunks (split files, manifests, checkpoints, uploads)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:

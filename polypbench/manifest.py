@@ -90,7 +90,7 @@ class Manifest:
     @cached_property
     def _paper_fold_of(self) -> dict[str, int]:
         """polyp_id -> the HAG/GR paper's fold, read once per manifest (the fold file's hash checked once)."""
-        from polypbench.splits import file_sha256  # lazy: splits imports this module
+        from polypbench.fileio import file_sha256
         from polypbench.splits.paper import fold_of, paper_split_file
 
         recorded = self.metadata.get(schema.META_PAPER_SPLIT_HASH)

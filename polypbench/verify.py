@@ -182,9 +182,9 @@ def verify_frames(prepared: str | Path, raw_root: str | Path | None = None, *, h
     import pyarrow.parquet as pq
 
     from polypbench import schema
+    from polypbench.fileio import file_sha256
     from polypbench.manifest import Manifest
     from polypbench.progress import Progress
-    from polypbench.splits import file_sha256
 
     manifest = Manifest.open(prepared)
     raw = Path(raw_root) if raw_root is not None else manifest.raw_root
@@ -220,7 +220,7 @@ def verify_frames(prepared: str | Path, raw_root: str | Path | None = None, *, h
                           "bytes": pa.array([c[1] for c in checked], pa.int64()),
                           "sha256": pa.array([c[2] for c in checked], pa.string())})
         table = table.sort_by([("split", "ascending"), ("frame_path", "ascending")])
-        table = table.replace_schema_metadata({b"polypbench.frames_sha256": frames_sha.encode()})
+        table = table.replace_schema_metadata(schema.parquet_metadata({schema.META_FRAMES_HASH: frames_sha}))
         with atomic_output(manifest.root / schema.HASHES_FILE) as tmp:
             pq.write_table(table, tmp, compression="zstd")
     atomic_write_json(manifest.root / schema.VERIFY_FILE, report.to_dict(frames_sha))

@@ -286,7 +286,7 @@ def evaluation_meta(predictions: str | Path, manifests: Sequence[str | Path], *,
                     ) -> dict[str, str]:
     """What ``polypbench evaluate`` knows for the report's header: the prediction file (path and sha256), the
     manifests, the selection, the compared file, and the run behind the predictions (:func:`run_meta`)."""
-    from polypbench.splits import file_sha256
+    from polypbench.fileio import file_sha256
 
     meta = {"prediction file": str(Path(predictions).resolve()), "prediction sha256": file_sha256(predictions),
             "manifests": ", ".join(str(Path(m).resolve()) for m in manifests),

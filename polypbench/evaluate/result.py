@@ -20,6 +20,7 @@ from polypbench.evaluate.bootstrap import Stat
 from polypbench.evaluate.format import FLAG, LABELS, LEGEND, format_p, format_stat
 from polypbench.evaluate.keys import SIZE_TASK, class_slugs, metric_key, parse_key
 from polypbench.evaluate.metrics import SIZE_METRICS
+from polypbench.fileio import atomic_write
 from polypbench.sizes import TASKS
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ class Result:
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            atomic_write(path, text)
         return text
 
     def view_table(self, view: str, source: Result | Mapping[str, Any] | None = None, notes: bool = True) -> str:

@@ -27,6 +27,7 @@ from polypbench.evaluate import Replicates, Stat, format_stat, lookup
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.evaluate.ranking import compare_replicates, rank_distribution, rank_groups, stack
+from polypbench.fileio import atomic_write
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, TEXT_SORTS
 from polypbench.leaderboard.db import Database, Submission
 from polypbench.leaderboard.records import entry, replicates, verifications
@@ -303,7 +304,7 @@ def render(out: str | Path) -> Path:
         r["rank"] = e.get("rank")
         rows.append(r)
     path = out / "README.md"
-    path.write_text(markdown(sort_rows(rows)))
+    atomic_write(path, markdown(sort_rows(rows)))
     log.info("rendered %s from %d entries", path, len(entries))
     return path
 
@@ -327,7 +328,7 @@ def export(db: Database, out: str | Path) -> list[Path]:
     written = []
     for e in keep:
         path = folder / f"{int(e['id'])}.json"
-        path.write_text(json.dumps({**e, "rank": ranks[e["id"]]}, indent=1, sort_keys=True) + "\n")
+        atomic_write(path, json.dumps({**e, "rank": ranks[e["id"]]}, indent=1, sort_keys=True) + "\n")
         written.append(path)
     return [*written, render(out)]
 

@@ -9,7 +9,6 @@ safetensors needs torch and safetensors (``polypbench[train]``); a run folder wi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -29,6 +28,7 @@ from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predictions, validate_predictions
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
+from polypbench.fileio import file_sha256
 from polypbench.leaderboard.columns import COLUMNS
 from polypbench.leaderboard.sandbox import META_OFFSET
 
@@ -154,14 +154,6 @@ def submit(path: str | Path, server: str, token: str, method: str, *, declaratio
 
 
 # -- models -------------------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_files(run_dir: str | Path, work: Path) -> tuple[str, str, Path]:
     """(architecture, config JSON, safetensors path) of a training run folder: ``config.yaml`` and either
     ``model.safetensors`` or ``best.pt`` (converted here: needs torch and safetensors)."""
@@ -220,7 +212,7 @@ def checkpoint_fields(run_dir: str | Path) -> dict[str, str]:
     run = Path(run_dir)
     config = yaml.safe_load((run / "config.yaml").read_text()) or {}
     ckpt = run / "model.safetensors" if (run / "model.safetensors").is_file() else run / "best.pt"
-    return {"config": json.dumps(config, default=str), "checkpoint_sha256": _sha256(ckpt)}
+    return {"config": json.dumps(config, default=str), "checkpoint_sha256": file_sha256(ckpt)}
 
 
 def job(server: str, token: str, job_id: int, timeout: float = 30.0) -> dict[str, Any]:

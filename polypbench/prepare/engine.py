@@ -34,13 +34,13 @@ import pyarrow.parquet as pq
 
 from polypbench import __version__, schema
 from polypbench.errors import InputError, PolypbenchError
-from polypbench.fileio import PartStore, exclusive, publish_dir, recover_dir, run_pool, writing
+from polypbench.fileio import PartStore, exclusive, file_sha256, publish_dir, recover_dir, run_pool, writing
 from polypbench.prepare.base import Context, Converter, Job, Unit, UnitResult, convert_job
 from polypbench.prepare.card import HF_DIR, dataset_card, fold_file
 from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
 from polypbench.progress import Progress
 from polypbench.shards.layout import MATERIALIZED_DIR
-from polypbench.splits import SPLIT_VERSION, file_sha256, read_split, split_file
+from polypbench.splits import SPLIT_VERSION, read_split, split_file
 from polypbench.splits.paper import paper_split_file
 
 log = logging.getLogger(__name__)

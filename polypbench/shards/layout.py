@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from polypbench import __version__, schema
 from polypbench.errors import InputError
-from polypbench.splits import file_sha256
+from polypbench.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 

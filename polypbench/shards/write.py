@@ -25,7 +25,7 @@ from PIL import Image
 
 from polypbench import schema
 from polypbench.errors import ConfigError, InputError
-from polypbench.fileio import atomic_output, atomic_write_json, read_json, run_pool
+from polypbench.fileio import atomic_output, atomic_write_json, file_sha256, read_json, run_pool
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import draft_scale, unreadable_frame
 from polypbench.manifest import Manifest
@@ -39,7 +39,6 @@ from polypbench.shards.layout import (
     materialized_dir,
     shard_name,
 )
-from polypbench.splits import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from polypbench.splits.paper import paper_folds, paper_split
 from polypbench.splits.public import (
     SPLIT_VERSION,
     class_counts,
-    file_sha256,
     published_dir,
     read_split,
     split_file,
@@ -15,7 +14,6 @@ from polypbench.splits.verify import verify
 __all__ = [
     "SPLIT_VERSION",
     "class_counts",
-    "file_sha256",
     "published_dir",
     "paper_folds",
     "paper_split",

@@ -14,7 +14,6 @@ sides (stricter than the HAG/GR paper's per-object folds, on purpose). Files are
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from importlib import resources
@@ -124,11 +123,6 @@ def split_file(dataset: str, split_dir: str | Path | None = None) -> Path:
     """Path of the published split file used by ``dataset`` (or of the one in ``split_dir``)."""
     name = f"{datasets.get(dataset).split_file}/{SPLIT_VERSION}.csv"
     return (Path(split_dir) if split_dir is not None else published_dir()) / name
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a split file: what a manifest records and `splits verify` checks."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_split(dataset: str, split_dir: str | Path | None = None) -> pd.DataFrame:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from polypbench import schema
 from polypbench.errors import PolypbenchError
+from polypbench.fileio import file_sha256
 from polypbench.manifest import Manifest
 from polypbench.splits.paper import paper_split_file
-from polypbench.splits.public import SPLIT_VERSION, file_sha256, read_split, split_file
+from polypbench.splits.public import SPLIT_VERSION, read_split, split_file
 
 
 def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:

@@ -15,7 +15,6 @@ protocol's out-of-fold files cover every polyp, not the public test split, so th
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import math
@@ -30,7 +29,7 @@ import pandas as pd
 from polypbench import schema
 from polypbench.evaluate import format_stat, metric_key, score
 from polypbench.evaluate.format import digits
-from polypbench.fileio import atomic_write, atomic_write_json
+from polypbench.fileio import atomic_write, atomic_write_json, file_sha256
 from polypbench.sweep.grid import Grid, RunSpec, model_label
 from polypbench.sweep.run import PREDICTIONS, Outcome
 
@@ -125,7 +124,7 @@ def aggregate(grid: Grid, specs: Sequence[RunSpec], outcomes: Sequence[Outcome],
 
 
 def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return file_sha256(path) if path.is_file() else None
 
 
 def write_entries(grid: Grid, results: Sequence[ModelResult], specs: Sequence[RunSpec], folder: Path, *,

@@ -216,7 +216,7 @@ def pixel_source(part: Dataset[dict[str, Any]]) -> dict[str, Any]:
 def polyp_sources(cfg: TrainConfig, loaders: dict[str, Loader]) -> list[dict[str, Any]]:
     """Per prepared folder of ``cfg``: its dataset, split version and hash (the Parquet metadata), the hash of its
     ``frames.parquet``, and the :func:`pixel_source` of each split in ``loaders``."""
-    from polypbench.splits import file_sha256
+    from polypbench.fileio import file_sha256
 
     parts = {split: loader.dataset.datasets for split, loader in loaders.items()
              if isinstance(loader.dataset, ConcatDataset)}
