@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from polypbench import datasets, schema
+from polypbench.load.common import DEFAULT_SIZE
 from polypbench.errors import PolypbenchError, missing_dependency
 
 
@@ -227,7 +228,7 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
 
 @main.command()
 @click.argument("prepared", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--size", type=click.IntRange(16), default=384, show_default=True,
+@click.option("--size", type=click.IntRange(16), default=DEFAULT_SIZE, show_default=True,
               help="Pixels a side of the stored crop window (the training img_size, or more).")
 @click.option("--margin", type=click.FloatRange(0), default=0.5, show_default=True,
               help="Crop margin around the box, as the training config's `margin`.")
@@ -262,7 +263,7 @@ def materialize(prepared: Path, size: int, margin: float, context: float, qualit
               help="Raw dump folder [default: the one recorded at prepare time].")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder for the Hugging Face dataset (README.md card + data/*.parquet).")
-@click.option("--size", type=click.IntRange(16), default=384, show_default=True,
+@click.option("--size", type=click.IntRange(16), default=DEFAULT_SIZE, show_default=True,
               help="Pixels a side of the embedded crops.")
 @click.option("--margin", type=click.FloatRange(0), default=0.5, show_default=True,
               help="Crop margin around the box, as load_split's `margin`.")
@@ -453,7 +454,7 @@ def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: i
 @main.command()
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, required=True, help="Prepared directory; repeat for several datasets.")
-@click.option("--split", type=click.Choice(("train", "validation", "test")), default="test", show_default=True)
+@click.option("--split", type=click.Choice(schema.SPLITS), default="test", show_default=True)
 @click.option("--fold", type=click.IntRange(0), default=None, help="Cross-validation fold k.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Prediction file to write (.parquet, or .csv).")
@@ -854,7 +855,7 @@ def train(config: str | None, overrides: tuple[str, ...], manifests: tuple[Path,
               help="A best.pt written by `polypbench train`.")
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, required=True, help="Prepared directory; repeat for several datasets.")
-@click.option("--split", type=click.Choice(("train", "validation", "test")), default="test", show_default=True)
+@click.option("--split", type=click.Choice(schema.SPLITS), default="test", show_default=True)
 @click.option("--fold", type=click.IntRange(0), default=None,
               help="Cross-validation fold k (with --split validation); with --protocol paper, the test fold.")
 @click.option("--protocol", type=click.Choice(schema.PROTOCOLS), default="public", show_default=True)
