@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from polypbench import datasets, schema
-from polypbench.load.common import DEFAULT_SIZE
 from polypbench.errors import PolypbenchError, missing_dependency
+from polypbench.load.common import DEFAULT_SIZE
 
 
 def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
