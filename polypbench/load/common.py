@@ -4,9 +4,12 @@ the raw frames are."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polypbench.errors import InputError
-from polypbench.manifest import Manifest
+
+if TYPE_CHECKING:  # the CLI reads DEFAULT_SIZE at start-up: no pandas here
+    from polypbench.manifest import Manifest
 
 DEFAULT_SIZE = 384
 """Side of the square crops the loaders hand out by default (``load_split`` without a transform, ``load_hf``,
