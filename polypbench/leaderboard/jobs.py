@@ -117,7 +117,7 @@ def renew(db: Database, job_id: int, owner: str, lease_s: float) -> bool:
         result = session.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner,
                                                    Job.status == "running")
                                  .values(lease_expires=utcnow() + dt.timedelta(seconds=lease_s)))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
 
 
 def holds(session: Any, job_id: int, owner: str) -> Job | None:

@@ -34,7 +34,9 @@ class RateLimiter:
         window = int(self.clock() // self.window_s)
         this = (RateHit.key == key) & (RateHit.window == window)
         with self.db.transaction() as session:
-            bumped = session.execute(update(RateHit).where(this).values(count=RateHit.count + 1)).rowcount  # type: ignore[attr-defined]
+            bumped = session.execute(
+                update(RateHit).where(this).values(count=RateHit.count + 1)
+            ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult, which has rowcount
             if not bumped:
                 try:
                     with session.begin_nested():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,12 +64,12 @@ class MultiStreamModel(nn.Module):
 
 
 @register_model("multistream")
-def multistream_plain(num_outputs: int, **kw: object) -> MultiStreamModel:
+def multistream_plain(num_outputs: int, **kw: Any) -> MultiStreamModel:
     """One ResNet-18 per stream, fused head; no gates."""
-    return MultiStreamModel(num_outputs, gated=False, **kw)  # type: ignore[arg-type]
+    return MultiStreamModel(num_outputs, gated=False, **kw)
 
 
 @register_model("multistream-hag")
-def multistream_hag(num_outputs: int, **kw: object) -> MultiStreamModel:
+def multistream_hag(num_outputs: int, **kw: Any) -> MultiStreamModel:
     """Multi-stream ResNet-18 with gates after every stage of every stream, on the fused embedding and the head."""
-    return MultiStreamModel(num_outputs, gated=True, **kw)  # type: ignore[arg-type]
+    return MultiStreamModel(num_outputs, gated=True, **kw)

@@ -8,6 +8,7 @@ gates, as in the reference code: four stage gates, one on the pooled 512-d embed
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,12 +85,12 @@ class ResNetModel(nn.Module):
 
 
 @register_model("resnet18")
-def resnet18_plain(num_outputs: int, **kw: object) -> ResNetModel:
+def resnet18_plain(num_outputs: int, **kw: Any) -> ResNetModel:
     """torchvision ResNet-18 with the shared head; no gates."""
-    return ResNetModel(num_outputs, gated=False, **kw)  # type: ignore[arg-type]
+    return ResNetModel(num_outputs, gated=False, **kw)
 
 
 @register_model("resnet18-hag")
-def resnet18_hag(num_outputs: int, **kw: object) -> ResNetModel:
+def resnet18_hag(num_outputs: int, **kw: Any) -> ResNetModel:
     """ResNet-18 with six gates: after layer1-4, on the embedding, on the head's hidden layer."""
-    return ResNetModel(num_outputs, gated=True, **kw)  # type: ignore[arg-type]
+    return ResNetModel(num_outputs, gated=True, **kw)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,12 +95,12 @@ class TinyModel(nn.Module):
 
 
 @register_model("tiny")
-def tiny(num_outputs: int, **kw: object) -> TinyModel:
+def tiny(num_outputs: int, **kw: Any) -> TinyModel:
     """A tiny CNN (three conv stages) with the shared head; no gates. For smoke tests and CI."""
-    return TinyModel(num_outputs, gated=False, **kw)  # type: ignore[arg-type]  # keywords checked by TinyModel
+    return TinyModel(num_outputs, gated=False, **kw)
 
 
 @register_model("tiny-hag")
-def tiny_hag(num_outputs: int, **kw: object) -> TinyModel:
+def tiny_hag(num_outputs: int, **kw: Any) -> TinyModel:
     """The tiny CNN with gates after each stage, on the embedding and on the head's hidden layer (5 gates)."""
-    return TinyModel(num_outputs, gated=True, **kw)  # type: ignore[arg-type]  # keywords checked by TinyModel
+    return TinyModel(num_outputs, gated=True, **kw)

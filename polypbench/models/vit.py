@@ -9,6 +9,7 @@ two gates per block, 24 in all. The head is the shared :class:`Head` on the pool
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,12 +49,12 @@ class ViTModel(nn.Module):
 
 
 @register_model("vit-tiny")
-def vit_tiny(num_outputs: int, **kw: object) -> ViTModel:
+def vit_tiny(num_outputs: int, **kw: Any) -> ViTModel:
     """timm ViT-Tiny/16-384 (random init) with the shared head; no gates."""
-    return ViTModel(num_outputs, gated=False, **kw)  # type: ignore[arg-type]
+    return ViTModel(num_outputs, gated=False, **kw)
 
 
 @register_model("vit-tiny-hag")
-def vit_tiny_hag(num_outputs: int, **kw: object) -> ViTModel:
+def vit_tiny_hag(num_outputs: int, **kw: Any) -> ViTModel:
     """ViT-Tiny/16-384 with a gate in each block's ls1 and ls2 slot (24 gates)."""
-    return ViTModel(num_outputs, gated=True, **kw)  # type: ignore[arg-type]
+    return ViTModel(num_outputs, gated=True, **kw)

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -66,7 +67,7 @@ class PrepareReport:
     files: int
     negative_frames: int
     split_rows: dict[str, int]
-    problems: dict[str, dict[str, object]] = field(default_factory=dict)
+    problems: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     resumed_units: int = 0
     units: int = 0
@@ -74,7 +75,7 @@ class PrepareReport:
     @property
     def skipped(self) -> int:
         """Inputs left out (every problem kind but the fixes, such as ``clamped``)."""
-        return sum(int(v["count"]) for k, v in self.problems.items() if k not in FIXES)  # type: ignore[call-overload]
+        return sum(int(v["count"]) for k, v in self.problems.items() if k not in FIXES)
 
     def to_dict(self) -> dict[str, object]:
         return {**self.__dict__, "out": str(self.out), "skipped": self.skipped}
@@ -91,11 +92,11 @@ class PrepareReport:
         fixed = {k: v for k, v in self.problems.items() if k in FIXES}
         skipped = {k: v for k, v in self.problems.items() if k not in FIXES}
         for kind, info in fixed.items():
-            lines.append(f"{kind}: {info['count']} ({info['meaning']}), e.g. {info['examples'][0]}")  # type: ignore[index]
+            lines.append(f"{kind}: {info['count']} ({info['meaning']}), e.g. {info['examples'][0]}")
         if skipped:
             lines.append(f"skipped {self.skipped} bad inputs (--strict would stop at the first; all in {REPORT_FILE}):")
             for kind, info in skipped.items():
-                lines.append(f"  {kind}: {info['count']} ({info['meaning']}), e.g. {info['examples'][0]}")  # type: ignore[index]
+                lines.append(f"  {kind}: {info['count']} ({info['meaning']}), e.g. {info['examples'][0]}")
         return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 KINDS = {
     "malformed_xml": "malformed or unsafe annotation XML, or one lacking a required element",
@@ -80,7 +81,7 @@ def first_skip(problems: Iterable[Problem]) -> Problem | None:
     return next((p for p in problems if p.skips), None)
 
 
-def summarize(problems: Iterable[Problem], examples: int = 3) -> dict[str, dict[str, object]]:
+def summarize(problems: Iterable[Problem], examples: int = 3) -> dict[str, dict[str, Any]]:
     """Counts per kind, with the first few messages of each (JSON-ready)."""
     problems = list(problems)
     counts = Counter(p.kind for p in problems)

@@ -204,7 +204,8 @@ def _convert_line(ctx: Context, rows: RowBuilder, source: str, line: str, case: 
         return 1  # class_id 1 marks a non-polyp frame
     try:
         index = sun_frame_index(name)
-        box = tuple(parse_int(text, field) for text, field in zip(coords, _COORDS, strict=True))
+        x0, y0, x1, y1 = (parse_int(text, field) for text, field in zip(coords, _COORDS, strict=True))
+        box = (x0, y0, x1, y1)
     except BadValue as exc:
         rows.problem("bad_value", f"{source}: {exc}")
         return 0
@@ -222,5 +223,5 @@ def _convert_line(ctx: Context, rows: RowBuilder, source: str, line: str, case: 
     if isinstance(size, ProblemError):
         rows.record(size)
         return 0
-    rows.add(source, case.group(1), index, rel, size[0], size[1], box, frame_exists=exists)  # type: ignore[arg-type]
+    rows.add(source, case.group(1), index, rel, size[0], size[1], box, frame_exists=exists)
     return 0

@@ -222,7 +222,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
         best = _Best(int(todo.last["best"]["epoch"]), float(todo.last["best"]["val_loss"]))
         history, saved_rng = list(todo.last["history"]), todo.last["rng"]
         todo.last = None  # the weights and optimizer states are in place: free the checkpoint's copy
-    net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
+    net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]  # compiled: a Module
     step_model = distributed.wrap(net, ctx, frozen=gate_parameters(model) if cfg.gr_mode == "gr" else ())
     step = _Step(getattr(model, "streams", None), device, augmenter, objective)
 
