@@ -98,16 +98,16 @@ class PublicTrack:
 
     def __init__(self, labels: Sequence[str | Path]) -> None:
         paths = [Path(p) for p in labels]
-        self.registry = served_datasets(paths, "--labels", pooled=False)
-        self.paths: dict[str, Path] = dict(zip(self.registry, paths, strict=True))
+        self.registry_names = served_datasets(paths, "--labels", pooled=False)  # name -> registry dataset
+        self.paths: dict[str, Path] = dict(zip(self.registry_names, paths, strict=True))
         if not self.paths:
             raise InputError("--labels", "no prepared folder", "at least one prepared folder")
         self.names = tuple(sorted(self.paths))
         self._truths: dict[frozenset[str], Truth] = {}
         self._lock = threading.Lock()
         self.summaries = {name: _summary(self.truth([name])) for name in self.names}
-        served = set(self.registry.values())  # registry datasets, never names: misawa is sun
-        self.pool = tuple(n for n in self.names if _same_polyps_as(self.registry[n]) not in served)
+        served = set(self.registry_names.values())  # registry datasets, never names: misawa is sun
+        self.pool = tuple(n for n in self.names if _same_polyps_as(self.registry_names[n]) not in served)
         self.n_frames = sum(s["n_frames"] for s in self.summaries.values())
         self.row_cap = max_rows(self.n_frames)
         self._known = {name: set(Manifest.open(self.paths[name]).polyps["polyp_id"].astype(str))
