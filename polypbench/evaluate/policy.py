@@ -56,6 +56,16 @@ class Verdict:
     flags: tuple[str, ...]
 
 
+UNDEFINED_SUFFIX = " resamples"
+"""How :func:`judge`'s notes about replicates that left a metric undefined end (``undefined in 63% of
+resamples``, ``189 of 200 resamples``), and only those: :func:`about_undefined` recognizes them."""
+
+
+def about_undefined(note: str) -> bool:
+    """Whether a flag or no-CI reason of :func:`judge` counts the replicates that left the metric undefined."""
+    return note.endswith(UNDEFINED_SUFFIX)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
@@ -70,10 +80,10 @@ def judge(group_patients: int, classes: tuple[ClassSupport, ...], undefined: int
             polyps = _plural(c.polyps, "polyp")
             return Verdict(f"{c.name}: {polyps}" if c.polyps <= 1 else f"{c.name}: {polyps}, 1 patient", ())
     if replicates and undefined > MAX_UNDEFINED_SHARE * replicates:
-        return Verdict(f"undefined in {undefined / replicates:.0%} of resamples", ())
+        return Verdict(f"undefined in {undefined / replicates:.0%} of{UNDEFINED_SUFFIX}", ())
     flags = [f"{c.name}: {_plural(c.polyps, 'polyp')}" for c in classes if c.polyps < FEW_POLYPS]
     if group_patients < FEW_PATIENTS:
         flags.append(_plural(group_patients, "patient"))
     if replicates and undefined > FLAG_UNDEFINED_SHARE * replicates:
-        flags.append(f"{replicates - undefined:,} of {replicates:,} resamples")
+        flags.append(f"{replicates - undefined:,} of {replicates:,}{UNDEFINED_SUFFIX}")
     return Verdict(None, tuple(flags))

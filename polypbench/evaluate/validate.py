@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,8 @@ FRAME_KEY = "frame_index"
 SIZE = "size_mm"
 PROBS = ("p0", "p1", "p2")
 CLASS3 = "class3"
+CSV_OPTIONS: dict[str, Any] = {"dtype": {POLYP_KEY: "category"}, "keep_default_na": True}
+"""How a CSV prediction file is parsed (``pandas.read_csv``), here and by the leaderboard's bounded reader."""
 PROB_TOLERANCE = 1e-3
 """Probabilities of a row must sum to 1 within this."""
 _SHOWN = 5
@@ -69,7 +72,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
             table = pq.read_table(path, read_dictionary=[POLYP_KEY] if POLYP_KEY in names else None)
             return table.to_pandas()
         if suffix == ".csv":
-            return pd.read_csv(path, dtype={POLYP_KEY: "category"}, keep_default_na=True)
+            return pd.read_csv(path, **CSV_OPTIONS)
     except pd.errors.EmptyDataError:
         problem = f"{path}: empty file; expected a header and one row per test frame or polyp"
         raise SubmissionError([problem]) from None

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -44,10 +46,25 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=_
                                               description="client-chosen key; a retry with it returns the first "
                                                           "attempt's submission")]
 SubmissionId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
-Method = Annotated[str, Form(min_length=1, max_length=limits.METHOD)]
-Url = Annotated[str | None, Form(max_length=limits.URL)]
-Architecture = Annotated[str, Form(min_length=1, max_length=limits.ARCHITECTURE)]
-ConfigText = Annotated[str, Form(min_length=2, max_length=limits.CONFIG)]
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str | None) -> str | None:
+    """A text form field without control characters (tabs and line breaks aside): refused with HTTP 422 while the
+    request is parsed, before anything is scored or stored (PostgreSQL text cannot hold a NUL)."""
+    found = _CONTROL.search(value or "")
+    if found:
+        raise PydanticCustomError("control_character", "control character U+{code:04X} at character {at}; "
+                                  "text fields take printable characters, tabs and line breaks",
+                                  {"code": ord(found.group()), "at": found.start() + 1})
+    return value
+
+
+Printable = AfterValidator(_printable)
+Method = Annotated[str, Form(min_length=1, max_length=limits.METHOD), Printable]
+Url = Annotated[str | None, Form(max_length=limits.URL), Printable]
+Architecture = Annotated[str, Form(min_length=1, max_length=limits.ARCHITECTURE), Printable]
+ConfigText = Annotated[str, Form(min_length=2, max_length=limits.CONFIG), Printable]
 
 
 def server(request: Request) -> Server:
@@ -118,9 +135,9 @@ def info(s: ServerDep) -> dict[str, Any]:
 @router.post("/submissions")
 async def submit(s: ServerDep, team: Team, file: Annotated[UploadFile, File()], method: Method,
                  declaration: Annotated[bool, Form()] = False, paper_url: Url = None, code_url: Url = None,
-                 config: Annotated[str | None, Form(max_length=limits.CONFIG)] = None,
-                 checkpoint_sha256: Annotated[str | None, Form(max_length=limits.SHA256)] = None,
-                 split_hashes: Annotated[str | None, Form(max_length=limits.SPLIT_HASHES)] = None,
+                 config: Annotated[str | None, Form(max_length=limits.CONFIG), Printable] = None,
+                 checkpoint_sha256: Annotated[str | None, Form(max_length=limits.SHA256), Printable] = None,
+                 split_hashes: Annotated[str | None, Form(max_length=limits.SPLIT_HASHES), Printable] = None,
                  idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """A public-track prediction file: validated, scored per covered dataset (and pooled), recorded."""
     if s.public is None:

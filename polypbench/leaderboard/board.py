@@ -31,6 +31,7 @@ from polypbench.fileio import atomic_write
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, TEXT_SORTS
 from polypbench.leaderboard.db import Database, Submission
 from polypbench.leaderboard.records import entry, replicates, verifications
+from polypbench.leaderboard.scoring import private_stat
 from polypbench.leaderboard.tracks import PARTS, POOLED
 
 log = logging.getLogger(__name__)
@@ -208,8 +209,9 @@ class Comparison:
 
 def compare_entries(db: Database, track: str, scope: str, a: dict[str, Any],
                     b: dict[str, Any]) -> tuple[dict[str, Comparison], int]:
-    """Per board column, entry ``a`` versus ``b`` in ``scope`` on their paired replicates; and the number of
-    replicates. Raises :class:`PolypbenchError` for entries scored on other resamples."""
+    """Per board column, entry ``a`` versus ``b`` in ``scope`` on their paired replicates (on the private track
+    without a count of undefined replicates: :func:`~.scoring.private_stat`); and the number of replicates.
+    Raises :class:`PolypbenchError` for entries scored on other resamples."""
     ra, rb = a["results"][scope], b["results"][scope]
     out, n = {}, 0
     with db.sessions() as session:
@@ -223,6 +225,7 @@ def compare_entries(db: Database, track: str, scope: str, a: dict[str, Any],
                     diff = compare_replicates(rep_a, rep_b)
                 except ValueError as exc:
                     raise PolypbenchError(f"submissions {a['id']} and {b['id']}: {exc}") from exc
+                diff = private_stat(diff) if track == "private" else diff
                 n = max(n, len(rep_a.replicates))
             out[name] = Comparison(lookup(ra, full), lookup(rb, full), diff, higher)
     return out, n

@@ -46,5 +46,11 @@ SCORING_SLOTS = 2
 PARQUET_FOOTER = 1024 * 1024
 """Largest Parquet footer (schema and row-group metadata) read at all."""
 MAX_COLUMNS = 64
+"""Columns of a prediction file (Parquet or CSV): the contract has 7 (DESIGN.md section 4); others are never read."""
+CSV_HEADER = 16 * 1024
+"""Bytes of a CSV file's header record (64 column names of up to 250 characters)."""
+CSV_BYTES_PER_ROW = 1024
+"""Bytes a CSV file may have per allowed row (:data:`ROW_FACTOR`): 64 columns of 16 characters; a file
+`polypbench predict` writes has about 40."""
 CONFIG_KEYS = 32
 """Keys of a submitted config's ``model_kwargs``."""

@@ -55,10 +55,9 @@ def check_config(text: str, architecture: str) -> dict[str, Any]:
     """The inference part of a submitted config (JSON text of a training config), validated without torch."""
     if len(text) > limits.CONFIG:
         raise ModelError(f"config: {len(text)} characters; expected at most {limits.CONFIG}")
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"config: not JSON ({exc.msg}); expected the run's config.yaml as a JSON object") from None
+    from polypbench.leaderboard.uploads import load_json  # the server's module: the model's child never loads it
+
+    config = load_json(text, "config", "the run's config.yaml as a JSON object", ModelError)
     if not isinstance(config, dict):
         raise ModelError("config: not a JSON object; expected the run's config as a mapping")
     values = {k: config[k] for k in INFERENCE_KEYS if k in config}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from polypbench.evaluate import Replicates, Result, Stat, lookup, parse_key, score
 from polypbench.evaluate.keys import with_dataset
-from polypbench.evaluate.policy import FEW_POLYPS, MIN_CLASS_PATIENTS
+from polypbench.evaluate.policy import FEW_POLYPS, MAX_UNDEFINED_SHARE, MIN_CLASS_PATIENTS, about_undefined
 from polypbench.evaluate.truth import Truth
 from polypbench.evaluate.validate import POLYP_KEY, validate_predictions
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, PUBLIC_KEYS
@@ -63,23 +63,38 @@ CLASS_REASON = f"a class: polyps of fewer than {MIN_CLASS_PATIENTS} patients"
 """What the private track shows for the scorer's no-CI reasons that name a class and its polyp count."""
 
 
+UNDEFINED_FLAG = "part of the resamples"
+"""What the private track shows for the scorer's flag that counts the replicates left undefined."""
+UNDEFINED_REASON = f"undefined in more than {MAX_UNDEFINED_SHARE:.0%} of the resamples"
+"""What the private track shows for the scorer's no-CI reason that gives the share of replicates left undefined."""
+
+
 def _names_a_class(note: str) -> bool:
     """Whether a flag or no-CI reason names a class (the rule of :func:`polypbench.evaluate.policy.judge` writes
     those, and only those, as ``"<class>: <polyps>..."``)."""
     return ": " in note
 
 
+def _private_note(note: str) -> str:
+    if _names_a_class(note):
+        return CLASS_FLAG
+    return UNDEFINED_FLAG if about_undefined(note) else note
+
+
 def private_stat(stat: Stat) -> Stat:
-    """``stat`` without per-class detail: no per-class polyp counts, and flags or no-CI reasons that name a class
-    and its count replaced by :data:`CLASS_FLAG` / :data:`CLASS_REASON`. Whether the interval is given, flagged or
-    withheld stays as the scorer decided."""
-    flags = [f for f in stat.flags if not _names_a_class(f)]
-    if len(flags) < len(stat.flags):
-        flags.insert(0, CLASS_FLAG)
+    """``stat`` without per-class detail or a count of undefined replicates: no per-class polyp counts, no
+    ``undefined_replicates`` or ``replicates`` (how many resamples missed the rarest class tells how many patients
+    have it), and flags or no-CI reasons that name a class and its count, or count undefined replicates, replaced by
+    :data:`CLASS_FLAG` / :data:`CLASS_REASON` / :data:`UNDEFINED_FLAG` / :data:`UNDEFINED_REASON`. Whether the
+    interval is given, flagged or withheld stays as the scorer decided."""
+    flags = tuple(dict.fromkeys(_private_note(f) for f in stat.flags))
+    flags = tuple(sorted(flags, key=lambda f: f != CLASS_FLAG))
     reason = stat.ci_reason
     if reason is not None and _names_a_class(reason):
         reason = CLASS_REASON
-    return replace(stat, class_polyps=None, flags=tuple(flags), ci_reason=reason)
+    elif reason is not None and about_undefined(reason):
+        reason = UNDEFINED_REASON
+    return replace(stat, class_polyps=None, flags=flags, ci_reason=reason, undefined_replicates=0, replicates=None)
 
 
 def private_view(result: Result) -> dict[str, Any]:

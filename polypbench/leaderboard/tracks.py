@@ -4,9 +4,12 @@ track's test set, split by patient into a public part (the live board) and a pri
 - Public track: the prepared folders given with ``--labels`` (their test splits). A submission may cover any subset
   of the datasets; each covered dataset is scored on its own (so every entry of a dataset's board is scored on the
   same patient resamples), and ``pooled`` when the file covers every dataset of :attr:`PublicTrack.pool`. Datasets
-  that re-annotate another served dataset's polyps (SUN-SEG and SUN) are never pooled together.
-- Private track: the prepared folders given with ``--private-labels``; participants never see their frames or
-  labels. Patients are ordered by a seeded hash and the first ``public_fraction`` of them form the public part.
+  are compared as registry datasets, never by name: one dataset under two names (``sun`` and its alias ``misawa``)
+  is refused, and a dataset that re-annotates another served dataset's polyps (SUN-SEG beside SUN or ``misawa``)
+  is never pooled with it.
+- Private track: the prepared folders given with ``--private-labels`` (scored together, so neither one dataset
+  twice nor a re-annotation beside its original); participants never see their frames or labels. Patients are
+  ordered by a seeded hash and the first ``public_fraction`` of them form the public part.
   Each part is written once as a derived prepared folder (the same files, with the other part's test rows moved
   out of the test split), so each part is scored by the one scorer through the public :class:`Manifest` API.
 """
@@ -50,6 +53,40 @@ def _dataset_name(path: Path) -> str:
     return Manifest.open(path).dataset
 
 
+def _registry_name(name: str) -> str:
+    """The registry dataset a served manifest's name stands for (``misawa`` is ``sun``); a name the registry does
+    not know stands for itself."""
+    return registry.canonical(name) if name in registry.names() else name
+
+
+def _same_polyps_as(name: str) -> str | None:
+    """The registry dataset whose polyps ``name``'s dataset re-annotates (SUN-SEG: SUN), if any."""
+    return registry.get(name).same_polyps_as if name in registry.names() else None
+
+
+def served_datasets(paths: Sequence[Path], option: str, *, pooled: bool) -> dict[str, str]:
+    """Each prepared folder's dataset name -> the registry dataset it is, resolved once at start-up: two folders of
+    one registry dataset (``sun`` and ``misawa``) are refused, and with ``pooled`` (a track that scores all its
+    datasets together) so is a dataset beside the one whose polyps it re-annotates (SUN-SEG beside SUN)."""
+    out: dict[str, str] = {}
+    for path in paths:
+        name = _dataset_name(path)
+        canonical = _registry_name(name)
+        other = next((n for n, c in out.items() if c == canonical), None)
+        if other is not None:
+            alias = f" is the dataset {canonical!r}" if name != canonical or other != canonical else ""
+            raise InputError(path, f"{option}: {name!r}{alias}, served twice (also as {other!r})",
+                             "one prepared folder per dataset")
+        out[name] = canonical
+    if pooled:
+        for name, canonical in out.items():
+            owner = _same_polyps_as(canonical)
+            if owner in out.values():
+                raise InputError(option, f"{name!r} re-annotates the polyps of {owner!r}, also served",
+                                 "datasets with polyps of their own (they are scored together)")
+    return out
+
+
 def _summary(truth: Truth) -> dict[str, Any]:
     meta = truth.manifests[0]
     return {"split_version": meta.get("split_version", ""), "split_sha256": meta.get("split_sha256", ""),
@@ -60,20 +97,17 @@ class PublicTrack:
     """The public track's datasets and the truth of any subset of them (built once, then cached)."""
 
     def __init__(self, labels: Sequence[str | Path]) -> None:
-        self.paths: dict[str, Path] = {}
-        for p in labels:
-            name = _dataset_name(Path(p))
-            if name in self.paths:
-                raise InputError(p, f"dataset {name!r} given twice", "one prepared folder per dataset")
-            self.paths[name] = Path(p)
+        paths = [Path(p) for p in labels]
+        self.registry_names = served_datasets(paths, "--labels", pooled=False)  # name -> registry dataset
+        self.paths: dict[str, Path] = dict(zip(self.registry_names, paths, strict=True))
         if not self.paths:
             raise InputError("--labels", "no prepared folder", "at least one prepared folder")
         self.names = tuple(sorted(self.paths))
         self._truths: dict[frozenset[str], Truth] = {}
         self._lock = threading.Lock()
         self.summaries = {name: _summary(self.truth([name])) for name in self.names}
-        served = set(self.names)
-        self.pool = tuple(n for n in self.names if _same_polyps_as(n) not in served)
+        served = set(self.registry_names.values())  # registry datasets, never names: misawa is sun
+        self.pool = tuple(n for n in self.names if _same_polyps_as(self.registry_names[n]) not in served)
         self.n_frames = sum(s["n_frames"] for s in self.summaries.values())
         self.row_cap = max_rows(self.n_frames)
         self._known = {name: set(Manifest.open(self.paths[name]).polyps["polyp_id"].astype(str))
@@ -109,10 +143,6 @@ class PublicTrack:
         return {"datasets": out, "pooled": list(self.pool), "scopes": self.scopes, "max_rows": self.row_cap}
 
 
-def _same_polyps_as(name: str) -> str | None:
-    return registry.get(name).same_polyps_as if name in registry.names() else None
-
-
 def _patient_order(patients: pd.DataFrame, seed: int) -> list[tuple[str, str]]:
     keys = list(zip(patients["dataset"].astype(str), patients["patient_id"].astype(str), strict=True))
     return sorted(keys, key=lambda k: hashlib.sha256(f"{seed}\x00{k[0]}\x00{k[1]}".encode()).hexdigest())
@@ -142,7 +172,7 @@ class PrivateTrack:
         self.paths = [Path(p) for p in labels]
         if not self.paths:
             raise InputError("--private-labels", "no prepared folder", "at least one prepared folder")
-        self.names = tuple(_dataset_name(p) for p in self.paths)
+        self.names = tuple(served_datasets(self.paths, "--private-labels", pooled=True))
         full = load_truth(self.paths, "test")
         order = _patient_order(full.patients, seed)
         if len(order) < 2:

@@ -4,19 +4,22 @@
   a byte, and stops a body without one (chunked) as soon as it passes the limit: nothing larger is ever spooled.
 - :func:`read_bounded` reads a prediction file only after checking what it declares: a Parquet file's footer
   length, row count, column count and decompressed size (from its metadata, before any data page is read), or a
-  CSV file's line count (streamed); then it reads the contract's columns only, batch by batch, and stops at the
-  row cap. The cap is the served test frames times :data:`~polypbench.leaderboard.limits.ROW_FACTOR`.
+  CSV file's header record (read alone: its columns and bytes), size, and rows under every line terminator pandas
+  reads (``\\n``, ``\\r\\n``, a lone ``\\r``; streamed); then it parses the contract's columns only and stops at
+  the row cap. The cap is the served test frames times :data:`~polypbench.leaderboard.limits.ROW_FACTOR`.
 - :func:`check_safetensors` validates a weights file from its JSON header alone (dtypes, shapes, offsets that tile
   the data exactly): weights are data, never a pickle or code.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError, read_predictions
-from polypbench.evaluate.validate import CLASS3, FRAME_KEY, POLYP_KEY, PROBS, SIZE
+from polypbench.evaluate.validate import CLASS3, CSV_OPTIONS, FRAME_KEY, POLYP_KEY, PROBS, SIZE
 from polypbench.leaderboard import limits
 
 CONTRACT_COLUMNS = (POLYP_KEY, FRAME_KEY, SIZE, *PROBS, CLASS3)
@@ -168,31 +171,107 @@ def _read_parquet(path: Path, name: str, row_cap: int) -> pd.DataFrame:
                                "file"]) from None
 
 
-def _count_lines(path: Path) -> int:
-    lines = 0
+def _csv_header(path: Path, name: str) -> None:
+    """Refuse a CSV file whose header record has more than :data:`~.limits.MAX_COLUMNS` columns or more than
+    :data:`~.limits.CSV_HEADER` bytes, reading that record alone. It is the first non-blank record as the
+    :mod:`csv` module splits it, which is the tokenizer pandas derives from: quoted fields may hold separators and
+    line breaks, and a record ends at ``\\n``, ``\\r\\n`` or a lone ``\\r``."""
+    with path.open("rb") as fh:
+        head = fh.read(limits.CSV_HEADER + 2)
+    text = head.decode("utf-8", errors="replace")
+    read: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):  # splits at \n, \r\n and \r, keeping them
+            read.append(line)
+            yield line
+
+    try:
+        record = next((r for r in csv.reader(lines()) if r and not (len(r) == 1 and not r[0].strip())), [])
+    except csv.Error as exc:
+        raise SubmissionError([f"{name}: not a readable CSV file (header: {exc}); expected a CSV prediction "
+                               "file"]) from None
+    whole = len(head) <= limits.CSV_HEADER + 1 or sum(map(len, read)) < len(text)
+    contract = f"(the contract's columns are {', '.join(CONTRACT_COLUMNS)})"
+    if len(record) > limits.MAX_COLUMNS:
+        count = f"{len(record)}" if whole else f"more than {limits.MAX_COLUMNS}"
+        raise SubmissionError([f"{name}: {count} columns in the header; expected at most {limits.MAX_COLUMNS} "
+                               f"{contract}"])
+    if not whole:
+        raise SubmissionError([f"{name}: header longer than {limits.CSV_HEADER} bytes; expected a header of "
+                               f"column names {contract}"])
+
+
+def _csv_rows(path: Path) -> int:
+    """At least the data rows of a CSV file (records ended by ``\\n``, ``\\r\\n`` or a lone ``\\r``, as pandas
+    reads them, less the header), counted in chunks without parsing; a quoted line break counts as a row."""
+    ends, size, cr_before, last = 0, 0, False, b""
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
-            lines += chunk.count(b"\n")
-    return lines
+            size += len(chunk)
+            ends += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            ends -= cr_before and chunk[:1] == b"\n"  # a \r\n split between two chunks
+            cr_before = chunk[-1:] == b"\r"
+            last = chunk[-1:]
+    unterminated = size > 0 and last not in (b"\n", b"\r")
+    return ends + unterminated - 1
+
+
+def _read_csv(path: Path, name: str, row_cap: int) -> pd.DataFrame:
+    """A CSV prediction file checked before it is parsed (header record, bytes, rows under any line terminator),
+    then read as the validator reads it (:func:`polypbench.evaluate.read_predictions`), the contract's columns only
+    and at most ``row_cap`` + 1 rows."""
+    _csv_header(path, name)
+    size, byte_cap = path.stat().st_size, limits.CSV_HEADER + row_cap * limits.CSV_BYTES_PER_ROW
+    if size > byte_cap:
+        raise SubmissionError([f"{name}: {size} bytes; expected at most {byte_cap} ({limits.CSV_BYTES_PER_ROW} bytes "
+                               f"per allowed row)"])
+    if _csv_rows(path) > row_cap:
+        raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap} (the served test frames "
+                               f"times {limits.ROW_FACTOR})"])
+    try:
+        frame = pd.read_csv(path, usecols=lambda c: c in CONTRACT_COLUMNS, nrows=row_cap + 1, **CSV_OPTIONS)
+    except pd.errors.EmptyDataError:
+        raise SubmissionError([f"{name}: empty file; expected a header and one row per test frame or "
+                               "polyp"]) from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SubmissionError([f"{name}: not a readable CSV file ({reason}); expected a CSV prediction file"]) from None
+    if len(frame) > row_cap:  # never reached while _csv_rows over-counts; kept as the parser's own bound
+        raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap}"])
+    return frame
 
 
 def read_bounded(path: Path, name: str, row_cap: int) -> pd.DataFrame:
     """The prediction file at ``path`` (shown as ``name`` in problems), read within ``row_cap`` rows; raises
-    :class:`SubmissionError` with one-line problems. CSV files are read by the validator's own reader once their
-    line count is known to be under the cap (a CSV is never larger decompressed than on disk)."""
+    :class:`SubmissionError` with one-line problems. Only the contract's columns are ever parsed."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return _read_parquet(path, name, row_cap)
-    if suffix == ".csv" and _count_lines(path) > row_cap + 1:
-        raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap} (the served test frames "
-                               f"times {limits.ROW_FACTOR})"])
+    if suffix == ".csv":
+        return _read_csv(path, name, row_cap)
     try:
-        return read_predictions(path)
+        return read_predictions(path)  # refuses any other file type, naming it
     except SubmissionError as exc:
         raise SubmissionError([p.replace(str(path), name) for p in exc.problems]) from None
 
 
-# -- safetensors ------------------------------------------------------------------------------------------------
+# -- JSON and safetensors ---------------------------------------------------------------------------------------
+def load_json(text: str | bytes, what: str, expected: str,
+              error: type[PolypbenchError] = PolypbenchError) -> Any:
+    """``text`` parsed as JSON, or ``error`` in one line for anything the parser refuses: malformed text, invalid
+    UTF-8, nesting deeper than the interpreter's recursion limit, an integer of more than 4,300 digits."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = exc.msg
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError as exc:  # UnicodeDecodeError, or int()'s digit limit
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "number too long"
+    raise error(f"{what}: not JSON ({reason}); expected {expected}")
+
+
 DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 """safetensors dtypes a checkpoint may use, with their sizes in bytes."""
 HEADER_LIMIT = 16 * 1024 * 1024
@@ -218,10 +297,7 @@ def check_safetensors(path: Path, name: str = "weights") -> Weights:
             raise PolypbenchError(f"{name}: safetensors header of {n} bytes; expected at most {HEADER_LIMIT} bytes "
                                   "within the file")
         raw = fh.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise PolypbenchError(f"{name}: safetensors header is not JSON; expected a .safetensors file") from None
+    header = load_json(raw, f"{name}: safetensors header", "a .safetensors file")
     if not isinstance(header, dict):
         raise PolypbenchError(f"{name}: safetensors header is not a mapping; expected a .safetensors file")
     meta = header.pop("__metadata__", {}) or {}
@@ -232,7 +308,7 @@ def check_safetensors(path: Path, name: str = "weights") -> Weights:
     for key, info in header.items():
         try:
             dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, OverflowError):  # OverflowError: a dimension of 1e400 (infinity)
             raise PolypbenchError(f"{name}: tensor {key!r}: malformed header entry") from None
         if dtype not in DTYPES:
             raise PolypbenchError(f"{name}: tensor {key!r}: dtype {dtype!r}; expected one of {', '.join(DTYPES)}")

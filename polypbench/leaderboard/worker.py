@@ -5,8 +5,9 @@ scorer, and records the outcome in the same transaction that marks the job done.
 - ``model`` jobs (private track): predictions of the private test set, scored on its public and private parts;
   the submission's key is ``job:<id>``, so a job finished twice (a worker that lost its lease) records one entry.
 - ``verify`` jobs (public track): the uploaded checkpoint re-run on the test frames of the datasets its
-  submission covers; the submission is *verified* when every re-run prediction matches the uploaded file's (sizes
-  within :data:`SIZE_TOLERANCE_MM`, probabilities within :data:`PROB_TOLERANCE`).
+  submission covers; the submission is *verified* when the re-run reproduces every prediction column of the
+  uploaded file, all of which the scorer may use (sizes within :data:`SIZE_TOLERANCE_MM`, probabilities within
+  :data:`PROB_TOLERANCE`, hard labels exactly); a scored column the re-run does not produce is not verified.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate.validate import FRAME_KEY, POLYP_KEY, PROBS, SIZE
+from polypbench.evaluate.validate import CLASS3, FRAME_KEY, POLYP_KEY, PROBS, SIZE
 from polypbench.leaderboard import jobs
 from polypbench.leaderboard.db import Database, Job, Submission, Verification
 from polypbench.leaderboard.records import Fields, record
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SIZE_TOLERANCE_MM = 0.1
 PROB_TOLERANCE = 0.01
+SCORED = ((SIZE, [SIZE], SIZE_TOLERANCE_MM), ("p0..p2", list(PROBS), PROB_TOLERANCE), (CLASS3, [CLASS3], 0.0))
+"""The prediction columns the scorer may use, as verification compares them: name, columns, tolerance."""
 
 
 @dataclass
@@ -152,22 +155,25 @@ def compare_predictions(uploaded: pd.DataFrame, rerun: pd.DataFrame) -> tuple[bo
         return False, f"not verified: the re-run predicted {len(right)} frames, the file has {len(left)} rows, " \
                       f"{len(merged)} in common"
     checks = []
-    if SIZE in right and SIZE in left:
-        diff = np.abs(merged[SIZE].to_numpy(float) - merged[f"{SIZE}_rerun"].to_numpy(float))
-        checks.append(("size_mm", diff, SIZE_TOLERANCE_MM, "mm"))
-    if all(p in right and p in left for p in PROBS):
-        diff = np.max(np.abs(merged[list(PROBS)].to_numpy(float) - merged[[f"{p}_rerun" for p in PROBS]]
-                             .to_numpy(float)), axis=1)
-        checks.append(("p0..p2", diff, PROB_TOLERANCE, ""))
+    for name, cols, tolerance in SCORED:
+        if not any(c in left for c in cols):
+            continue
+        if not all(c in right for c in cols):
+            made = ", ".join(c for c in (SIZE, *PROBS, CLASS3) if c in right) or "nothing"
+            return False, f"not verified: the file's {name} is scored but the re-run does not produce it (the " \
+                          f"checkpoint predicts {made})"
+        diff = np.max(np.abs(merged[cols].to_numpy(float) - merged[[f"{c}_rerun" for c in cols]].to_numpy(float)),
+                      axis=1)
+        checks.append((name, diff, tolerance))
     if not checks:
         return False, "not verified: the file lacks the prediction columns the checkpoint produces"
-    for name, diff, tolerance, unit in checks:
+    for name, diff, tolerance in checks:
         bad = ~(diff <= tolerance)
         if bad.any():
             return False, (f"not verified: {int(bad.sum())} of {len(diff)} frames differ in {name} by more than "
-                           f"{tolerance:g}{unit} (largest {np.nanmax(diff):.3g}{unit})")
+                           f"{tolerance:g} (largest {np.nanmax(diff):.3g})")
     return True, f"verified: the server re-ran the checkpoint on {len(merged)} test frames and got the same " \
-                 f"predictions (within {', '.join(f'{t:g}{u}' for _, _, t, u in checks)})"
+                 f"predictions ({', '.join(f'{n} within {t:g}' for n, _, t in checks)})"
 
 
 def run_worker(worker: Worker, max_seconds: float | None = None) -> None:

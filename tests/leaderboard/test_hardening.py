@@ -1,9 +1,13 @@
-"""Refusals that keep the server up: body limits while streaming (chunked too), bounded prediction-file reading,
-safetensors checks, odd file names, ids beyond 64 bits, unexpected errors (all one JSON line), idempotency keys."""
+"""Refusals that keep the server up: body limits while streaming (chunked too), bounded prediction-file reading
+(Parquet metadata; CSV header, bytes and rows under any line terminator), safetensors and JSON checks, text fields
+without control characters, odd file names, ids beyond 64 bits, unexpected errors (all one JSON line), idempotency
+keys; and the promises the board makes: a verified badge only for reproduced scored columns, served datasets compared
+as registry datasets, and no count of undefined replicates on the private track."""
 
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import struct
@@ -12,17 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from polypbench.errors import PolypbenchError
-from polypbench.evaluate import SubmissionError
+from polypbench.errors import InputError, PolypbenchError
+from polypbench.evaluate import Stat, SubmissionError
 from polypbench.leaderboard import limits
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.db import Database, Submission
-from polypbench.leaderboard.uploads import check_safetensors, read_bounded, safe_filename
+from polypbench.leaderboard.sandbox import ModelError, check_config
+from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, safe_filename
+from polypbench.sizes import size_class
+from tests.conftest import Prepared
 
 from .conftest import MakeClient, live_server, parquet_bytes, post, predictions
 
@@ -208,3 +216,193 @@ def test_safetensors_are_checked_from_the_header(tmp_path: Path) -> None:
         path.write_bytes(blob)
         with pytest.raises(PolypbenchError, match=message):
             check_safetensors(path)
+
+
+# -- issue 18: the verified badge, CSV bounds, served datasets, JSON and text fields, the private track -----------
+def test_verified_means_every_scored_column_was_reproduced(labels: Path, tmp_path: Path) -> None:
+    from polypbench.leaderboard.worker import compare_predictions
+
+    rerun = predictions(labels, noise_mm=2.0)  # what the checkpoint predicts: sizes only
+    truth_class = size_class(predictions(labels)["size_mm"].to_numpy(), "triclass")  # built from the test labels
+    cap = max_rows(len(rerun))
+    one_hot = {f"p{k}": (truth_class == k).astype(float) for k in range(3)}
+    for name, forged in {"class3": rerun.assign(class3=truth_class), "p0..p2": rerun.assign(**one_hot)}.items():
+        path = tmp_path / f"{name.replace('.', '')}.csv"
+        forged.to_csv(path, index=False)
+        verified, detail = compare_predictions(read_bounded(path, path.name, cap), rerun)
+        assert not verified and f"{name}" in detail and "the re-run does not produce" in detail, detail
+    honest = tmp_path / "honest.csv"
+    rerun.to_csv(honest, index=False)
+    verified, detail = compare_predictions(read_bounded(honest, honest.name, cap), rerun)
+    assert verified and detail.startswith("verified:"), detail
+    probs = rerun.assign(p0=0.2, p1=0.3, p2=0.5)  # a file with a subset of the re-run's columns: all reproduced
+    assert compare_predictions(probs.drop(columns="size_mm"), probs)[0]
+    verified, detail = compare_predictions(probs.assign(class3=2), probs.assign(class3=np.int8(1)))
+    assert not verified and "differ in class3" in detail, detail
+
+
+def _csv(rows: list[str], sep: str = "\n") -> bytes:
+    return sep.join(rows).encode() + sep.encode()
+
+
+def test_a_csv_is_bounded_by_its_header_bytes_and_rows_before_it_is_parsed(labels: Path, tmp_path: Path) -> None:
+    frame = predictions(labels)
+    cap = max_rows(len(frame))
+    good = frame.to_csv(index=False).splitlines()
+    path = tmp_path / "p.csv"
+    for sep in ("\n", "\r\n", "\r"):  # every line terminator pandas reads, for a valid file
+        path.write_bytes(_csv(good, sep))
+        assert len(read_bounded(path, "p.csv", cap)) == len(frame)
+    cases = {  # what the file is -> the one line that refuses it
+        "wide": (_csv([good[0] + "".join(f",c{i}" for i in range(300_000)), *good[1:3]]),
+                 f"more than {limits.MAX_COLUMNS} columns in the header; expected at most {limits.MAX_COLUMNS}"),
+        "some extra columns": (_csv([good[0] + ",a" * 70, *(r + ",1" * 70 for r in good[1:])]),
+                               f"73 columns in the header; expected at most {limits.MAX_COLUMNS}"),
+        "columns behind a quoted line break": (_csv([good[0] + ',"note\nx"' + ",c" * 70, *good[1:]]),
+                                               "74 columns in the header"),
+        "a long header": (_csv(["polyp_id,frame_index,size_mm,\"" + "n" * limits.CSV_HEADER + "\"", *good[1:]]),
+                          f"header longer than {limits.CSV_HEADER} bytes"),
+        "rows separated by a lone CR": (_csv([*good, *["sun/x,0,1.0"] * cap], "\r"), f"more than {cap} rows"),
+        "rows separated by CR LF": (_csv([*good, *["sun/x,0,1.0"] * cap], "\r\n"), f"more than {cap} rows"),
+        "big cells": (_csv([good[0] + ",junk", *(r + "," + "j" * 40_000 for r in good[1:])]),
+                      f"bytes; expected at most {limits.CSV_HEADER + cap * limits.CSV_BYTES_PER_ROW}"),
+    }
+    for what, (data, message) in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(SubmissionError, match=re.escape(message)) as refused:
+            read_bounded(path, "p.csv", cap)
+        assert len(refused.value.problems) == 1 and refused.value.problems[0].startswith("p.csv: "), what
+
+
+def test_a_wide_csv_is_refused_over_http_with_one_precise_line(make_client: MakeClient, token: str,
+                                                               labels: Path) -> None:
+    client = make_client()
+    good = predictions(labels).to_csv(index=False).splitlines()
+    wide = _csv([good[0] + ",a" * 2000, *(r + ",1" * 2000 for r in good[1:])])
+    res = post(client, token, wide, name="wide.csv")
+    assert res.status_code == 422, res.text[:300]
+    assert res.json()["problems"] == [f"wide.csv: 2003 columns in the header; expected at most {limits.MAX_COLUMNS} "
+                                      "(the contract's columns are polyp_id, frame_index, size_mm, p0, p1, p2, "
+                                      "class3)"]
+    lone_cr = post(client, token, _csv([*good, *["sun/x,0,1.0"] * max_rows(len(good))], "\r"), name="cr.csv")
+    assert lone_cr.status_code == 422 and "more than" in lone_cr.json()["problems"][0], lone_cr.text[:300]
+
+
+def test_served_datasets_are_compared_as_registry_datasets(prepared: dict[str, Prepared], tmp_path: Path) -> None:
+    from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
+    from polypbench.prepare import prepare
+
+    misawa = tmp_path / "misawa"  # SUN prepared under its journal name
+    prepare("misawa", prepared["sun"].raw, misawa, workers=1)
+    sun, sun_seg = prepared["sun"].out, prepared["sun-seg"].out
+    track = PublicTrack([misawa, sun_seg, prepared["real-colon"].out])
+    assert track.pool == ("misawa", "real-colon") and track.info()["pooled"] == ["misawa", "real-colon"]
+    with pytest.raises(InputError, match="'misawa' is the dataset 'sun', served twice"):
+        PublicTrack([sun, misawa])
+    for labels in ([sun, misawa], [sun, sun_seg], [misawa, sun_seg]):
+        with pytest.raises(InputError, match="served twice|re-annotates"):
+            PrivateTrack(labels, tmp_path / "store")
+
+
+def _weights(header: dict[str, Any] | bytes, data: bytes = b"") -> bytes:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def test_deep_json_long_numbers_and_infinite_shapes_are_400_not_500(make_client: MakeClient, token: str,
+                                                                    labels: Path, tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    cases = {
+        "nested too deeply": _weights(b"[" * 100_000),
+        "number too long": _weights(b'{"w": {"dtype": "F32", "shape": [' + b"1" * 5000 + b'], "data_offsets": [0, 4]}}',
+                                    b"\0" * 4),
+        "malformed header entry": _weights(b'{"w": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}}',
+                                           b"\0" * 4),
+    }
+    for message, blob in cases.items():
+        path.write_bytes(blob)
+        with pytest.raises(PolypbenchError, match=message):
+            check_safetensors(path)
+    for text, message in (("[" * 5000, "nested too deeply"), ('{"img_size": ' + "9" * 5000 + "}", "number too long")):
+        with pytest.raises(ModelError, match=f"config: not JSON \\({message}\\)"):
+            check_config(text, "tiny")
+
+    client = make_client()
+    sub = post(client, token, parquet_bytes(predictions(labels)))
+    assert sub.status_code == 200, sub.text[:300]
+    good = _weights({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4)
+    crashing = TestClient(client.app, raise_server_exceptions=False)
+    for weights, config, message in ((good, "[" * 5000, "nested too deeply"),
+                                     (cases["malformed header entry"], "{}", "malformed header entry"),
+                                     (cases["nested too deeply"], "{}", "nested too deeply")):
+        res = crashing.post(f"/api/submissions/{sub.json()['id']}/checkpoint",
+                            headers={"Authorization": f"Bearer {token}"},
+                            data={"architecture": "tiny", "config": config},
+                            files={"weights": ("w.safetensors", weights)})
+        assert res.status_code == 400 and message in _one_line(res), res.text[:300]
+
+
+def test_text_fields_with_control_characters_are_refused_before_scoring(make_client: MakeClient, token: str,
+                                                                        labels: Path, database: Database) -> None:
+    client = make_client()
+    good = parquet_bytes(predictions(labels))
+    for field, value in (("method", "a\x00b"), ("config", '{"a": "\x00"}'), ("paper_url", "https://x.org/\x01"),
+                         ("method", "tab\x1bescape"), ("split_hashes", "sun:\x00")):
+        form = {"method": "m", field: value}
+        res = post(client, token, good, **form)
+        assert res.status_code == 422, (field, res.text[:300])
+        assert f"form field {field!r}: control character" in _one_line(res), res.text[:300]
+    assert post(client, token, good, method="multi\nline\tmethod", config='{\n\t"a": 1\n}').status_code == 200
+    with database.sessions() as session:
+        assert [s.method for s in session.query(Submission)] == ["multi line method"]
+
+
+def test_the_private_track_keeps_no_count_of_undefined_replicates(prepared: dict[str, Prepared], sqlite_db: str,
+                                                                  options: dict[str, Any]) -> None:
+    from polypbench.leaderboard.auth import add_team, team_for
+    from polypbench.leaderboard.records import Fields, record
+    from polypbench.leaderboard.scoring import UNDEFINED_FLAG, UNDEFINED_REASON, private_stat, score_private
+
+    partly = Stat(0.78, (0.57, 1.0), undefined_replicates=11, flags=("14 patients", "189 of 200 resamples"),
+                  replicates=189, n_polyps=17, n_patients=14)
+    assert private_stat(partly) == Stat(0.78, (0.57, 1.0), flags=("14 patients", UNDEFINED_FLAG), n_polyps=17,
+                                        n_patients=14)
+    mostly = Stat(0.5, None, undefined_replicates=130, ci_reason="undefined in 65% of resamples")
+    assert private_stat(mostly) == Stat(0.5, None, ci_reason=UNDEFINED_REASON)
+
+    labels = [prepared["real-colon"].out, prepared["sun"].out]
+    app = create_app(sqlite_db, [], private_labels=labels, **{**options, "n_bootstrap": 200})
+    server = app.state.server
+    track = server.private
+    team = team_for(server.db, add_team(server.db, "hidden"))
+    assert team is not None
+    ids = []
+    for seed in (1, 2):  # what the worker records for two models
+        frames = pd.concat([predictions(p, 3.0, seed=seed) for p in labels], ignore_index=True)
+        scored = score_private(frames, track, name="job", n_bootstrap=200, seed=0)
+        assert any(np.isnan(r.replicates).any() for r in scored["public"].replicates.values())  # some undefined ...
+        fields = Fields(method=f"m{seed}", filename="w.safetensors")
+        sub, _ = record(server.db, team.id, fields, {"public": scored["public"]}, track="private",
+                        hidden={"private": scored["private"]})
+        ids.append(sub.id)
+    client = TestClient(app)
+    shown = [client.get(f"/api/submissions/{i}").json() for i in ids]
+    shown += [client.get("/api/leaderboard?track=private").json(),
+              client.get(f"/api/compare?a={ids[0]}&b={ids[1]}&track=private").json()]
+    stats = list(_stats(shown))
+    assert len(stats) > 20 and any(s.get("p_greater") is not None for s in stats)  # entries, board, differences
+    assert not [s for s in stats if "undefined_replicates" in s or "replicates" in s]  # ... and nothing counts them
+    assert not re.search(r"\d+ of [\d,]+ resamples|\d+% of resamples", json.dumps(shown))
+    server.db.dispose()
+
+
+def _stats(doc: Any) -> Any:
+    """Every STAT (a mapping with ``ci95``) in a JSON document."""
+    if isinstance(doc, dict):
+        if "ci95" in doc:
+            yield doc
+        for v in doc.values():
+            yield from _stats(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _stats(v)
