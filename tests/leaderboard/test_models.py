@@ -24,7 +24,7 @@ from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
 from polypbench.leaderboard.worker import Worker, WorkerSettings, compare_predictions
 
-from .conftest import ARCHITECTURES, live_server
+from .conftest import ARCHITECTURES, TASKS, free_port, live_server
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -64,9 +64,11 @@ def site(prepared, sqlite_db: str, options: dict[str, Any], tmp_path: Path) -> I
 
 
 def test_the_registry_names_are_the_ones_the_tests_give_the_server() -> None:
+    from polypbench.leaderboard.config import model_catalog
     from polypbench.models import list_models
 
     assert list_models() == ARCHITECTURES
+    assert model_catalog() == (ARCHITECTURES, TASKS)  # what `serve` asks a child process (no torch in the server)
 
 
 def test_a_private_track_model_is_run_and_scored_by_the_server(site, run_dir: Path) -> None:
@@ -153,3 +155,111 @@ def test_configs_that_name_files_or_mismatch_are_refused_and_runs_are_limited(ru
         run_job(spec, Limits(timeout_s=0.5), work)
     with pytest.raises(ModelError, match="failed|memory"):
         run_job(spec, Limits(timeout_s=120, memory_mb=256), work)  # too little memory even to import torch
+
+
+def test_a_model_with_non_finite_outputs_fails_once_as_its_own_fault(site, run_dir: Path, tmp_path: Path) -> None:
+    """A fault of the submission is reported as such, once: no retry, no "server error"."""
+    from safetensors.torch import save_file
+
+    nan_run = tmp_path / "nan-run"
+    nan_run.mkdir()
+    (nan_run / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["state_dict"]
+    state = {k: (torch.full_like(v, float("nan")) if k.startswith("head.out.") else v)
+             .contiguous() for k, v in state.items()}
+    save_file(state, str(nan_run / "model.safetensors"))
+    url, token, worker = site["url"], site["token"], site["worker"]
+    queued = client.submit_model(nan_run, url, token, "nan model")
+    assert worker.run_once()
+    state = client.job(url, token, queued["id"])
+    assert state["status"] == "failed" and state["attempts"] == 1, state
+    assert "non-finite" in state["error"] and "server error" not in state["error"], state
+    assert not worker.run_once()  # not queued again
+
+
+def _documented(block_with: str) -> list[str]:
+    """The ``polypbench`` command lines of the docs/leaderboard.md bash block that contains ``block_with``."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "leaderboard.md").read_text()
+    block = next(b for b in re.findall(r"^```bash\n(.*?)^```$", text, re.S | re.M) if block_with in b)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("polypbench ")]
+
+
+def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, run_dir: Path, tmp_path: Path) -> None:
+    """docs/leaderboard.md's commands as written (relative paths, from the folder they name; only the port differs):
+    the worker runs a private-track model and verifies a public checkpoint, whatever its working folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from polypbench.predict import predict
+
+    site_dir = tmp_path / "site"
+    for link, target in {"prepared/sun": prepared["sun"].out, "hidden/prepared": prepared["real-colon"].out,
+                         "runs/r18-hag": run_dir}.items():
+        (site_dir / link).parent.mkdir(parents=True, exist_ok=True)
+        (site_dir / link).symlink_to(target)
+    predict(run_dir / "best.pt", [prepared["sun"].out], "test", batch_size=16).to_parquet(site_dir / "preds.parquet")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "polypbench").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m polypbench "$@"\n')
+    (bin_dir / "polypbench").chmod(0o755)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+    def command(line: str) -> str:
+        return line.replace("http://127.0.0.1:8000", url)
+
+    def run(line: str) -> str:
+        done = subprocess.run(["bash", "-eo", "pipefail", "-c", command(line)], cwd=site_dir, env=env, text=True,
+                              capture_output=True, timeout=300, check=False)
+        assert done.returncode == 0, f"{line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        return done.stdout
+
+    def start(line: str, log: str) -> subprocess.Popen[bytes]:
+        with (site_dir / log).open("wb") as out:
+            return subprocess.Popen(["bash", "-c", f"exec {command(line)}"], cwd=site_dir, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    add_team = next(line for line in _documented("leaderboard add-team") if "add-team" in line)
+    lines = _documented("leaderboard worker")
+    serve, worker_line, model, public, close, export = (
+        next(line for line in lines if marker in line)
+        for marker in ("leaderboard serve", "leaderboard worker", "--model", "--checkpoint", "close-phase", "export"))
+    env["TOKEN"] = run(add_team).strip().splitlines()[-1]
+    server = start(f"{serve} --port {port}", "serve.log")
+    worker = start(worker_line, "worker.log")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, (site_dir / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/api/info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert " done; submission " in run(model)  # submit --model ... --wait
+        answer = run(public)
+        assert "checkpoint queued for verification" in answer, answer
+        sub_id = int(answer.split("submission ")[1].split()[0])
+        headers = {"Authorization": f"Bearer {env['TOKEN']}"}
+        while any(j["status"] in ("queued", "running") for j in httpx.get(f"{url}/api/jobs", headers=headers)
+                  .json()["jobs"]):
+            assert worker.poll() is None and time.monotonic() < deadline + 300, (site_dir / "worker.log").read_text()
+            time.sleep(1)
+        page = httpx.get(f"{url}/submissions/{sub_id}").text
+        assert "verified: the server re-ran the checkpoint" in page, (site_dir / "worker.log").read_text()
+        run(close)
+        run(export)
+    finally:
+        for proc in (worker, server):
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert (site_dir / "leaderboard" / "README.md").is_file()
