@@ -21,6 +21,7 @@ from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError
 from polypbench.leaderboard import limits
 from polypbench.leaderboard.app import create_app
+from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database, Job, Submission
 from polypbench.leaderboard.sandbox import META_OFFSET
 from polypbench.leaderboard.uploads import check_safetensors, read_bounded, safe_filename
@@ -221,13 +222,15 @@ def test_safetensors_are_checked_from_the_header(tmp_path: Path) -> None:
 
 
 def test_a_model_the_run_would_refuse_is_refused_before_it_uses_the_daily_cap(sqlite_db: str, labels: Path,
-                                                                                prepared: Any, options: dict[str, Any],
-                                                                                token: str) -> None:
+                                                                                prepared: Any,
+                                                                                options: dict[str, Any]) -> None:
     """Everything the model run checks before it runs the model (the safetensors header as the library reads it,
     the task, the size offset) is checked at upload: such a model is refused with its reason and never queued."""
     app = create_app(sqlite_db, [labels], private_labels=[prepared["real-colon"].out],
                      **{**options, "model_daily_cap": 1})
     client = TestClient(app)
+    with Database(sqlite_db) as database:
+        token = add_team(database, "modellers")
     w = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 
     def upload(header: dict[str, Any], task: str, offset: str | None = None) -> Any:

@@ -1,6 +1,7 @@
 """Model submissions end to end: a small model (safetensors, never a pickle) is queued through the API, run by the
 worker in a limited child process, and scored by the server; the private track shows only its public part until
-the phase is closed; a public submission's checkpoint is re-run for the verified badge; the limits hold."""
+the phase is closed; a public submission's checkpoint is re-run for the verified badge (docs/leaderboard.md's
+commands, as written); a fault of the submission fails its job once; the limits hold."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from polypbench.cli import main
 from polypbench.leaderboard import client
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
@@ -64,11 +63,11 @@ def site(prepared, sqlite_db: str, options: dict[str, Any], tmp_path: Path) -> I
 
 
 def test_the_registry_names_are_the_ones_the_tests_give_the_server() -> None:
-    from polypbench.leaderboard.config import model_catalog
+    from polypbench.leaderboard.sandbox import catalog
     from polypbench.models import list_models
 
     assert list_models() == ARCHITECTURES
-    assert model_catalog() == (ARCHITECTURES, TASKS)  # what `serve` asks a child process (no torch in the server)
+    assert catalog() == (ARCHITECTURES, TASKS)  # what `serve` asks a child process (no torch in the server)
 
 
 def test_a_private_track_model_is_run_and_scored_by_the_server(site, run_dir: Path) -> None:
@@ -102,33 +101,6 @@ def test_a_private_track_model_is_run_and_scored_by_the_server(site, run_dir: Pa
                       data={"method": "m", "architecture": "resnet18", "config": "{}"},
                       files={"weights": ("w.safetensors", b"x")})
     assert late.status_code == 409 and "phase is closed" in late.json()["error"]
-
-
-def test_a_public_checkpoint_is_rerun_for_the_verified_badge(site, run_dir: Path, tmp_path: Path) -> None:
-    from polypbench.predict import predict
-
-    url, token, worker = site["url"], site["token"], site["worker"]
-    preds = tmp_path / "preds.parquet"
-    frames = predict(run_dir / "best.pt", [site["public"]], "test", batch_size=16)
-    frames.to_parquet(preds, index=False)
-    res = CliRunner().invoke(main, ["submit", str(preds), "--server", url, "--token", token, "--method", "tiny",
-                                    "--declare", "--checkpoint", str(run_dir), "--manifest", str(site["public"])])
-    assert res.exit_code == 0, res.output
-    assert "checkpoint queued for verification" in res.output
-    assert worker.run_once()
-
-    import httpx
-
-    entry = httpx.get(f"{url}/api/leaderboard").json()["entries"][0]
-    assert entry["verified"] is True and entry["checkpoint_sha256"] and entry["config"]
-    assert entry["split_hashes"].startswith("sun:")
-    detail = httpx.get(f"{url}/submissions/{entry['id']}").text
-    assert "verified: the server re-ran the checkpoint on" in detail
-    assert '<span class="badge ok">verified</span>' in httpx.get(f"{url}/").text
-
-    shifted = frames.assign(p0=frames["p1"], p1=frames["p0"])
-    ok, detail_line = compare_predictions(shifted, frames)
-    assert not ok and "differ in p0..p2" in detail_line
 
 
 def test_configs_that_name_files_or_mismatch_are_refused_and_runs_are_limited(run_dir: Path, tmp_path: Path,
@@ -177,6 +149,31 @@ def test_a_model_with_non_finite_outputs_fails_once_as_its_own_fault(site, run_d
     assert not worker.run_once()  # not queued again
 
 
+def test_a_failed_verification_is_shown_with_its_reason(site) -> None:
+    import httpx
+
+    from .conftest import parquet_bytes, predictions
+
+    url, token, worker = site["url"], site["token"], site["worker"]
+    headers = {"Authorization": f"Bearer {token}"}
+    sub = httpx.post(f"{url}/api/submissions", headers=headers, data={"method": "m", "declaration": "true"},
+                     files={"file": ("p.parquet", parquet_bytes(predictions(site["public"])))}).json()
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    weights = len(header).to_bytes(8, "little") + header + b"\0" * 8  # valid safetensors, not a resnet18
+    config = json.dumps({"model": "resnet18", "task": "triclass", "img_size": 32})
+    queued = httpx.post(f"{url}/api/submissions/{sub['id']}/checkpoint", headers=headers,
+                        data={"architecture": "resnet18", "config": config}, files={"weights": ("w.safetensors", weights)})
+    assert queued.status_code == 202, queued.text
+    assert worker.run_once()
+    job = client.job(url, token, queued.json()["id"])
+    assert job["status"] == "failed" and job["attempts"] == 1 and "do not fit" in job["error"], job
+    detail = httpx.get(f"{url}/api/submissions/{sub['id']}").json()
+    assert detail["verified"] is False
+    assert detail["verification"].startswith("not verified: the re-run failed: weights do not fit architecture")
+    page = httpx.get(f"{url}/submissions/{sub['id']}").text
+    assert "not verified: the re-run failed: weights do not fit" in page and "no checkpoint uploaded" not in page
+
+
 def _documented(block_with: str) -> list[str]:
     """The ``polypbench`` command lines of the docs/leaderboard.md bash block that contains ``block_with``."""
     import re
@@ -200,11 +197,15 @@ def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, r
     from polypbench.predict import predict
 
     site_dir = tmp_path / "site"
-    for link, target in {"prepared/sun": prepared["sun"].out, "hidden/prepared": prepared["real-colon"].out,
-                         "runs/r18-hag": run_dir}.items():
+    for link, target in {"prepared/sun": prepared["sun"].out, "hidden/prepared": prepared["real-colon"].out}.items():
         (site_dir / link).parent.mkdir(parents=True, exist_ok=True)
         (site_dir / link).symlink_to(target)
-    predict(run_dir / "best.pt", [prepared["sun"].out], "test", batch_size=16).to_parquet(site_dir / "preds.parquet")
+    run = site_dir / "runs" / "r18-hag"  # config.yaml + model.safetensors: `submit` needs no torch to convert
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    client.model_files(run_dir, run)
+    frames = predict(run_dir / "best.pt", [prepared["sun"].out], "test", batch_size=16)
+    frames.to_parquet(site_dir / "preds.parquet")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "polypbench").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m polypbench "$@"\n')
@@ -256,6 +257,10 @@ def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, r
             time.sleep(1)
         page = httpx.get(f"{url}/submissions/{sub_id}").text
         assert "verified: the server re-ran the checkpoint" in page, (site_dir / "worker.log").read_text()
+        entry = httpx.get(f"{url}/api/leaderboard").json()["entries"][0]
+        assert entry["verified"] is True and entry["checkpoint_sha256"] and entry["config"]
+        assert entry["split_hashes"].startswith("sun:")
+        assert '<span class="badge ok">verified</span>' in httpx.get(f"{url}/").text
         run(close)
         run(export)
     finally:
@@ -263,3 +268,6 @@ def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, r
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
     assert (site_dir / "leaderboard" / "README.md").is_file()
+    shifted = frames.assign(p0=frames["p1"], p1=frames["p0"])
+    ok, detail_line = compare_predictions(shifted, frames)
+    assert not ok and "differ in p0..p2" in detail_line
