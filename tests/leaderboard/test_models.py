@@ -162,7 +162,8 @@ def test_a_failed_verification_is_shown_with_its_reason(site) -> None:
     weights = len(header).to_bytes(8, "little") + header + b"\0" * 8  # valid safetensors, not a resnet18
     config = json.dumps({"model": "resnet18", "task": "triclass", "img_size": 32})
     queued = httpx.post(f"{url}/api/submissions/{sub['id']}/checkpoint", headers=headers,
-                        data={"architecture": "resnet18", "config": config}, files={"weights": ("w.safetensors", weights)})
+                        data={"architecture": "resnet18", "config": config},
+                        files={"weights": ("w.safetensors", weights)})
     assert queued.status_code == 202, queued.text
     assert worker.run_once()
     job = client.job(url, token, queued.json()["id"])
