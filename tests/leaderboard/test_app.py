@@ -254,3 +254,22 @@ def test_add_team_refuses_a_duplicate(database: Database) -> None:
     add_team(database, "dup")
     with pytest.raises(PolypbenchError, match="already exists"):
         add_team(database, "dup")
+
+
+def test_settings_make_every_path_absolute_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths (as docs/leaderboard.md gives them) name the same files in every process the server starts,
+    whatever its working folder (a model run works in its own)."""
+    from polypbench.leaderboard.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    sqlite = Settings(db="leaderboard.db", labels=["prepared/sun"], private_labels=["hidden/prepared"])
+    assert (sqlite.db, sqlite.labels, sqlite.private_labels, sqlite.store) == (
+        str(tmp_path / "leaderboard.db"), [str(tmp_path / "prepared/sun")], [str(tmp_path / "hidden/prepared")],
+        str(tmp_path / "leaderboard.db.store"))
+    url = "postgresql://lb:pw@localhost/lb"
+    postgres = Settings(db=url, store="store")
+    assert postgres.db == url and postgres.store_dir() == tmp_path / "store"
+    assert Settings(db=url).store_dir() == tmp_path / "leaderboard-store"
+    monkeypatch.chdir(tmp_path / "..")
+    monkeypatch.setenv(*next(iter(sqlite.to_env().items())))
+    assert Settings.from_env() == sqlite  # a `serve --workers N` process elsewhere reads the same paths
