@@ -32,7 +32,7 @@ from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_ent
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY
 from polypbench.leaderboard.db import MAX_ID, Job, Submission, scored_today
 from polypbench.leaderboard.records import Fields, by_key, entry, record, verifications
-from polypbench.leaderboard.sandbox import check_config
+from polypbench.leaderboard.sandbox import check_config, size_offset
 from polypbench.leaderboard.scoring import score_public
 from polypbench.leaderboard.tracks import POOLED
 from polypbench.leaderboard.uploads import check_safetensors, read_bounded, safe_filename, save_upload
@@ -196,16 +196,19 @@ async def submit(s: ServerDep, team: Team, file: Annotated[UploadFile, File()], 
 
 
 async def _weights(s: Server, upload: UploadFile, architecture: str, config: str) -> tuple[str, int, str]:
-    """Check and keep uploaded weights; (sha256, bytes, the job's config JSON)."""
+    """Check and keep uploaded weights; (sha256, bytes, the job's config JSON). Everything the model run checks
+    before it runs the model is checked here (the header as safetensors reads it, the task, the size offset), so
+    that such a fault is refused now instead of using up a job and the team's daily cap."""
     if architecture not in s.architectures:
         raise choice_error("architecture", architecture, s.architectures)
-    inference = check_config(config, architecture)
+    inference = check_config(config, architecture, s.tasks)
     incoming = s.store.incoming(".safetensors")
     try:
         size, sha = await save_upload(upload, incoming)
         if size > s.settings.max_model_bytes:
             raise PolypbenchError(f"weights of {size} bytes; expected at most {s.settings.max_model_bytes} bytes")
-        await run_in_threadpool(check_safetensors, incoming, safe_filename(upload.filename, "weights"))
+        weights = await run_in_threadpool(check_safetensors, incoming, safe_filename(upload.filename, "weights"))
+        size_offset(weights.metadata, inference["task"], s.tasks[inference["task"]])
         s.store.keep(incoming, sha, ".safetensors")
     finally:
         incoming.unlink(missing_ok=True)

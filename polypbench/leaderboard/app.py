@@ -1,9 +1,10 @@
 """The leaderboard server: ``create_app(...)`` returns the FastAPI app (routes in :mod:`.api` and :mod:`.site`).
 
-Every error is one JSON line ``{"error": "..."}`` (an invalid prediction file adds ``"problems"``), whatever raised
-it: a refused request, the first validation error of a parameter, an over-large or malformed body, an id beyond
-64 bits, an unexpected exception (HTTP 500, logged). Middleware, outermost first: the per-address rate limit
-(before any authentication or body reading), then the streaming body-size limit of the route.
+Every error of the API (``/api/...``) is one JSON line ``{"error": "..."}`` (an invalid prediction file adds
+``"problems"``), whatever raised it: a refused request, the first validation error of a parameter, an over-large or
+malformed body, an id beyond 64 bits, an unexpected exception (HTTP 500, logged). A browser route (a page) answers
+the same errors with an HTML page (``error.html.j2``) saying the same line. Middleware, outermost first: the
+per-address rate limit (before any authentication or body reading), then the streaming body-size limit of the route.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError
 from polypbench.leaderboard import limits
-from polypbench.leaderboard.config import Settings, list_architectures
+from polypbench.leaderboard.config import Settings, model_catalog
 from polypbench.leaderboard.db import Database
 from polypbench.leaderboard.jobs import PhaseClosed, phase_closed
 from polypbench.leaderboard.ratelimit import RateLimiter
@@ -33,12 +35,35 @@ from polypbench.leaderboard.records import CapReached
 from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack, open_tracks
 from polypbench.leaderboard.uploads import BodyLimit, json_error
+from polypbench.templating import render
 
 log = logging.getLogger(__name__)
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(message).split()), **extra}, status_code=status)
+
+
+def is_api(path: str) -> bool:
+    """Whether ``path`` is an API route (JSON errors) rather than a page (HTML errors)."""
+    return path == "/api" or path.startswith("/api/")
+
+
+def error_page(status: int, message: str, problems: Sequence[str] = ()) -> str:
+    """The HTML page of an error answered on a browser route: the status and the same one-line reason."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return render("error.html.j2", title=f"{status} {phrase}", message=" ".join(str(message).split()),
+                  problems=list(problems))
+
+
+def respond(request: Request, status: int, message: str, **extra: Any) -> Response:
+    """An error answer: one JSON line on an API route, an HTML page on a browser route."""
+    if is_api(request.url.path):
+        return error(status, message, **extra)
+    return HTMLResponse(error_page(status, message, extra.get("problems", ())), status_code=status)
 
 
 @dataclass
@@ -54,18 +79,30 @@ class Server:
     team_limiter: RateLimiter
     ip_limiter: RateLimiter
     after_commit: Callable[[int], None] | None = None
-    _architectures: list[str] | None = None
+    _catalog: tuple[list[str], dict[str, bool]] | None = None
     scoring: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(
         limits.SCORING_SLOTS))
 
+    def catalog(self) -> tuple[list[str], dict[str, bool]]:
+        """(model names, tasks) a model upload may name: the settings', else looked up once, in a child process
+        (``serve`` does that once for all its workers)."""
+        if self._catalog is None:
+            names, tasks = self.settings.architectures, self.settings.tasks
+            if names is None or tasks is None:
+                found = model_catalog()
+                names, tasks = found[0] if names is None else names, found[1] if tasks is None else tasks
+            self._catalog = (names, tasks)
+        return self._catalog
+
     @property
     def architectures(self) -> list[str]:
-        """Registered model names a model upload may name (looked up once, in a child process, unless the settings
-        list them: ``serve`` does that once for all its workers)."""
-        if self._architectures is None:
-            found = self.settings.architectures
-            self._architectures = found if found is not None else list_architectures()
-        return self._architectures
+        """Registered model names a model upload may name."""
+        return self.catalog()[0]
+
+    @property
+    def tasks(self) -> dict[str, bool]:
+        """Tasks a submitted model may have, each with whether its weights must carry the size offset."""
+        return self.catalog()[1]
 
     @property
     def tracks(self) -> list[str]:
@@ -98,8 +135,13 @@ class AddressLimit:
             client = scope.get("client")
             key = f"ip:{client[0] if client else '?'}"
             if not await run_in_threadpool(self.limiter.allow, key):
-                start, body = json_error(429, f"rate limit exceeded: more than {self.limiter.limit} requests per "
-                                              "minute from this address; expected fewer")
+                message = (f"rate limit exceeded: more than {self.limiter.limit} requests per minute from this "
+                           "address; expected fewer")
+                start, body = json_error(429, message)
+                if not is_api(scope.get("path", "")):
+                    body = error_page(429, message).encode()
+                    start["headers"] = [(b"content-type", b"text/html; charset=utf-8"),
+                                        (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
                 return
@@ -127,38 +169,39 @@ def _where(loc: Sequence[Any]) -> str:
 
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if exc.status_code != 400 or "parsing the body" not in str(exc.detail) else \
             "unreadable request body; expected a multipart form with the documented fields"
-        return error(exc.status_code, str(detail))
+        return respond(request, exc.status_code, str(detail))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         message = f"{_where(first.get('loc', ()))}: {first.get('msg', 'invalid')}"
-        return error(422, f"{message}; expected the documented fields (see /api/info and docs/leaderboard.md)")
+        return respond(request, 422, f"{message}; expected the documented fields (see /api/info and "
+                                     "docs/leaderboard.md)")
 
     @app.exception_handler(SubmissionError)
-    async def _problems(request: Request, exc: SubmissionError) -> JSONResponse:
-        return error(422, f"{len(exc.problems)} problem(s) in the prediction file; nothing was scored",
-                     problems=exc.problems)
+    async def _problems(request: Request, exc: SubmissionError) -> Response:
+        return respond(request, 422, f"{len(exc.problems)} problem(s) in the prediction file; nothing was scored",
+                       problems=exc.problems)
 
     @app.exception_handler(CapReached)
-    async def _cap(request: Request, exc: CapReached) -> JSONResponse:
-        return error(429, str(exc))
+    async def _cap(request: Request, exc: CapReached) -> Response:
+        return respond(request, 429, str(exc))
 
     @app.exception_handler(PhaseClosed)
-    async def _closed(request: Request, exc: PhaseClosed) -> JSONResponse:
-        return error(409, str(exc))
+    async def _closed(request: Request, exc: PhaseClosed) -> Response:
+        return respond(request, 409, str(exc))
 
     @app.exception_handler(PolypbenchError)
-    async def _refused(request: Request, exc: PolypbenchError) -> JSONResponse:
-        return error(400, str(exc))
+    async def _refused(request: Request, exc: PolypbenchError) -> Response:
+        return respond(request, 400, str(exc))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error(500, "internal server error; it was logged")
+        return respond(request, 500, "internal server error; it was logged")
 
 
 def create_app(db: str | Path | Settings, labels: Sequence[str | Path] = (), *, migrate: bool = True,
@@ -190,8 +233,10 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     import uvicorn
 
     Database(settings.db).dispose()  # create or upgrade the schema once, before any server process starts
-    if settings.architectures is None:
-        settings.architectures = list_architectures()
+    if settings.architectures is None or settings.tasks is None:
+        names, tasks = model_catalog()
+        settings.architectures = names if settings.architectures is None else settings.architectures
+        settings.tasks = tasks if settings.tasks is None else settings.tasks
     if workers == 1:
         uvicorn.run(create_app(settings, migrate=False), host=host, port=port, log_level="info")
         return

@@ -22,7 +22,11 @@ class Settings:
     scored); ``private_labels``: the private track's. ``store``: folder for uploaded weights and files kept for
     jobs (default: ``<db file>.store`` for SQLite, ``./leaderboard-store`` otherwise). Caps are per team per UTC day;
     ``rate_limit`` is requests per minute per team, ``ip_rate_limit`` per client address (0: off).
-    ``architectures``: the registered model names the private track accepts (None: looked up at start)."""
+    ``architectures``: the registered model names the private track accepts; ``tasks``: the tasks a submitted model
+    may have, each with whether its weights must carry the size offset (None: looked up at start).
+
+    Every path is made absolute when the settings are made (at start-up, against the working folder the command was
+    given in): server processes, the worker and the model runs it starts in their own folders read the same files."""
 
     db: str
     labels: list[str] = field(default_factory=list)
@@ -39,13 +43,19 @@ class Settings:
     private_public_fraction: float = 0.5
     private_seed: int = 0
     architectures: list[str] | None = None
+    tasks: dict[str, bool] | None = None
+
+    def __post_init__(self) -> None:
+        if "://" not in self.db:
+            self.db = os.path.abspath(self.db)
+        self.labels = [os.path.abspath(p) for p in self.labels]
+        self.private_labels = [os.path.abspath(p) for p in self.private_labels]
+        default = f"{self.db}.store" if "://" not in self.db else "leaderboard-store"
+        self.store = os.path.abspath(self.store or default)
 
     def store_dir(self) -> Path:
-        if self.store:
-            return Path(self.store)
-        if "://" not in self.db:
-            return Path(f"{self.db}.store")
-        return Path("leaderboard-store")
+        assert self.store is not None  # set in __post_init__
+        return Path(self.store)
 
     def to_env(self) -> dict[str, str]:
         return {ENV: json.dumps(asdict(self))}
@@ -55,16 +65,17 @@ class Settings:
         return cls(**json.loads(os.environ[ENV]))
 
 
-def list_architectures() -> list[str]:
-    """The registered model names, asked of a short-lived child process (the server never imports torch)."""
+def model_catalog() -> tuple[list[str], dict[str, bool]]:
+    """The registered model names and the tasks a submitted model may have (with whether its weights must carry the
+    size offset), asked of a short-lived child process: the server never imports torch."""
     import subprocess
     import sys
 
-    code = "import json; from polypbench.models import list_models; print(json.dumps(list_models()))"
+    code = "import json; from polypbench.leaderboard.sandbox import catalog; print(json.dumps(catalog()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         log.warning("no model architectures (model uploads need `pip install 'polypbench[train]'`): %s",
                     (out.stderr.strip().splitlines() or ["?"])[-1])
-        return []
-    names: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
-    return names
+        return [], {}
+    names, tasks = json.loads(out.stdout.strip().splitlines()[-1])
+    return list(names), dict(tasks)

@@ -7,7 +7,8 @@
   on SQLite, so two workers never take one job.
 - :func:`renew` extends the lease while the job runs; a worker that lost its lease drops the job.
 - :func:`fail`: retried later (``retry``: a server-side fault) up to :data:`MAX_ATTEMPTS` runs, else ``failed``
-  with a one-line reason the team sees (a fault of the submission, e.g. weights that do not fit the architecture).
+  with a one-line reason the team sees (a fault of the submission, e.g. weights that do not fit the architecture,
+  is never retried); a verification that failed is the submission's verification outcome, with that reason.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import and_, or_, select, update
 
 from polypbench.errors import PolypbenchError
 from polypbench.leaderboard import limits
-from polypbench.leaderboard.db import Database, Job, Phase, lock_team, models_today, utcnow
+from polypbench.leaderboard.db import Database, Job, Phase, Verification, lock_team, models_today, utcnow
 from polypbench.leaderboard.records import CapReached
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,7 @@ def claim(db: Database, owner: str, lease_s: float) -> Job | None:
             if job is None:
                 return None
             if job.attempts >= MAX_ATTEMPTS:  # its workers kept dying: give up, say so
-                job.status, job.finished_at = "failed", now
-                job.error = f"the worker stopped during each of {job.attempts} runs; the job was given up"
+                _failed(session, job, f"the worker stopped during each of {job.attempts} runs; the job was given up")
                 continue
             job.status, job.attempts, job.lease_owner = "running", job.attempts + 1, owner
             job.lease_expires = now + dt.timedelta(seconds=lease_s)
@@ -143,8 +143,18 @@ def fail(db: Database, job_id: int, owner: str, error: str, *, retry: bool) -> N
             job.not_before, job.error = utcnow() + RETRY_DELAY * job.attempts, message
             log.warning("job %d: %s (will retry)", job_id, message)
         else:
-            job.status, job.finished_at, job.error = "failed", utcnow(), message
-            log.info("job %d failed: %s", job_id, message)
+            _failed(session, job, message)
+
+
+def _failed(session: Any, job: Job, message: str) -> None:
+    """Mark ``job`` failed for good; a failed verification is recorded as the submission's outcome (shown on its
+    page with the reason), as a completed one would be."""
+    job.status, job.finished_at, job.error = "failed", utcnow(), message
+    if job.kind == "verify" and job.submission_id is not None and session.scalar(
+            select(Verification).where(Verification.submission_id == job.submission_id)) is None:
+        detail = f"not verified: the re-run failed: {message}"[: limits.ERROR]
+        session.add(Verification(submission_id=job.submission_id, verified=False, detail=detail))
+    log.warning("job %d (%s) failed: %s", job.id, job.kind, message)
 
 
 def describe(job: Job) -> dict[str, Any]:

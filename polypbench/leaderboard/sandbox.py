@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import resource
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ FORBIDDEN_KWARGS = ("weights",)
 """``model_kwargs`` that name files on the machine that builds the model: never taken from a submission."""
 META_OFFSET = "polypbench.size_offset_mm"
 """safetensors metadata key: the regression output's offset (the train mean size; ``best.pt``'s size_offset_mm)."""
+DEFAULT_TASK = "regression"
+"""The task of a config that names none (``TrainConfig.task``'s default)."""
 USER_FAULT = 3
 """Exit status of the child for a fault of the submission (the message is in ``error.txt``)."""
 
@@ -51,8 +54,9 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, (bool, int, float)) or value is None
 
 
-def check_config(text: str, architecture: str) -> dict[str, Any]:
-    """The inference part of a submitted config (JSON text of a training config), validated without torch."""
+def check_config(text: str, architecture: str, tasks: Mapping[str, bool] | None = None) -> dict[str, Any]:
+    """The inference part of a submitted config (JSON text of a training config), validated without torch;
+    ``tasks``: the tasks the board takes (:func:`catalog`), else any task name passes (the model run checks it)."""
     if len(text) > limits.CONFIG:
         raise ModelError(f"config: {len(text)} characters; expected at most {limits.CONFIG}")
     from polypbench.leaderboard.uploads import load_json  # the server's module: the model's child never loads it
@@ -64,9 +68,11 @@ def check_config(text: str, architecture: str) -> dict[str, Any]:
     model = values.setdefault("model", architecture)
     if model != architecture:
         raise ModelError(f"config key 'model': {model!r} differs from the architecture {architecture!r}")
-    task = values.get("task", "regression")
+    task = values.setdefault("task", DEFAULT_TASK)
     if not isinstance(task, str) or not task or len(task) > 40:
         raise ModelError(f"config key 'task': {task!r}; expected a task name (the model run checks it is one)")
+    if tasks is not None and task not in tasks:
+        raise ModelError(f"config key 'task': {task!r}; expected a task the board scores: {', '.join(tasks)}")
     size = values.get("img_size", 384)
     if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 1024:
         raise ModelError(f"config key 'img_size': {size!r}; expected an integer in 16..1024")
@@ -85,6 +91,35 @@ def check_config(text: str, architecture: str) -> dict[str, Any]:
     if not isinstance(values.get("channels_last", False), bool):
         raise ModelError("config key 'channels_last': expected true or false")
     return values
+
+
+def size_offset(metadata: Mapping[str, str], task: str, needed: bool) -> float | None:
+    """The regression offset in the weights' metadata (:data:`META_OFFSET`), checked as the model run reads it, at
+    upload and in the run alike: a finite number of mm, present when the ``task`` decodes with it (``needed``)."""
+    text = metadata.get(META_OFFSET)
+    if text is None:
+        if needed:
+            raise ModelError(f"weights: a {task} model without {META_OFFSET!r} in the safetensors metadata; expected "
+                             "the mean training size (as `polypbench submit --model` writes it)")
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ModelError(f"weights: metadata {META_OFFSET!r}: {text[:40]!r}; expected a finite number of mm")
+    return value
+
+
+def catalog() -> tuple[list[str], dict[str, bool]]:
+    """(registered model names, {task: whether its weights carry the size offset}) for the tasks a submitted model
+    may have: those that train on a config's default dataset (polyps; a submitted config never names another).
+    Imports torch: the server asks a child process (:func:`polypbench.leaderboard.config.model_catalog`)."""
+    from polypbench.models import list_models
+    from polypbench.train.config import TrainConfig
+    from polypbench.train.tasks import TASKS, tasks_for
+
+    return list_models(), {name: TASKS[name].uses_size_offset for name in tasks_for(TrainConfig.dataset)}
 
 
 @dataclass(frozen=True)
@@ -119,9 +154,13 @@ def run_job(spec: dict[str, Any], lim: Limits, work: Path, heartbeat: Callable[[
     """Run the child on ``spec`` in folder ``work``; the path of its prediction file. Raises :class:`ModelError`
     for a fault of the submission (its message is for the team), :class:`PolypbenchError` otherwise.
     ``heartbeat`` is called every ``beat_s`` seconds while it runs; returning False stops the child."""
+    work = work.absolute()
     out = work / "predictions.parquet"
-    spec = {**spec, "out": str(out), "device": lim.device, "threads": lim.threads}
-    (work / "spec.json").write_text(json.dumps(spec))
+    spec = {**spec, "out": str(out), "device": lim.device, "threads": lim.threads,  # the child runs in ``work``
+            "weights": os.path.abspath(spec["weights"]), "prepared": [os.path.abspath(p) for p in spec["prepared"]]}
+    fd = os.open(work / "spec.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it names the private data
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(spec))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "OMP_NUM_THREADS": str(lim.threads),
            "MKL_NUM_THREADS": str(lim.threads), "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -168,7 +207,7 @@ def run_job(spec: dict[str, Any], lim: Limits, work: Path, heartbeat: Callable[[
 def predict_frames(spec: dict[str, Any]) -> None:
     """Build the model, load the weights strictly, predict every test frame of ``spec['prepared']``."""
     import torch
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     from polypbench.models import create_model
     from polypbench.predict import predict_model
@@ -182,7 +221,9 @@ def predict_frames(spec: dict[str, Any]) -> None:
         model = create_model(cfg.model, cfg.num_outputs, **cfg.model_kwargs)
     except (PolypbenchError, TypeError, ValueError) as exc:
         raise ModelError(f"config: {' '.join(str(exc).split())}") from None
-    state = load_file(spec["weights"])
+    with safe_open(spec["weights"], framework="pt") as fh:  # the parser the server checked the upload with
+        metadata = fh.metadata() or {}
+        state = {key: fh.get_tensor(key) for key in fh.keys()}
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     shapes = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
@@ -190,12 +231,10 @@ def predict_frames(spec: dict[str, Any]) -> None:
         parts = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if keys]
         raise ModelError(f"weights do not fit architecture {cfg.model!r}: {'; '.join(parts)}")
-    task = TASKS[cfg.task]
-    if spec.get("size_offset_mm") is None and task.uses_size_offset:
-        raise ModelError(f"weights: a {cfg.task} model without {META_OFFSET!r} in the safetensors metadata")
+    offset = size_offset(metadata, cfg.task, TASKS[cfg.task].uses_size_offset)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     del state
-    stats = TargetStats(size_offset_mm=float(spec.get("size_offset_mm") or 0.0))
+    stats = TargetStats(size_offset_mm=offset or 0.0)
     frames = predict_model(model, cfg, stats, "test", batch_size=int(spec.get("batch_size", 16)))
     frames.to_parquet(spec["out"], index=False)
 

@@ -1,15 +1,15 @@
-"""The HTML pages (no JavaScript): the board, a submission, two entries compared, rank stability."""
+"""The HTML pages (no JavaScript): the board, a submission, two entries compared, rank stability. Their errors are
+pages too (:func:`polypbench.leaderboard.app.respond`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import HTMLResponse
 
 from polypbench.leaderboard import pages
 from polypbench.leaderboard.api import ServerDep, SubmissionId, board_for, comparison, load_entry
-from polypbench.leaderboard.app import error
 from polypbench.leaderboard.db import MAX_ID
 
 router = APIRouter()
@@ -26,12 +26,12 @@ def stability_html(s: ServerDep, track: str | None = None, scope: str | None = N
     return pages.stability_page(board_for(s, track, scope, sort))
 
 
-@router.get("/submissions/{sub_id}", response_class=HTMLResponse, response_model=None)
-def detail_html(s: ServerDep, sub_id: SubmissionId) -> Response:
+@router.get("/submissions/{sub_id}", response_class=HTMLResponse)
+def detail_html(s: ServerDep, sub_id: SubmissionId) -> str:
     found = load_entry(s, sub_id)
     if found is None:
-        return error(404, f"submission {sub_id} not found")
-    return HTMLResponse(pages.detail_page(found))
+        raise HTTPException(404, f"submission {sub_id} not found")  # answered as a page (app.respond)
+    return pages.detail_page(found)
 
 
 @router.get("/compare", response_class=HTMLResponse)

@@ -15,7 +15,7 @@ from polypbench.errors import PolypbenchError
 
 class Store:
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # blob paths go to model runs that work in their own folders
         (self.root / "incoming").mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str, suffix: str) -> Path:

@@ -7,8 +7,9 @@
   CSV file's header record (read alone: its columns and bytes), size, and rows under every line terminator pandas
   reads (``\\n``, ``\\r\\n``, a lone ``\\r``; streamed); then it parses the contract's columns only and stops at
   the row cap. The cap is the served test frames times :data:`~polypbench.leaderboard.limits.ROW_FACTOR`.
-- :func:`check_safetensors` validates a weights file from its JSON header alone (dtypes, shapes, offsets that tile
-  the data exactly): weights are data, never a pickle or code.
+- :func:`check_safetensors` validates a weights file from its JSON header (dtypes, shapes, offsets that tile the
+  data exactly), then opens it with the safetensors library's own parser (without torch), so that the server
+  accepts exactly what the model run can load: weights are data, never a pickle or code.
 """
 
 from __future__ import annotations
@@ -331,4 +332,22 @@ def check_safetensors(path: Path, name: str = "weights") -> Weights:
         raise PolypbenchError(f"{name}: {size - 8 - n} data bytes for tensors of {position}; expected equal sizes")
     if not tensors:
         raise PolypbenchError(f"{name}: no tensors; expected the model's state dict")
+    _library_check(path, name)
     return Weights(tensors, meta)
+
+
+def _library_check(path: Path, name: str) -> None:
+    """Open ``path`` with the safetensors library's own parser (numpy framework: no torch), as the model run will:
+    a header that it refuses (a dimension written as text, one beyond 64 bits) is refused at upload."""
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:  # a dependency of polypbench[leaderboard]
+        raise PolypbenchError("checking weights needs the safetensors package; expected "
+                              "`pip install 'polypbench[leaderboard]'` on the server") from None
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            fh.metadata()
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise PolypbenchError(f"{name}: not a valid safetensors file ({reason}); expected a file written by "
+                              "safetensors (`polypbench submit --model` writes one)") from None

@@ -8,17 +8,28 @@ scorer, and records the outcome in the same transaction that marks the job done.
   submission covers; the submission is *verified* when the re-run reproduces every prediction column of the
   uploaded file, all of which the scorer may use (sizes within :data:`SIZE_TOLERANCE_MM`, probabilities within
   :data:`PROB_TOLERANCE`, hard labels exactly); a scored column the re-run does not produce is not verified.
+
+A fault of the submission (a model that cannot run, or whose predictions are not valid) fails its job once, with
+the reason; any other fault is the server's and is retried. Each run works in a job folder of the temp directory
+(:func:`job_folder`) that its worker holds locked; a worker that was killed leaves its folder unlocked, and the next
+worker to start removes it (:func:`remove_stale_job_folders`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import re
+import shutil
 import socket
+import stat
 import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +39,16 @@ import pandas as pd
 from sqlalchemy import select
 
 from polypbench.errors import PolypbenchError
+from polypbench.evaluate import SubmissionError
 from polypbench.evaluate.validate import CLASS3, FRAME_KEY, POLYP_KEY, PROBS, SIZE
 from polypbench.leaderboard import jobs
 from polypbench.leaderboard.db import Database, Job, Submission, Verification
 from polypbench.leaderboard.records import Fields, record
-from polypbench.leaderboard.sandbox import META_OFFSET, Limits, ModelError, run_job
+from polypbench.leaderboard.sandbox import Limits, ModelError, run_job
 from polypbench.leaderboard.scoring import score_private
 from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import POOLED, PrivateTrack, PublicTrack, open_tracks
-from polypbench.leaderboard.uploads import check_safetensors, read_bounded
+from polypbench.leaderboard.uploads import read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,73 @@ SIZE_TOLERANCE_MM = 0.1
 PROB_TOLERANCE = 0.01
 SCORED = ((SIZE, [SIZE], SIZE_TOLERANCE_MM), ("p0..p2", list(PROBS), PROB_TOLERANCE), (CLASS3, [CLASS3], 0.0))
 """The prediction columns the scorer may use, as verification compares them: name, columns, tolerance."""
+JOB_PREFIX = "polypbench-job"
+"""Job folders are ``<temp dir>/polypbench-job<job id>-p<worker pid>-<random>``."""
+OWNER_LOCK = ".owner.lock"
+"""A job folder's lock file, held (``flock``) by the worker that runs the job while the folder exists."""
+
+
+@contextmanager
+def job_folder(job_id: int, root: str | Path | None = None) -> Iterator[Path]:
+    """A fresh folder (mode 700) for one run of job ``job_id`` in ``root`` (the temp directory), locked by this
+    process until it is removed on exit; a process that dies releases the lock with its descriptors."""
+    path = Path(tempfile.mkdtemp(prefix=f"{JOB_PREFIX}{job_id}-p{os.getpid()}-", dir=root))
+    fd = os.open(path / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)  # still locked: no other worker takes it for a dead one's
+        os.close(fd)
+
+
+def _pid_alive(name: str) -> bool:
+    """Whether the worker named in a job folder's name (``-p<pid>-``) may still run (True when none is named)."""
+    found = re.search(r"-p(\d+)-", name)
+    if found is None:
+        return True
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_job_folders(root: str | Path | None = None) -> list[Path]:
+    """Remove the job folders in ``root`` (the temp directory) left by workers that died (killed mid-run): those
+    of this user whose lock is free, or that have no lock yet and whose worker's pid is gone. A live worker's folder
+    is never touched. Returns what was removed (each logged: its spec.json named the store and the private data)."""
+    removed = []
+    for path in sorted(Path(root or tempfile.gettempdir()).glob(f"{JOB_PREFIX}*")):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue
+        try:
+            fd = os.open(path / OWNER_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+        except FileNotFoundError:  # made, not yet locked; or its worker died right then
+            if _pid_alive(path.name):
+                continue
+            fd = -1
+        except OSError:
+            continue
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its worker is alive
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        removed.append(path)
+        log.warning("removed %s: the job folder of a worker that stopped mid-run", path)
+    return removed
 
 
 @dataclass
@@ -76,12 +155,12 @@ class Worker:
         if job is None:
             return False
         try:
-            with tempfile.TemporaryDirectory(prefix=f"polypbench-job{job.id}-") as tmp:
+            with job_folder(job.id) as work:
                 if job.kind == "model":
-                    self._model(job, Path(tmp))
+                    self._model(job, work)
                 else:
-                    self._verify(job, Path(tmp))
-        except ModelError as exc:
+                    self._verify(job, work)
+        except ModelError as exc:  # the submission's fault: reported once, never retried
             jobs.fail(self.db, job.id, self.owner, str(exc), retry=False)
         except Exception as exc:  # noqa: BLE001 - any other fault is the server's: retried, then reported
             log.exception("job %d", job.id)
@@ -90,8 +169,7 @@ class Worker:
 
     def _predict(self, job: Job, prepared: list[Path], work: Path) -> pd.DataFrame:
         weights = self.store.path(job.weights_sha256, ".safetensors")
-        offset = check_safetensors(weights).metadata.get(META_OFFSET)
-        spec = {"config": json.loads(job.config)["inference"], "weights": str(weights), "size_offset_mm": offset,
+        spec = {"config": json.loads(job.config)["inference"], "weights": str(weights),
                 "prepared": [str(p) for p in prepared]}
         out = run_job(spec, self.settings.limits, work,
                       heartbeat=lambda: jobs.renew(self.db, job.id, self.owner, self.settings.lease_s),
@@ -102,8 +180,14 @@ class Worker:
         if self.private is None:
             raise PolypbenchError("this worker serves no private track (--private-labels)")
         frames = self._predict(job, self.private.paths, work)
-        scored = score_private(frames, self.private, name=f"job {job.id}", n_bootstrap=self.settings.n_bootstrap,
-                               seed=self.settings.seed)
+        check_outputs(frames)
+        try:
+            scored = score_private(frames, self.private, name=f"job {job.id}", n_bootstrap=self.settings.n_bootstrap,
+                                   seed=self.settings.seed)
+        except SubmissionError as exc:  # the model's own predictions: its fault (details for the organiser only)
+            log.warning("job %d: the model's predictions were refused: %s", job.id, "; ".join(exc.problems))
+            raise ModelError(f"the model's predictions were refused by the validator ({len(exc.problems)} "
+                             "problem(s)); expected valid predictions of every test frame") from None
         fields = Fields(method=job.method, filename=f"{job.architecture}.safetensors", paper_url=job.paper_url,
                         code_url=job.code_url, declaration=False, config=json.loads(job.config)["text"],
                         checkpoint_sha256=job.weights_sha256)
@@ -140,6 +224,15 @@ class Worker:
                 session.add(Verification(submission_id=sub.id, verified=verified, detail=detail))
             jobs.done(session, held, None)
         log.info("job %d: submission %d %s", job.id, sub.id, "verified" if verified else "not verified")
+
+
+def check_outputs(frames: pd.DataFrame) -> None:
+    """Raise :class:`ModelError` when the model's predictions hold non-finite values (NaN or infinite weights or
+    activations): the submission's fault. Names the columns only: nothing about the hidden frames."""
+    bad = [c for c in (SIZE, *PROBS) if c in frames and not np.isfinite(frames[c].to_numpy(float)).all()]
+    if bad:
+        raise ModelError(f"the model's outputs are non-finite ({', '.join(bad)}) on some test frames; expected finite "
+                         "sizes and probabilities")
 
 
 def compare_predictions(uploaded: pd.DataFrame, rerun: pd.DataFrame) -> tuple[bool, str]:
@@ -192,6 +285,7 @@ def main(settings: Any, limits: Limits, *, once: bool = False) -> None:
     """The ``leaderboard worker`` command: serve the tracks of ``settings`` (a :class:`~.config.Settings`)."""
     import signal
 
+    remove_stale_job_folders()
     db = Database(settings.db)
     store = Store(settings.store_dir())
     public, private = open_tracks(settings, store.root)

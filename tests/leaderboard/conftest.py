@@ -36,6 +36,9 @@ POSTGRES_ENV = "POLYPBENCH_TEST_POSTGRES_URL"
 ARCHITECTURES = ["multistream", "multistream-hag", "resnet18", "resnet18-hag", "tiny", "tiny-hag", "vit-tiny",
                  "vit-tiny-hag"]
 """The model registry's names (tests/leaderboard/test_models.py checks them against list_models())."""
+TASKS = {"regression": True, "regression-paper": False, "triclass": False}
+"""The tasks a model upload may name, each with whether its weights must carry the size offset (test_models.py
+checks them against the training task table)."""
 MakeClient = Callable[..., TestClient]
 """The ``make_client`` fixture: a TestClient of a fresh app on the test's database (keyword arguments override
 :func:`options`)."""
@@ -102,7 +105,7 @@ def database(db: str) -> Iterator[Database]:
 def options(tmp_path: Path) -> dict[str, Any]:
     """Small, fast server settings for tests."""
     return {"daily_cap": 20, "max_upload_bytes": 10 * 1024 * 1024, "rate_limit": 0, "ip_rate_limit": 0,
-            "n_bootstrap": 20, "store": str(tmp_path / "store"), "architectures": ARCHITECTURES}
+            "n_bootstrap": 20, "store": str(tmp_path / "store"), "architectures": ARCHITECTURES, "tasks": TASKS}
 
 
 @pytest.fixture

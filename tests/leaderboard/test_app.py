@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import format_stat, lookup
 from polypbench.evaluate.format import LEGEND, format_support
+from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team, hash_token
 from polypbench.leaderboard.db import Database, Submission, Team
 from polypbench.manifest import Manifest
@@ -77,8 +79,8 @@ def test_bad_requests_are_refused_with_one_line_errors(make_client: MakeClient, 
         (post(client, token, b"a,b\n1,2\n", name="p.csv", method=""), 422, "form field 'method'"),
         (post(client, token, good[:100], method="x" * 201), 422, "form field 'method': String should have at most"),
         (post(client, token, good[:100], declaration="false"), 400, "form field 'declaration'"),
-        (client.get("/submissions/999"), 404, "submission 999 not found"),
-        (client.get("/submissions/99999999999999999999"), 422, "path parameter 'sub_id'"),
+        (client.get("/api/submissions/999"), 404, "submission 999 not found"),
+        (client.get("/api/submissions/99999999999999999999"), 422, "path parameter 'sub_id'"),
         (client.get("/api/submissions/-1"), 422, "path parameter 'sub_id'"),
         (client.get("/api/leaderboard?sort=bogus"), 400, "unknown sort 'bogus'"),
         (client.get("/api/leaderboard?scope=nope"), 400, "unknown scope 'nope'"),
@@ -208,7 +210,66 @@ def test_pages_escape_user_text(make_client: MakeClient, database: Database, lab
         assert "<script>" not in page and "<b>team" not in page and "&lt;script&gt;" in page
 
 
+def test_pages_answer_errors_with_a_page_and_the_api_with_json(sqlite_db: str, labels: Path,
+                                                               options: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(sqlite_db, [labels], **options)
+    client = TestClient(app, raise_server_exceptions=False)
+    pages = [("/nowhere", 404, "Not Found"), ("/submissions/999", 404, "submission 999 not found"),
+             ("/submissions/99999999999999999999", 422, "path parameter &#39;sub_id&#39;"),
+             ("/?sort=bogus", 400, "unknown sort &#39;bogus&#39;"), ("/compare?a=1&b=x", 422, "query parameter"),
+             ("/stability?scope=<script>x</script>", 400, "unknown scope &#39;&lt;script&gt;x&lt;/script&gt;&#39;")]
+    for path, status, message in pages:
+        res = client.get(path)
+        assert res.status_code == status and res.headers["content-type"].startswith("text/html"), (path, res.text)
+        assert res.text.startswith("<!doctype html>") and message in res.text and "<script>" not in res.text, res.text
+        assert '<a href="/">' in res.text  # the way back to the board
+    for path, status in [("/api/nowhere", 404), ("/api/submissions/999", 404), ("/api/leaderboard?sort=bogus", 400)]:
+        res = client.get(path)
+        assert res.status_code == status and res.headers["content-type"] == "application/json", (path, res.text)
+        assert set(res.json()) == {"error"}
+
+    from polypbench.leaderboard import pages as page_module
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(page_module, "board_page", broken)
+    res = client.get("/")
+    assert res.status_code == 500 and res.headers["content-type"].startswith("text/html")
+    assert "internal server error; it was logged" in res.text and "a bug" not in res.text
+    app.state.server.db.dispose()
+
+    limited = create_app(sqlite_db, [labels], **{**options, "ip_rate_limit": 1})
+    limited_client = TestClient(limited)
+    assert limited_client.get("/api/info").status_code == 200
+    page, api = limited_client.get("/"), limited_client.get("/api/info")
+    assert page.status_code == api.status_code == 429
+    assert page.headers["content-type"].startswith("text/html") and "from this address" in page.text
+    assert "from this address" in api.json()["error"]
+    limited.state.server.db.dispose()
+
+
 def test_add_team_refuses_a_duplicate(database: Database) -> None:
     add_team(database, "dup")
     with pytest.raises(PolypbenchError, match="already exists"):
         add_team(database, "dup")
+
+
+def test_settings_make_every_path_absolute_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths (as docs/leaderboard.md gives them) name the same files in every process the server starts,
+    whatever its working folder (a model run works in its own)."""
+    from polypbench.leaderboard.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    sqlite = Settings(db="leaderboard.db", labels=["prepared/sun"], private_labels=["hidden/prepared"])
+    assert (sqlite.db, sqlite.labels, sqlite.private_labels, sqlite.store) == (
+        str(tmp_path / "leaderboard.db"), [str(tmp_path / "prepared/sun")], [str(tmp_path / "hidden/prepared")],
+        str(tmp_path / "leaderboard.db.store"))
+    url = "postgresql://lb:pw@localhost/lb"
+    postgres = Settings(db=url, store="store")
+    assert postgres.db == url and postgres.store_dir() == tmp_path / "store"
+    assert Settings(db=url).store_dir() == tmp_path / "leaderboard-store"
+    monkeypatch.chdir(tmp_path / "..")
+    monkeypatch.setenv(*next(iter(sqlite.to_env().items())))
+    assert Settings.from_env() == sqlite  # a `serve --workers N` process elsewhere reads the same paths

@@ -26,8 +26,9 @@ from polypbench.errors import InputError, PolypbenchError
 from polypbench.evaluate import Stat, SubmissionError
 from polypbench.leaderboard import limits
 from polypbench.leaderboard.app import create_app
-from polypbench.leaderboard.db import Database, Submission
-from polypbench.leaderboard.sandbox import ModelError, check_config
+from polypbench.leaderboard.auth import add_team
+from polypbench.leaderboard.db import Database, Job, Submission
+from polypbench.leaderboard.sandbox import META_OFFSET, ModelError, check_config
 from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, safe_filename
 from polypbench.sizes import size_class
 from tests.conftest import Prepared
@@ -154,10 +155,14 @@ def test_odd_names_huge_ids_and_unexpected_errors_are_one_json_line(make_client:
             _one_line(res)
     assert safe_filename("a" * 1000 + ".parquet").endswith(".parquet") and len(safe_filename("a" * 1000)) <= 200
     assert safe_filename("../../etc/passwd") == "passwd" and safe_filename("..") == "predictions"
-    for path in ["/submissions/9223372036854775808", "/api/submissions/0", "/api/jobs/1e3", "/compare?a=1&b=-5"]:
+    for path in ["/api/submissions/9223372036854775808", "/api/submissions/0", "/api/jobs/1e3",
+                 "/api/compare?a=1&b=-5"]:
         res = client.get(path, headers={"Authorization": f"Bearer {token}"})
         assert res.status_code == 422, (path, res.text)
         _one_line(res)
+    for path in ["/submissions/9223372036854775808", "/compare?a=1&b=-5"]:  # pages answer with a page
+        res = client.get(path)
+        assert res.status_code == 422 and res.headers["content-type"].startswith("text/html"), (path, res.text)
     assert client.get("/submissions/9223372036854775807").status_code == 404
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=zz"}
     res = client.post("/api/submissions", headers=headers, content=b"--zz\r")
@@ -211,6 +216,11 @@ def test_safetensors_are_checked_from_the_header(tmp_path: Path) -> None:
         "do not match": _safetensors({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
         "data bytes": _safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 9),
         "no tensors": _safetensors({}, b""),
+        # accepted by a reading of the JSON alone, refused by the safetensors library the model run loads with:
+        "expected usize": _safetensors({"w": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 8]}}, b"\0" * 8),
+        "invalid JSON in header": _safetensors({"w": {"dtype": "F32", "shape": [2**70, 0], "data_offsets": [0, 0]},
+                                                "v": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+                                               b"\0" * 8),
     }
     for message, blob in cases.items():
         path.write_bytes(blob)
@@ -406,3 +416,42 @@ def _stats(doc: Any) -> Any:
     elif isinstance(doc, list):
         for v in doc:
             yield from _stats(v)
+
+
+def test_a_model_the_run_would_refuse_is_refused_before_it_uses_the_daily_cap(sqlite_db: str, labels: Path,
+                                                                                prepared: Any,
+                                                                                options: dict[str, Any]) -> None:
+    """Everything the model run checks before it runs the model (the safetensors header as the library reads it,
+    the task, the size offset) is checked at upload: such a model is refused with its reason and never queued."""
+    app = create_app(sqlite_db, [labels], private_labels=[prepared["real-colon"].out],
+                     **{**options, "model_daily_cap": 1})
+    client = TestClient(app)
+    with Database(sqlite_db) as database:
+        token = add_team(database, "modellers")
+    w = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+
+    def upload(header: dict[str, Any], task: str, offset: str | None = None) -> Any:
+        meta = {"__metadata__": {META_OFFSET: offset}} if offset is not None else {}
+        config = json.dumps({"model": "resnet18", "task": task, "img_size": 32})
+        return client.post("/api/models", headers={"Authorization": f"Bearer {token}"},
+                           data={"method": "m", "architecture": "resnet18", "config": config},
+                           files={"weights": ("w.safetensors", _safetensors({**meta, **header}, b"\0" * 8))})
+
+    cases = [
+        (upload({"w": {**w, "shape": ["2"]}}, "triclass"), "w.safetensors: not a valid safetensors file ("),
+        (upload({"w": {**w, "shape": [2**70, 0], "data_offsets": [0, 0]}, "v": w}, "triclass"),
+         "w.safetensors: not a valid safetensors file ("),
+        (upload({"w": w}, "classification"), "config key 'task': 'classification'"),  # trains on CIFAR-100
+        (upload({"w": w}, "regresion"), "config key 'task': 'regresion'"),
+        (upload({"w": w}, "regression"), f"a regression model without {META_OFFSET!r}"),
+        (upload({"w": w}, "regression", offset="eight"), f"metadata {META_OFFSET!r}: 'eight'"),
+        (upload({"w": w}, "triclass", offset="nan"), f"metadata {META_OFFSET!r}: 'nan'"),
+    ]
+    for res, message in cases:
+        assert res.status_code == 400 and message in _one_line(res), (message, res.text)
+    with Database(sqlite_db) as database, database.sessions() as session:
+        assert session.query(Job).count() == 0
+    accepted = upload({"w": w}, "regression", offset="8.0")
+    assert accepted.status_code == 202, accepted.text  # the cap of 1 was not used by the refusals
+    assert upload({"w": w}, "triclass").status_code == 429
+    app.state.server.db.dispose()

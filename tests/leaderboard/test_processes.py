@@ -18,11 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from polypbench.leaderboard import client
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
-from polypbench.leaderboard.db import Database, Submission
+from polypbench.leaderboard.db import Database, Submission, Team
 
 from .conftest import ARCHITECTURES, POSTGRES_ENV, free_port, live_server, parquet_bytes, postgres_schema, predictions
 
@@ -145,3 +146,52 @@ def test_no_acknowledged_submission_is_lost_when_the_server_is_killed(sqlite_db:
     assert answer["id"] == stored[0][0] and answer["replayed"] is True
     with Database(sqlite_db) as database, database.sessions() as session:
         assert session.query(Submission).count() == 1  # the retry did not count twice
+
+
+def test_a_killed_workers_job_folder_is_removed_at_the_next_start(sqlite_db: str, prepared: Any,
+                                                                   tmp_path: Path) -> None:
+    """A worker killed with SIGKILL mid-job leaves its job folder (spec.json names the store and the private data,
+    readable by its owner only); the next worker removes it at start, and never a live worker's folder."""
+    import json
+
+    from polypbench.leaderboard import jobs
+    from polypbench.leaderboard.store import Store
+    from polypbench.leaderboard.worker import job_folder
+
+    hidden, store = prepared["real-colon"].out, tmp_path / "store"
+    with Database(sqlite_db) as database:
+        add_team(database, "killed")
+        weights = Store(store).incoming(".safetensors")
+        header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+        weights.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
+        Store(store).keep(weights, "0" * 64, ".safetensors")
+        config = json.dumps({"text": "{}", "inference": {"model": "resnet18", "task": "triclass", "img_size": 32}})
+        with database.sessions() as session:
+            team_id = session.scalar(select(Team.id).where(Team.name == "killed"))
+        jobs.enqueue(database, team_id, jobs.NewJob(kind="model", method="m", architecture="resnet18", config=config,
+                                                     weights_sha256="0" * 64, weights_bytes=24))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    (temp / "polypbench-submit-keep").mkdir()  # not a job folder: never touched
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(temp)}
+    worker = [sys.executable, "-m", "polypbench", "leaderboard", "worker", "--db", sqlite_db, "--private-labels",
+              str(hidden), "--store", str(store)]
+    proc = subprocess.Popen(worker, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(temp.glob("polypbench-job*/spec.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the worker did not start the job"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (left,) = temp.glob("polypbench-job*")
+    spec = left / "spec.json"
+    assert spec.stat().st_mode & 0o077 == 0, oct(spec.stat().st_mode)  # the owner's alone
+    with job_folder(99, temp) as live:  # a live worker's folder (this process's)
+        again = subprocess.run([*worker, "--once"], env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert live.is_dir() and not left.exists(), again.stderr
+        assert "removed" in again.stderr and left.name in again.stderr  # and said so
+    assert sorted(p.name for p in temp.iterdir()) == ["polypbench-submit-keep"]
