@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -240,8 +241,10 @@ class Engine:
             writers = {name: stack.enter_context(pq.ParquetWriter(path, frames_schema, compression="zstd"))
                        for name, path in targets.items()}
             fold_writers: dict[int, pq.ParquetWriter] = {}  # hf/fold<k>.parquet: the card's fold<k> configs
-            for table, info in self._parts(parts, units, frames_schema):
+            seen: dict[str, list[tuple[str, np.ndarray]]] = {}
+            for unit, table, info in self._parts(parts, units, frames_schema):
                 problems += [Problem(**p) for p in info["problems"]]
+                table = self._unique(unit, table, seen, problems)
                 files, negative = files + info["files"], negative + info["negative"]
                 if table.num_rows:  # no empty row groups: some readers (HF datasets) refuse them
                     writers["frames"].write_table(table)
@@ -280,14 +283,38 @@ class Engine:
         return report
 
     @staticmethod
-    def _parts(parts: PartStore, units: list[Unit], frames_schema: pa.Schema) -> Iterator[tuple[pa.Table, dict]]:
+    def _parts(parts: PartStore, units: list[Unit], frames_schema: pa.Schema
+               ) -> Iterator[tuple[Unit, pa.Table, dict]]:
         """Each unit's finished part (rows and info), in unit order, one at a time."""
         for unit in units:
             info = parts.info(unit.key)
             if info is None:
                 raise PolypbenchError(f"{parts.folder}: part {unit.key} vanished during the run; "
                                       "expected one run at a time")
-            yield pq.read_table(parts.file(unit.key, "parquet")).cast(frames_schema), info
+            yield unit, pq.read_table(parts.file(unit.key, "parquet")).cast(frames_schema), info
+
+    def _unique(self, unit: Unit, table: pa.Table, seen: dict[str, list[tuple[str, np.ndarray]]],
+                problems: list[Problem]) -> pa.Table:
+        """``table`` without the rows whose key (``polyp_id``, ``frame_index``) an earlier unit gave already, each a
+        counted ``duplicate_box`` (a SUN-SEG clip copied into two subsets); ``seen`` holds each polyp's frames per
+        unit so far. A unit's own duplicates were refused by its converter."""
+        if not table.num_rows:
+            return table
+        polyp = table["polyp_id"].to_numpy(zero_copy_only=False)
+        frame = table["frame_index"].to_numpy()
+        keep = np.ones(len(frame), dtype=bool)
+        for pid in pc.unique(table["polyp_id"]).to_pylist():
+            rows = np.flatnonzero(polyp == pid)
+            earlier = seen.setdefault(pid, [])
+            for other, frames in earlier:
+                for i in rows[keep[rows] & np.isin(frame[rows], frames)]:
+                    path = table["frame_path"][int(i)].as_py()
+                    problems.append(Problem("duplicate_box", f"{unit.path}: {pid} on frame {frame[i]} ({path}) is "
+                                            f"annotated in {other} already; expected each frame in one "
+                                            f"{self.converter.unit_name} (the second box is left out)"))
+                    keep[i] = False
+            earlier.append((unit.path, frame[rows[keep[rows]]]))
+        return table if keep.all() else table.filter(pa.array(keep))
 
     @staticmethod
     def _polyps_table(ctx: Context, n_frames: dict[str, int], metadata: dict[bytes, bytes]) -> pa.Table:
