@@ -165,14 +165,18 @@ def synth(dataset: str, out: Path, frames_per_polyp: int, negatives_per_video: i
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the manifest.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
 @click.option("--strict", is_flag=True, help="Fail on the first bad input instead of skipping and counting it.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a manifest in OUT prepared from another dataset or raw folder (never deleting another "
+                   "dataset's materialized crops).")
 @_one_line_errors
-def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: bool) -> None:
+def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: bool, overwrite: bool) -> None:
     """Convert a raw DATASET dump into a Parquet manifest with the published split.
 
     `misawa` is the SUN database cited through its journal paper: it runs the `sun` converter.
     Each bad input is counted and named in one line (docs/manifest.md); the manifest appears complete at the end
-    or not at all. Resumable: re-run the same command after an interruption and it reuses the units whose
-    inputs did not change.
+    or not at all. Resumable: re-run the same command after an interruption (or after the dump changed) and it
+    reuses the units whose inputs did not change. A manifest of another dataset or raw folder in OUT is replaced
+    only with --overwrite.
 
     \b
     Example:
@@ -182,7 +186,7 @@ def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: boo
     from polypbench.prepare import prepare as run_prepare
 
     with sigterm_exits():
-        report = run_prepare(dataset, raw, out, workers=workers, strict=strict)
+        report = run_prepare(dataset, raw, out, workers=workers, strict=strict, overwrite=overwrite)
     click.echo(report.describe())
 
 
