@@ -191,7 +191,7 @@ def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: boo
 
 
 MAX_PROBLEM_LINES = 100
-"""Bad frames listed by `verify` (all of them are in verify.json)."""
+"""Bad frames listed by `verify` (all of them are in verify.failed.json)."""
 
 
 @main.command()
@@ -207,7 +207,9 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
 
     No decode: the start and end markers and the header size. Each bad frame is one line; the exit status is 1
     when any is bad. Writes PREPARED/verify.json; with --hash also PREPARED/frame_hashes.parquet and a Merkle
-    root per split, so two labs can prove they hold identical frames.
+    root per split, so two labs can prove they hold identical frames. A run that finds bad frames writes
+    PREPARED/verify.failed.json instead and never replaces a passing record; a --raw holding none of the frames
+    is one error line.
 
     \b
     Example:
@@ -222,7 +224,7 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
     for problem in report.problems[:MAX_PROBLEM_LINES]:
         click.echo(f"{problem.kind}: {problem.message}")
     if len(report.problems) > MAX_PROBLEM_LINES:
-        click.echo(f"... and {len(report.problems) - MAX_PROBLEM_LINES} more (all in {prepared}/verify.json)")
+        click.echo(f"... and {len(report.problems) - MAX_PROBLEM_LINES} more (all in {prepared}/{schema.VERIFY_FAILED_FILE})")
     click.echo(report.describe())
     if report.problems:
         counts = ", ".join(f"{kind} {info['count']}" for kind, info in summarize(report.problems).items())

@@ -52,7 +52,7 @@ from polypbench.splits.paper import paper_split_file
 
 log = logging.getLogger(__name__)
 REPORT_FILE = schema.REPORT_FILE
-DERIVED = (MATERIALIZED_DIR, schema.VERIFY_FILE, schema.HASHES_FILE)
+DERIVED = (MATERIALIZED_DIR, schema.VERIFY_FILE, schema.VERIFY_FAILED_FILE, schema.HASHES_FILE)
 """Entries other commands add to a manifest, kept across a re-prepare that writes the same frames.parquet."""
 
 
