@@ -76,6 +76,7 @@ def _read_all(fd: int, size: int) -> bytes:
 
 def _open(root: RawRoot, folders: dict[str, str | None], rel: str) -> tuple[int, int]:
     """Open frame ``rel`` under the symlink policy (each folder resolved once); return (fd, size)."""
+    root.check_relative(rel)
     folder, _, name = rel.rpartition("/")
     if folder not in folders:
         folders[folder] = root.resolve(folder, want="dir") if folder else root.real

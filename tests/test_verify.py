@@ -140,3 +140,24 @@ def test_a_failed_run_never_replaces_a_passing_record(copy: tuple[Path, Path]) -
     replace_file(raw / rel, good)
     assert not verify_frames(out, raw, workers=1).problems
     assert not (out / "verify.failed.json").exists(), "a passing run clears the failed record"
+
+
+def test_a_frame_path_out_of_the_raw_root_is_never_read(copy: tuple[Path, Path], tmp_path: Path) -> None:
+    """The containment rule of prepare and export-hf: an absolute frame_path, or one leading up with .., is an
+    outside_root problem, even when the file there is a good JPEG."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw, out = copy
+    table = pq.read_table(out / "frames.parquet")
+    paths = table["frame_path"].to_pylist()
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((raw / paths[0]).read_bytes())
+    bad = {paths[0]: str(secret), paths[1]: os.path.relpath(secret, raw)}
+    table = table.set_column(table.schema.get_field_index("frame_path"), "frame_path",
+                             pa.array([bad.get(p, p) for p in paths], pa.string()))
+    (out / "frames.parquet").unlink()
+    pq.write_table(table, out / "frames.parquet")
+    report = verify_frames(out, raw, workers=1)
+    assert sorted((p.kind, p.message.split(":")[0]) for p in report.problems) == sorted(
+        ("outside_root", b) for b in bad.values())
