@@ -224,7 +224,8 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
     for problem in report.problems[:MAX_PROBLEM_LINES]:
         click.echo(f"{problem.kind}: {problem.message}")
     if len(report.problems) > MAX_PROBLEM_LINES:
-        click.echo(f"... and {len(report.problems) - MAX_PROBLEM_LINES} more (all in {prepared}/{schema.VERIFY_FAILED_FILE})")
+        more = len(report.problems) - MAX_PROBLEM_LINES
+        click.echo(f"... and {more} more (all in {prepared / schema.VERIFY_FAILED_FILE})")
     click.echo(report.describe())
     if report.problems:
         counts = ", ".join(f"{kind} {info['count']}" for kind, info in summarize(report.problems).items())

@@ -1,5 +1,10 @@
 """Reading and validating a prediction file (DESIGN.md section 4): the one validator for evaluate and the leaderboard.
 
+:func:`read_bounded` is the one bounded reader both use: before any data page is read, a Parquet file's footer
+length, column count, row count and decompressed size (from its metadata), or a CSV file's line count (streamed),
+is checked against :func:`max_rows` of the frames being scored; then only the contract's columns are read, batch by
+batch, stopping at the cap. A 400 KB file declaring 30 M rows is refused in milliseconds, locally as on the board.
+
 Every problem is one line naming the file, the column, the rows (1-based data rows: in a CSV, row N is on line N+1,
 after the header) and the expectation. All problems are collected and raised together in one
 :class:`SubmissionError`; nothing is scored from a file with any problem.
@@ -7,6 +12,7 @@ after the header) and the expectation. All problems are collected and raised tog
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +23,7 @@ import pyarrow.parquet as pq
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate.truth import ManifestLike, Truth, frame_key, load_truth
+from polypbench.fileio import TEXT_ENCODING
 
 POLYP_KEY = "polyp_id"
 FRAME_KEY = "frame_index"
@@ -27,6 +34,18 @@ PROB_TOLERANCE = 1e-3
 """Probabilities of a row must sum to 1 within this."""
 _SHOWN = 5
 """How many rows or keys one problem line names before it says how many more there are."""
+CONTRACT_COLUMNS = (POLYP_KEY, FRAME_KEY, SIZE, *PROBS, CLASS3)
+"""The columns the validator reads; any other column of a file is never loaded."""
+ROW_FACTOR = 4
+"""A prediction file may have at most this many times the scored frames as rows (plus :data:`ROW_SLACK`)."""
+ROW_SLACK = 1000
+BYTES_PER_ROW = 160
+"""Decompressed Parquet bytes of the contract's columns allowed per allowed row (a plain-encoded row with every
+column, id of 30 characters, is about 90 bytes)."""
+PARQUET_FOOTER = 1024 * 1024
+"""Largest Parquet footer (schema and row-group metadata) read at all."""
+MAX_COLUMNS = 64
+_CHUNK = 1024 * 1024
 
 
 class SubmissionError(PolypbenchError):
@@ -69,7 +88,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
             table = pq.read_table(path, read_dictionary=[POLYP_KEY] if POLYP_KEY in names else None)
             return table.to_pandas()
         if suffix == ".csv":
-            return pd.read_csv(path, dtype={POLYP_KEY: "category"}, keep_default_na=True)
+            return pd.read_csv(path, dtype={POLYP_KEY: "category"}, keep_default_na=True, encoding=TEXT_ENCODING)
     except pd.errors.EmptyDataError:
         problem = f"{path}: empty file; expected a header and one row per test frame or polyp"
         raise SubmissionError([problem]) from None
@@ -80,6 +99,95 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         raise SubmissionError([problem]) from None
     kind = suffix or "(none)"
     raise SubmissionError([f"{path}: file type {kind!r} is not Parquet/CSV; expected a .parquet or .csv file"])
+
+
+def max_rows(n_frames: int) -> int:
+    """The most rows a prediction file for ``n_frames`` scored frames may have (checked before it is read)."""
+    return n_frames * ROW_FACTOR + ROW_SLACK
+
+
+def _too_many(name: str, what: str, row_cap: int) -> SubmissionError:
+    return SubmissionError([f"{name}: {what}; expected at most {row_cap} ({ROW_FACTOR} times the frames scored, "
+                            f"plus {ROW_SLACK})"])
+
+
+def _unreadable(name: str, reason: str) -> SubmissionError:
+    return SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction file"])
+
+
+def _parquet_checks(path: Path, name: str, row_cap: int) -> pq.ParquetFile:
+    """The Parquet file at ``path``, opened once its footer, columns, rows and decompressed size are within bounds."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size < 12:
+            raise _unreadable(name, "too short")
+        fh.seek(size - 8)
+        tail = fh.read(8)
+    footer, magic = struct.unpack("<I4s", tail)
+    if magic != b"PAR1":
+        raise _unreadable(name, "no Parquet footer")
+    if footer > min(PARQUET_FOOTER, size - 12):
+        raise SubmissionError([f"{name}: Parquet footer of {footer} bytes; expected at most {PARQUET_FOOTER} bytes "
+                               "of metadata"])
+    try:
+        parquet = pq.ParquetFile(path)
+        if POLYP_KEY in parquet.schema_arrow.names:  # text ids as a dictionary: pandas categories, as CSV is read
+            parquet = pq.ParquetFile(path, read_dictionary=[POLYP_KEY])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise _unreadable(name, " ".join(str(exc).split())[:200]) from None
+    meta = parquet.metadata
+    if meta.num_columns > MAX_COLUMNS:
+        raise SubmissionError([f"{name}: {meta.num_columns} columns; expected at most {MAX_COLUMNS}"])
+    if meta.num_rows > row_cap:
+        raise _too_many(name, f"declares {meta.num_rows} rows", row_cap)
+    wanted = [i for i, n in enumerate(parquet.schema_arrow.names) if n in CONTRACT_COLUMNS]
+    decompressed = sum(meta.row_group(g).column(c).total_uncompressed_size
+                       for g in range(meta.num_row_groups) for c in wanted)
+    byte_cap = row_cap * BYTES_PER_ROW
+    if decompressed > byte_cap:
+        raise SubmissionError([f"{name}: {decompressed} bytes once decompressed; expected at most {byte_cap}"])
+    return parquet
+
+
+def _read_parquet(path: Path, name: str, row_cap: int) -> pd.DataFrame:
+    parquet = _parquet_checks(path, name, row_cap)
+    columns = [c for c in parquet.schema_arrow.names if c in CONTRACT_COLUMNS]
+    batches, rows = [], 0
+    try:
+        for batch in parquet.iter_batches(batch_size=65_536, columns=columns):
+            rows += batch.num_rows
+            if rows > row_cap:  # the metadata lied about its row count
+                raise _too_many(name, f"more than {row_cap} rows", row_cap)
+            batches.append(batch)
+        table = pa.Table.from_batches(batches) if batches else parquet.schema_arrow.empty_table().select(columns)
+        return table.replace_schema_metadata(None).to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise _unreadable(name, " ".join(str(exc).split())[:200]) from None
+
+
+def _count_lines(path: Path) -> int:
+    lines = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+def read_bounded(path: str | Path, name: str, row_cap: int) -> pd.DataFrame:
+    """The prediction file at ``path`` (shown as ``name`` in problems), read within ``row_cap`` rows (see
+    :func:`max_rows`); raises :class:`SubmissionError` with one-line problems. What a file declares is checked
+    before any of its data is read; CSV files are read by :func:`read_predictions` once their line count is known
+    to be under the cap (a CSV is never larger decompressed than on disk)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path, name, row_cap)
+    if suffix == ".csv" and _count_lines(path) > row_cap + 1:
+        raise _too_many(name, f"more than {row_cap} rows", row_cap)
+    try:
+        return read_predictions(path)
+    except SubmissionError as exc:
+        raise SubmissionError([p.replace(str(path), name) for p in exc.problems]) from None
 
 
 def _rows(positions: np.ndarray) -> str:

@@ -2,10 +2,10 @@
 
 - :class:`BodyLimit` (ASGI middleware) refuses a declared ``Content-Length`` over the route's limit before reading
   a byte, and stops a body without one (chunked) as soon as it passes the limit: nothing larger is ever spooled.
-- :func:`read_bounded` reads a prediction file only after checking what it declares: a Parquet file's footer
-  length, row count, column count and decompressed size (from its metadata, before any data page is read), or a
-  CSV file's line count (streamed); then it reads the contract's columns only, batch by batch, and stops at the
-  row cap. The cap is the served test frames times :data:`~polypbench.leaderboard.limits.ROW_FACTOR`.
+- :func:`read_bounded` reads a prediction file only after checking what it declares (Parquet metadata, a CSV's
+  line count), then the contract's columns only: the validator's own bounded reader
+  (:func:`polypbench.evaluate.validate.read_bounded`, which ``polypbench evaluate`` uses too), with the cap
+  :func:`max_rows` of the served test frames.
 - :func:`check_safetensors` validates a weights file from its JSON header alone (dtypes, shapes, offsets that tile
   the data exactly): weights are data, never a pickle or code.
 """
@@ -21,20 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate import SubmissionError, read_predictions
-from polypbench.evaluate.validate import CLASS3, FRAME_KEY, POLYP_KEY, PROBS, SIZE
+from polypbench.evaluate.validate import max_rows, read_bounded  # noqa: F401 - the validator's bounded reader
 from polypbench.leaderboard import limits
 
-CONTRACT_COLUMNS = (POLYP_KEY, FRAME_KEY, SIZE, *PROBS, CLASS3)
-"""The columns the validator reads; any other column of a file is never loaded."""
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1024 * 1024
 
@@ -106,90 +100,6 @@ async def save_upload(upload: Any, dest: Path) -> tuple[int, str]:
             size += len(chunk)
             out.write(chunk)
     return size, digest.hexdigest()
-
-
-def max_rows(n_frames: int) -> int:
-    return n_frames * limits.ROW_FACTOR + limits.ROW_SLACK
-
-
-def _parquet_checks(path: Path, name: str, row_cap: int) -> pq.ParquetFile:
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        if size < 12:
-            raise SubmissionError([f"{name}: not a readable Parquet file (too short); expected a Parquet prediction "
-                                   "file"])
-        fh.seek(size - 8)
-        tail = fh.read(8)
-    footer, magic = struct.unpack("<I4s", tail)
-    if magic != b"PAR1":
-        raise SubmissionError([f"{name}: not a readable Parquet file (no Parquet footer); expected a Parquet "
-                               "prediction file"])
-    if footer > min(limits.PARQUET_FOOTER, size - 12):
-        raise SubmissionError([f"{name}: Parquet footer of {footer} bytes; expected at most {limits.PARQUET_FOOTER} "
-                               "bytes of metadata"])
-    try:
-        parquet = pq.ParquetFile(path)
-        if POLYP_KEY in parquet.schema_arrow.names:  # text ids as a dictionary: pandas categories, as the CLI reads
-            parquet = pq.ParquetFile(path, read_dictionary=[POLYP_KEY])
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction "
-                               "file"]) from None
-    meta = parquet.metadata
-    if meta.num_columns > limits.MAX_COLUMNS:
-        raise SubmissionError([f"{name}: {meta.num_columns} columns; expected at most {limits.MAX_COLUMNS}"])
-    if meta.num_rows > row_cap:
-        raise SubmissionError([f"{name}: declares {meta.num_rows} rows; expected at most {row_cap} (the served test "
-                               f"frames times {limits.ROW_FACTOR})"])
-    wanted = [i for i, n in enumerate(parquet.schema_arrow.names) if n in CONTRACT_COLUMNS]
-    decompressed = sum(meta.row_group(g).column(c).total_uncompressed_size
-                       for g in range(meta.num_row_groups) for c in wanted)
-    byte_cap = row_cap * limits.BYTES_PER_ROW
-    if decompressed > byte_cap:
-        raise SubmissionError([f"{name}: {decompressed} bytes once decompressed; expected at most {byte_cap}"])
-    return parquet
-
-
-def _read_parquet(path: Path, name: str, row_cap: int) -> pd.DataFrame:
-    parquet = _parquet_checks(path, name, row_cap)
-    columns = [c for c in parquet.schema_arrow.names if c in CONTRACT_COLUMNS]
-    batches, rows = [], 0
-    try:
-        for batch in parquet.iter_batches(batch_size=65_536, columns=columns):
-            rows += batch.num_rows
-            if rows > row_cap:  # the metadata lied about its row count
-                raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap}"])
-            batches.append(batch)
-        table = pa.Table.from_batches(batches) if batches else parquet.schema_arrow.empty_table().select(columns)
-        return table.replace_schema_metadata(None).to_pandas()
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction "
-                               "file"]) from None
-
-
-def _count_lines(path: Path) -> int:
-    lines = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            lines += chunk.count(b"\n")
-    return lines
-
-
-def read_bounded(path: Path, name: str, row_cap: int) -> pd.DataFrame:
-    """The prediction file at ``path`` (shown as ``name`` in problems), read within ``row_cap`` rows; raises
-    :class:`SubmissionError` with one-line problems. CSV files are read by the validator's own reader once their
-    line count is known to be under the cap (a CSV is never larger decompressed than on disk)."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return _read_parquet(path, name, row_cap)
-    if suffix == ".csv" and _count_lines(path) > row_cap + 1:
-        raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap} (the served test frames "
-                               f"times {limits.ROW_FACTOR})"])
-    try:
-        return read_predictions(path)
-    except SubmissionError as exc:
-        raise SubmissionError([p.replace(str(path), name) for p in exc.problems]) from None
 
 
 # -- safetensors ------------------------------------------------------------------------------------------------
