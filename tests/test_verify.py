@@ -161,3 +161,12 @@ def test_a_frame_path_out_of_the_raw_root_is_never_read(copy: tuple[Path, Path],
     report = verify_frames(out, raw, workers=1)
     assert sorted((p.kind, p.message.split(":")[0]) for p in report.problems) == sorted(
         ("outside_root", b) for b in bad.values())
+
+
+def test_zero_padding_after_a_complete_frame_passes(copy: tuple[Path, Path]) -> None:
+    """A complete JPEG followed by 4,096 zero bytes decodes in every reader: not truncated."""
+    raw, out = copy
+    rel = pd.read_parquet(out / "frames.parquet")["frame_path"].iloc[0]
+    replace_file(raw / rel, (raw / rel).read_bytes() + bytes(4096))
+    Image.open(raw / rel).load()
+    assert not verify_frames(out, raw, workers=1).problems

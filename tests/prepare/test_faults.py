@@ -171,6 +171,15 @@ def box_past_the_edge(raw: Path) -> Fault:
     return Fault({"clamped": 1}, path.name, lost=0, strict_stops=False)
 
 
+def box_starting_on_the_last_column(raw: Path) -> Fault:
+    """The owners' exporter caps every coordinate at W-1: this box would become zero-width there; we drop it."""
+    path = xml_with(raw)
+    width = re.search(rb"<width>(\d+)</width>", path.read_bytes()).group(1)  # type: ignore[union-attr]
+    sub(path, rb"<xmin>\d+</xmin>", b"<xmin>" + str(int(width) - 1).encode() + b"</xmin>")
+    sub(path, rb"<xmax>\d+</xmax>", b"<xmax>" + str(int(width) + 5).encode() + b"</xmax>")
+    return Fault({"box_outside_image": 1}, "capped at", lost=1)
+
+
 def empty_box(raw: Path) -> Fault:
     path = xml_with(raw)
     data = path.read_bytes()
@@ -438,7 +447,7 @@ FAULTS: dict[str, tuple[str, Callable[[Path], Fault]]] = {
         "real-colon": [truncated_xml, damaged_positive_still_ending_well, objects_cut_but_well_formed, coordinate_inf,
                        width_1e400, width_above_int32, coordinate_not_a_number, file_name_inf,
                        file_name_index_above_int32, file_name_negative_index, unique_id_not_utf8, box_wholly_outside,
-                       box_past_the_edge, empty_box, unknown_lesion, lesion_of_another_video, duplicate_lesion_row,
+                       box_past_the_edge, box_starting_on_the_last_column, empty_box, unknown_lesion, lesion_of_another_video, duplicate_lesion_row,
                        lesion_size_inf, missing_frame, duplicate_box, lesion_without_frames, annotation_is_a_folder,
                        annotation_is_a_fifo, annotation_symlink_loop, annotation_dangling_symlink,
                        annotation_symlink_outside, annotation_second_path, video_folder_second_path],
