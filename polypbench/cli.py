@@ -165,14 +165,18 @@ def synth(dataset: str, out: Path, frames_per_polyp: int, negatives_per_video: i
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the manifest.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
 @click.option("--strict", is_flag=True, help="Fail on the first bad input instead of skipping and counting it.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a manifest in OUT prepared from another dataset or raw folder (never deleting another "
+                   "dataset's materialized crops).")
 @_one_line_errors
-def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: bool) -> None:
+def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: bool, overwrite: bool) -> None:
     """Convert a raw DATASET dump into a Parquet manifest with the published split.
 
     `misawa` is the SUN database cited through its journal paper: it runs the `sun` converter.
     Each bad input is counted and named in one line (docs/manifest.md); the manifest appears complete at the end
-    or not at all. Resumable: re-run the same command after an interruption and it reuses the units whose
-    inputs did not change.
+    or not at all. Resumable: re-run the same command after an interruption (or after the dump changed) and it
+    reuses the units whose inputs did not change. A manifest of another dataset or raw folder in OUT is replaced
+    only with --overwrite.
 
     \b
     Example:
@@ -182,12 +186,12 @@ def prepare(dataset: str, raw: Path, out: Path, workers: int | None, strict: boo
     from polypbench.prepare import prepare as run_prepare
 
     with sigterm_exits():
-        report = run_prepare(dataset, raw, out, workers=workers, strict=strict)
+        report = run_prepare(dataset, raw, out, workers=workers, strict=strict, overwrite=overwrite)
     click.echo(report.describe())
 
 
 MAX_PROBLEM_LINES = 100
-"""Bad frames listed by `verify` (all of them are in verify.json)."""
+"""Bad frames listed by `verify` (all of them are in verify.failed.json)."""
 
 
 @main.command()
@@ -203,7 +207,9 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
 
     No decode: the start and end markers and the header size. Each bad frame is one line; the exit status is 1
     when any is bad. Writes PREPARED/verify.json; with --hash also PREPARED/frame_hashes.parquet and a Merkle
-    root per split, so two labs can prove they hold identical frames.
+    root per split, so two labs can prove they hold identical frames. A run that finds bad frames writes
+    PREPARED/verify.failed.json instead and never replaces a passing record; a --raw holding none of the frames
+    is one error line.
 
     \b
     Example:
@@ -218,7 +224,8 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
     for problem in report.problems[:MAX_PROBLEM_LINES]:
         click.echo(f"{problem.kind}: {problem.message}")
     if len(report.problems) > MAX_PROBLEM_LINES:
-        click.echo(f"... and {len(report.problems) - MAX_PROBLEM_LINES} more (all in {prepared}/verify.json)")
+        more = len(report.problems) - MAX_PROBLEM_LINES
+        click.echo(f"... and {more} more (all in {prepared / schema.VERIFY_FAILED_FILE})")
     click.echo(report.describe())
     if report.problems:
         counts = ", ".join(f"{kind} {info['count']}" for kind, info in summarize(report.problems).items())

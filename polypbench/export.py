@@ -41,6 +41,8 @@ from polypbench.prepare.card import (
     front_matter,
     licence_yaml,
 )
+from polypbench.prepare.inputs import RawRoot
+from polypbench.prepare.problems import ProblemError
 from polypbench.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,9 @@ class _Job:
     """One Parquet file: its rows (manifest columns), where to read frames and write the file."""
 
     rows: pd.DataFrame
+    """Manifest rows (their index: the row's position in frames.parquet, for error lines)."""
     raw_root: Path
+    frames_file: Path
     target: Path
     schema: pa.Schema
     size: int
@@ -97,10 +101,12 @@ def _write_file(job: _Job) -> tuple[int, int]:
     """Crop, encode and write one file (in a worker process). Returns (rows, bytes written)."""
     from polypbench.load.hf import crop_image
 
+    root = RawRoot.of(job.raw_root)
     images, boxes = [], []
-    for row in job.rows.itertuples(index=False):
+    for row in job.rows.itertuples(index=True):
         box = (int(row.xmin), int(row.ymin), int(row.xmax), int(row.ymax))
-        image, crop_box = crop_image(job.raw_root / row.frame_path, box, job.size, job.margin)
+        image, crop_box = crop_image(_frame(root, str(row.frame_path), job.frames_file, int(row.Index)), box, job.size,
+                                     job.margin)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=job.quality)
         images.append({"bytes": buffer.getvalue(), "path": None})
@@ -113,6 +119,20 @@ def _write_file(job: _Job) -> tuple[int, int]:
     with writing(job.target):
         pq.write_table(table, job.target, compression="zstd")
     return table.num_rows, job.target.stat().st_size
+
+
+def _frame(root: RawRoot, rel: str, frames_file: Path, index: int) -> str:
+    """The real path of frame ``rel`` under the raw root's containment rule (:meth:`RawRoot.resolve`, as prepare
+    and verify apply it): a path out of the root is never read, let alone embedded."""
+    where = {"field": f"row {index + 1} frame_path"}
+    try:
+        real = root.resolve(rel)
+    except ProblemError as exc:
+        raise InputError(frames_file, exc.problem.message, **where) from None
+    if real is None:
+        raise InputError(frames_file, f"{rel}: no such file under the raw root {root.path}",
+                         "every frame the manifest references (polypbench verify checks them)", **where)
+    return real
 
 
 def _partition(split: str, fold: int) -> str:
@@ -236,14 +256,13 @@ def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None
         jobs: list[_Job] = []
         parts: dict[tuple[str, int], int] = {}
         for (split, fold), rows in frames.groupby(["split", "fold"], sort=True):
-            rows = rows.reset_index(drop=True)
             parts[(str(split), int(fold))] = len(rows)
             for number, start in enumerate(range(0, len(rows), rows_per_file)):
                 target = staging / _file(str(split), int(fold), number)
                 with writing(target.parent):
                     target.parent.mkdir(parents=True, exist_ok=True)
-                jobs.append(_Job(rows.iloc[start:start + rows_per_file], root, target, arrow_schema, size, margin,
-                                 quality))
+                jobs.append(_Job(rows.iloc[start:start + rows_per_file], root, manifest.root / schema.FRAMES_FILE,
+                                 target, arrow_schema, size, margin, quality))
         written = 0
         with Progress(len(frames), f"export-hf {manifest.dataset}", unit="crop") as bar:
             for n, nbytes in run_pool(_write_file, jobs, workers or os.cpu_count() or 1):

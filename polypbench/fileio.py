@@ -1,5 +1,8 @@
 """Writing files safely, resuming interrupted work, and running it on a process pool: one helper for each.
 
+- :func:`read_text` / :func:`decode_text`: every text input (annotations, metadata and split tables, configs) read
+  as UTF-8 whatever the locale, a leading byte order mark (what Notepad and Excel save) dropped rather than read as
+  part of the first name; pandas readers take :data:`TEXT_ENCODING`.
 - :func:`atomic_write` / :func:`atomic_output`: a file is either its old content or its complete new content,
   never half-written (temporary file beside it, then one rename); a failed write (disk full, no permission) is
   one :class:`~polypbench.errors.OutputError` naming the path (:func:`writing`).
@@ -40,6 +43,20 @@ log = logging.getLogger(__name__)
 
 J = TypeVar("J")
 R = TypeVar("R")
+
+
+TEXT_ENCODING = "utf-8-sig"
+"""The encoding of every text input: UTF-8, with an optional leading byte order mark that is dropped."""
+
+
+def decode_text(data: bytes, errors: str = "strict") -> str:
+    """``data`` as text: UTF-8, a leading byte order mark dropped (``errors`` as for :meth:`bytes.decode`)."""
+    return data.decode(TEXT_ENCODING, errors)
+
+
+def read_text(path: str | Path, errors: str = "strict") -> str:
+    """The text of the file at ``path`` (see :func:`decode_text`): never the locale's encoding, never a BOM."""
+    return decode_text(Path(path).read_bytes(), errors)
 
 
 def tmp_path(path: Path) -> Path:
@@ -102,7 +119,7 @@ def file_sha256(path: str | Path) -> str:
 def read_json(path: Path) -> Any:
     """The JSON in ``path``, or None when it is absent or unreadable (a file written by an older run)."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path))
     except (OSError, ValueError):
         return None
 

@@ -2,9 +2,11 @@
 
 A complete JPEG starts with the start-of-image marker (``FF D8``), carries a frame header (SOF) before its first
 scan, and ends with the end-of-image marker (``FF D9``; zero bytes after it, a padding some writers add, are
-allowed). Inside the entropy-coded data ``FF`` is always followed by ``00`` or a restart marker, so a truncated
-file cannot end in ``FF D9`` by chance. Width and height come from the SOF segment. Reading costs two small reads
-(the head and the tail), whatever the file's size. Used by ``prepare`` (SUN frames) and ``polypbench verify``.
+allowed, however many: every decoder ignores them). Inside the entropy-coded data ``FF`` is always followed by
+``00`` or a restart marker, so a truncated file cannot end in ``FF D9`` by chance, and a cut download padded with
+zeros (a preallocated file) has no end marker before its zeros. Width and height come from the SOF segment.
+Reading costs two small reads (the head and the tail) whatever the file's size, plus one more per
+:data:`TAIL_BYTES` of zero padding. Used by ``prepare`` (SUN frames) and ``polypbench verify``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ SOI, EOI = b"\xff\xd8", b"\xff\xd9"
 HEAD_BYTES = 4096
 """Bytes read first: the markers up to the SOF fit in them unless large metadata (EXIF, ICC) precedes it."""
 TAIL_BYTES = 512
+"""Bytes read from the end; more are read, backwards, only while they are all zero padding."""
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # C4 DHT, C8 JPG extension, CC DAC are not frames
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
@@ -66,15 +69,28 @@ def _frame_size(read: Callable[[int, int], bytes], size: int) -> tuple[int, int]
     raise JpegError("truncated in the header (no frame header)")
 
 
-def _complete(tail: bytes) -> None:
-    if not tail.rstrip(b"\0").endswith(EOI):
-        raise JpegError("truncated (no end-of-image marker)")
+def _complete(read: Callable[[int, int], bytes], size: int) -> None:
+    """Raise unless the last bytes before any zero padding are the end-of-image marker."""
+    end = size
+    while end > 0:
+        start = max(0, end - TAIL_BYTES)
+        chunk = read(start, end - start).rstrip(b"\0")
+        if chunk:
+            last = chunk if len(chunk) >= 2 or start == 0 else read(start - 1, 1) + chunk  # FF of FF D9 before it
+            if last.endswith(EOI):
+                return
+            break
+        end = start
+    raise JpegError("truncated (no end-of-image marker)")
 
 
 def inspect_bytes(data: bytes) -> JpegInfo:
     """Check a JPEG held in memory; raise :class:`JpegError`."""
-    width, height = _frame_size(lambda pos, n: data[pos:pos + n], len(data))
-    _complete(data[-TAIL_BYTES:])
+    def read(pos: int, n: int) -> bytes:
+        return data[pos:pos + n]
+
+    width, height = _frame_size(read, len(data))
+    _complete(read, len(data))
     return JpegInfo(width, height, len(data))
 
 
@@ -88,5 +104,5 @@ def inspect_fd(fd: int, size: int) -> JpegInfo:
         return os.pread(fd, n, pos)
 
     width, height = _frame_size(read, size)
-    _complete(head[-TAIL_BYTES:] if len(head) == size else os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)))
+    _complete(read, size)
     return JpegInfo(width, height, size)

@@ -27,6 +27,8 @@ REPORT_FILE = "prepare_report.json"
 """Written last into the staged manifest; see polypbench/prepare/engine.py for how a manifest is published."""
 VERIFY_FILE = "verify.json"
 """Written by ``polypbench verify``: frames checked, problems, and with ``--hash`` the Merkle root per split."""
+VERIFY_FAILED_FILE = "verify.failed.json"
+"""Written by a ``polypbench verify`` run that found bad frames: the same record, never replacing a passing one."""
 HASHES_FILE = "frame_hashes.parquet"
 """Written by ``polypbench verify --hash``: the sha256 of every frame the manifest references."""
 

@@ -11,9 +11,12 @@ With ``hash``, each frame's sha256 is computed as well, and per split a Merkle r
 the split's frames in ``frame_path`` order, leaf data = ``frame_path`` (UTF-8), a zero byte, the frame's 32-byte
 sha256. Two labs holding identical data get identical roots, and a result can name the exact frames it used.
 
-Written beside the manifest: ``verify.json`` (counts, problems, and the roots) and, with ``hash``,
+Written beside the manifest by a passing run: ``verify.json`` (counts and the roots) and, with ``hash``,
 ``frame_hashes.parquet`` (``frame_path``, ``split``, ``bytes``, ``sha256``). Both name the ``frames.parquet`` they
-describe by its sha256; ``prepare`` keeps them across a re-prepare only when that file is unchanged.
+describe by its sha256; ``prepare`` keeps them across a re-prepare only when that file is unchanged. A run that
+finds bad frames writes its record, every problem included, to ``verify.failed.json`` instead: it never replaces a
+passing record (a passing run removes it). A raw root holding none of the frames (the wrong ``--raw``) is one
+error line, and nothing is written.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from polypbench import __version__
 from polypbench.errors import InputError
-from polypbench.fileio import atomic_output, atomic_write_json, run_pool
+from polypbench.fileio import atomic_output, atomic_write_json, run_pool, writing
 from polypbench.jpeg import JpegError, inspect_bytes, inspect_fd
 from polypbench.prepare.inputs import RawRoot, file_type, open_regular, os_problem
 from polypbench.prepare.problems import Problem, ProblemError, summarize
@@ -73,6 +76,7 @@ def _read_all(fd: int, size: int) -> bytes:
 
 def _open(root: RawRoot, folders: dict[str, str | None], rel: str) -> tuple[int, int]:
     """Open frame ``rel`` under the symlink policy (each folder resolved once); return (fd, size)."""
+    root.check_relative(rel)
     folder, _, name = rel.rpartition("/")
     if folder not in folders:
         folders[folder] = root.resolve(folder, want="dir") if folder else root.real
@@ -176,8 +180,9 @@ class VerifyReport:
 def verify_frames(prepared: str | Path, raw_root: str | Path | None = None, *, hash_frames: bool = False,
                   workers: int | None = None) -> VerifyReport:
     """Check every frame ``prepared`` references under ``raw_root`` (default: the root recorded at prepare time);
-    with ``hash_frames`` also hash them. Writes verify.json (and frame_hashes.parquet) beside the manifest and
-    returns the report; bad frames are in ``report.problems``, one line each."""
+    with ``hash_frames`` also hash them. Writes verify.json (and frame_hashes.parquet) beside the manifest, or
+    verify.failed.json when a frame is bad, and returns the report; bad frames are in ``report.problems``, one line
+    each. Raises :class:`InputError` when none of the frames is under ``raw_root``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -204,6 +209,9 @@ def verify_frames(prepared: str | Path, raw_root: str | Path | None = None, *, h
             bar.update(len(part))
     seconds = time.perf_counter() - start
     problems = [p for *_, p in checked if p is not None]
+    if frames and sum(p.kind == "missing_frame" for p in problems) == len(frames):
+        raise InputError(raw, f"0 of {len(frames)} frames of {manifest.root} under it: is this the dump prepare read "
+                         f"({manifest.raw_root})?", "--raw the folder the manifest's frames are in")
     splits: dict[str, dict[str, object]] = {}
     for split in schema.SPLITS:
         mine = sorted((c for c in checked if split_of[c[0]] == split), key=lambda c: c[0])
@@ -215,6 +223,9 @@ def verify_frames(prepared: str | Path, raw_root: str | Path | None = None, *, h
     report = VerifyReport(manifest.root, raw, len(frames), sum(c[1] for c in checked), seconds, hash_frames, splits,
                           problems)
     frames_sha = file_sha256(manifest.root / schema.FRAMES_FILE)
+    if problems:  # a failed run's record goes beside a passing one, never in its place
+        atomic_write_json(manifest.root / schema.VERIFY_FAILED_FILE, report.to_dict(frames_sha))
+        return report
     if hash_frames:
         table = pa.table({"frame_path": [c[0] for c in checked], "split": [split_of[c[0]] for c in checked],
                           "bytes": pa.array([c[1] for c in checked], pa.int64()),
@@ -224,4 +235,6 @@ def verify_frames(prepared: str | Path, raw_root: str | Path | None = None, *, h
         with atomic_output(manifest.root / schema.HASHES_FILE) as tmp:
             pq.write_table(table, tmp, compression="zstd")
     atomic_write_json(manifest.root / schema.VERIFY_FILE, report.to_dict(frames_sha))
+    with writing(manifest.root / schema.VERIFY_FAILED_FILE):
+        (manifest.root / schema.VERIFY_FAILED_FILE).unlink(missing_ok=True)
     return report

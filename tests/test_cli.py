@@ -47,6 +47,18 @@ def test_splits_verify_catches_a_tampered_manifest(prepared, tmp_path) -> None:
     assert len(bad.output.strip().splitlines()) == 1
 
 
+def test_splits_verify_refuses_a_repeated_frame_key(prepared, tmp_path) -> None:
+    """Two rows of one (polyp_id, frame_index), e.g. a SUN-SEG clip in two subsets: the key of a frame prediction
+    is no longer unique, so the manifest is refused."""
+    table = pq.read_table(prepared["sun-seg"].out / "frames.parquet")
+    repeated = tmp_path / "repeated"
+    repeated.mkdir()
+    pq.write_table(pa.concat_tables([table, table.slice(3, 1)]), repeated / "frames.parquet")
+    bad = CliRunner().invoke(main, ["splits", "verify", str(repeated)])
+    assert bad.exit_code != 0 and bad.output.startswith("Error: ") and len(bad.output.strip().splitlines()) == 1
+    assert "(polyp_id, frame_index)" in bad.output and table["polyp_id"][3].as_py() in bad.output, bad.output
+
+
 def test_prepare_refuses_an_unknown_dataset_with_the_valid_names(tmp_path) -> None:
     result = CliRunner().invoke(main, ["prepare", "kvasir", "--raw", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "real-colon" in result.output and "sun-seg" in result.output

@@ -128,3 +128,33 @@ def test_the_output_is_replaced_whole_and_other_folders_are_refused(prepared: di
     with pytest.raises(InputError, match="a folder with other files"):
         export_hf(prepared["real-colon"].out, other, size=16, workers=1)
     assert (other / "mine.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("how", ["absolute", "dot-dot"])
+def test_a_frame_outside_the_raw_root_is_never_embedded(prepared: dict[str, Prepared], tmp_path: Path,
+                                                        how: str) -> None:
+    """A manifest row whose frame_path leads out of the raw root (absolute, or up with ..): refused in one line, as
+    prepare and verify refuse it, before anything is written."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = prepared["real-colon"]
+    manifest = shutil.copytree(src.out, tmp_path / "prepared")
+    table = pq.read_table(manifest / "frames.parquet")
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((src.raw / table["frame_path"][5].as_py()).read_bytes())
+    bad = str(secret) if how == "absolute" else os.path.relpath(secret, src.raw)
+    paths = table["frame_path"].to_pylist()
+    paths[5] = bad
+    table = table.set_column(table.schema.get_field_index("frame_path"), "frame_path", pa.array(paths, pa.string()))
+    (manifest / "frames.parquet").unlink()
+    pq.write_table(table, manifest / "frames.parquet")
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export-hf", str(manifest), "--out", str(out), "--size", "16", "--workers",
+                                       "1", "-q"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert bad in lines[0] and "raw root" in lines[0] and "row 6 frame_path" in lines[0], lines[0]
+    assert not out.exists()

@@ -39,8 +39,36 @@ def test_every_truncation_is_refused() -> None:
             inspect_bytes(data[:n])
 
 
-def test_zero_padding_after_the_end_marker_is_accepted() -> None:
-    assert inspect_bytes(jpeg() + bytes(64)).width == 24
+@pytest.mark.parametrize("padding", [64, 511, 512, 4096, 100_000])
+def test_zero_padding_after_the_end_marker_is_accepted(tmp_path: Path, padding: int) -> None:
+    """Writers (and block-aligned copies) pad a complete JPEG with zeros: every reader decodes it, so must we,
+    however long the padding (the end marker was once looked for in the last 512 bytes only)."""
+    data = jpeg() + bytes(padding)
+    assert inspect_bytes(data).width == 24
+    path = tmp_path / "padded.jpg"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert inspect_fd(fd, len(data)).height == 16
+    finally:
+        os.close(fd)
+    Image.open(path).load()  # and it does decode
+
+
+@pytest.mark.parametrize("padding", [0, 10, 4096, 100_000])
+def test_a_truncated_jpeg_is_refused_whatever_zeros_follow(tmp_path: Path, padding: int) -> None:
+    """A cut download padded with zeros (a preallocated file) still has no end marker before its zeros."""
+    data = jpeg(64, 48, quality=95)[:-300] + bytes(padding)
+    with pytest.raises(JpegError, match="truncated"):
+        inspect_bytes(data)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(JpegError, match="truncated"):
+            inspect_fd(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("data, reason", [(b"", "empty"), (b"GIF89a" + bytes(30), "not a JPEG"),

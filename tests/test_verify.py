@@ -93,7 +93,7 @@ def test_each_bad_frame_is_one_counted_line(copy: tuple[Path, Path], tmp_path: P
         line = next(line for line in problems if rel in line)
         assert line.startswith(f"{'bad_symlink' if kind == 'outside' else kind}: "), line
     assert lines[-1].startswith(f"Error: {len(damage)} of {len(paths)} frames failed (")
-    record = json.loads((out / "verify.json").read_text())
+    record = json.loads((out / "verify.failed.json").read_text())
     assert sum(int(v["count"]) for v in record["problems"].values()) == len(damage)
     assert any(info["merkle_root"] is None for info in record["splits"].values())
 
@@ -107,3 +107,66 @@ def test_verify_without_hash_checks_markers_only(copy: tuple[Path, Path]) -> Non
     assert not verify_frames(out, raw, workers=1).problems
     assert not (out / "frame_hashes.parquet").exists()
     assert os.path.getsize(out / "verify.json") > 0
+
+
+def test_a_wrong_raw_is_one_line_and_keeps_the_record(copy: tuple[Path, Path], tmp_path: Path) -> None:
+    """--raw pointing at another folder: not one line per missing frame, one line asking whether this is the dump,
+    and the passing record stays."""
+    raw, out = copy
+    assert not verify_frames(out, raw, workers=1).problems
+    record = (out / "verify.json").read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    n = pd.read_parquet(out / "frames.parquet")["frame_path"].nunique()
+    result = CliRunner().invoke(main, ["verify", str(out), "--raw", str(elsewhere), "--workers", "1", "-q"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"Error: {elsewhere}: 0 of {n} frames") and "is this the dump prepare read" in lines[0]
+    assert (out / "verify.json").read_bytes() == record and not (out / "verify.failed.json").exists()
+
+
+def test_a_failed_run_never_replaces_a_passing_record(copy: tuple[Path, Path]) -> None:
+    raw, out = copy
+    assert not verify_frames(out, raw, hash_frames=True, workers=1).problems
+    passing = {name: (out / name).read_bytes() for name in ("verify.json", "frame_hashes.parquet")}
+    rel = pd.read_parquet(out / "frames.parquet")["frame_path"].iloc[0]
+    good = (raw / rel).read_bytes()
+    replace_file(raw / rel, good[:-100])
+    report = verify_frames(out, raw, hash_frames=True, workers=1)
+    assert [p.kind for p in report.problems] == ["bad_frame"]
+    assert {name: (out / name).read_bytes() for name in passing} == passing
+    failed = json.loads((out / "verify.failed.json").read_text())
+    assert failed["problems"]["bad_frame"]["count"] == 1 and rel in failed["all_problems"][0]["message"]
+    replace_file(raw / rel, good)
+    assert not verify_frames(out, raw, workers=1).problems
+    assert not (out / "verify.failed.json").exists(), "a passing run clears the failed record"
+
+
+def test_a_frame_path_out_of_the_raw_root_is_never_read(copy: tuple[Path, Path], tmp_path: Path) -> None:
+    """The containment rule of prepare and export-hf: an absolute frame_path, or one leading up with .., is an
+    outside_root problem, even when the file there is a good JPEG."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw, out = copy
+    table = pq.read_table(out / "frames.parquet")
+    paths = table["frame_path"].to_pylist()
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((raw / paths[0]).read_bytes())
+    bad = {paths[0]: str(secret), paths[1]: os.path.relpath(secret, raw)}
+    table = table.set_column(table.schema.get_field_index("frame_path"), "frame_path",
+                             pa.array([bad.get(p, p) for p in paths], pa.string()))
+    (out / "frames.parquet").unlink()
+    pq.write_table(table, out / "frames.parquet")
+    report = verify_frames(out, raw, workers=1)
+    assert sorted((p.kind, p.message.split(":")[0]) for p in report.problems) == sorted(
+        ("outside_root", b) for b in bad.values())
+
+
+def test_zero_padding_after_a_complete_frame_passes(copy: tuple[Path, Path]) -> None:
+    """A complete JPEG followed by 4,096 zero bytes decodes in every reader: not truncated."""
+    raw, out = copy
+    rel = pd.read_parquet(out / "frames.parquet")["frame_path"].iloc[0]
+    replace_file(raw / rel, (raw / rel).read_bytes() + bytes(4096))
+    Image.open(raw / rel).load()
+    assert not verify_frames(out, raw, workers=1).problems

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from polypbench.errors import InputError
+from polypbench.fileio import TEXT_ENCODING
 
 REAL_COLON_LESION_COLUMNS = (
     "unique_object_id",
@@ -46,7 +47,7 @@ def _read_csv(path: Path, columns: tuple[str, ...], dtype: dict[str, str]) -> pd
     if not path.is_file():
         raise InputError(path, "no such file", f"a metadata CSV with columns {', '.join(columns)}")
     try:
-        df = pd.read_csv(path, dtype=dtype, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, dtype=dtype, keep_default_na=False, na_values=[""], encoding=TEXT_ENCODING)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise InputError(path, f"unreadable CSV ({first})", f"a CSV with columns {', '.join(columns)}") from None

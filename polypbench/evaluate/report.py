@@ -28,7 +28,7 @@ from polypbench.evaluate.format import LABELS, LEGEND, format_count, format_note
 from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, group_key, metric_key
 from polypbench.evaluate.metrics import CLASS_METRICS, SIZE_METRICS
 from polypbench.evaluate.result import VIEW_TITLES, Result, lookup
-from polypbench.fileio import atomic_write, writing
+from polypbench.fileio import atomic_write, read_text, writing
 from polypbench.sizes import DIMINUTIVE_MAX_MM, LARGE_MIN_MM, TASKS
 from polypbench.templating import render
 
@@ -265,8 +265,8 @@ def run_meta(run_dir: str | Path) -> dict[str, str]:
     path = Path(run_dir) / "config.yaml"
     expected = "the config.yaml `polypbench train` wrote"
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        doc = yaml.safe_load(read_text(path))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(path, f"unreadable ({type(exc).__name__})", expected) from None
     if not isinstance(doc, dict):
         raise InputError(path, "not a mapping", expected)

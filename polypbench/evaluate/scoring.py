@@ -31,7 +31,7 @@ from polypbench.evaluate.policy import ClassSupport
 from polypbench.evaluate.ranking import Replicates, resamples_fingerprint
 from polypbench.evaluate.result import Result
 from polypbench.evaluate.truth import ManifestLike, Truth, load_truth
-from polypbench.evaluate.validate import ValidPredictions, read_predictions, validate_predictions
+from polypbench.evaluate.validate import ValidPredictions, max_rows, read_bounded, validate_predictions
 from polypbench.sizes import TASKS, size_class, triclass_to_task
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def _polyp_table(pred: ValidPredictions, truth: Truth) -> pd.DataFrame:
 def _prepare(predictions: Predictions, truth: Truth, name: str | None) -> ValidPredictions:
     if isinstance(predictions, (str, Path)):
         name = name or str(predictions)
-        predictions = read_predictions(predictions)
+        predictions = read_bounded(predictions, name, max_rows(truth.n_frames))  # bounded before it is read
     return validate_predictions(predictions, truth, name=name or "predictions")
 
 

@@ -1,5 +1,10 @@
 """Reading and validating a prediction file (DESIGN.md section 4): the one validator for evaluate and the leaderboard.
 
+:func:`read_bounded` is the one bounded reader both use: before any data page is read, a Parquet file's footer
+length, column count, row count and decompressed size (from its metadata), or a CSV file's line count (streamed),
+is checked against :func:`max_rows` of the frames being scored; then only the contract's columns are read, batch by
+batch, stopping at the cap. A 400 KB file declaring 30 M rows is refused in milliseconds, locally as on the board.
+
 Every problem is one line naming the file, the column, the rows (1-based data rows: in a CSV, row N is on line N+1,
 after the header) and the expectation. All problems are collected and raised together in one
 :class:`SubmissionError`; nothing is scored from a file with any problem.
@@ -7,6 +12,10 @@ after the header) and the expectation. All problems are collected and raised tog
 
 from __future__ import annotations
 
+import csv
+import io
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,18 +27,37 @@ import pyarrow.parquet as pq
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate.truth import ManifestLike, Truth, frame_key, load_truth
+from polypbench.fileio import TEXT_ENCODING, decode_text
 
 POLYP_KEY = "polyp_id"
 FRAME_KEY = "frame_index"
 SIZE = "size_mm"
 PROBS = ("p0", "p1", "p2")
 CLASS3 = "class3"
-CSV_OPTIONS: dict[str, Any] = {"dtype": {POLYP_KEY: "category"}, "keep_default_na": True}
-"""How a CSV prediction file is parsed (``pandas.read_csv``), here and by the leaderboard's bounded reader."""
+CSV_OPTIONS: dict[str, Any] = {"dtype": {POLYP_KEY: "category"}, "keep_default_na": True, "encoding": TEXT_ENCODING}
+"""How a CSV prediction file is parsed (``pandas.read_csv``), whole or bounded (:func:`read_bounded`)."""
 PROB_TOLERANCE = 1e-3
 """Probabilities of a row must sum to 1 within this."""
 _SHOWN = 5
 """How many rows or keys one problem line names before it says how many more there are."""
+CONTRACT_COLUMNS = (POLYP_KEY, FRAME_KEY, SIZE, *PROBS, CLASS3)
+"""The columns the validator reads; any other column of a file is never loaded."""
+ROW_FACTOR = 4
+"""A prediction file may have at most this many times the scored frames as rows (plus :data:`ROW_SLACK`)."""
+ROW_SLACK = 1000
+BYTES_PER_ROW = 160
+"""Decompressed Parquet bytes of the contract's columns allowed per allowed row (a plain-encoded row with every
+column, id of 30 characters, is about 90 bytes)."""
+PARQUET_FOOTER = 1024 * 1024
+"""Largest Parquet footer (schema and row-group metadata) read at all."""
+MAX_COLUMNS = 64
+"""Columns of a prediction file (Parquet or CSV): the contract has 7 (DESIGN.md section 4); others are never read."""
+CSV_HEADER = 16 * 1024
+"""Bytes of a CSV file's header record (64 column names of up to 250 characters)."""
+CSV_BYTES_PER_ROW = 1024
+"""Bytes a CSV file may have per allowed row (:data:`ROW_FACTOR`): 64 columns of 16 characters; a file
+``polypbench predict`` writes has about 40."""
+_CHUNK = 1024 * 1024
 
 
 class SubmissionError(PolypbenchError):
@@ -83,6 +111,156 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         raise SubmissionError([problem]) from None
     kind = suffix or "(none)"
     raise SubmissionError([f"{path}: file type {kind!r} is not Parquet/CSV; expected a .parquet or .csv file"])
+
+
+def max_rows(n_frames: int) -> int:
+    """The most rows a prediction file for ``n_frames`` scored frames may have (checked before it is read)."""
+    return n_frames * ROW_FACTOR + ROW_SLACK
+
+
+def _too_many(name: str, what: str, row_cap: int) -> SubmissionError:
+    return SubmissionError([f"{name}: {what}; expected at most {row_cap} ({ROW_FACTOR} times the frames scored, "
+                            f"plus {ROW_SLACK})"])
+
+
+def _unreadable(name: str, reason: str) -> SubmissionError:
+    return SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction file"])
+
+
+def _parquet_checks(path: Path, name: str, row_cap: int) -> pq.ParquetFile:
+    """The Parquet file at ``path``, opened once its footer, columns, rows and decompressed size are within bounds."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size < 12:
+            raise _unreadable(name, "too short")
+        fh.seek(size - 8)
+        tail = fh.read(8)
+    footer, magic = struct.unpack("<I4s", tail)
+    if magic != b"PAR1":
+        raise _unreadable(name, "no Parquet footer")
+    if footer > min(PARQUET_FOOTER, size - 12):
+        raise SubmissionError([f"{name}: Parquet footer of {footer} bytes; expected at most {PARQUET_FOOTER} bytes "
+                               "of metadata"])
+    try:
+        parquet = pq.ParquetFile(path)
+        if POLYP_KEY in parquet.schema_arrow.names:  # text ids as a dictionary: pandas categories, as CSV is read
+            parquet = pq.ParquetFile(path, read_dictionary=[POLYP_KEY])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise _unreadable(name, " ".join(str(exc).split())[:200]) from None
+    meta = parquet.metadata
+    if meta.num_columns > MAX_COLUMNS:
+        raise SubmissionError([f"{name}: {meta.num_columns} columns; expected at most {MAX_COLUMNS}"])
+    if meta.num_rows > row_cap:
+        raise _too_many(name, f"declares {meta.num_rows} rows", row_cap)
+    wanted = [i for i, n in enumerate(parquet.schema_arrow.names) if n in CONTRACT_COLUMNS]
+    decompressed = sum(meta.row_group(g).column(c).total_uncompressed_size
+                       for g in range(meta.num_row_groups) for c in wanted)
+    byte_cap = row_cap * BYTES_PER_ROW
+    if decompressed > byte_cap:
+        raise SubmissionError([f"{name}: {decompressed} bytes once decompressed; expected at most {byte_cap}"])
+    return parquet
+
+
+def _read_parquet(path: Path, name: str, row_cap: int) -> pd.DataFrame:
+    parquet = _parquet_checks(path, name, row_cap)
+    columns = [c for c in parquet.schema_arrow.names if c in CONTRACT_COLUMNS]
+    batches, rows = [], 0
+    try:
+        for batch in parquet.iter_batches(batch_size=65_536, columns=columns):
+            rows += batch.num_rows
+            if rows > row_cap:  # the metadata lied about its row count
+                raise _too_many(name, f"more than {row_cap} rows", row_cap)
+            batches.append(batch)
+        table = pa.Table.from_batches(batches) if batches else parquet.schema_arrow.empty_table().select(columns)
+        return table.replace_schema_metadata(None).to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise _unreadable(name, " ".join(str(exc).split())[:200]) from None
+
+
+def _csv_header(path: Path, name: str) -> None:
+    """Refuse a CSV file whose header record has more than :data:`MAX_COLUMNS` columns or more than
+    :data:`CSV_HEADER` bytes, reading that record alone. It is the first non-blank record as the :mod:`csv` module
+    splits it, which is the tokenizer pandas derives from: quoted fields may hold separators and line breaks, and a
+    record ends at ``\\n``, ``\\r\\n`` or a lone ``\\r``."""
+    with path.open("rb") as fh:
+        head = fh.read(CSV_HEADER + 2)
+    text = decode_text(head, errors="replace")
+    read: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):  # splits at \n, \r\n and \r, keeping them
+            read.append(line)
+            yield line
+
+    try:
+        record = next((r for r in csv.reader(lines()) if r and not (len(r) == 1 and not r[0].strip())), [])
+    except csv.Error as exc:
+        raise SubmissionError([f"{name}: not a readable CSV file (header: {exc}); expected a CSV prediction "
+                               "file"]) from None
+    whole = len(head) <= CSV_HEADER + 1 or sum(map(len, read)) < len(text)
+    contract = f"(the contract's columns are {', '.join(CONTRACT_COLUMNS)})"
+    if len(record) > MAX_COLUMNS:
+        count = f"{len(record)}" if whole else f"more than {MAX_COLUMNS}"
+        raise SubmissionError([f"{name}: {count} columns in the header; expected at most {MAX_COLUMNS} {contract}"])
+    if not whole:
+        raise SubmissionError([f"{name}: header longer than {CSV_HEADER} bytes; expected a header of column names "
+                               f"{contract}"])
+
+
+def _csv_rows(path: Path) -> int:
+    """At least the data rows of a CSV file (records ended by ``\\n``, ``\\r\\n`` or a lone ``\\r``, as pandas
+    reads them, less the header), counted in chunks without parsing; a quoted line break counts as a row."""
+    ends, size, cr_before, last = 0, 0, False, b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            size += len(chunk)
+            ends += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            ends -= cr_before and chunk[:1] == b"\n"  # a \r\n split between two chunks
+            cr_before = chunk[-1:] == b"\r"
+            last = chunk[-1:]
+    unterminated = size > 0 and last not in (b"\n", b"\r")
+    return ends + unterminated - 1
+
+
+def _read_csv(path: Path, name: str, row_cap: int) -> pd.DataFrame:
+    """A CSV prediction file checked before it is parsed (header record, bytes, rows under any line terminator),
+    then parsed as :func:`read_predictions` parses it, the contract's columns only and at most ``row_cap`` + 1
+    rows."""
+    _csv_header(path, name)
+    size, byte_cap = path.stat().st_size, CSV_HEADER + row_cap * CSV_BYTES_PER_ROW
+    if size > byte_cap:
+        raise SubmissionError([f"{name}: {size} bytes; expected at most {byte_cap} ({CSV_BYTES_PER_ROW} bytes per "
+                               "allowed row)"])
+    if _csv_rows(path) > row_cap:
+        raise _too_many(name, f"more than {row_cap} rows", row_cap)
+    try:
+        frame = pd.read_csv(path, usecols=lambda c: c in CONTRACT_COLUMNS, nrows=row_cap + 1, **CSV_OPTIONS)
+    except pd.errors.EmptyDataError:
+        raise SubmissionError([f"{name}: empty file; expected a header and one row per test frame or "
+                               "polyp"]) from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SubmissionError([f"{name}: not a readable CSV file ({reason}); expected a CSV prediction file"]) from None
+    if len(frame) > row_cap:  # never reached while _csv_rows over-counts; kept as the parser's own bound
+        raise _too_many(name, f"more than {row_cap} rows", row_cap)
+    return frame
+
+
+def read_bounded(path: str | Path, name: str, row_cap: int) -> pd.DataFrame:
+    """The prediction file at ``path`` (shown as ``name`` in problems), read within ``row_cap`` rows (see
+    :func:`max_rows`); raises :class:`SubmissionError` with one-line problems. What a file declares is checked
+    before any of its data is read: a Parquet file's footer, columns, rows and decompressed size, a CSV file's
+    header record (read alone), bytes and rows under every line terminator; only the contract's columns are parsed."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path, name, row_cap)
+    if suffix == ".csv":
+        return _read_csv(path, name, row_cap)
+    try:
+        return read_predictions(path)  # refuses any other file type, naming it
+    except SubmissionError as exc:
+        raise SubmissionError([p.replace(str(path), name) for p in exc.problems]) from None
 
 
 def _rows(positions: np.ndarray) -> str:

@@ -6,6 +6,20 @@ validation always fits its column (on PostgreSQL a longer value would be an erro
 
 from __future__ import annotations
 
+from polypbench.evaluate.validate import (
+    BYTES_PER_ROW,
+    CSV_BYTES_PER_ROW,
+    CSV_HEADER,
+    MAX_COLUMNS,
+    PARQUET_FOOTER,
+    ROW_FACTOR,
+    ROW_SLACK,
+)
+
+__all__ = ["BYTES_PER_ROW", "CSV_BYTES_PER_ROW", "CSV_HEADER", "MAX_COLUMNS", "PARQUET_FOOTER", "ROW_FACTOR",
+           "ROW_SLACK"]
+"""The prediction-file bounds are the validator's (``polypbench evaluate`` applies them too); re-exported here."""
+
 TEAM_NAME = 100
 METHOD = 200
 URL = 500
@@ -35,22 +49,7 @@ FORM_OVERHEAD = 256 * 1024
 """Bytes a multipart body may carry beyond its files (field values, part headers, boundaries)."""
 SMALL_BODY = 64 * 1024
 """Limit on the body of every request that uploads no file."""
-ROW_FACTOR = 4
-"""A prediction file may have at most this many times the served test frames as rows (plus :data:`ROW_SLACK`)."""
-ROW_SLACK = 1000
-BYTES_PER_ROW = 160
-"""Decompressed Parquet bytes of the contract's columns allowed per allowed row (a plain-encoded row with every
-column, id of 30 characters, is about 90 bytes)."""
 SCORING_SLOTS = 2
 """Uploads one server process validates and scores at once (CPU-bound; more would only add memory); others wait."""
-PARQUET_FOOTER = 1024 * 1024
-"""Largest Parquet footer (schema and row-group metadata) read at all."""
-MAX_COLUMNS = 64
-"""Columns of a prediction file (Parquet or CSV): the contract has 7 (DESIGN.md section 4); others are never read."""
-CSV_HEADER = 16 * 1024
-"""Bytes of a CSV file's header record (64 column names of up to 250 characters)."""
-CSV_BYTES_PER_ROW = 1024
-"""Bytes a CSV file may have per allowed row (:data:`ROW_FACTOR`): 64 columns of 16 characters; a file
-`polypbench predict` writes has about 40."""
 CONFIG_KEYS = 32
 """Keys of a submitted config's ``model_kwargs``."""

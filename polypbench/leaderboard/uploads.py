@@ -2,11 +2,10 @@
 
 - :class:`BodyLimit` (ASGI middleware) refuses a declared ``Content-Length`` over the route's limit before reading
   a byte, and stops a body without one (chunked) as soon as it passes the limit: nothing larger is ever spooled.
-- :func:`read_bounded` reads a prediction file only after checking what it declares: a Parquet file's footer
-  length, row count, column count and decompressed size (from its metadata, before any data page is read), or a
-  CSV file's header record (read alone: its columns and bytes), size, and rows under every line terminator pandas
-  reads (``\\n``, ``\\r\\n``, a lone ``\\r``; streamed); then it parses the contract's columns only and stops at
-  the row cap. The cap is the served test frames times :data:`~polypbench.leaderboard.limits.ROW_FACTOR`.
+- :func:`read_bounded` reads a prediction file only after checking what it declares (Parquet metadata, a CSV's
+  line count), then the contract's columns only: the validator's own bounded reader
+  (:func:`polypbench.evaluate.validate.read_bounded`, which ``polypbench evaluate`` uses too), with the cap
+  :func:`max_rows` of the served test frames.
 - :func:`check_safetensors` validates a weights file from its JSON header (dtypes, shapes, offsets that tile the
   data exactly), then opens it with the safetensors library's own parser (without torch), so that the server
   accepts exactly what the model run can load: weights are data, never a pickle or code.
@@ -14,31 +13,23 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate import SubmissionError, read_predictions
-from polypbench.evaluate.validate import CLASS3, CSV_OPTIONS, FRAME_KEY, POLYP_KEY, PROBS, SIZE
+from polypbench.evaluate.validate import max_rows, read_bounded  # noqa: F401 - the validator's bounded reader
 from polypbench.leaderboard import limits
 
-CONTRACT_COLUMNS = (POLYP_KEY, FRAME_KEY, SIZE, *PROBS, CLASS3)
-"""The columns the validator reads; any other column of a file is never loaded."""
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1024 * 1024
 
@@ -110,151 +101,6 @@ async def save_upload(upload: Any, dest: Path) -> tuple[int, str]:
             size += len(chunk)
             out.write(chunk)
     return size, digest.hexdigest()
-
-
-def max_rows(n_frames: int) -> int:
-    return n_frames * limits.ROW_FACTOR + limits.ROW_SLACK
-
-
-def _parquet_checks(path: Path, name: str, row_cap: int) -> pq.ParquetFile:
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        if size < 12:
-            raise SubmissionError([f"{name}: not a readable Parquet file (too short); expected a Parquet prediction "
-                                   "file"])
-        fh.seek(size - 8)
-        tail = fh.read(8)
-    footer, magic = struct.unpack("<I4s", tail)
-    if magic != b"PAR1":
-        raise SubmissionError([f"{name}: not a readable Parquet file (no Parquet footer); expected a Parquet "
-                               "prediction file"])
-    if footer > min(limits.PARQUET_FOOTER, size - 12):
-        raise SubmissionError([f"{name}: Parquet footer of {footer} bytes; expected at most {limits.PARQUET_FOOTER} "
-                               "bytes of metadata"])
-    try:
-        parquet = pq.ParquetFile(path)
-        if POLYP_KEY in parquet.schema_arrow.names:  # text ids as a dictionary: pandas categories, as the CLI reads
-            parquet = pq.ParquetFile(path, read_dictionary=[POLYP_KEY])
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction "
-                               "file"]) from None
-    meta = parquet.metadata
-    if meta.num_columns > limits.MAX_COLUMNS:
-        raise SubmissionError([f"{name}: {meta.num_columns} columns; expected at most {limits.MAX_COLUMNS}"])
-    if meta.num_rows > row_cap:
-        raise SubmissionError([f"{name}: declares {meta.num_rows} rows; expected at most {row_cap} (the served test "
-                               f"frames times {limits.ROW_FACTOR})"])
-    wanted = [i for i, n in enumerate(parquet.schema_arrow.names) if n in CONTRACT_COLUMNS]
-    decompressed = sum(meta.row_group(g).column(c).total_uncompressed_size
-                       for g in range(meta.num_row_groups) for c in wanted)
-    byte_cap = row_cap * limits.BYTES_PER_ROW
-    if decompressed > byte_cap:
-        raise SubmissionError([f"{name}: {decompressed} bytes once decompressed; expected at most {byte_cap}"])
-    return parquet
-
-
-def _read_parquet(path: Path, name: str, row_cap: int) -> pd.DataFrame:
-    parquet = _parquet_checks(path, name, row_cap)
-    columns = [c for c in parquet.schema_arrow.names if c in CONTRACT_COLUMNS]
-    batches, rows = [], 0
-    try:
-        for batch in parquet.iter_batches(batch_size=65_536, columns=columns):
-            rows += batch.num_rows
-            if rows > row_cap:  # the metadata lied about its row count
-                raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap}"])
-            batches.append(batch)
-        table = pa.Table.from_batches(batches) if batches else parquet.schema_arrow.empty_table().select(columns)
-        return table.replace_schema_metadata(None).to_pandas()
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise SubmissionError([f"{name}: not a readable Parquet file ({reason}); expected a Parquet prediction "
-                               "file"]) from None
-
-
-def _csv_header(path: Path, name: str) -> None:
-    """Refuse a CSV file whose header record has more than :data:`~.limits.MAX_COLUMNS` columns or more than
-    :data:`~.limits.CSV_HEADER` bytes, reading that record alone. It is the first non-blank record as the
-    :mod:`csv` module splits it, which is the tokenizer pandas derives from: quoted fields may hold separators and
-    line breaks, and a record ends at ``\\n``, ``\\r\\n`` or a lone ``\\r``."""
-    with path.open("rb") as fh:
-        head = fh.read(limits.CSV_HEADER + 2)
-    text = head.decode("utf-8", errors="replace")
-    read: list[str] = []
-
-    def lines() -> Iterator[str]:
-        for line in io.StringIO(text, newline=""):  # splits at \n, \r\n and \r, keeping them
-            read.append(line)
-            yield line
-
-    try:
-        record = next((r for r in csv.reader(lines()) if r and not (len(r) == 1 and not r[0].strip())), [])
-    except csv.Error as exc:
-        raise SubmissionError([f"{name}: not a readable CSV file (header: {exc}); expected a CSV prediction "
-                               "file"]) from None
-    whole = len(head) <= limits.CSV_HEADER + 1 or sum(map(len, read)) < len(text)
-    contract = f"(the contract's columns are {', '.join(CONTRACT_COLUMNS)})"
-    if len(record) > limits.MAX_COLUMNS:
-        count = f"{len(record)}" if whole else f"more than {limits.MAX_COLUMNS}"
-        raise SubmissionError([f"{name}: {count} columns in the header; expected at most {limits.MAX_COLUMNS} "
-                               f"{contract}"])
-    if not whole:
-        raise SubmissionError([f"{name}: header longer than {limits.CSV_HEADER} bytes; expected a header of "
-                               f"column names {contract}"])
-
-
-def _csv_rows(path: Path) -> int:
-    """At least the data rows of a CSV file (records ended by ``\\n``, ``\\r\\n`` or a lone ``\\r``, as pandas
-    reads them, less the header), counted in chunks without parsing; a quoted line break counts as a row."""
-    ends, size, cr_before, last = 0, 0, False, b""
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            size += len(chunk)
-            ends += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
-            ends -= cr_before and chunk[:1] == b"\n"  # a \r\n split between two chunks
-            cr_before = chunk[-1:] == b"\r"
-            last = chunk[-1:]
-    unterminated = size > 0 and last not in (b"\n", b"\r")
-    return ends + unterminated - 1
-
-
-def _read_csv(path: Path, name: str, row_cap: int) -> pd.DataFrame:
-    """A CSV prediction file checked before it is parsed (header record, bytes, rows under any line terminator),
-    then read as the validator reads it (:func:`polypbench.evaluate.read_predictions`), the contract's columns only
-    and at most ``row_cap`` + 1 rows."""
-    _csv_header(path, name)
-    size, byte_cap = path.stat().st_size, limits.CSV_HEADER + row_cap * limits.CSV_BYTES_PER_ROW
-    if size > byte_cap:
-        raise SubmissionError([f"{name}: {size} bytes; expected at most {byte_cap} ({limits.CSV_BYTES_PER_ROW} bytes "
-                               f"per allowed row)"])
-    if _csv_rows(path) > row_cap:
-        raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap} (the served test frames "
-                               f"times {limits.ROW_FACTOR})"])
-    try:
-        frame = pd.read_csv(path, usecols=lambda c: c in CONTRACT_COLUMNS, nrows=row_cap + 1, **CSV_OPTIONS)
-    except pd.errors.EmptyDataError:
-        raise SubmissionError([f"{name}: empty file; expected a header and one row per test frame or "
-                               "polyp"]) from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise SubmissionError([f"{name}: not a readable CSV file ({reason}); expected a CSV prediction file"]) from None
-    if len(frame) > row_cap:  # never reached while _csv_rows over-counts; kept as the parser's own bound
-        raise SubmissionError([f"{name}: more than {row_cap} rows; expected at most {row_cap}"])
-    return frame
-
-
-def read_bounded(path: Path, name: str, row_cap: int) -> pd.DataFrame:
-    """The prediction file at ``path`` (shown as ``name`` in problems), read within ``row_cap`` rows; raises
-    :class:`SubmissionError` with one-line problems. Only the contract's columns are ever parsed."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return _read_parquet(path, name, row_cap)
-    if suffix == ".csv":
-        return _read_csv(path, name, row_cap)
-    try:
-        return read_predictions(path)  # refuses any other file type, naming it
-    except SubmissionError as exc:
-        raise SubmissionError([p.replace(str(path), name) for p in exc.problems]) from None
 
 
 # -- JSON and safetensors ---------------------------------------------------------------------------------------

@@ -17,15 +17,17 @@ if TYPE_CHECKING:
 
 
 def prepare(dataset: str, raw: str | Path, out: str | Path, *, workers: int | None = None,
-            strict: bool = False) -> PrepareReport:
+            strict: bool = False, overwrite: bool = False) -> PrepareReport:
     """Convert the raw ``dataset`` dump at ``raw`` into a manifest directory ``out`` (resumable).
 
-    ``dataset`` is a registered name or an alias (``misawa``): the manifest then carries the name as given.
+    ``dataset`` is a registered name or an alias (``misawa``): the manifest then carries the name as given. A
+    finished manifest in ``out`` is updated only when it was prepared from the same dataset and raw root; replacing
+    any other takes ``overwrite``, which still never deletes another dataset's materialized crops.
     """
     from polypbench.prepare.engine import Engine
 
     converter = datasets.get(dataset).converter_class()(dataset)
-    return Engine(converter, Path(raw), Path(out), workers, strict).run()
+    return Engine(converter, Path(raw), Path(out), workers, strict, overwrite).run()
 
 
 __getattr__ = lazy_exports(__name__, {"PrepareReport": "polypbench.prepare.engine"})

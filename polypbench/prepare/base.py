@@ -101,13 +101,17 @@ class RowBuilder:
         frame_exists: bool,
         video_id: str | None = None,
         owner: str | None = None,
+        edge: int = 0,
     ) -> bool:
         """Add one box of polyp ``key`` (the dataset's own id) unless a check fails; ``source`` names the file
         (and line) the box came from, for the problem message; ``owner`` is the video whose annotation names the
         lesion (checked against the lesion's video). Numbers are ints already range-checked by the parser; a box
-        partly outside the image is clamped to it (counted as ``clamped``). Returns whether the row was kept."""
+        partly outside the image is clamped to it (counted as ``clamped``): to 0 and to ``width - edge``,
+        ``height - edge`` (``edge`` 1: REAL-Colon, whose owners' exporter caps coordinates at W-1, H-1). A box with
+        no width or height inside those limits is refused. Returns whether the row was kept."""
         info = self.ctx.polyps.get(key)
         xmin, ymin, xmax, ymax = box
+        right, bottom = width - edge, height - edge
         if info is None:
             self.problem("unknown_lesion", f"{source}: lesion {key!r} is not in the metadata; expected a known id")
         elif info.refused is not None:
@@ -125,19 +129,21 @@ class RowBuilder:
             self.problem("bad_value", f"{source}: frame path {frame_path!r} is not valid UTF-8; expected UTF-8 names")
         elif xmin >= xmax or ymin >= ymax:
             self.problem("empty_box", f"{source}: box {list(box)} of {key}; expected xmin < xmax and ymin < ymax")
-        elif xmax <= 0 or ymax <= 0 or xmin >= width or ymin >= height:
+        elif xmax <= 0 or ymax <= 0 or xmin >= right or ymin >= bottom:
+            limit = f" (coordinates capped at {right}, {bottom} as the owners' exporter does)" if edge else ""
             self.problem("box_outside_image", f"{source}: box {list(box)} of {key} lies wholly outside the "
-                         f"{width}x{height} image; expected a box overlapping the image")
+                         f"{width}x{height} image{limit}; expected a box overlapping the image")
         elif (info.polyp_id, frame_index) in self._seen:
             self.problem("duplicate_box", f"{source}: {key} annotated twice on frame {frame_index}; "
                          "expected one box per polyp and frame")
         elif info.patient_id not in self.ctx.split_of:
             self.problem("unknown_patient", f"{source}: patient {info.patient_id} is not in the published split")
         else:
-            if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
-                xmin, ymin, xmax, ymax = max(xmin, 0), max(ymin, 0), min(xmax, width), min(ymax, height)
+            if xmin < 0 or ymin < 0 or xmax > right or ymax > bottom:
+                xmin, ymin, xmax, ymax = max(xmin, 0), max(ymin, 0), min(xmax, right), min(ymax, bottom)
+                limit = f" (at most {right}, {bottom} as the owners' exporter caps them)" if edge else ""
                 self.problem("clamped", f"{source}: box {list(box)} of {key} extends past the {width}x{height} "
-                             f"image; clamped to {[xmin, ymin, xmax, ymax]}")
+                             f"image; clamped to {[xmin, ymin, xmax, ymax]}{limit}")
             self._seen.add((info.polyp_id, frame_index))
             split, fold = self.ctx.split_of[info.patient_id]
             values = {

@@ -10,6 +10,11 @@ While a run works on ``<out>``, it keeps everything in ``<parent>/.<out name>.pr
   the dataset card and, last, ``prepare_report.json``.
 - ``lock``: one run at a time per output.
 
+A finished manifest already in ``<out>`` is updated (resumed, reconverting only what changed) only when it was
+prepared from the same dataset name and raw root; any other (another dataset, an alias, another dump, a folder
+whose manifest cannot be read) is replaced only with ``overwrite``, and never while it holds materialized crops of
+another dataset: those are never deleted (:meth:`Engine._check_existing`).
+
 Only then is ``staging/`` published in place of ``<out>`` by :func:`~polypbench.fileio.publish_dir`: every
 reader (``Manifest.open``, ``splits verify``, ``load_split``, plain ``datasets.load_dataset``) sees the previous
 complete manifest, then for a moment none, then the new complete one; a run that fails or is killed leaves the
@@ -29,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -46,7 +52,7 @@ from polypbench.splits.paper import paper_split_file
 
 log = logging.getLogger(__name__)
 REPORT_FILE = schema.REPORT_FILE
-DERIVED = (MATERIALIZED_DIR, schema.VERIFY_FILE, schema.HASHES_FILE)
+DERIVED = (MATERIALIZED_DIR, schema.VERIFY_FILE, schema.VERIFY_FAILED_FILE, schema.HASHES_FILE)
 """Entries other commands add to a manifest, kept across a re-prepare that writes the same frames.parquet."""
 
 
@@ -111,8 +117,9 @@ def _metadata_hash(ctx: Context) -> str:
 class Engine:
     """Runs one converter over one raw dump into one output directory."""
 
-    def __init__(self, converter: Converter, raw: Path, out: Path, workers: int | None, strict: bool) -> None:
-        self.converter, self.raw, self.strict = converter, Path(raw), strict
+    def __init__(self, converter: Converter, raw: Path, out: Path, workers: int | None, strict: bool,
+                 overwrite: bool = False) -> None:
+        self.converter, self.raw, self.strict, self.overwrite = converter, Path(raw), strict, overwrite
         out = Path(out)
         self.out = Path(os.path.realpath(out)) if out.is_symlink() else Path(os.path.abspath(out))
         self.work = work_dir(self.out)
@@ -136,6 +143,37 @@ class Engine:
         real_raw = os.path.realpath(self.raw)
         if os.path.realpath(out) == real_raw or real_raw.startswith(str(out) + os.sep):
             raise InputError(out, "the raw dump or a folder holding it", "--out a folder outside the raw dump")
+        old = out.with_name(f".{out.name}.old")  # a publish a crash interrupted: the manifest _recover restores
+        self._check_existing(out if out.exists() or not old.is_dir() else old)
+
+    def _check_existing(self, folder: Path) -> None:
+        """Refuse to replace a finished manifest that this run would not merely update (another dataset or alias,
+        another raw root, or one that cannot be read) unless ``overwrite``; even then refuse while it holds another
+        dataset's materialized crops, which are never deleted (they are hours of work and serve only that
+        dataset)."""
+        frames, report = folder / schema.FRAMES_FILE, folder / REPORT_FILE
+        if not (frames.exists() or report.exists()):
+            return  # new, empty, or an older version's unfinished run
+        try:
+            meta = {k.decode(): v.decode() for k, v in (pq.read_schema(frames).metadata or {}).items()}
+        except (OSError, ValueError, pa.ArrowException):
+            meta = {}
+        old, old_raw = meta.get(schema.META_DATASET), meta.get(schema.META_RAW_ROOT)
+        dataset, raw = self.converter.dataset, str(self.raw.resolve())
+        if old == dataset and old_raw in (raw, None):
+            return  # the same manifest: updated in place, reconverting only what changed
+        what = (f"a finished {old} manifest prepared from {old_raw}" if old is not None
+                else "a manifest whose frames.parquet cannot be read")
+        if not self.overwrite:
+            update = f", --raw {old_raw} to update it" if old == dataset else ""
+            raise InputError(self.out, f"holds {what}, which preparing {dataset} from {raw} would replace",
+                             f"--out a new folder{update}, or --overwrite to replace it")
+        crops = folder / MATERIALIZED_DIR
+        if old != dataset and crops.is_dir() and any(crops.iterdir()):
+            raise InputError(crops, f"materialized crops of the {old or 'unreadable'} manifest, which replacing it "
+                             "would delete", f"them moved out of {self.out} first (--overwrite never deletes "
+                             "another dataset's crops)")
+        log.warning("%s: replacing %s (--overwrite)", self.out, what)
 
     def _stop(self, problems: list[Problem]) -> None:
         if self.strict and (problem := first_skip(problems)) is not None:
@@ -240,8 +278,10 @@ class Engine:
             writers = {name: stack.enter_context(pq.ParquetWriter(path, frames_schema, compression="zstd"))
                        for name, path in targets.items()}
             fold_writers: dict[int, pq.ParquetWriter] = {}  # hf/fold<k>.parquet: the card's fold<k> configs
-            for table, info in self._parts(parts, units, frames_schema):
+            seen: dict[str, list[tuple[str, np.ndarray]]] = {}
+            for unit, table, info in self._parts(parts, units, frames_schema):
                 problems += [Problem(**p) for p in info["problems"]]
+                table = self._unique(unit, table, seen, problems)
                 files, negative = files + info["files"], negative + info["negative"]
                 if table.num_rows:  # no empty row groups: some readers (HF datasets) refuse them
                     writers["frames"].write_table(table)
@@ -280,14 +320,38 @@ class Engine:
         return report
 
     @staticmethod
-    def _parts(parts: PartStore, units: list[Unit], frames_schema: pa.Schema) -> Iterator[tuple[pa.Table, dict]]:
+    def _parts(parts: PartStore, units: list[Unit], frames_schema: pa.Schema
+               ) -> Iterator[tuple[Unit, pa.Table, dict]]:
         """Each unit's finished part (rows and info), in unit order, one at a time."""
         for unit in units:
             info = parts.info(unit.key)
             if info is None:
                 raise PolypbenchError(f"{parts.folder}: part {unit.key} vanished during the run; "
                                       "expected one run at a time")
-            yield pq.read_table(parts.file(unit.key, "parquet")).cast(frames_schema), info
+            yield unit, pq.read_table(parts.file(unit.key, "parquet")).cast(frames_schema), info
+
+    def _unique(self, unit: Unit, table: pa.Table, seen: dict[str, list[tuple[str, np.ndarray]]],
+                problems: list[Problem]) -> pa.Table:
+        """``table`` without the rows whose key (``polyp_id``, ``frame_index``) an earlier unit gave already, each a
+        counted ``duplicate_box`` (a SUN-SEG clip copied into two subsets); ``seen`` holds each polyp's frames per
+        unit so far. A unit's own duplicates were refused by its converter."""
+        if not table.num_rows:
+            return table
+        polyp = table["polyp_id"].to_numpy(zero_copy_only=False)
+        frame = table["frame_index"].to_numpy()
+        keep = np.ones(len(frame), dtype=bool)
+        for pid in pc.unique(table["polyp_id"]).to_pylist():
+            rows = np.flatnonzero(polyp == pid)
+            earlier = seen.setdefault(pid, [])
+            for other, frames in earlier:
+                for i in rows[keep[rows] & np.isin(frame[rows], frames)]:
+                    path = table["frame_path"][int(i)].as_py()
+                    problems.append(Problem("duplicate_box", f"{unit.path}: {pid} on frame {frame[i]} ({path}) is "
+                                            f"annotated in {other} already; expected each frame in one "
+                                            f"{self.converter.unit_name} (the second box is left out)"))
+                    keep[i] = False
+            earlier.append((unit.path, frame[rows[keep[rows]]]))
+        return table if keep.all() else table.filter(pa.array(keep))
 
     @staticmethod
     def _polyps_table(ctx: Context, n_frames: dict[str, int], metadata: dict[bytes, bytes]) -> pa.Table:

@@ -2,8 +2,10 @@
 
 - Numbers are range-checked before they reach Arrow or an int conversion: finite, an integer within int32 (floats
   are rounded, as the owners' code does), and not below a minimum where one applies (:func:`parse_int`).
-- Paths resolve inside the raw root only: a symlink is followed when its target lies inside the root; a dangling
-  link, a loop or a link leading outside is a ``bad_symlink`` problem; a directory, FIFO, socket or device where a
+- Paths resolve inside the raw root only (:meth:`RawRoot.resolve`, the one rule of prepare, verify and export): an
+  absolute path or one leading up out of the root (``..``) is an ``outside_root`` problem; a symlink is followed
+  when its target lies inside the root; a dangling link, a loop or a link leading outside is a ``bad_symlink``
+  problem; a directory, FIFO, socket or device where a
   file is expected (or the reverse) is ``not_a_file``; a permission or I/O error is ``unreadable``
   (:meth:`RawRoot.resolve`). Callers keep a set of real paths so that each real file is read once.
 - A unit's fingerprint hashes the names, sizes and modification times of the inputs it read (:class:`Fingerprint`),
@@ -88,12 +90,20 @@ class RawRoot:
     def inside(self, real: str) -> bool:
         return real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
 
+    def check_relative(self, rel: str) -> None:
+        """Raise an ``outside_root`` :class:`ProblemError` for an absolute path or one leading up out of the root
+        (``..``), before anything is opened; symlinks are checked by :meth:`resolve`."""
+        if os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == os.pardir:
+            what = "an absolute path" if os.path.isabs(rel) else f"a path leading up out of the raw root {self.path}"
+            raise ProblemError("outside_root", f"{rel}: {what}; expected a path relative to the raw root, inside it")
+
     def resolve(self, rel: str, *, want: str = "file") -> str | None:
         """The real path of ``rel`` (relative to the root), or None when nothing exists there.
 
-        ``want`` is ``"file"`` (a regular file), ``"dir"`` or ``"any"``. Raises :class:`ProblemError` (``bad_symlink``,
-        ``not_a_file``, ``unreadable``) with a line naming ``rel``.
+        ``want`` is ``"file"`` (a regular file), ``"dir"`` or ``"any"``. Raises :class:`ProblemError`
+        (``outside_root``, ``bad_symlink``, ``not_a_file``, ``unreadable``) with a line naming ``rel``.
         """
+        self.check_relative(rel)
         full = os.path.join(self.path, rel)
         try:
             info = os.stat(full)

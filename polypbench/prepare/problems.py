@@ -34,6 +34,7 @@ KINDS = {
     "not_a_file": "a directory, FIFO, socket or device where a file is expected (or a file where a folder is)",
     "unreadable": "an input that cannot be read (permission denied, I/O error)",
     "bad_symlink": "a symlink that dangles, loops, or leads outside the raw root (not followed)",
+    "outside_root": "a path that is absolute or leads up out of the raw root (never read)",
     "duplicate_input": "a second path (a symlink) to an input already read (read once)",
     "internal": "an unexpected error while reading a file (a polypbench bug: please report it)",
 }

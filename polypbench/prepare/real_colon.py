@@ -6,6 +6,10 @@ are not zero-padded; video 001-012 carries a ``.0`` suffix (``001-012_40104.0.xm
 A unit of work is one video. Sites are normalised (``trasnverse`` -> ``transverse``, ``caecum`` -> ``cecum``).
 A box may only name a lesion of the video it is annotated in; a lesion listed twice in lesion_info.csv, or with
 an unusable size, is refused (counted) rather than letting one row silently win.
+
+Boxes at the border get the owners' coordinates (``export_coco_format.py`` caps every coordinate at W-1, H-1:
+:data:`OWNERS_EDGE`); where the owners keep a box with no width or height, or a negative coordinate, we drop it or
+clamp it to 0, both counted (docs/datasets.md says exactly where we differ and why).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ LESIONS = "lesion_info.csv"
 _VIDEO_DIR = re.compile(r"^(\d{3}-\d{3})_annotations$")
 _STEM = re.compile(r"^(.*)_(\d+)(?:\.0+)?$")
 _OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # never blocks on a FIFO
+OWNERS_EDGE = 1
+"""The owners' exporter caps xmin, xmax at W-1 and ymin, ymax at H-1; boxes are clamped alike (``RowBuilder.add``)."""
 
 
 def frame_index_of(stem: str) -> int:
@@ -245,5 +251,6 @@ def _convert_file(rows: RowBuilder, video: str, source: str, name: str, data: by
     jpg = stem + ".jpg"
     for box in ann.boxes:
         rows.add(source, box.unique_id, index, f"{video}_frames/{jpg}", ann.width, ann.height,
-                 (box.xmin, box.ymin, box.xmax, box.ymax), frame_exists=jpg in frame_names, owner=video)
+                 (box.xmin, box.ymin, box.xmax, box.ymax), frame_exists=jpg in frame_names, owner=video,
+                 edge=OWNERS_EDGE)
     return 0

@@ -1,7 +1,8 @@
 """SUN Colonoscopy Video Database converter (also ``misawa``: the same database cited through its journal paper).
 
 Raw root: the unzipped positive archives (``SUN-Positive/``, or a folder holding it beside ``SUN-Negative/``):
-``annotation_txt/case{N}.txt`` with lines ``<image>.jpg x1,y1,x2,y2,class_id`` and ``case{N}/<image>.jpg``.
+``annotation_txt/case{N}.txt`` with lines ``<image>.jpg x1,y1,x2,y2,class_id`` (class 0 a polyp box, 1 a non-polyp
+frame; any other id is a ``bad_annotation``, never a silent negative) and ``case{N}/<image>.jpg``.
 Image names carry an acquisition segment and a number that restarts at 0001 in every segment
 (``..._a2_ayy_image0001.jpg``, ``..._a10_ayy_image0001.jpg``), so the number alone is not a key:
 ``frame_index`` is ``segment * 10000 + image number`` and ``frame_path`` keeps the full file name. Sizes and
@@ -16,6 +17,7 @@ import re
 from pathlib import Path
 
 from polypbench.errors import InputError
+from polypbench.fileio import decode_text
 from polypbench.jpeg import JpegError, inspect_fd
 from polypbench.prepare.base import Context, Converter, PolypInfo, RowBuilder, Unit, UnitResult
 from polypbench.prepare.inputs import (
@@ -30,6 +32,8 @@ from polypbench.prepare.inputs import (
 from polypbench.prepare.problems import Problem, ProblemError
 
 _LINE = re.compile(r"^(\S+\.jpg)\s+(-?\d+),(-?\d+),(-?\d+),(-?\d+),(\d+)\s*$")
+POLYP, NON_POLYP = 0, 1
+"""The class ids SUN defines ("class_id of 0 and 1 represent polyp and non-polyp frames"); any other is refused."""
 _IMAGE = re.compile(r"_a(\d{1,6})_[A-Za-z]*_image(\d{1,4})(?:\.jpg)?$")
 _CASE = re.compile(r"^case(\d+)$")
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
@@ -157,7 +161,7 @@ class SunConverter(Converter):
         case_real, present = listing(ctx, case_rel, rows)
         frames: dict[str, tuple[int, int] | ProblemError] = {}
         n_files = n_negative = 0
-        for line_no, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        for line_no, line in enumerate(decode_text(data, "replace").splitlines(), start=1):
             if not line.strip():
                 continue
             n_files += 1
@@ -199,9 +203,18 @@ def _convert_line(ctx: Context, rows: RowBuilder, source: str, line: str, case: 
         rows.problem("bad_annotation", f"{source}: {line.strip()[:80]!r}; "
                      "expected '<image>.jpg xmin,ymin,xmax,ymax,class_id'")
         return 0
-    name, *coords, class_id = parsed.groups()
-    if class_id != "0":
-        return 1  # class_id 1 marks a non-polyp frame
+    name, *coords, class_text = parsed.groups()
+    try:
+        class_id = parse_int(class_text, "class_id", minimum=0)
+    except BadValue as exc:
+        rows.problem("bad_value", f"{source}: {exc}")
+        return 0
+    if class_id == NON_POLYP:
+        return 1
+    if class_id != POLYP:
+        rows.problem("bad_annotation", f"{source}: class_id {class_id}; expected {POLYP} (polyp) or {NON_POLYP} "
+                     "(non-polyp frame), the ids SUN defines")
+        return 0
     try:
         index = sun_frame_index(name)
         x0, y0, x1, y1 = (parse_int(text, field) for text, field in zip(coords, _COORDS, strict=True))

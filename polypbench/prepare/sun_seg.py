@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from polypbench.fileio import decode_text
 from polypbench.prepare.base import Context, Converter, PolypInfo, RowBuilder, Unit, UnitResult
 from polypbench.prepare.inputs import (
     BadValue,
@@ -121,7 +122,7 @@ class SunSegConverter(Converter):
         rows = RowBuilder(ctx)
         fingerprint = SunSegConverter.fingerprint(ctx, unit)
         try:
-            doc = json.loads(read_regular(str(ctx.raw / unit.path), unit.path))
+            doc = json.loads(decode_text(read_regular(str(ctx.raw / unit.path), unit.path)))
             if not isinstance(doc, dict):
                 raise ProblemError("bad_annotation", f"{unit.path}: a json {type(doc).__name__}; expected an object")
             images = _list(doc.get("images"), "'images'", unit.path)

@@ -23,7 +23,8 @@ from defusedxml import DefusedXmlException
 from polypbench.prepare.inputs import INT32_MAX, BadValue, parse_int
 
 _NAME = rb"[A-Za-z_][A-Za-z0-9_.-]*"
-_PROLOG = rb"\s*(?:<\?xml[^<>]*\?>\s*)?"
+_PROLOG = rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^<>]*\?>\s*)?"
+"""An optional UTF-8 byte order mark, then an optional XML declaration."""
 
 
 def _leaf(group: str, exclude: bytes) -> bytes:

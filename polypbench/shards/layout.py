@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from polypbench import __version__, schema
 from polypbench.errors import InputError
-from polypbench.fileio import file_sha256
+from polypbench.fileio import file_sha256, read_text
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def read_spec(root: Path) -> dict[str, Any] | None:
     """The ``materialized.json`` of a finished materialization in ``root``, or None (absent or unreadable)."""
     path = root / SPEC_FILE
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(read_text(path))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("format") == FORMAT_VERSION else None

@@ -21,6 +21,7 @@ import pandas as pd
 
 from polypbench import catalog, datasets, sizes
 from polypbench.errors import InputError
+from polypbench.fileio import TEXT_ENCODING
 from polypbench.manifest import Manifest
 
 PAPER_FOLDS = 6
@@ -75,7 +76,7 @@ def read_paper_split(split_dir: str | Path | None = None) -> pd.DataFrame:
     path = paper_split_file(split_dir)
     if not path.is_file():
         raise InputError(path, "no such file", "the paper's fold file (run `polypbench splits generate`)")
-    table = pd.read_csv(path, dtype={"dataset": str, "polyp": str})
+    table = pd.read_csv(path, dtype={"dataset": str, "polyp": str}, encoding=TEXT_ENCODING)
     if tuple(table.columns) != COLUMNS:
         raise InputError(path, f"columns {', '.join(table.columns)}", f"columns {', '.join(COLUMNS)}")
     bad = ~table["fold"].isin(range(PAPER_FOLDS))

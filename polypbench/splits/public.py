@@ -24,6 +24,7 @@ import pandas as pd
 
 from polypbench import catalog, datasets, sizes
 from polypbench.errors import InputError
+from polypbench.fileio import TEXT_ENCODING
 
 SPLIT_VERSION = "v1"
 N_FOLDS = 5
@@ -130,7 +131,7 @@ def read_split(dataset: str, split_dir: str | Path | None = None) -> pd.DataFram
     path = split_file(dataset, split_dir)
     if not path.is_file():
         raise InputError(path, "no such file", "a split file (run `polypbench splits generate`)")
-    table = pd.read_csv(path, dtype={"patient_id": str, "split": str})
+    table = pd.read_csv(path, dtype={"patient_id": str, "split": str}, encoding=TEXT_ENCODING)
     if tuple(table.columns) != COLUMNS:
         raise InputError(path, f"columns {', '.join(table.columns)}", f"columns {', '.join(COLUMNS)}")
     bad = ~table["split"].isin(["train", "validation", "test"])

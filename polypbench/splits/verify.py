@@ -15,8 +15,9 @@ from polypbench.splits.public import SPLIT_VERSION, read_split, split_file
 def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
     """Check ``prepared`` against the published split; return a one-line confirmation or raise.
 
-    Two checks: the split hash recorded in the manifest equals the hash of the published file, and every
-    frame row's ``split``/``fold`` equals the published assignment of its patient.
+    Three checks: the split hash recorded in the manifest equals the hash of the published file, every frame row's
+    ``split``/``fold`` equals the published assignment of its patient, and no two rows share a (``polyp_id``,
+    ``frame_index``) key (the key of a frame prediction).
     """
     manifest = Manifest.open(prepared)
     meta = manifest.metadata
@@ -47,6 +48,14 @@ def verify(prepared: str | Path, split_dir: str | Path | None = None) -> str:
         raise PolypbenchError(
             f"{manifest.root}: {int(wrong.sum())} frame rows disagree with {path}, e.g. patient {row['patient_id']}: "
             f"{row['split']}/{row['fold']}; expected {row['split_published']}/{row['fold_published']}"
+        )
+    repeated = frames.duplicated(["polyp_id", "frame_index"], keep="first")
+    if repeated.any():
+        row = frames[repeated].iloc[0]
+        raise PolypbenchError(
+            f"{manifest.root}: {int(repeated.sum())} frame rows repeat a (polyp_id, frame_index) key, e.g. "
+            f"{row['polyp_id']} on frame {row['frame_index']}; expected one row per polyp and frame (re-run "
+            "`polypbench prepare`)"
         )
     return (
         f"OK: {manifest.root} ({manifest.dataset}, {len(frames)} frame rows, "

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from polypbench.errors import ConfigError, choice_error
+from polypbench.fileio import read_text
 from polypbench.schema import PROTOCOLS
 from polypbench.train.config import CONFIG_DIR
 
@@ -114,7 +115,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
         path = packaged
     source = str(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(doc, dict):

@@ -81,3 +81,22 @@ def test_polyp_level_csv_is_accepted(small_manifest: Path, tmp_path: Path) -> No
                                     "--bootstrap", "10"])
     assert res.exit_code == 0, res.output
     assert "1.000 (no CI: 3 patients)" in res.output  # three patients: no honest interval, and it says so
+
+
+def test_evaluate_refuses_a_parquet_bomb_from_its_metadata(small_manifest: Path, tmp_path: Path) -> None:
+    """A small file declaring far more rows than the manifests have frames: refused before a data page is read,
+    by the same bound the leaderboard applies (the issue's 400 KB file of 30 M rows once peaked at 7.1 GB)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 200_000
+    bomb = pa.table({"polyp_id": pa.array(["sun/case1"] * n).dictionary_encode(),
+                     "frame_index": np.zeros(n, np.int64), "size_mm": np.zeros(n)})
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(bomb, path, compression="zstd")
+    assert path.stat().st_size < 50_000
+    res = CliRunner().invoke(main, ["evaluate", str(path), "--manifest", str(small_manifest), "--bootstrap", "0"])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: {path}: declares {n} rows; "
+                                                                          "expected at most"), res.output

@@ -107,7 +107,58 @@ def test_a_box_past_the_image_edge_is_clamped_kept_and_counted(prepared: Any, tm
     assert report.rows == prepared["real-colon"].report.rows
     frames = pq.read_table(tmp_path / "out" / "frames.parquet").to_pandas()
     row = frames[frames["frame_path"].str.endswith(path.stem + ".jpg")].iloc[0]
-    assert row["xmax"] == row["width"]
+    assert row["xmax"] == row["width"] - 1  # REAL-Colon: the owners' exporter caps at W-1 (below)
+
+
+def owners_coco_box(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """What the REAL-Colon owners' export_coco_format.py makes of a box (shared/research/formats.md): each
+    coordinate capped at W-1 (x) or H-1 (y), nothing else changed (negative, zero and negative widths kept)."""
+    x0, y0, x1, y1 = box
+    return min(x0, width - 1), min(y0, height - 1), min(x1, width - 1), min(y1, height - 1)
+
+
+def test_real_colon_border_boxes_match_the_owners_exporter(small: Any, tmp_path: Path) -> None:
+    """Box for box at the border: the owners' coordinates where they give a usable box; a degenerate box (no
+    width or height, before or after their cap) dropped and counted; a negative coordinate clamped to 0 (they
+    keep it: docs/datasets.md says where we differ)."""
+    raw = link_copy(small["real-colon"].raw, tmp_path / "raw")
+    files = [p for p in sorted((raw / "001-001_annotations").glob("*.xml"), key=lambda p: float(p.stem.split("_")[1]))
+             if p.read_bytes().count(b"<object>") == 1]
+    width = int(re.search(rb"<width>(\d+)</width>", files[0].read_bytes()).group(1))  # type: ignore[union-attr]
+    height = int(re.search(rb"<height>(\d+)</height>", files[0].read_bytes()).group(1))  # type: ignore[union-attr]
+    w, h = width, height
+    cases = {  # name: (box as annotated, what we keep or the problem kind)
+        "right edge, exclusive end": ((w - 50, 10, w, 60), "clamped"),
+        "far past the bottom": ((10, h - 40, 70, 99999), "clamped"),
+        "last pixel already": ((w - 60, h - 60, w - 1, h - 1), None),
+        "inside": ((100, 100, 200, 200), None),
+        "starts on the last column": ((w - 1, 10, w + 5, 60), "box_outside_image"),
+        "left of the image": ((-5, 10, 40, 60), "clamped"),
+        "negative width": ((60, 10, 40, 60), "empty_box"),
+        "zero height": ((10, 60, 40, 60), "empty_box"),
+    }
+    for path, (box, _) in zip(files, cases.values(), strict=False):
+        data = path.read_bytes()
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True):
+            data = re.sub(rb"<" + tag.encode() + rb">-?\d+</", f"<{tag}>{value}</".encode(), data, count=1)
+        replace_file(path, data)
+    report = prepare("real-colon", raw, tmp_path / "out", workers=1)
+    frames = pq.read_table(tmp_path / "out" / "frames.parquet").to_pandas().set_index("frame_path")
+    expected_problems: dict[str, int] = {}
+    for path, (name, (box, outcome)) in zip(files, cases.items(), strict=False):
+        rel = f"001-001_frames/{path.stem}.jpg"
+        if outcome in (None, "clamped"):
+            got = tuple(int(v) for v in frames.loc[rel, ["xmin", "ymin", "xmax", "ymax"]])
+            owners = owners_coco_box(box, w, h)
+            assert got == (max(owners[0], 0), max(owners[1], 0), *owners[2:]), name
+            assert got[0] < got[2] < w and got[1] < got[3] < h, name
+        else:
+            assert rel not in frames.index, name
+            assert any(path.name in m for m in report.problems[outcome]["examples"]) or \
+                report.problems[outcome]["count"] > 3, name
+        if outcome is not None:
+            expected_problems[outcome] = expected_problems.get(outcome, 0) + 1
+    assert {k: int(v["count"]) for k, v in report.problems.items()} == expected_problems
 
 
 def test_sun_bad_annotation_line_is_named_with_its_line_number(prepared: Any, tmp_path: Path) -> None:

@@ -150,6 +150,72 @@ def test_derived_data_survives_an_unchanged_re_prepare_and_is_dropped_otherwise(
     assert not (out / "materialized").exists() and not (out / "verify.json").exists()
 
 
+def _crops(out: Path) -> Path:
+    """Stand-in materialized crops of the manifest in ``out`` (a finished run's layout: polypbench/shards/)."""
+    root = out / "materialized" / "96"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "case1.arrow").write_bytes(b"crops")
+    (root / "materialized.json").write_text("{}")
+    return root
+
+
+def _cli_prepare(*args: str) -> tuple[int, list[str]]:
+    from click.testing import CliRunner
+
+    from polypbench.cli import main
+
+    result = CliRunner().invoke(main, ["prepare", *args, "--workers", "1", "-q"])
+    return result.exit_code, result.output.strip().splitlines()
+
+
+def test_a_typo_never_replaces_another_datasets_manifest(small: dict[str, Small], tmp_path: Path) -> None:
+    """`prepare sun-seg ... --out prepared/sun` refuses in one line; --overwrite replaces the manifest but never
+    deletes the other dataset's materialized crops (it refuses while they are there)."""
+    out = tmp_path / "sun"
+    prepare("sun", small["sun"].raw, out, workers=1)
+    _crops(out)
+    before = snapshot(out)
+    code, lines = _cli_prepare("sun-seg", "--raw", str(small["sun-seg"].raw), "--out", str(out))
+    assert code != 0 and len(lines) == 1 and lines[0].startswith(f"Error: {out}: holds a finished sun manifest"), lines
+    assert "--overwrite" in lines[0] and snapshot(out) == before and not work_dir(out).exists()
+    os.replace(out, tmp_path / ".sun.old")  # as a crash between the two renames of a publish leaves it
+    code, lines = _cli_prepare("sun-seg", "--raw", str(small["sun-seg"].raw), "--out", str(out))
+    assert code != 0 and len(lines) == 1 and "holds a finished sun manifest" in lines[0], lines
+    os.replace(tmp_path / ".sun.old", out)
+    code, lines = _cli_prepare("sun-seg", "--raw", str(small["sun-seg"].raw), "--out", str(out), "--overwrite")
+    assert code != 0 and len(lines) == 1 and f"{out}/materialized" in lines[0] and "crops" in lines[0], lines
+    assert snapshot(out) == before
+    os.replace(out / "materialized", tmp_path / "kept-crops")  # the user moves them: now it may replace
+    code, lines = _cli_prepare("sun-seg", "--raw", str(small["sun-seg"].raw), "--out", str(out), "--overwrite")
+    assert code == 0, lines
+    assert Manifest.open(out).dataset == "sun-seg" and (tmp_path / "kept-crops" / "96" / "materialized.json").is_file()
+
+
+def test_a_manifest_of_another_dump_is_replaced_only_with_overwrite(small: dict[str, Small], tmp_path: Path) -> None:
+    """The same dataset from another raw root (or under its alias) is another manifest, not an update."""
+    out = tmp_path / "sun"
+    prepare("sun", small["sun"].raw, out, workers=1)
+    other = link_copy(small["sun"].raw, tmp_path / "other-raw")
+    before = snapshot(out)
+    for args in (("sun", "--raw", str(other)), ("misawa", "--raw", str(small["sun"].raw))):
+        code, lines = _cli_prepare(*args, "--out", str(out))
+        assert code != 0 and len(lines) == 1 and lines[0].startswith(f"Error: {out}: holds a finished sun"), lines
+        assert snapshot(out) == before
+    code, lines = _cli_prepare("sun", "--raw", str(other), "--out", str(out), "--overwrite")
+    assert code == 0 and Manifest.open(out).raw_root == other.resolve(), lines
+
+
+def test_the_same_dump_updates_its_own_manifest_without_overwrite(small: dict[str, Small], tmp_path: Path) -> None:
+    """Re-running the same command resumes: unchanged units reused, derived data kept while frames are unchanged."""
+    out = tmp_path / "sun"
+    prepare("sun", small["sun"].raw, out, workers=1)
+    _crops(out)
+    code, lines = _cli_prepare("sun", "--raw", str(small["sun"].raw), "--out", str(out))
+    assert code == 0, lines
+    assert json.loads((out / "prepare_report.json").read_text())["resumed_units"] == 0  # parts end with a run
+    assert (out / "materialized" / "96" / "train" / "case1.arrow").is_file()
+
+
 def test_one_run_at_a_time(small: dict[str, Small], tmp_path: Path) -> None:
     out = tmp_path / "out"
     work_dir(out).mkdir()

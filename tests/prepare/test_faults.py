@@ -171,6 +171,15 @@ def box_past_the_edge(raw: Path) -> Fault:
     return Fault({"clamped": 1}, path.name, lost=0, strict_stops=False)
 
 
+def box_starting_on_the_last_column(raw: Path) -> Fault:
+    """The owners' exporter caps every coordinate at W-1: this box would become zero-width there; we drop it."""
+    path = xml_with(raw)
+    width = re.search(rb"<width>(\d+)</width>", path.read_bytes()).group(1)  # type: ignore[union-attr]
+    sub(path, rb"<xmin>\d+</xmin>", b"<xmin>" + str(int(width) - 1).encode() + b"</xmin>")
+    sub(path, rb"<xmax>\d+</xmax>", b"<xmax>" + str(int(width) + 5).encode() + b"</xmax>")
+    return Fault({"box_outside_image": 1}, "capped at", lost=1)
+
+
 def empty_box(raw: Path) -> Fault:
     path = xml_with(raw)
     data = path.read_bytes()
@@ -332,6 +341,15 @@ def sun_txt_dangling(raw: Path) -> Fault:
     return Fault({"bad_symlink": 1, "lesion_without_frames": 1}, "case3.txt: dangling symlink", lost=n)
 
 
+def sun_class_id_undefined(raw: Path) -> Fault:
+    """SUN defines class 0 (polyp) and 1 (non-polyp frame): a 7 is a bad line, not a silent negative frame."""
+    txt = raw / "SUN-Positive" / "annotation_txt" / "case1.txt"
+    lines = txt.read_text().splitlines()
+    lines[0] = lines[0].rsplit(",", 1)[0] + ",7"
+    replace_file(txt, "\n".join(lines) + "\n")
+    return Fault({"bad_annotation": 1}, "case1.txt:1: class_id 7", lost=1)
+
+
 def sun_coordinate_above_int32(raw: Path) -> Fault:
     txt = raw / "SUN-Positive" / "annotation_txt" / "case1.txt"
     lines = txt.read_text().splitlines()
@@ -404,21 +422,79 @@ def seg_self_loop_and_dangling_links(raw: Path) -> Fault:
     return Fault({"bad_symlink": 2}, "TestHardDataset/Gone: dangling symlink", lost=0)
 
 
+def seg_clip_in_two_subsets(raw: Path) -> Fault:
+    """A clip of a test subset copied into TrainDataset too (frames and json records): its boxes would be keyed twice
+    (polyp_id, frame_index); the later subset's are counted duplicates and never reach the manifest."""
+    first = raw / "TestEasyDataset" / "Seen"
+    doc = json.loads((first / "Detection" / "bbox_annotation.json").read_text())
+    clip = doc["images"][0]["case_name"]
+    images = [i for i in doc["images"] if i["case_name"] == clip]
+    ids = {i["id"] for i in images}
+    boxes = [a for a in doc["annotation"] if a["id"] in ids]
+    link_copy(first / "Frame" / clip, raw / "TrainDataset" / "Frame" / clip)
+
+    def add(train: dict) -> None:
+        train["images"] += images
+        train["annotation"] += boxes
+
+    edit_json(seg_json(raw), add)
+    return Fault({"duplicate_box": len(boxes)}, f"TrainDataset/Frame/{clip}/", lost=0)
+
+
 FAULTS: dict[str, tuple[str, Callable[[Path], Fault]]] = {
     fn.__name__: (dataset, fn)
     for dataset, fns in {
         "real-colon": [truncated_xml, damaged_positive_still_ending_well, objects_cut_but_well_formed, coordinate_inf,
                        width_1e400, width_above_int32, coordinate_not_a_number, file_name_inf,
                        file_name_index_above_int32, file_name_negative_index, unique_id_not_utf8, box_wholly_outside,
-                       box_past_the_edge, empty_box, unknown_lesion, lesion_of_another_video, duplicate_lesion_row,
+                       box_past_the_edge, box_starting_on_the_last_column, empty_box, unknown_lesion,
+                       lesion_of_another_video, duplicate_lesion_row,
                        lesion_size_inf, missing_frame, duplicate_box, lesion_without_frames, annotation_is_a_folder,
                        annotation_is_a_fifo, annotation_symlink_loop, annotation_dangling_symlink,
                        annotation_symlink_outside, annotation_second_path, video_folder_second_path],
         "sun": [sun_frame_empty, sun_frame_truncated, sun_frame_not_a_jpeg, sun_frame_is_a_folder,
                 sun_frame_symlink_loop, sun_frame_dangling, sun_txt_is_a_folder, sun_txt_symlink_loop, sun_txt_dangling,
-                sun_coordinate_above_int32],
+                sun_coordinate_above_int32, sun_class_id_undefined],
         "sun-seg": [seg_bbox_infinity, seg_width_1e400, seg_width_above_int32, seg_annotation_not_objects,
-                    seg_annotation_not_a_list, seg_loop_symlink, seg_self_loop_and_dangling_links],
+                    seg_annotation_not_a_list, seg_loop_symlink, seg_self_loop_and_dangling_links,
+                    seg_clip_in_two_subsets],
+    }.items()
+    for fn in fns
+}
+
+
+# ---------------------------------------------------------------------------------------------------- harmless
+def with_bom(path: Path) -> None:
+    """Prefix a text file with the UTF-8 byte order mark (what Notepad and Excel save)."""
+    replace_file(path, b"\xef\xbb\xbf" + path.read_bytes())
+
+
+def sun_txt_with_bom(raw: Path) -> None:
+    with_bom(raw / "SUN-Positive" / "annotation_txt" / "case1.txt")
+
+
+def sun_frame_zero_padded(raw: Path) -> None:
+    """A complete JPEG followed by 4,096 zero bytes: every reader decodes it."""
+    path = sun_frame(raw)
+    replace_file(path, path.read_bytes() + bytes(4096))
+
+
+def seg_json_with_bom(raw: Path) -> None:
+    with_bom(seg_json(raw))
+
+
+def real_colon_text_with_bom(raw: Path) -> None:
+    for path in (raw / "lesion_info.csv", raw / "video_info.csv", xml_with(raw), xml_with(raw, boxes=0),
+                 xml_with(raw, boxes=2)):
+        with_bom(path)
+
+
+HARMLESS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    fn.__name__: (dataset, fn)
+    for dataset, fns in {
+        "real-colon": [real_colon_text_with_bom],
+        "sun": [sun_txt_with_bom, sun_frame_zero_padded],
+        "sun-seg": [seg_json_with_bom],
     }.items()
     for fn in fns
 }
@@ -464,6 +540,22 @@ def test_fault(small: dict[str, Small], tmp_path: Path, name: str) -> None:
     base = small[dataset]
     raw = link_copy(base.raw, tmp_path / "raw")
     check_fault(base, raw, tmp_path, make(raw))
+
+
+@pytest.mark.parametrize("name", HARMLESS)
+def test_harmless_variation_gives_the_clean_result(small: dict[str, Small], tmp_path: Path, name: str) -> None:
+    """Valid input that some reader once misread (a byte order mark, zero padding after a JPEG): the same rows and
+    the same problems as the clean dump, nothing dropped."""
+    dataset, make = HARMLESS[name]
+    base = small[dataset]
+    raw = link_copy(base.raw, tmp_path / "raw")
+    make(raw)
+    code, output = run_cli(dataset, "--raw", str(raw), "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
+    assert counts(report) == base.problems, report["problems"]
+    got = pd.read_parquet(tmp_path / "out" / "frames.parquet")
+    pd.testing.assert_frame_equal(got, base.frames)
 
 
 @pytest.mark.parametrize("where", ["file", "folder"])

@@ -38,6 +38,14 @@ def test_coordinates_map_to_xyxy_despite_the_xmin_xmax_ymin_ymax_order() -> None
 def test_negative_frames_are_recognised_without_parsing() -> None:
     assert voc.is_negative(doc())
     assert not voc.is_negative(doc(("a", 1, 2, 3, 4)))
+
+
+def test_a_byte_order_mark_keeps_the_fast_path() -> None:
+    """A BOM before the document (an editor's save) is neither a parse error nor a slow path."""
+    bom = b"\xef\xbb\xbf"
+    assert voc.is_negative(bom + doc())
+    boxes = (("002-001_1", 540, 852, 1196, 1070),)
+    assert voc._exact(bom + doc(*boxes)) == voc._safe(bom + doc(*boxes)) == voc._safe(doc(*boxes))
     assert not voc.is_negative(doc()[:-20])  # truncated: must go to the parser, not be counted as negative
     other = doc().replace(b"<size>", b"<segmented>0</segmented><owner><name>x</name></owner><size>")
     assert voc.is_negative(other) and voc._safe(other).boxes == ()  # another layout, provably without a box
