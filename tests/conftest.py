@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,19 @@ class Prepared:
     out: Path
     synth: object  # polypbench.synth summary
     report: object  # polypbench.prepare.PrepareReport
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """The CLI run in-process (``configure_logging``, e.g. with -q) resets the root logger; each test starts from
+    the same logging state, so ``caplog`` sees warnings whatever ran before."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 @pytest.fixture(scope="session", autouse=True)
