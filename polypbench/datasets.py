@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from polypbench.prepare.base import Converter
-    from polypbench.synth import Writer
+    from polypbench.synth.common import Writer
 
 
 def _resolve(target: str) -> Any:

@@ -30,7 +30,7 @@ from polypbench import __version__, schema
 from polypbench import datasets as registry
 from polypbench.errors import ConfigError, InputError, PolypbenchError
 from polypbench.fileio import atomic_write_json, exclusive, file_sha256, publish_dir, run_pool, writing
-from polypbench.load.common import DEFAULT_SIZE, resolve_raw_root
+from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
 from polypbench.manifest import Manifest
 from polypbench.prepare.card import (
     CLASS_NAMES,
@@ -218,7 +218,7 @@ def _check_out(out: Path) -> None:
 
 
 def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None = None, *,
-              size: int = DEFAULT_SIZE, margin: float = 0.5, quality: int = 90, workers: int | None = None,
+              size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN, quality: int = 90, workers: int | None = None,
               hold_rights: bool = False, rows_per_file: int = ROWS_PER_FILE) -> ExportReport:
     """Write the Hugging Face dataset of ``prepared`` (crops of ``raw_root``'s frames) into ``out``.
 

@@ -362,7 +362,7 @@ def score(
     keep_replicates: KeepReplicates = (),
 ) -> Result:
     """Score predictions (a DataFrame, or a Parquet/CSV path) against ``split`` (or ``all``) of one or more prepared
-    manifests (with ``fold`` k and ``protocol``, as :meth:`polypbench.manifest.Manifest.select` defines them:
+    manifests (with ``fold`` k and ``protocol``, as :func:`polypbench.splits.select` defines them:
     cross-validation fold k of the public split, or test fold k of the paper's protocol).
 
     ``keep_replicates``: metric keys (or True: every key) whose replicate vectors the result keeps, read with

@@ -18,6 +18,7 @@ import pandas as pd
 from polypbench import schema
 from polypbench.errors import InputError
 from polypbench.manifest import Manifest
+from polypbench.splits import paper_split, row_folds, select
 
 FRAME_KEY_SHIFT = 32
 
@@ -129,7 +130,7 @@ class Truth:
         protocol: str = "public",
     ) -> Truth:
         """Read the truth of ``split`` (or ``all``) under ``protocol`` from one manifest, or several (one per
-        dataset, scored pooled); see :meth:`Manifest.select`."""
+        dataset, scored pooled); see :func:`polypbench.splits.select`."""
         items = [manifests] if isinstance(manifests, (Manifest, str, Path)) else list(manifests)
         if not items:
             raise InputError("manifest", "no manifest given", "at least one prepared directory")
@@ -137,14 +138,12 @@ class Truth:
         where = ", ".join(str(m.root) for m in opened)
         polyps, frames, everything, info = [], [], [], []
         for m in opened:
-            polyps.append(m.select(split, fold, table="polyps", protocol=protocol)[
+            polyps.append(select(m, split, fold, table="polyps", protocol=protocol)[
                 ["polyp_id", "dataset", "patient_id", "size_mm", "size_class3"]])
-            frames.append(m.select(split, fold, protocol=protocol)[["polyp_id", "frame_index"]])
+            frames.append(select(m, split, fold, protocol=protocol)[["polyp_id", "frame_index"]])
             known = m.polyps[["polyp_id", "split"]]
             if protocol == "paper" and fold is not None:  # name other rows by their split under this protocol
-                from polypbench.splits.paper import paper_split
-
-                known = known.assign(split=paper_split(m.paper_folds("polyps"), fold).to_numpy())
+                known = known.assign(split=paper_split(row_folds(m, "polyps"), fold).to_numpy())
             everything.append(known)
             meta = m.metadata
             info.append({

@@ -46,13 +46,12 @@ from polypbench.prepare.base import Context, Converter, Job, Unit, UnitResult, c
 from polypbench.prepare.card import HF_DIR, dataset_card, fold_file
 from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
 from polypbench.progress import Progress
-from polypbench.shards.layout import MATERIALIZED_DIR
 from polypbench.splits import SPLIT_VERSION, read_split, split_file
 from polypbench.splits.paper import paper_split_file
 
 log = logging.getLogger(__name__)
 REPORT_FILE = schema.REPORT_FILE
-DERIVED = (MATERIALIZED_DIR, schema.VERIFY_FILE, schema.VERIFY_FAILED_FILE, schema.HASHES_FILE)
+DERIVED = (schema.MATERIALIZED_DIR, schema.VERIFY_FILE, schema.VERIFY_FAILED_FILE, schema.HASHES_FILE)
 """Entries other commands add to a manifest, kept across a re-prepare that writes the same frames.parquet."""
 
 
@@ -168,7 +167,7 @@ class Engine:
             update = f", --raw {old_raw} to update it" if old == dataset else ""
             raise InputError(self.out, f"holds {what}, which preparing {dataset} from {raw} would replace",
                              f"--out a new folder{update}, or --overwrite to replace it")
-        crops = folder / MATERIALIZED_DIR
+        crops = folder / schema.MATERIALIZED_DIR
         if old != dataset and crops.is_dir() and any(crops.iterdir()):
             raise InputError(crops, f"materialized crops of the {old or 'unreadable'} manifest, which replacing it "
                              "would delete", f"them moved out of {self.out} first (--overwrite never deletes "

@@ -26,11 +26,10 @@ from PIL import Image
 from polypbench import schema
 from polypbench.errors import ConfigError, InputError
 from polypbench.fileio import atomic_output, atomic_write_json, file_sha256, read_json, run_pool
+from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import draft_scale, unreadable_frame
-from polypbench.manifest import Manifest
-from polypbench.progress import Progress
-from polypbench.shards.layout import (
+from polypbench.load.shard_layout import (
     BATCH_ROWS,
     SHARD_SCHEMA,
     SIGNATURE_FILE,
@@ -39,6 +38,8 @@ from polypbench.shards.layout import (
     materialized_dir,
     shard_name,
 )
+from polypbench.manifest import Manifest
+from polypbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,10 @@ def write_shard(job: VideoJob) -> int:
 
 def _check(size: int, margin: float, context: float, quality: int) -> None:
     if not isinstance(size, int) or size < 16:
-        raise ConfigError(f"size {size!r}: expected an integer >= 16 (the training input size, e.g. 384)")
+        raise ConfigError(f"size {size!r}: expected an integer >= 16 (the training input size, e.g. {DEFAULT_SIZE})")
     if margin < 0:
-        raise ConfigError(f"margin {margin!r}: expected >= 0 (0.5: half the box's longer side on each side)")
+        raise ConfigError(f"margin {margin!r}: expected >= 0 (the fraction of the box's longer side added on each "
+                          f"side; default {DEFAULT_MARGIN})")
     if not 0 <= context <= 1:
         raise ConfigError(f"context {context!r}: expected a fraction of the crop in [0, 1] "
                           "(0.15 covers a 20 degree turn)")
@@ -172,8 +174,8 @@ def _plan(frames: Any, raw: Path, root: Path, spec: Spec) -> list[tuple[str, str
 def materialize(
     prepared_dir: str | Path,
     *,
-    size: int = 384,
-    margin: float = 0.5,
+    size: int = DEFAULT_SIZE,
+    margin: float = DEFAULT_MARGIN,
     context: float = DEFAULT_CONTEXT,
     quality: int = 90,
     workers: int | None = None,
@@ -187,8 +189,6 @@ def materialize(
     JPEG of ``quality``. ``workers`` processes (default: one per core) write one video each; ``raw_root``
     defaults to the folder recorded at prepare time. Resumable and deterministic (see the module docstring).
     """
-    from polypbench.load.torch_dataset import resolve_raw_root  # torch: not in the worker processes
-
     _check(size, margin, context, quality)
     manifest = Manifest.open(prepared_dir)
     raw = resolve_raw_root(manifest, raw_root)

@@ -92,32 +92,11 @@ def sun_split() -> pd.DataFrame:
     return table
 
 
-
-
 def to_csv_bytes(table: pd.DataFrame) -> bytes:
     """The canonical bytes of a split file (LF line ends, fixed column order, rows in metadata order)."""
     buf = io.StringIO()
     table.loc[:, list(COLUMNS)].to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue().encode()
-
-
-def write_public_splits(out: str | Path) -> list[Path]:
-    """Regenerate every ``<out>/<dataset>/v1.csv`` and the paper's ``<out>/paper/v1.csv``; the result is
-    byte-identical to the committed files."""
-    from polypbench.splits.paper import PAPER_DIR, PAPER_VERSION, generate_paper_split
-
-    paper = Path(out) / PAPER_DIR / f"{PAPER_VERSION}.csv"
-    paper.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    generate_paper_split().to_csv(buf, index=False, lineterminator="\n")
-    paper.write_bytes(buf.getvalue().encode())
-    written = [paper]
-    for spec in datasets.split_owners():
-        path = Path(out) / spec.split_file / f"{SPLIT_VERSION}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(to_csv_bytes(spec.generate_split()))
-        written.append(path)
-    return written
 
 
 def split_file(dataset: str, split_dir: str | Path | None = None) -> Path:
