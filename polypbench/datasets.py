@@ -204,6 +204,11 @@ def get(name: str) -> DatasetSpec:
     return _BY_NAME[canonical(name)]
 
 
+def spec_of(dataset: str | DatasetSpec) -> DatasetSpec:
+    """``dataset`` itself when it is a spec already (resolved once by the caller and passed down), else its spec."""
+    return dataset if isinstance(dataset, DatasetSpec) else get(dataset)
+
+
 def split_owners() -> tuple[DatasetSpec, ...]:
     """The datasets that own a split file (and generate it)."""
     return tuple(spec for spec in SPECS if spec.split_generator is not None)

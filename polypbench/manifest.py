@@ -26,6 +26,15 @@ from polypbench.errors import InputError, choice_error
 
 _T = TypeVar("_T")
 
+PROVENANCE_KEYS: dict[str, str] = {
+    "dataset": schema.META_DATASET,
+    "split_version": schema.META_SPLIT_VERSION,
+    "split_sha256": schema.META_SPLIT_HASH,
+    "paper_split_sha256": schema.META_PAPER_SPLIT_HASH,
+    "polypbench_version": schema.META_POLYPBENCH_VERSION,
+}
+"""The keys of :meth:`Manifest.provenance` (after ``path``) -> the Parquet metadata key each is read from."""
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -70,6 +79,13 @@ class Manifest:
     @property
     def dataset(self) -> str:
         return self.metadata[schema.META_DATASET]
+
+    def provenance(self) -> dict[str, str]:
+        """Where this manifest came from, in the one key set every record citing a manifest uses (evaluation
+        results and reports, the board, ``export-hf``, the dataset card): ``path`` (the folder, absolute), then
+        :data:`PROVENANCE_KEYS` (``polypbench_version``: the version that prepared it; ``""`` when not recorded)."""
+        meta = self.metadata
+        return {"path": str(self.root.resolve()), **{key: meta.get(name, "") for key, name in PROVENANCE_KEYS.items()}}
 
     @property
     def raw_root(self) -> Path | None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polypbench import schema
 from polypbench.errors import InputError
 from polypbench.manifest import Manifest
 from polypbench.splits import paper_split, row_folds, select
@@ -145,14 +144,7 @@ class Truth:
             if protocol == "paper" and fold is not None:  # name other rows by their split under this protocol
                 known = known.assign(split=paper_split(row_folds(m, "polyps"), fold).to_numpy())
             everything.append(known)
-            meta = m.metadata
-            info.append({
-                "path": str(m.root),
-                "dataset": meta.get(schema.META_DATASET, ""),
-                "split_version": meta.get(schema.META_SPLIT_VERSION, ""),
-                "split_sha256": meta.get(schema.META_SPLIT_HASH, ""),
-                "polypbench_version": meta.get(schema.META_POLYPBENCH_VERSION, ""),
-            })
+            info.append(m.provenance())
         table = pd.concat(polyps, ignore_index=True)
         if table.empty:
             raise InputError(where, f"no polyps in the {split} split", f"a manifest with {split} rows")

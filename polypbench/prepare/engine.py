@@ -40,8 +40,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from polypbench import __version__, schema
+from polypbench.datasets import DatasetSpec
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.fileio import PartStore, exclusive, file_sha256, publish_dir, recover_dir, run_pool, writing
+from polypbench.manifest import Manifest
 from polypbench.prepare.base import Context, Converter, Job, Unit, UnitResult, convert_job
 from polypbench.prepare.card import HF_DIR, dataset_card, fold_file
 from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
@@ -116,14 +118,15 @@ def _metadata_hash(ctx: Context) -> str:
 class Engine:
     """Runs one converter over one raw dump into one output directory."""
 
-    def __init__(self, converter: Converter, raw: Path, out: Path, workers: int | None, strict: bool,
-                 overwrite: bool = False) -> None:
-        self.converter, self.raw, self.strict, self.overwrite = converter, Path(raw), strict, overwrite
+    def __init__(self, converter: Converter, spec: DatasetSpec, raw: Path, out: Path, workers: int | None,
+                 strict: bool, overwrite: bool = False) -> None:
+        """``converter`` for the dataset named as the user gave it (an alias stays), ``spec`` its registry entry."""
+        self.converter, self.spec, self.raw, self.strict, self.overwrite = converter, spec, Path(raw), strict, overwrite
         out = Path(out)
         self.out = Path(os.path.realpath(out)) if out.is_symlink() else Path(os.path.abspath(out))
         self.work = work_dir(self.out)
         self.workers = workers or os.cpu_count() or 1
-        self.split_path = split_file(converter.dataset)
+        self.split_path = split_file(spec)
         self.split_sha = file_sha256(self.split_path)
 
     def _check_paths(self) -> None:
@@ -192,7 +195,7 @@ class Engine:
     def _run(self) -> PrepareReport:
         problems: list[Problem] = []
         polyps = self.converter.polyps(self.raw, problems)
-        published = read_split(self.converter.dataset)
+        published = read_split(self.spec)
         split_of = {row.patient_id: (row.split, int(row.fold)) for row in published.itertuples(index=False)}
         try:
             units = self.converter.units(self.raw, problems)
@@ -312,8 +315,9 @@ class Engine:
         )
         with writing(staging):
             pq.write_table(polyp_table, staging / schema.POLYPS_FILE, compression="zstd")
-            (staging / "README.md").write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha,
-                                                            fold_rows, self.raw.resolve()))
+            provenance = Manifest.open(staging).provenance()  # what frames.parquet records, read back
+            (staging / "README.md").write_text(dataset_card(self.spec, provenance, split_rows, fold_rows,
+                                                            self.raw.resolve()))
             doc = {**report.to_dict(), "all_problems": [p.to_dict() for p in problems]}
             (staging / REPORT_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")  # last
         return report

@@ -13,7 +13,6 @@ import io
 import logging
 import math
 import os
-import shutil
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from PIL import Image
 
 from polypbench import schema
 from polypbench.errors import ConfigError, InputError
-from polypbench.fileio import atomic_output, atomic_write_json, file_sha256, read_json, run_pool
+from polypbench.fileio import atomic_output, atomic_write_json, file_sha256, resume_dir, run_pool
 from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import draft_scale, unreadable_frame
@@ -144,20 +143,6 @@ def _check(size: int, margin: float, context: float, quality: int) -> None:
         raise ConfigError(f"quality {quality!r}: expected a JPEG quality in 1..100")
 
 
-def _start(root: Path, spec: Spec) -> None:
-    """Keep the shards of an interrupted run with the same spec; anything else in ``root`` is discarded."""
-    signature = root / SIGNATURE_FILE
-    if root.exists() and read_json(signature) != spec.to_dict():
-        log.warning("discarding %s: it was materialized from other inputs or with other options", root)
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / SPEC_FILE).unlink(missing_ok=True)  # unfinished until the end of this run
-    for stale in root.glob("*/.*.tmp"):  # partial shards of an interrupted run
-        stale.unlink()
-    if not signature.is_file():
-        atomic_write_json(signature, spec.to_dict())
-
-
 def _plan(frames: Any, raw: Path, root: Path, spec: Spec) -> list[tuple[str, str, VideoJob]]:
     """(split, video_id, job) per shard, in manifest order."""
     jobs, names = [], set()
@@ -193,8 +178,8 @@ def materialize(
     manifest = Manifest.open(prepared_dir)
     raw = resolve_raw_root(manifest, raw_root)
     spec = Spec(size, float(margin), float(context), int(quality), file_sha256(manifest.root / schema.FRAMES_FILE))
-    root = materialized_dir(manifest.root, size)
-    _start(root, spec)
+    root = resume_dir(materialized_dir(manifest.root, size), spec.to_dict(), signature_file=SIGNATURE_FILE)
+    (root / SPEC_FILE).unlink(missing_ok=True)  # unfinished until the end of this run
     plan = _plan(manifest.frames, raw, root, spec)
     for split in {s for s, _, _ in plan}:
         (root / split).mkdir(exist_ok=True)

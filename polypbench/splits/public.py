@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from polypbench import catalog, datasets, sizes
+from polypbench.datasets import DatasetSpec
 from polypbench.errors import InputError
 from polypbench.fileio import TEXT_ENCODING
 
@@ -99,14 +100,14 @@ def to_csv_bytes(table: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
-def split_file(dataset: str, split_dir: str | Path | None = None) -> Path:
-    """Path of the published split file used by ``dataset`` (or of the one in ``split_dir``)."""
-    name = f"{datasets.get(dataset).split_file}/{SPLIT_VERSION}.csv"
+def split_file(dataset: str | DatasetSpec, split_dir: str | Path | None = None) -> Path:
+    """Path of the published split file used by ``dataset`` (a name, or its spec; or of the one in ``split_dir``)."""
+    name = f"{datasets.spec_of(dataset).split_file}/{SPLIT_VERSION}.csv"
     return (Path(split_dir) if split_dir is not None else published_dir()) / name
 
 
-def read_split(dataset: str, split_dir: str | Path | None = None) -> pd.DataFrame:
-    """Read (and check) the split file of ``dataset``: patient_id, split, fold."""
+def read_split(dataset: str | DatasetSpec, split_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read (and check) the split file of ``dataset`` (a name, or its spec): patient_id, split, fold."""
     path = split_file(dataset, split_dir)
     if not path.is_file():
         raise InputError(path, "no such file", "a split file (run `polypbench splits generate`)")
@@ -123,10 +124,11 @@ def read_split(dataset: str, split_dir: str | Path | None = None) -> pd.DataFram
     return table
 
 
-def class_counts(dataset: str, split_dir: str | Path | None = None) -> pd.DataFrame:
+def class_counts(dataset: str | DatasetSpec, split_dir: str | Path | None = None) -> pd.DataFrame:
     """Polyps per size class for every split and fold of ``dataset``'s published split, plus patients."""
-    table = read_split(dataset, split_dir)
-    polyps = datasets.get(dataset).catalog_polyps()
+    spec = datasets.spec_of(dataset)
+    table = read_split(spec, split_dir)
+    polyps = spec.catalog_polyps()
     polyps["class"] = pd.Categorical.from_codes(sizes.size_class3(polyps["size_mm"]), sizes.TASKS["triclass"])
     merged = polyps.merge(table, on="patient_id", how="left", validate="many_to_one")
     counts = pd.crosstab([merged["split"], merged["fold"]], merged["class"], dropna=False)
