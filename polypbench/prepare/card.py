@@ -17,10 +17,11 @@ import yaml
 
 from polypbench import datasets as registry
 from polypbench import schema
-from polypbench.sizes import TASKS
+from polypbench.sizes import CLASS_SCHEMES
 
 HF_DIR = "hf"
-CLASS_NAMES: dict[str, tuple[str, ...]] = {"size_class3": TASKS["triclass"], "size_class2": TASKS["binary10"]}
+CLASS_NAMES: dict[str, tuple[str, ...]] = {"size_class3": CLASS_SCHEMES["triclass"],
+                                           "size_class2": CLASS_SCHEMES["binary10"]}
 """Columns declared as ``ClassLabel`` features, with their names in label order."""
 _DTYPES = {pa.string(): "string", pa.int8(): "int8", pa.int32(): "int32", pa.int64(): "int64",
            pa.float32(): "float32", pa.float64(): "float64"}

@@ -129,7 +129,7 @@ def class_counts(dataset: str | DatasetSpec, split_dir: str | Path | None = None
     spec = datasets.spec_of(dataset)
     table = read_split(spec, split_dir)
     polyps = spec.catalog_polyps()
-    polyps["class"] = pd.Categorical.from_codes(sizes.size_class3(polyps["size_mm"]), sizes.TASKS["triclass"])
+    polyps["class"] = pd.Categorical.from_codes(sizes.size_class3(polyps["size_mm"]), sizes.CLASS_SCHEMES["triclass"])
     merged = polyps.merge(table, on="patient_id", how="left", validate="many_to_one")
     counts = pd.crosstab([merged["split"], merged["fold"]], merged["class"], dropna=False)
     counts = counts.loc[(counts.sum(axis=1) > 0)] if len(counts) else counts
