@@ -33,7 +33,7 @@ from scipy import special
 from polypbench.evaluate import intervals, metrics
 from polypbench.evaluate.bootstrap import Design, bca, metric_interval
 from polypbench.evaluate.policy import ClassSupport, judge
-from polypbench.sizes import DIMINUTIVE_MAX_MM, LARGE_MIN_MM, TASKS
+from polypbench.sizes import CLASS_SCHEMES, DIMINUTIVE_MAX_MM, LARGE_MIN_MM
 
 LOG_MEDIAN, LOG_SD = math.log(5.0), 0.6
 """True sizes: log-normal."""
@@ -130,7 +130,7 @@ class Scored:
 def _classes(task: str, polyps: np.ndarray, patients: np.ndarray) -> list[tuple[ClassSupport, ...]]:
     """Per test set, the classes a class mean rests on from its polyps and patients per class (D, K): the scorer's
     ``_class_supports``."""
-    names = TASKS[task]
+    names = CLASS_SCHEMES[task]
     return [tuple(ClassSupport(c, int(polyps[i, k]), int(patients[i, k])) for k, c in enumerate(names))
             for i in range(len(polyps))]
 

@@ -32,7 +32,7 @@ from sklearn import metrics as skm
 from polypbench import schema
 from polypbench.evaluate import read_predictions, score, validate_predictions
 from polypbench.evaluate.truth import load_truth
-from polypbench.sizes import TASKS, size_class, triclass_to_task
+from polypbench.sizes import CLASS_SCHEMES, size_class, triclass_to_task
 
 DATASETS = {"real-colon": (132, 33), "sun": (100, 100)}
 """dataset -> (test polyps, test patients)."""
@@ -127,7 +127,7 @@ def _naive_view(df: pd.DataFrame, size_col: str, weight: np.ndarray | None) -> d
     groups = [(ds, (df["dataset"] == ds).to_numpy()) for ds in DATASETS] + [("pooled", np.ones(len(df), bool))]
     for name, mask in groups:
         w = None if weight is None else weight[mask]
-        for task, classes in TASKS.items():
+        for task, classes in CLASS_SCHEMES.items():
             t, p = triclass_to_task(true3[mask], task), triclass_to_task(pred3[mask], task)
             out[f"{name}/{task}"] = _naive_metrics(t, p, len(classes), w)
         err = df[size_col].to_numpy()[mask] - df["true_size"].to_numpy()[mask]

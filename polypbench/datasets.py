@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from polypbench.prepare.base import Converter
-    from polypbench.synth import Writer
+    from polypbench.synth.common import Writer
 
 
 def _resolve(target: str) -> Any:
@@ -202,6 +202,11 @@ def canonical(name: str) -> str:
 def get(name: str) -> DatasetSpec:
     """The spec of ``name`` (a registered name or an alias)."""
     return _BY_NAME[canonical(name)]
+
+
+def spec_of(dataset: str | DatasetSpec) -> DatasetSpec:
+    """``dataset`` itself when it is a spec already (resolved once by the caller and passed down), else its spec."""
+    return dataset if isinstance(dataset, DatasetSpec) else get(dataset)
 
 
 def split_owners() -> tuple[DatasetSpec, ...]:

@@ -10,6 +10,8 @@ Frames are only exported where the dataset's licence allows redistributing them 
 ``redistribute_frames``), or when the user declares that they hold that right (``hold_rights``): the card then
 states the licence and the declaration. Files are written by worker processes into a staging folder that is
 published as a whole (:func:`~polypbench.fileio.publish_dir`): the output is the previous export or the new one.
+The staging folder is resumable (:func:`~polypbench.fileio.resume_dir`): a rerun of an interrupted export with the
+same manifest, frames and options keeps the Parquet files it finished and writes the rest.
 """
 
 from __future__ import annotations
@@ -29,8 +31,17 @@ import pyarrow.parquet as pq
 from polypbench import __version__, schema
 from polypbench import datasets as registry
 from polypbench.errors import ConfigError, InputError, PolypbenchError
-from polypbench.fileio import atomic_write_json, exclusive, file_sha256, publish_dir, run_pool, writing
-from polypbench.load.common import DEFAULT_SIZE, resolve_raw_root
+from polypbench.fileio import (
+    atomic_output,
+    atomic_write_json,
+    exclusive,
+    file_sha256,
+    publish_dir,
+    resume_dir,
+    run_pool,
+    writing,
+)
+from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
 from polypbench.manifest import Manifest
 from polypbench.prepare.card import (
     CLASS_NAMES,
@@ -54,6 +65,8 @@ ROWS_PER_FILE = 2000
 """Crops per Parquet file (about 80 MB at 384 px): files small enough to upload and stream."""
 BOX_FEATURE = {"list": "float32", "length": 4}
 HOLD_RIGHTS_FLAG = "--i-hold-redistribution-rights"
+SIGNATURE_FILE = ".signature.json"
+"""What the staging folder's files were made from (:func:`~polypbench.fileio.resume_dir`); not published."""
 
 
 def export_types() -> dict[str, Any]:
@@ -116,8 +129,8 @@ def _write_file(job: _Job) -> tuple[int, int]:
     table = table.append_column("image", pa.array(images, job.schema.field("image").type))
     table = table.append_column("box", pa.array(boxes, job.schema.field("box").type))
     table = table.select(job.schema.names).cast(job.schema)
-    with writing(job.target):
-        pq.write_table(table, job.target, compression="zstd")
+    with atomic_output(job.target) as tmp:  # complete or absent: a rerun keeps it
+        pq.write_table(table, tmp, compression="zstd")
     return table.num_rows, job.target.stat().st_size
 
 
@@ -177,6 +190,7 @@ def export_card(spec: registry.DatasetSpec, parts: dict[tuple[str, int], int], s
         "dataset_info": [{"config_name": c["config_name"], "features": features} for c in configs],
     }
     split_rows = {s: sum(n for (split, _), n in parts.items() if split == s) for s in splits}
+    provenance = manifest.provenance()
     rights = ""
     if not spec.redistribute_frames:
         rights = (f"\n**Redistribution.** {spec.title}'s licence does not by itself allow redistributing its frames. "
@@ -187,7 +201,7 @@ def export_card(spec: registry.DatasetSpec, parts: dict[tuple[str, int], int], s
 {facts(spec)}{rights}
 ## What is here
 One row per annotated polyp box of the polypbench manifest (public split
-{manifest.metadata.get(schema.META_SPLIT_VERSION)}, sha256 {manifest.metadata.get(schema.META_SPLIT_HASH)}),
+{provenance["split_version"]}, sha256 {provenance["split_sha256"]}),
 with `image`: the square crop around the box ({margin:g} x the box's longer side added on each side, inside the
 frame) resized to {size} x {size} pixels and stored as JPEG (quality {quality}), and `box`: the polyp box in the
 crop's pixels (x0, y0, x1, y1). Targets: `size_mm`, `size_class3` ({", ".join(CLASS_NAMES["size_class3"])}),
@@ -218,7 +232,7 @@ def _check_out(out: Path) -> None:
 
 
 def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None = None, *,
-              size: int = DEFAULT_SIZE, margin: float = 0.5, quality: int = 90, workers: int | None = None,
+              size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN, quality: int = 90, workers: int | None = None,
               hold_rights: bool = False, rows_per_file: int = ROWS_PER_FILE) -> ExportReport:
     """Write the Hugging Face dataset of ``prepared`` (crops of ``raw_root``'s frames) into ``out``.
 
@@ -247,11 +261,11 @@ def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None
     staging = work / "staging"
     with writing(work):
         work.mkdir(parents=True, exist_ok=True)
+    frames_sha = file_sha256(manifest.root / schema.FRAMES_FILE)
+    signature = {"polypbench_version": __version__, "frames_sha256": frames_sha, "raw_root": str(root.resolve()),
+                 "size": size, "margin": margin, "quality": quality, "rows_per_file": rows_per_file}
     with exclusive(work / "lock", str(out)):
-        with writing(staging):
-            if staging.exists():
-                shutil.rmtree(staging)  # a run killed half-way: start again
-            staging.mkdir()
+        resume_dir(staging, signature, signature_file=SIGNATURE_FILE)  # a run killed half-way resumes
         frames = manifest.frames
         jobs: list[_Job] = []
         parts: dict[tuple[str, int], int] = {}
@@ -263,24 +277,28 @@ def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None
                     target.parent.mkdir(parents=True, exist_ok=True)
                 jobs.append(_Job(rows.iloc[start:start + rows_per_file], root, manifest.root / schema.FRAMES_FILE,
                                  target, arrow_schema, size, margin, quality))
-        written = 0
-        with Progress(len(frames), f"export-hf {manifest.dataset}", unit="crop") as bar:
-            for n, nbytes in run_pool(_write_file, jobs, workers or os.cpu_count() or 1):
+        finished = [job for job in jobs if job.target.is_file()]
+        todo = [job for job in jobs if not job.target.is_file()]
+        if finished:
+            log.info("resuming: %d of %d files already written", len(finished), len(jobs))
+        written = sum(job.target.stat().st_size for job in finished)
+        done = sum(len(job.rows) for job in finished)
+        with Progress(len(frames), f"export-hf {manifest.dataset}", unit="crop", initial=done) as bar:
+            for n, nbytes in run_pool(_write_file, todo, workers or os.cpu_count() or 1):
                 written += nbytes
                 bar.update(n)
         with writing(staging):
             (staging / "README.md").write_text(export_card(spec, parts, size, margin, quality, hold_rights, manifest))
         atomic_write_json(staging / INFO_FILE, {
-            "polypbench_version": __version__, "dataset": manifest.dataset, "prepared": str(manifest.root),
-            "frames_sha256": _frames_sha(manifest), "size": size, "margin": margin, "quality": quality,
-            "rows": len(frames), "hold_rights_declared": hold_rights, "licence": spec.licence})
+            "polypbench_version": __version__, "manifest": manifest.provenance(), "frames_sha256": frames_sha,
+            "size": size, "margin": margin, "quality": quality, "rows": len(frames),
+            "hold_rights_declared": hold_rights, "licence": spec.licence})
+        with writing(staging):
+            (staging / SIGNATURE_FILE).unlink()  # the staging folder's, not the export's
         publish_dir(staging, out)
     with writing(work):
         shutil.rmtree(work)
     split_rows = {s: sum(n for (split, _), n in parts.items() if split == s) for s in schema.SPLITS}
     return ExportReport(manifest.dataset, out, len(frames), len(jobs), size, split_rows, written)
 
-
-def _frames_sha(manifest: Manifest) -> str:
-    return file_sha256(manifest.root / schema.FRAMES_FILE)
 

@@ -6,9 +6,10 @@
 - :func:`atomic_write` / :func:`atomic_output`: a file is either its old content or its complete new content,
   never half-written (temporary file beside it, then one rename); a failed write (disk full, no permission) is
   one :class:`~polypbench.errors.OutputError` naming the path (:func:`writing`).
-- :class:`PartStore`: the finished parts of a long job, each kept with a fingerprint of the input it came from,
-  so that a rerun redoes exactly the parts whose input changed; the store is discarded when the job's signature
-  (inputs, options, versions) differs.
+- :func:`resume_dir`: the one resumable folder: kept by a rerun with the same signature (inputs, options,
+  versions), discarded otherwise, its interrupted temporary files removed (``prepare``'s parts, ``materialize``'s
+  shards, ``export-hf``'s staging). :class:`PartStore`: the finished parts of a long job in such a folder, each
+  kept with a fingerprint of the input it came from, so that a rerun redoes exactly the parts whose input changed.
 - :func:`publish_dir`: a folder built in a staging place replaces the published one as a whole; readers see the
   old folder, then (for a moment) none, then the new one, never a mixture. :func:`recover_dir` completes or
   rolls back a publish interrupted by a crash.
@@ -124,34 +125,46 @@ def read_json(path: Path) -> Any:
         return None
 
 
+SIGNATURE_FILE = "signature.json"
+"""The default name of a resumable folder's signature (:func:`resume_dir`)."""
+
+
+def resume_dir(folder: str | Path, signature: Mapping[str, Any], *, signature_file: str = SIGNATURE_FILE) -> Path:
+    """Open ``folder`` for a resumable job: what an interrupted run with the same ``signature`` (its inputs,
+    options and versions, as JSON) finished there is kept; a folder made with another signature (or none) is
+    discarded, with a log line. Temporary files of interrupted atomic writes (``.*.tmp``, at any depth) are
+    removed. The signature is kept in ``folder/signature_file``. Returns ``folder``."""
+    folder = Path(folder)
+    wanted = json.loads(json.dumps(dict(signature), default=str))
+    path = folder / signature_file
+    with writing(folder):
+        if folder.exists() and read_json(path) != wanted:
+            log.warning("discarding partial results in %s: they came from other inputs, options or version", folder)
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.rglob(".*.tmp"):
+            stale.unlink()
+    if not path.is_file():
+        atomic_write_json(path, wanted)
+    return folder
+
+
 class PartStore:
     """Finished parts of a resumable job in ``folder``: ``<key>.<suffix>`` files plus ``<key>.json``.
 
     ``<key>.json`` is written last and holds the part's fingerprint and info, so its presence with the same
-    fingerprint is what marks a part done. :meth:`open` keeps the parts only when ``signature.json`` equals the
-    job's signature (else everything is discarded and logged).
+    fingerprint is what marks a part done. :meth:`open` keeps the parts only when the folder was made for the
+    job's signature (:func:`resume_dir`; else everything is discarded and logged).
     """
-
-    SIGNATURE = "signature.json"
 
     def __init__(self, folder: Path, signature: Mapping[str, Any]) -> None:
         self.folder = Path(folder)
-        self.signature = json.loads(json.dumps(dict(signature), default=str))
+        self.signature = dict(signature)
 
     def open(self) -> None:
         """Create the store, discarding it first if it was made for another signature (and any temporary file of
         an interrupted save)."""
-        sig_path = self.folder / self.SIGNATURE
-        with writing(self.folder):
-            if self.folder.exists() and read_json(sig_path) != self.signature:
-                log.warning("discarding partial results in %s: they came from other inputs, options or version",
-                            self.folder)
-                shutil.rmtree(self.folder)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for stale in self.folder.glob(".*.tmp"):
-                stale.unlink()
-        if not sig_path.is_file():
-            atomic_write_json(sig_path, self.signature)
+        resume_dir(self.folder, self.signature)
 
     def file(self, key: str, suffix: str) -> Path:
         return self.folder / f"{key}.{suffix}"

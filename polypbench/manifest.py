@@ -26,6 +26,15 @@ from polypbench.errors import InputError, choice_error
 
 _T = TypeVar("_T")
 
+PROVENANCE_KEYS: dict[str, str] = {
+    "dataset": schema.META_DATASET,
+    "split_version": schema.META_SPLIT_VERSION,
+    "split_sha256": schema.META_SPLIT_HASH,
+    "paper_split_sha256": schema.META_PAPER_SPLIT_HASH,
+    "polypbench_version": schema.META_POLYPBENCH_VERSION,
+}
+"""The keys of :meth:`Manifest.provenance` (after ``path``) -> the Parquet metadata key each is read from."""
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -71,6 +80,13 @@ class Manifest:
     def dataset(self) -> str:
         return self.metadata[schema.META_DATASET]
 
+    def provenance(self) -> dict[str, str]:
+        """Where this manifest came from, in the one key set every record citing a manifest uses (evaluation
+        results and reports, the board, ``export-hf``, the dataset card): ``path`` (the folder, absolute), then
+        :data:`PROVENANCE_KEYS` (``polypbench_version``: the version that prepared it; ``""`` when not recorded)."""
+        meta = self.metadata
+        return {"path": str(self.root.resolve()), **{key: meta.get(name, "") for key, name in PROVENANCE_KEYS.items()}}
+
     @property
     def raw_root(self) -> Path | None:
         """The raw root recorded at prepare time (a hint: pass ``raw_root`` at load time on another machine)."""
@@ -87,51 +103,18 @@ class Manifest:
         """All rows of polyps.parquet (one per polyp)."""
         return self._table(schema.POLYPS_FILE, schema.POLYPS)
 
-    @cached_property
-    def _paper_fold_of(self) -> dict[str, int]:
-        """polyp_id -> the HAG/GR paper's fold, read once per manifest (the fold file's hash checked once)."""
-        from polypbench.fileio import file_sha256
-        from polypbench.splits.paper import fold_of, paper_split_file
+    def select(self, split: str, fold: int | None = None, *, table: str = "frames") -> pd.DataFrame:
+        """Rows of one split of the published split (or ``all`` rows) of ``table`` (``frames`` or ``polyps``).
 
-        recorded = self.metadata.get(schema.META_PAPER_SPLIT_HASH)
-        if recorded is not None and recorded != file_sha256(paper_split_file()):
-            raise InputError(self.root, f"prepared with another paper fold file (sha256 {recorded[:12]})",
-                             "a manifest prepared with this polypbench version (re-run `polypbench prepare`)")
-        ids = self.polyps["polyp_id"].astype(str)
-        folds = fold_of(self.dataset, ids.str.split("/", n=1).str[1].tolist())
-        return dict(zip(ids, (int(f) for f in folds), strict=True))
-
-    def paper_folds(self, table: str = "frames") -> pd.Series:
-        """The HAG/GR paper's fold of every row (``polypbench.splits.paper``: by public id, whatever the alias);
-        -1 for a polyp the paper did not use."""
-        df = self.frames if table == "frames" else self.polyps
-        return df["polyp_id"].astype(str).map(self._paper_fold_of).fillna(-1).astype(int)
-
-    def select(self, split: str, fold: int | None = None, *, table: str = "frames",
-               protocol: str = "public") -> pd.DataFrame:
-        """Rows of one split (or ``all`` rows) under ``protocol``.
-
-        ``public``: the published split; with ``fold`` k (cross-validation over the non-test rows) ``validation`` is
-        fold k and ``train`` every other non-test fold, ``test`` unchanged. ``paper``: the paper's per-object folds,
-        ``fold`` k required: ``test`` is paper fold k, ``validation`` fold (k + 1) mod 6, ``train`` the rest.
+        With ``fold`` k (cross-validation over the non-test rows) ``validation`` is fold k and ``train`` every other
+        non-test fold, ``test`` unchanged. Other protocols (the paper's per-object folds) are
+        :func:`polypbench.splits.select`'s: the manifest only reads its own columns.
         """
         if split not in schema.SELECTIONS:
             raise choice_error("split", split, schema.SELECTIONS)
-        if protocol not in schema.PROTOCOLS:
-            raise choice_error("protocol", protocol, schema.PROTOCOLS)
         df = self.frames if table == "frames" else self.polyps
         if split == "all":
             return df.reset_index(drop=True)
-        if protocol == "paper":
-            from polypbench.splits.paper import PAPER_FOLDS
-
-            if fold is None or not 0 <= fold < PAPER_FOLDS:
-                raise choice_error("paper-protocol fold (the test fold)", fold, range(PAPER_FOLDS))
-            paper = self.paper_folds(table)
-            valid = (fold + 1) % PAPER_FOLDS
-            mask = {"test": paper == fold, "validation": paper == valid}.get(
-                split, (paper >= 0) & (paper != fold) & (paper != valid))
-            return df.loc[mask].reset_index(drop=True)
         if fold is None or split == "test":
             mask = df["split"] == split
         else:

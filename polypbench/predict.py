@@ -40,7 +40,7 @@ def predict(checkpoint: str | Path, manifest_dir: str | Path | Sequence[str | Pa
             protocol: str = "public", batch_size: int = 64, device: str = "cpu",
             num_workers: int = 0) -> pd.DataFrame:
     """Frame-level predictions of ``checkpoint`` (a ``best.pt`` or ``last.pt``) for ``split`` of one or more
-    prepared manifests (``fold`` and ``protocol`` as :meth:`polypbench.manifest.Manifest.select`); progress as
+    prepared manifests (``fold`` and ``protocol`` as :func:`polypbench.splits.select`); progress as
     :mod:`polypbench.progress` shows it."""
     ckpt = load_checkpoint(checkpoint)
     dirs = [manifest_dir] if isinstance(manifest_dir, (str, Path)) else list(manifest_dir)

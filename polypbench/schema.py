@@ -15,7 +15,8 @@ from polypbench.errors import InputError
 SCHEMA_VERSION = "1"
 SPLITS = ("train", "validation", "test")
 SELECTIONS = (*SPLITS, "all")
-"""What ``Manifest.select`` accepts: a split, or ``all`` rows (e.g. to score out-of-fold predictions)."""
+"""What ``Manifest.select`` and ``splits.select`` accept: a split, or ``all`` rows (e.g. to score out-of-fold
+predictions)."""
 PROTOCOLS = ("public", "paper")
 """Evaluation protocols: ``public``, the published per-patient split and its cross-validation folds; ``paper``, the
 HAG/GR paper's per-object folds (split_manifests/paper/v1.csv: test fold k, validation fold k + 1 mod 6)."""
@@ -31,6 +32,9 @@ VERIFY_FAILED_FILE = "verify.failed.json"
 """Written by a ``polypbench verify`` run that found bad frames: the same record, never replacing a passing one."""
 HASHES_FILE = "frame_hashes.parquet"
 """Written by ``polypbench verify --hash``: the sha256 of every frame the manifest references."""
+MATERIALIZED_DIR = "materialized"
+"""Written by ``polypbench materialize``: one ``<size>/`` folder of crop shards each
+(:mod:`polypbench.load.shard_layout`)."""
 
 FRAMES = pa.schema(
     [

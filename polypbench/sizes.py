@@ -15,12 +15,13 @@ DIMINUTIVE_MAX_MM = 5.0
 LARGE_MIN_MM = 10.0
 """Smallest size (inclusive) that is large; also the ``binary10`` threshold (the paper's binary task)."""
 
-TASKS: dict[str, tuple[str, ...]] = {
+CLASS_SCHEMES: dict[str, tuple[str, ...]] = {
     "triclass": ("diminutive", "small", "large"),
     "binary10": ("<10 mm", ">=10 mm"),
     "binary5": ("<=5 mm", ">5 mm"),
 }
-"""Task name -> class names, in label order (label i is ``TASKS[task][i]``)."""
+"""Size-class scheme (the classification task scored) -> class names, in label order (label i is
+``CLASS_SCHEMES[task][i]``). Not the training tasks (:data:`polypbench.train.tasks.TASKS`), which include regression."""
 
 
 def _as_sizes(size_mm: npt.ArrayLike) -> np.ndarray:
@@ -50,11 +51,11 @@ _BY_TASK = {"triclass": size_class3, "binary10": size_class2, "binary5": size_cl
 
 
 def size_class(size_mm: npt.ArrayLike, task: str) -> np.ndarray:
-    """Label per size for ``task`` (one of :data:`TASKS`)."""
+    """Label per size for ``task`` (one of :data:`CLASS_SCHEMES`)."""
     try:
         fn = _BY_TASK[task]
     except KeyError:
-        raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}") from None
+        raise ValueError(f"task {task!r}: expected one of {', '.join(CLASS_SCHEMES)}") from None
     return fn(size_mm)
 
 
@@ -67,4 +68,4 @@ def triclass_to_task(class3: npt.ArrayLike, task: str) -> np.ndarray:
         return (labels == 2).astype(np.int8)
     if task == "binary5":
         return (labels >= 1).astype(np.int8)
-    raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+    raise ValueError(f"task {task!r}: expected one of {', '.join(CLASS_SCHEMES)}")

@@ -3,6 +3,10 @@
 Templates are package data in ``polypbench/templates``; ``*.html.j2`` are autoescaped, so every value a page shows
 (method names, team names, file names) is escaped by default. ``*.md.j2`` (Markdown) are not; their table cells go
 through the ``md_cell`` filter instead.
+
+A base utility: it imports nothing of polypbench, so any layer (evaluate's reports, the leaderboard's pages) may
+render with it. Values reach a template already formatted (numbers by :mod:`polypbench.evaluate.format`, in the
+caller), never formatted by a filter that would make this module import the layers that use it.
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-from polypbench.evaluate.format import format_count, format_stat
 
 
 def md_cell(value: object) -> str:
@@ -31,7 +33,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(stat=format_stat, count=format_count, md_cell=md_cell)
+    env.filters["md_cell"] = md_cell
     return env
 
 

@@ -17,7 +17,7 @@ from polypbench.cli import main
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.export import HOLD_RIGHTS_FLAG, INFO_FILE, export_hf
 from polypbench.manifest import Manifest
-from tests.conftest import Prepared
+from tests.conftest import Prepared, link_copy, replace_file
 
 # Runs in a fresh interpreter in which polypbench cannot be imported (as on a machine without it).
 NO_POLYPBENCH = """
@@ -78,7 +78,7 @@ def test_the_export_loads_with_images_and_without_polypbench(prepared: dict[str,
     assert len(list((exported / "data" / "train").glob("*.parquet"))) > 1  # rows_per_file splits the parts
 
 
-def test_the_card_is_a_valid_hub_card_with_the_registry_facts(exported: Path) -> None:
+def test_the_card_is_a_valid_hub_card_with_the_registry_facts(prepared: dict[str, Prepared], exported: Path) -> None:
     from huggingface_hub import DatasetCard
 
     spec = registry.get("real-colon")
@@ -88,6 +88,9 @@ def test_the_card_is_a_valid_hub_card_with_the_registry_facts(exported: Path) ->
     assert spec.citation.strip() in card.text and spec.description in card.text and spec.homepage in card.text
     info = json.loads((exported / INFO_FILE).read_text())
     assert info["size"] == 32 and info["hold_rights_declared"] is False and info["rows"] == 264
+    provenance = Manifest.open(prepared["real-colon"].out).provenance()
+    assert info["manifest"] == provenance  # the one provenance record of a manifest
+    assert f"public split\n{provenance['split_version']}, sha256 {provenance['split_sha256']})" in card.text
 
 
 def test_frames_the_licence_keeps_are_refused_unless_the_user_holds_the_right(prepared: dict[str, Prepared],
@@ -158,3 +161,27 @@ def test_a_frame_outside_the_raw_root_is_never_embedded(prepared: dict[str, Prep
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert bad in lines[0] and "raw root" in lines[0] and "row 6 frame_path" in lines[0], lines[0]
     assert not out.exists()
+
+
+def test_an_interrupted_export_resumes_keeping_the_files_it_finished(prepared: dict[str, Prepared], exported: Path,
+                                                                    tmp_path: Path) -> None:
+    """A run stopped by an unreadable frame keeps the Parquet files it finished in its staging folder; the rerun
+    (same manifest, raw root and options) writes only the rest, and the result is the uninterrupted export."""
+    src = prepared["real-colon"]
+    raw = link_copy(src.raw, tmp_path / "raw")
+    frames = Manifest.open(src.out).frames
+    last = frames.sort_values(["split", "fold"], kind="stable").iloc[-1]["frame_path"]  # in the last file written
+    good = (raw / last).read_bytes()
+    replace_file(raw / last, b"not a jpeg")
+    out = tmp_path / "real-colon"
+    with pytest.raises(InputError, match="unreadable frame"):
+        export_hf(src.out, out, raw, size=32, workers=1, rows_per_file=50)
+    staging = tmp_path / ".real-colon.export" / "staging"
+    finished = {p.relative_to(staging): p.stat().st_ino for p in staging.rglob("*.parquet")}
+    assert finished and not out.exists()
+    replace_file(raw / last, good)
+    export_hf(src.out, out, raw, size=32, workers=1, rows_per_file=50)
+    assert {p: (out / p).stat().st_ino for p in finished} == finished  # kept, not written again
+    files = sorted(p.relative_to(exported) for p in exported.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files  # no signature file either
+    assert all((out / p).read_bytes() == (exported / p).read_bytes() for p in files)

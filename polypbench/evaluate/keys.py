@@ -7,7 +7,7 @@ JSON document and on the leaderboard (in the spirit of WILDS's metric-group keys
 - ``polyp/triclass/real-colon/sensitivity/large``: a per-class metric (the class as its slug, see below);
 - ``frame/size/sun/mae_mm``: a size error (task ``size``: size errors do not depend on the task).
 
-Parts never contain ``/``, so a key splits unambiguously on it. Class names (``polypbench.sizes.TASKS``) contain
+Parts never contain ``/``, so a key splits unambiguously on it. Class names (``polypbench.sizes.CLASS_SCHEMES``) contain
 spaces and ``<``/``>=``, so keys carry a slug: lower case, ``<=`` -> ``le``, ``>=`` -> ``ge``, ``<`` -> ``lt``,
 ``>`` -> ``gt``, then every character other than ``a-z 0-9 . -`` dropped (``>=10 mm`` -> ``ge10mm``,
 ``<=5 mm`` -> ``le5mm``, ``diminutive`` -> ``diminutive``). Confusion matrices are keyed ``view/task/dataset``.
@@ -19,7 +19,7 @@ import re
 from typing import NamedTuple
 
 from polypbench.evaluate.metrics import CLASS_METRICS, KAPPA_METRICS, SIZE_METRICS, SUMMARY_METRICS
-from polypbench.sizes import TASKS
+from polypbench.sizes import CLASS_SCHEMES
 
 SEP = "/"
 SIZE_TASK = "size"
@@ -53,9 +53,9 @@ def class_slug(name: str) -> str:
 def class_slugs(task: str) -> dict[str, str]:
     """Slug -> class name of ``task``, in label order; refuses a task whose slugs collide."""
     try:
-        names = TASKS[task]
+        names = CLASS_SCHEMES[task]
     except KeyError:
-        raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}") from None
+        raise ValueError(f"task {task!r}: expected one of {', '.join(CLASS_SCHEMES)}") from None
     slugs = {class_slug(n): n for n in names}
     if len(slugs) != len(names):
         raise ValueError(f"task {task!r}: class names {names} give colliding key slugs; expected distinct slugs")

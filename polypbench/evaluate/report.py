@@ -29,7 +29,7 @@ from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, group_key, metri
 from polypbench.evaluate.metrics import CLASS_METRICS, SIZE_METRICS
 from polypbench.evaluate.result import VIEW_TITLES, Result, lookup
 from polypbench.fileio import atomic_write, read_text, writing
-from polypbench.sizes import DIMINUTIVE_MAX_MM, LARGE_MIN_MM, TASKS
+from polypbench.sizes import CLASS_SCHEMES, DIMINUTIVE_MAX_MM, LARGE_MIN_MM
 from polypbench.templating import render
 
 Table: TypeAlias = tuple[list[str], list[list[str]]]
@@ -105,14 +105,14 @@ def _class_table(result: Result, view: str, task: str, dataset: str) -> Table:
     """Per class: its true polyps / patients (the support of its sensitivity), then every per-class metric."""
     rows = [[cls, format_support(lookup(result, metric_key(view, task, dataset, "sensitivity", cls))),
              *[format_stat(lookup(result, metric_key(view, task, dataset, m, cls)), m) for m in CLASS_METRICS]]
-            for cls in TASKS[task]]
+            for cls in CLASS_SCHEMES[task]]
     return ["class", "true polyps / patients", *[LABELS[m] for m in CLASS_METRICS]], rows
 
 
 def _notes_table(result: Result, view: str) -> Table | None:
     """Every number of ``view`` whose interval is flagged or withheld: key, the number, what it rests on, why."""
     rows = []
-    for task in [*TASKS, SIZE_TASK]:
+    for task in [*CLASS_SCHEMES, SIZE_TASK]:
         for ds in result.datasets:
             for key in candidate_keys(view, task, ds):
                 stat = lookup(result, key)
@@ -132,7 +132,7 @@ def _confusion_table(result: Result, view: str, task: str, dataset: str) -> Tabl
     cm = result.confusion_matrices.get(group_key(view, task, dataset))
     if cm is None:
         return None
-    classes = TASKS[task]
+    classes = CLASS_SCHEMES[task]
     rows = [[cls, *[format_count(v) for v in row]] for cls, row in zip(classes, cm.tolist(), strict=True)]
     return ["true \\ predicted", *classes], rows
 
@@ -140,7 +140,7 @@ def _confusion_table(result: Result, view: str, task: str, dataset: str) -> Tabl
 def _view_sections(result: Result, source: Result | Mapping[str, Any], view: str, prefix: str = "") -> list[Section]:
     """The task tables and the size-error table of one view."""
     out = []
-    for task in TASKS:
+    for task in CLASS_SCHEMES:
         table = _metric_table(result, source, view, task, _METRICS)
         if table:
             out.append(Section(3, f"{prefix}{task}", table=table, anchor=f"{view}-{task}"))
@@ -189,7 +189,7 @@ def _headline_details(result: Result, view: str) -> list[Section]:
     notes = _notes_table(result, view)
     if notes:
         out.append(Section(3, "Per polyp: flagged and withheld intervals", text=LEGEND, table=notes, wrap=(3,)))
-    for task in TASKS:
+    for task in CLASS_SCHEMES:
         for ds in result.datasets:
             out.append(Section(3, f"Per polyp, {task}, {ds}: per class", table=_class_table(result, view, task, ds)))
             cm = _confusion_table(result, view, task, ds)

@@ -21,7 +21,7 @@ from polypbench.evaluate.format import FLAG, LABELS, LEGEND, format_p, format_st
 from polypbench.evaluate.keys import SIZE_TASK, class_slugs, metric_key, parse_key
 from polypbench.evaluate.metrics import SIZE_METRICS
 from polypbench.fileio import atomic_write
-from polypbench.sizes import TASKS
+from polypbench.sizes import CLASS_SCHEMES
 
 if TYPE_CHECKING:
     from polypbench.evaluate.ranking import Replicates
@@ -158,7 +158,7 @@ class Result:
             "bootstrap": self.bootstrap,
             "counts": self.counts,
             "views": self.views,
-            "classes": {task: class_slugs(task) for task in TASKS},
+            "classes": {task: class_slugs(task) for task in CLASS_SCHEMES},
             "metrics": self.metrics,
             "confusion_matrices": self.confusion_matrices,
             "comparison": self.comparison,
@@ -182,7 +182,7 @@ class Result:
         src = self if source is None else source
         unit = "polyps" if view == "polyp" else "frames"  # the units this view counts
         rows, flagged = [], []
-        for task in TASKS:
+        for task in CLASS_SCHEMES:
             for ds in self.datasets:
                 keys = [metric_key(view, task, ds, m) for m in TABLE_METRICS]
                 stats = [lookup(src, k) for k in keys]
@@ -211,7 +211,7 @@ class Result:
         if not self.comparison:
             return []
         out = []
-        for task in [*TASKS, SIZE_TASK]:
+        for task in [*CLASS_SCHEMES, SIZE_TASK]:
             names = SIZE_METRICS if task == SIZE_TASK else metrics
             for ds in self.datasets:
                 for m in names:

@@ -32,7 +32,7 @@ from polypbench.evaluate.ranking import Replicates, resamples_fingerprint
 from polypbench.evaluate.result import Result
 from polypbench.evaluate.truth import ManifestLike, Truth, load_truth
 from polypbench.evaluate.validate import ValidPredictions, max_rows, read_bounded, validate_predictions
-from polypbench.sizes import TASKS, size_class, triclass_to_task
+from polypbench.sizes import CLASS_SCHEMES, size_class, triclass_to_task
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _patient_stats(units: Units, truth: Truth, groups: list[_Group]) -> _Patient
 
 def _task_maps() -> dict[str, np.ndarray]:
     """Per task, the (3, K) 0/1 matrix mapping triclass labels to the task's labels (from sizes.triclass_to_task)."""
-    return {task: np.eye(len(classes))[triclass_to_task(np.arange(3), task)] for task, classes in TASKS.items()}
+    return {task: np.eye(len(classes))[triclass_to_task(np.arange(3), task)] for task, classes in CLASS_SCHEMES.items()}
 
 
 def _to_task(cm3: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -184,7 +184,7 @@ def _task_stats(view: str, task: str, g: _Group, samples: Samples) -> dict[str, 
     values = samples["tasks"][task][g.name]
     support = samples["support"][task][g.name]
     cm = samples["confusion"][task][g.name]
-    classes = TASKS[task]
+    classes = CLASS_SCHEMES[task]
     out: dict[str, tuple[Stat, np.ndarray]] = {}
     for name, arr in sorted(values.items(), key=lambda item: item[1].ndim):  # stable: metric order kept
         ci = metric_interval(name, arr, g.design, values=values, confusion=cm, patients=support["patients"])
@@ -362,7 +362,7 @@ def score(
     keep_replicates: KeepReplicates = (),
 ) -> Result:
     """Score predictions (a DataFrame, or a Parquet/CSV path) against ``split`` (or ``all``) of one or more prepared
-    manifests (with ``fold`` k and ``protocol``, as :meth:`polypbench.manifest.Manifest.select` defines them:
+    manifests (with ``fold`` k and ``protocol``, as :func:`polypbench.splits.select` defines them:
     cross-validation fold k of the public split, or test fold k of the paper's protocol).
 
     ``keep_replicates``: metric keys (or True: every key) whose replicate vectors the result keeps, read with

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polypbench import schema
 from polypbench.errors import InputError
 from polypbench.manifest import Manifest
+from polypbench.splits import paper_split, row_folds, select
 
 FRAME_KEY_SHIFT = 32
 
@@ -129,7 +129,7 @@ class Truth:
         protocol: str = "public",
     ) -> Truth:
         """Read the truth of ``split`` (or ``all``) under ``protocol`` from one manifest, or several (one per
-        dataset, scored pooled); see :meth:`Manifest.select`."""
+        dataset, scored pooled); see :func:`polypbench.splits.select`."""
         items = [manifests] if isinstance(manifests, (Manifest, str, Path)) else list(manifests)
         if not items:
             raise InputError("manifest", "no manifest given", "at least one prepared directory")
@@ -137,23 +137,14 @@ class Truth:
         where = ", ".join(str(m.root) for m in opened)
         polyps, frames, everything, info = [], [], [], []
         for m in opened:
-            polyps.append(m.select(split, fold, table="polyps", protocol=protocol)[
+            polyps.append(select(m, split, fold, table="polyps", protocol=protocol)[
                 ["polyp_id", "dataset", "patient_id", "size_mm", "size_class3"]])
-            frames.append(m.select(split, fold, protocol=protocol)[["polyp_id", "frame_index"]])
+            frames.append(select(m, split, fold, protocol=protocol)[["polyp_id", "frame_index"]])
             known = m.polyps[["polyp_id", "split"]]
             if protocol == "paper" and fold is not None:  # name other rows by their split under this protocol
-                from polypbench.splits.paper import paper_split
-
-                known = known.assign(split=paper_split(m.paper_folds("polyps"), fold).to_numpy())
+                known = known.assign(split=paper_split(row_folds(m, "polyps"), fold).to_numpy())
             everything.append(known)
-            meta = m.metadata
-            info.append({
-                "path": str(m.root),
-                "dataset": meta.get(schema.META_DATASET, ""),
-                "split_version": meta.get(schema.META_SPLIT_VERSION, ""),
-                "split_sha256": meta.get(schema.META_SPLIT_HASH, ""),
-                "polypbench_version": meta.get(schema.META_POLYPBENCH_VERSION, ""),
-            })
+            info.append(m.provenance())
         table = pd.concat(polyps, ignore_index=True)
         if table.empty:
             raise InputError(where, f"no polyps in the {split} split", f"a manifest with {split} rows")

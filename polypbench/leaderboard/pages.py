@@ -16,7 +16,7 @@ from polypbench.evaluate.format import LEGEND, format_notes, format_p, format_su
 from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, class_slugs
 from polypbench.leaderboard.board import RANKING_TEST, Board, Comparison, cells, metric_key, support
 from polypbench.leaderboard.columns import COLUMNS, TEXT_SORTS
-from polypbench.sizes import TASKS
+from polypbench.sizes import CLASS_SCHEMES
 from polypbench.templating import render
 
 NOTES = {
@@ -110,7 +110,7 @@ def _views(result: dict[str, Any]) -> list[tuple[str, list[tuple[str, list[tuple
     views = []
     for view in result.get("views", {}):
         groups = []
-        for task in [*TASKS, SIZE_TASK]:
+        for task in [*CLASS_SCHEMES, SIZE_TASK]:
             for ds in result.get("counts", {}):
                 found = [(key, lookup(result, key)) for key in candidate_keys(view, task, ds)]
                 rows = [(_label(key), format_stat(stat, key), format_support(stat), format_notes(stat), key)

@@ -49,10 +49,6 @@ POOLED = "pooled"
 PARTS = ("public", "private")
 
 
-def _dataset_name(path: Path) -> str:
-    return Manifest.open(path).dataset
-
-
 def _registry_name(name: str) -> str:
     """The registry dataset a served manifest's name stands for (``misawa`` is ``sun``); a name the registry does
     not know stands for itself."""
@@ -64,18 +60,18 @@ def _same_polyps_as(name: str) -> str | None:
     return registry.get(name).same_polyps_as if name in registry.names() else None
 
 
-def served_datasets(paths: Sequence[Path], option: str, *, pooled: bool) -> dict[str, str]:
+def served_datasets(manifests: Sequence[Manifest], option: str, *, pooled: bool) -> dict[str, str]:
     """Each prepared folder's dataset name -> the registry dataset it is, resolved once at start-up: two folders of
     one registry dataset (``sun`` and ``misawa``) are refused, and with ``pooled`` (a track that scores all its
     datasets together) so is a dataset beside the one whose polyps it re-annotates (SUN-SEG beside SUN)."""
     out: dict[str, str] = {}
-    for path in paths:
-        name = _dataset_name(path)
+    for manifest in manifests:
+        name = manifest.dataset
         canonical = _registry_name(name)
         other = next((n for n, c in out.items() if c == canonical), None)
         if other is not None:
             alias = f" is the dataset {canonical!r}" if name != canonical or other != canonical else ""
-            raise InputError(path, f"{option}: {name!r}{alias}, served twice (also as {other!r})",
+            raise InputError(manifest.root, f"{option}: {name!r}{alias}, served twice (also as {other!r})",
                              "one prepared folder per dataset")
         out[name] = canonical
     if pooled:
@@ -94,12 +90,15 @@ def _summary(truth: Truth) -> dict[str, Any]:
 
 
 class PublicTrack:
-    """The public track's datasets and the truth of any subset of them (built once, then cached)."""
+    """The public track's datasets and the truth of any subset of them (built once, then cached). Each prepared
+    folder is opened once, at start-up: every later read (names, truths, known polyps) uses that
+    :class:`Manifest`."""
 
     def __init__(self, labels: Sequence[str | Path]) -> None:
-        paths = [Path(p) for p in labels]
-        self.registry_names = served_datasets(paths, "--labels", pooled=False)  # name -> registry dataset
-        self.paths: dict[str, Path] = dict(zip(self.registry_names, paths, strict=True))
+        manifests = [Manifest.open(p) for p in labels]
+        self.registry_names = served_datasets(manifests, "--labels", pooled=False)  # name -> registry dataset
+        self.manifests: dict[str, Manifest] = dict(zip(self.registry_names, manifests, strict=True))
+        self.paths: dict[str, Path] = {name: m.root for name, m in self.manifests.items()}
         if not self.paths:
             raise InputError("--labels", "no prepared folder", "at least one prepared folder")
         self.names = tuple(sorted(self.paths))
@@ -110,8 +109,7 @@ class PublicTrack:
         self.pool = tuple(n for n in self.names if _same_polyps_as(self.registry_names[n]) not in served)
         self.n_frames = sum(s["n_frames"] for s in self.summaries.values())
         self.row_cap = max_rows(self.n_frames)
-        self._known = {name: set(Manifest.open(self.paths[name]).polyps["polyp_id"].astype(str))
-                       for name in self.names}
+        self._known = {name: set(self.manifests[name].polyps["polyp_id"].astype(str)) for name in self.names}
 
     @property
     def scopes(self) -> list[str]:
@@ -122,7 +120,7 @@ class PublicTrack:
         key = frozenset(names)
         with self._lock:
             if key not in self._truths:
-                self._truths[key] = load_truth([self.paths[n] for n in sorted(key)], "test")
+                self._truths[key] = load_truth([self.manifests[n] for n in sorted(key)], "test")
             return self._truths[key]
 
     def covered(self, predictions: pd.DataFrame) -> list[str]:
@@ -172,8 +170,9 @@ class PrivateTrack:
         self.paths = [Path(p) for p in labels]
         if not self.paths:
             raise InputError("--private-labels", "no prepared folder", "at least one prepared folder")
-        self.names = tuple(served_datasets(self.paths, "--private-labels", pooled=True))
-        full = load_truth(self.paths, "test")
+        manifests = [Manifest.open(p) for p in self.paths]  # each opened once
+        self.names = tuple(served_datasets(manifests, "--private-labels", pooled=True))
+        full = load_truth(manifests, "test")
         order = _patient_order(full.patients, seed)
         if len(order) < 2:
             raise InputError(", ".join(map(str, self.paths)), f"{len(order)} test patient(s)",

@@ -1,7 +1,9 @@
 """Loading prepared manifests: PyTorch datasets and Hugging Face datasets (docs/loading.md).
 
 - :func:`load_split`: one sample per annotated box, the crop around it (fixed-size by default, so torch's default
-  collate works); :func:`load_polyps`: one item per polyp with all its frames, for sequence models.
+  collate works), from the raw frames (:class:`PolypFrames`) or from materialized shards (:class:`ShardFrames`,
+  whose format :mod:`polypbench.load.shard_layout` owns); :func:`load_polyps`: one item per polyp with all its
+  frames, for sequence models.
 - :func:`pad_collate`: the collate for crops of native sizes and per-polyp items of different lengths (pads).
 - :class:`FramesPerPolyp`: the polyp-balanced sampler (n frames of every polyp per epoch, seeded, DDP-aware).
 - :func:`load_hf`: a split as a ``datasets.Dataset`` with the crops.
@@ -12,8 +14,10 @@ from __future__ import annotations
 from polypbench.lazy import lazy_exports
 
 _LAZY = {
-    "PolypFrames": "polypbench.load.torch_dataset",
+    "PolypFrames": "polypbench.load.frames",
+    "ShardFrames": "polypbench.load.shards",
     "PolypSequences": "polypbench.load.torch_dataset",
+    "DEFAULT_MARGIN": "polypbench.load.common",
     "DEFAULT_SIZE": "polypbench.load.common",
     "load_split": "polypbench.load.torch_dataset",
     "load_polyps": "polypbench.load.torch_dataset",

@@ -1,5 +1,9 @@
-"""What the torch and the Hugging Face loaders share, without importing either: the default crop size and where
-the raw frames are."""
+"""What the torch and the Hugging Face loaders share, without importing either: the default crop (size and
+margin) and where the raw frames are.
+
+:data:`DEFAULT_SIZE` and :data:`DEFAULT_MARGIN` are the one owner of the crop every data-layer function hands out
+by default (``crop_window``, the loaders, ``materialize``, ``export-hf``); a model's own default will derive from
+them."""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ if TYPE_CHECKING:  # the CLI reads DEFAULT_SIZE at start-up: no pandas here
 
 DEFAULT_SIZE = 384
 """Side of the square crops the loaders hand out by default (``load_split`` without a transform, ``load_hf``,
-``export-hf``): the reference models' input size (the training configs' ``img_size``)."""
+``export-hf``, ``materialize``): the reference models' input size (the training configs' ``img_size``)."""
+DEFAULT_MARGIN = 0.5
+"""Context around a polyp box in the default crop, as a fraction of the box's longer side added on each side
+(:func:`~polypbench.load.crop.crop_window`; the training configs' ``margin``)."""
 
 
 def resolve_raw_root(manifest: Manifest, raw_root: str | Path | None) -> Path:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+from polypbench.load.common import DEFAULT_MARGIN
+
 
 def crop_window(box: tuple[int, int, int, int], width: int, height: int,
-                margin: float = 0.5) -> tuple[int, int, int, int]:
+                margin: float = DEFAULT_MARGIN) -> tuple[int, int, int, int]:
     """Square window around ``box`` (xmin, ymin, xmax exclusive, ymax exclusive) with ``margin`` times the box's
     longer side added on each side, shifted to stay inside the ``width`` x ``height`` image (then clipped if
     the image is smaller). Returns (left, top, right, bottom), right/bottom exclusive.

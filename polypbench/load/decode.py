@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from polypbench.errors import InputError
+from polypbench.load.common import DEFAULT_MARGIN
 from polypbench.load.crop import crop_window
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _to_chw(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image if image.mode == "RGB" else image.convert("RGB"))).permute(2, 0, 1)
 
 
-def read_crop(path: str | Path, box: tuple[int, int, int, int], margin: float = 0.5,
+def read_crop(path: str | Path, box: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN,
               target: int | None = None) -> tuple[Image.Image, Box]:
     """:func:`decode_crop` as a PIL RGB image (no torch needed): the crop and the box in its coordinates."""
     try:
@@ -92,7 +93,7 @@ def read_crop(path: str | Path, box: tuple[int, int, int, int], margin: float = 
     return crop, box_in_crop(box, window, k)
 
 
-def decode_crop(path: str | Path, box: tuple[int, int, int, int], margin: float = 0.5,
+def decode_crop(path: str | Path, box: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN,
                 target: int | None = None) -> tuple[torch.Tensor, Box]:
     """The :func:`crop_window` of ``box`` (xmin, ymin, xmax, ymax exclusive, full-resolution pixels) in the frame
     at ``path``, decoded at the smallest DCT scale that keeps the window's side >= ``target`` (``None``: full

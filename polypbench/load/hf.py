@@ -10,10 +10,11 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from polypbench.load.common import DEFAULT_SIZE, resolve_raw_root
+from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
 from polypbench.load.decode import read_crop
 from polypbench.manifest import Manifest
 from polypbench.prepare.card import Feature, feature_types
+from polypbench.splits import select
 
 FRAME_FILE = "frame_file"
 """The column holding each row's absolute frame path (what the crops are decoded from)."""
@@ -37,8 +38,8 @@ def hf_features(types: Mapping[str, Feature] | None = None) -> datasets.Features
     return datasets.Features(out)
 
 
-def crop_image(path: str | Path, box: tuple[int, int, int, int], size: int | None, margin: float = 0.5
-               ) -> tuple[Image.Image, list[float]]:
+def crop_image(path: str | Path, box: tuple[int, int, int, int], size: int | None,
+               margin: float = DEFAULT_MARGIN) -> tuple[Image.Image, list[float]]:
     """The crop :func:`load_split` gives for ``box`` in the frame at ``path`` (resized to ``size`` x ``size``,
     antialiased; None: native size) as a PIL RGB image, and the box in its pixels (XYXY)."""
     image, (x0, y0, x1, y1) = read_crop(path, box, margin, size)
@@ -66,7 +67,7 @@ class _Crops:
 
 
 def load_hf(prepared_dir: str | Path, split: str, raw_root: str | Path | None = None, *, fold: int | None = None,
-            protocol: str = "public", size: int | None = DEFAULT_SIZE, margin: float = 0.5,
+            protocol: str = "public", size: int | None = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN,
             crop: bool = True) -> datasets.Dataset:
     """One split as a ``datasets.Dataset``: every manifest column (``size_class3`` and ``size_class2`` as
     ``ClassLabel`` with names), ``frame_file`` (the frame's absolute path), and on access ``image``, the crop
@@ -79,7 +80,7 @@ def load_hf(prepared_dir: str | Path, split: str, raw_root: str | Path | None = 
     folder written by ``polypbench export-hf`` the crops embedded."""
     manifest = Manifest.open(prepared_dir)
     root = resolve_raw_root(manifest, raw_root)
-    rows = manifest.select(split, fold, protocol=protocol)
+    rows = select(manifest, split, fold, protocol=protocol)
     types = feature_types()
     rows = rows[list(types)].assign(**{FRAME_FILE: [str(root / p) for p in rows["frame_path"]]})
     features = hf_features({**types, FRAME_FILE: "string"})

@@ -26,8 +26,8 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, *, workers: int | No
     """
     from polypbench.prepare.engine import Engine
 
-    converter = datasets.get(dataset).converter_class()(dataset)
-    return Engine(converter, Path(raw), Path(out), workers, strict, overwrite).run()
+    spec = datasets.get(dataset)  # the one registry look-up of a run: everything below receives the spec
+    return Engine(spec.converter_class()(dataset), spec, Path(raw), Path(out), workers, strict, overwrite).run()
 
 
 __getattr__ = lazy_exports(__name__, {"PrepareReport": "polypbench.prepare.engine"})

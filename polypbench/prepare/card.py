@@ -15,12 +15,13 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from polypbench import __version__, schema
 from polypbench import datasets as registry
-from polypbench.sizes import TASKS
+from polypbench import schema
+from polypbench.sizes import CLASS_SCHEMES
 
 HF_DIR = "hf"
-CLASS_NAMES: dict[str, tuple[str, ...]] = {"size_class3": TASKS["triclass"], "size_class2": TASKS["binary10"]}
+CLASS_NAMES: dict[str, tuple[str, ...]] = {"size_class3": CLASS_SCHEMES["triclass"],
+                                           "size_class2": CLASS_SCHEMES["binary10"]}
 """Columns declared as ``ClassLabel`` features, with their names in label order."""
 _DTYPES = {pa.string(): "string", pa.int8(): "int8", pa.int32(): "int32", pa.int64(): "int64",
            pa.float32(): "float32", pa.float64(): "float64"}
@@ -104,12 +105,12 @@ Cite the dataset's own paper(s) whenever you use it:
 """
 
 
-def dataset_card(dataset: str, split_rows: dict[str, int], split_version: str, split_sha256: str,
+def dataset_card(spec: registry.DatasetSpec, provenance: Mapping[str, str], split_rows: dict[str, int],
                  fold_rows: Mapping[int, int] | None = None, raw_root: str | Path | None = None) -> str:
     """README.md of a prepared folder: YAML ``configs:`` (``default``: the published split's files under ``hf/``;
     ``fold<k>``: the public cross-validation folds of ``fold_rows`` with rows), ``dataset_info`` features with
-    class names, the licence; then the dataset's facts, how to find each row's frame, and the counts."""
-    spec = registry.get(dataset)
+    class names, the licence; then the dataset's facts, how to find each row's frame, and the counts.
+    ``provenance``: the manifest's :meth:`~polypbench.manifest.Manifest.provenance`."""
     fold_rows = dict(fold_rows or {})
     folds = sorted(k for k, n in fold_rows.items() if n > 0)
     default = {"config_name": "default", "default": True, "data_files": [
@@ -129,15 +130,17 @@ def dataset_card(dataset: str, split_rows: dict[str, int], split_version: str, s
     counts = ", ".join(f"{split} {n}" for split, n in split_rows.items())
     fold_counts = ", ".join(f"fold{k} {fold_rows[k]}" for k in folds) or "none"
     root = f"`{raw_root}` on the machine that prepared it" if raw_root else "recorded in `frames.parquet`"
+    version = provenance["polypbench_version"]
     return front_matter(meta) + f"""# {spec.title}: polypbench manifest
 
 {facts(spec)}
 ## What is here
 One row per annotated polyp box (a frame with two polyps has two rows), written by `polypbench prepare`
-{__version__}; columns and their meaning: polypbench docs/manifest.md. `size_class3` is a `ClassLabel`
+{version}; columns and their meaning: polypbench docs/manifest.md. `size_class3` is a `ClassLabel`
 ({", ".join(CLASS_NAMES["size_class3"])}), `size_class2` one of ({", ".join(CLASS_NAMES["size_class2"])}).
 
-- Split: polypbench public split {split_version} (sha256 {split_sha256}), assigned per patient.
+- Split: polypbench public split {provenance["split_version"]} (sha256 {provenance["split_sha256"]}), assigned per
+  patient; the paper's per-object folds: sha256 {provenance["paper_split_sha256"]}.
 - Rows per split: {counts}. Non-test rows per fold: {fold_counts}.
 - Configurations: `default` (the published train / validation / test) and `fold0`..`fold{max(folds, default=0)}`:
   validation is fold k, train the other non-test folds, test unchanged (the public cross-validation).

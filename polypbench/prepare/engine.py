@@ -40,19 +40,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from polypbench import __version__, schema
+from polypbench.datasets import DatasetSpec
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.fileio import PartStore, exclusive, file_sha256, publish_dir, recover_dir, run_pool, writing
+from polypbench.manifest import Manifest
 from polypbench.prepare.base import Context, Converter, Job, Unit, UnitResult, convert_job
 from polypbench.prepare.card import HF_DIR, dataset_card, fold_file
 from polypbench.prepare.problems import FIXES, Problem, first_skip, summarize
 from polypbench.progress import Progress
-from polypbench.shards.layout import MATERIALIZED_DIR
 from polypbench.splits import SPLIT_VERSION, read_split, split_file
 from polypbench.splits.paper import paper_split_file
 
 log = logging.getLogger(__name__)
 REPORT_FILE = schema.REPORT_FILE
-DERIVED = (MATERIALIZED_DIR, schema.VERIFY_FILE, schema.VERIFY_FAILED_FILE, schema.HASHES_FILE)
+DERIVED = (schema.MATERIALIZED_DIR, schema.VERIFY_FILE, schema.VERIFY_FAILED_FILE, schema.HASHES_FILE)
 """Entries other commands add to a manifest, kept across a re-prepare that writes the same frames.parquet."""
 
 
@@ -117,14 +118,15 @@ def _metadata_hash(ctx: Context) -> str:
 class Engine:
     """Runs one converter over one raw dump into one output directory."""
 
-    def __init__(self, converter: Converter, raw: Path, out: Path, workers: int | None, strict: bool,
-                 overwrite: bool = False) -> None:
-        self.converter, self.raw, self.strict, self.overwrite = converter, Path(raw), strict, overwrite
+    def __init__(self, converter: Converter, spec: DatasetSpec, raw: Path, out: Path, workers: int | None,
+                 strict: bool, overwrite: bool = False) -> None:
+        """``converter`` for the dataset named as the user gave it (an alias stays), ``spec`` its registry entry."""
+        self.converter, self.spec, self.raw, self.strict, self.overwrite = converter, spec, Path(raw), strict, overwrite
         out = Path(out)
         self.out = Path(os.path.realpath(out)) if out.is_symlink() else Path(os.path.abspath(out))
         self.work = work_dir(self.out)
         self.workers = workers or os.cpu_count() or 1
-        self.split_path = split_file(converter.dataset)
+        self.split_path = split_file(spec)
         self.split_sha = file_sha256(self.split_path)
 
     def _check_paths(self) -> None:
@@ -168,7 +170,7 @@ class Engine:
             update = f", --raw {old_raw} to update it" if old == dataset else ""
             raise InputError(self.out, f"holds {what}, which preparing {dataset} from {raw} would replace",
                              f"--out a new folder{update}, or --overwrite to replace it")
-        crops = folder / MATERIALIZED_DIR
+        crops = folder / schema.MATERIALIZED_DIR
         if old != dataset and crops.is_dir() and any(crops.iterdir()):
             raise InputError(crops, f"materialized crops of the {old or 'unreadable'} manifest, which replacing it "
                              "would delete", f"them moved out of {self.out} first (--overwrite never deletes "
@@ -193,7 +195,7 @@ class Engine:
     def _run(self) -> PrepareReport:
         problems: list[Problem] = []
         polyps = self.converter.polyps(self.raw, problems)
-        published = read_split(self.converter.dataset)
+        published = read_split(self.spec)
         split_of = {row.patient_id: (row.split, int(row.fold)) for row in published.itertuples(index=False)}
         try:
             units = self.converter.units(self.raw, problems)
@@ -313,8 +315,9 @@ class Engine:
         )
         with writing(staging):
             pq.write_table(polyp_table, staging / schema.POLYPS_FILE, compression="zstd")
-            (staging / "README.md").write_text(dataset_card(ctx.dataset, split_rows, SPLIT_VERSION, self.split_sha,
-                                                            fold_rows, self.raw.resolve()))
+            provenance = Manifest.open(staging).provenance()  # what frames.parquet records, read back
+            (staging / "README.md").write_text(dataset_card(self.spec, provenance, split_rows, fold_rows,
+                                                            self.raw.resolve()))
             doc = {**report.to_dict(), "all_problems": [p.to_dict() for p in problems]}
             (staging / REPORT_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")  # last
         return report

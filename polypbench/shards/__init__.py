@@ -1,16 +1,21 @@
 """Materialized shards: every box's crop pre-cut and JPEG-encoded, so training decodes 384x384 crops instead
-of 1.3 MP frames (``polypbench materialize``; docs/performance.md)."""
+of 1.3 MP frames (``polypbench materialize``; docs/performance.md).
+
+This package writes them (:mod:`~polypbench.shards.write`, which crops with :mod:`polypbench.load`'s functions);
+their format (:mod:`polypbench.load.shard_layout`) and reader (:mod:`polypbench.load.shards`) live in ``load``,
+which chooses where pixels come from, so ``load`` never imports this package. The names below are re-exported.
+"""
 
 from __future__ import annotations
 
 from polypbench.lazy import lazy_exports
 
 _LAZY = {
-    "ShardFrames": "polypbench.shards.dataset",
-    "open_shard": "polypbench.shards.dataset",
-    "shard_index": "polypbench.shards.dataset",
-    "find_materialized": "polypbench.shards.layout",
-    "materialized_dir": "polypbench.shards.layout",
+    "ShardFrames": "polypbench.load.shards",
+    "open_shard": "polypbench.load.shards",
+    "shard_index": "polypbench.load.shards",
+    "find_materialized": "polypbench.load.shard_layout",
+    "materialized_dir": "polypbench.load.shard_layout",
     "materialize": "polypbench.shards.write",
 }
 # Lazy, so that materialize's worker processes start without importing torch.

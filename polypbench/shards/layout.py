@@ -1,146 +1,25 @@
-"""The materialized-shard layout: where shards live, the Arrow schema of a shard, and the JSON that describes
-a finished materialization. One owner for the format that :mod:`~polypbench.shards.write` writes and
-:mod:`~polypbench.shards.dataset` reads.
+"""Deprecated import path of :mod:`polypbench.load.shard_layout`, the shard format's one owner (moved beside its
+reader so that ``load`` never imports ``shards``). Kept only while ``polypbench/train/data.py`` imports
+``read_spec`` from here; import from :mod:`polypbench.load.shard_layout` instead."""
 
-``<prepared>/materialized/<size>/`` holds ``<split>/<video>.arrow`` (one Arrow IPC file per video, record
-batches of :data:`BATCH_ROWS` rows) and ``materialized.json``, written last: a folder without it is an
-unfinished run, never read. See docs/performance.md for why Arrow IPC and not Parquet.
-"""
-
-from __future__ import annotations
-
-import json
-import logging
-import math
-import re
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-
-from polypbench import __version__, schema
-from polypbench.errors import InputError
-from polypbench.fileio import file_sha256, read_text
-
-log = logging.getLogger(__name__)
-
-FORMAT_VERSION = "1"
-MATERIALIZED_DIR = "materialized"
-SPEC_FILE = "materialized.json"
-SIGNATURE_FILE = ".signature.json"
-SHARD_SUFFIX = ".arrow"
-BATCH_ROWS = 256
-"""Rows per record batch (a streaming reader's unit, as a Parquet row group would be)."""
-
-SHARD_SCHEMA = pa.schema(
-    [
-        ("polyp_id", pa.string()),
-        ("frame_index", pa.int32()),
-        ("dataset", pa.string()),
-        ("frame_path", pa.string()),
-        ("xmin", pa.int32()),
-        ("ymin", pa.int32()),
-        ("xmax", pa.int32()),
-        ("ymax", pa.int32()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("window_left", pa.int32()),
-        ("window_top", pa.int32()),
-        ("window_right", pa.int32()),
-        ("window_bottom", pa.int32()),
-        ("box_x0", pa.float32()),
-        ("box_y0", pa.float32()),
-        ("box_x1", pa.float32()),
-        ("box_y1", pa.float32()),
-        ("jpeg", pa.binary()),
-    ]
+from polypbench.load.shard_layout import (
+    BATCH_ROWS,
+    BOX_COLUMNS,
+    FORMAT_VERSION,
+    MATERIALIZED_DIR,
+    SHARD_SCHEMA,
+    SHARD_SUFFIX,
+    SIGNATURE_FILE,
+    SPEC_FILE,
+    WINDOW_COLUMNS,
+    Spec,
+    find_materialized,
+    materialized_dir,
+    read_spec,
+    shard_name,
+    shard_paths,
 )
-"""One row per manifest box. Keys: ``polyp_id`` + ``frame_index`` (unique in a manifest); ``xmin``..``ymax`` the
-manifest box (full-resolution pixels). ``width`` x ``height``: the stored crop, whose ``window_*`` rectangle is
-the :func:`~polypbench.load.crop_window` region scaled to ``size`` x ``size`` and the rest extra context;
-``box_*``: the box in stored-crop coordinates; ``jpeg``: the encoded crop."""
 
-WINDOW_COLUMNS = ("window_left", "window_top", "window_right", "window_bottom")
-BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
-
-
-@dataclass(frozen=True)
-class Spec:
-    """What a materialization was made from and with; a rerun with another spec starts afresh."""
-
-    size: int
-    margin: float
-    context: float
-    quality: int
-    frames_sha256: str
-    format: str = FORMAT_VERSION
-    polypbench: str = __version__
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def materialized_dir(prepared_dir: str | Path, size: int) -> Path:
-    """``<prepared_dir>/materialized/<size>``."""
-    return Path(prepared_dir) / MATERIALIZED_DIR / str(size)
-
-
-def shard_name(video_id: str) -> str:
-    """File name of a video's shard: the id with anything but letters, digits, ``.``, ``_`` and ``-`` replaced."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", video_id).lstrip(".") + SHARD_SUFFIX
-
-
-def read_spec(root: Path) -> dict[str, Any] | None:
-    """The ``materialized.json`` of a finished materialization in ``root``, or None (absent or unreadable)."""
-    path = root / SPEC_FILE
-    try:
-        info = json.loads(read_text(path))
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) and info.get("format") == FORMAT_VERSION else None
-
-
-def shard_paths(root: Path, info: dict[str, Any]) -> list[Path]:
-    """The shard files a finished materialization lists, in its order."""
-    return [root / s["path"] for s in info["shards"]]
-
-
-def find_materialized(prepared_dir: str | Path, margin: float, decode_size: int | None, *,
-                      required: bool = False) -> Path | None:
-    """The materialization of ``prepared_dir`` to read for ``margin`` and input size ``decode_size``.
-
-    Only finished runs of the current manifest (same frames.parquet hash) with this margin count. Among those,
-    the smallest size >= ``decode_size``; with ``required`` (``source='shards'``) the largest when none is big
-    enough or ``decode_size`` is None. Without ``required``, None when ``decode_size`` is None or nothing fits;
-    with it, an :class:`InputError` when nothing matches.
-    """
-    base = Path(prepared_dir) / MATERIALIZED_DIR
-    found: list[tuple[int, Path]] = []
-    frames_sha = None
-    for root in sorted(base.iterdir()) if base.is_dir() else []:
-        info = read_spec(root)
-        if info is None:
-            continue
-        if not math.isclose(float(info["margin"]), margin, abs_tol=1e-9):
-            log.info("%s: materialized with margin %s, not %s; not used", root, info["margin"], margin)
-            continue
-        frames_sha = frames_sha or file_sha256(Path(prepared_dir) / schema.FRAMES_FILE)
-        if info["frames_sha256"] != frames_sha:
-            log.warning("%s: materialized from another frames.parquet (re-prepared since?); not used", root)
-            continue
-        found.append((int(info["size"]), root))
-    if not found:
-        if required:
-            raise InputError(base, f"no finished materialization with margin {margin} of this manifest",
-                             f"`polypbench materialize {prepared_dir} --size N --margin {margin}` run to the end")
-        return None
-    big_enough = [f for f in sorted(found) if decode_size is not None and f[0] >= decode_size]
-    if big_enough:
-        return big_enough[0][1]
-    if not required:
-        return None
-    size, root = max(found)
-    if decode_size is not None:
-        log.warning("%s: crops of %d px, fewer than the %d asked for", root, size, decode_size)
-    return root
+__all__ = ["BATCH_ROWS", "BOX_COLUMNS", "FORMAT_VERSION", "MATERIALIZED_DIR", "SHARD_SCHEMA", "SHARD_SUFFIX",
+           "SIGNATURE_FILE", "SPEC_FILE", "WINDOW_COLUMNS", "Spec", "find_materialized", "materialized_dir",
+           "read_spec", "shard_name", "shard_paths"]

@@ -13,7 +13,6 @@ import io
 import logging
 import math
 import os
-import shutil
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +24,11 @@ from PIL import Image
 
 from polypbench import schema
 from polypbench.errors import ConfigError, InputError
-from polypbench.fileio import atomic_output, atomic_write_json, file_sha256, read_json, run_pool
+from polypbench.fileio import atomic_output, atomic_write_json, file_sha256, resume_dir, run_pool
+from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import draft_scale, unreadable_frame
-from polypbench.manifest import Manifest
-from polypbench.progress import Progress
-from polypbench.shards.layout import (
+from polypbench.load.shard_layout import (
     BATCH_ROWS,
     SHARD_SCHEMA,
     SIGNATURE_FILE,
@@ -39,6 +37,8 @@ from polypbench.shards.layout import (
     materialized_dir,
     shard_name,
 )
+from polypbench.manifest import Manifest
+from polypbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -132,28 +132,15 @@ def write_shard(job: VideoJob) -> int:
 
 def _check(size: int, margin: float, context: float, quality: int) -> None:
     if not isinstance(size, int) or size < 16:
-        raise ConfigError(f"size {size!r}: expected an integer >= 16 (the training input size, e.g. 384)")
+        raise ConfigError(f"size {size!r}: expected an integer >= 16 (the training input size, e.g. {DEFAULT_SIZE})")
     if margin < 0:
-        raise ConfigError(f"margin {margin!r}: expected >= 0 (0.5: half the box's longer side on each side)")
+        raise ConfigError(f"margin {margin!r}: expected >= 0 (the fraction of the box's longer side added on each "
+                          f"side; default {DEFAULT_MARGIN})")
     if not 0 <= context <= 1:
         raise ConfigError(f"context {context!r}: expected a fraction of the crop in [0, 1] "
                           "(0.15 covers a 20 degree turn)")
     if not 1 <= quality <= 100:
         raise ConfigError(f"quality {quality!r}: expected a JPEG quality in 1..100")
-
-
-def _start(root: Path, spec: Spec) -> None:
-    """Keep the shards of an interrupted run with the same spec; anything else in ``root`` is discarded."""
-    signature = root / SIGNATURE_FILE
-    if root.exists() and read_json(signature) != spec.to_dict():
-        log.warning("discarding %s: it was materialized from other inputs or with other options", root)
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / SPEC_FILE).unlink(missing_ok=True)  # unfinished until the end of this run
-    for stale in root.glob("*/.*.tmp"):  # partial shards of an interrupted run
-        stale.unlink()
-    if not signature.is_file():
-        atomic_write_json(signature, spec.to_dict())
 
 
 def _plan(frames: Any, raw: Path, root: Path, spec: Spec) -> list[tuple[str, str, VideoJob]]:
@@ -172,8 +159,8 @@ def _plan(frames: Any, raw: Path, root: Path, spec: Spec) -> list[tuple[str, str
 def materialize(
     prepared_dir: str | Path,
     *,
-    size: int = 384,
-    margin: float = 0.5,
+    size: int = DEFAULT_SIZE,
+    margin: float = DEFAULT_MARGIN,
     context: float = DEFAULT_CONTEXT,
     quality: int = 90,
     workers: int | None = None,
@@ -187,14 +174,12 @@ def materialize(
     JPEG of ``quality``. ``workers`` processes (default: one per core) write one video each; ``raw_root``
     defaults to the folder recorded at prepare time. Resumable and deterministic (see the module docstring).
     """
-    from polypbench.load.torch_dataset import resolve_raw_root  # torch: not in the worker processes
-
     _check(size, margin, context, quality)
     manifest = Manifest.open(prepared_dir)
     raw = resolve_raw_root(manifest, raw_root)
     spec = Spec(size, float(margin), float(context), int(quality), file_sha256(manifest.root / schema.FRAMES_FILE))
-    root = materialized_dir(manifest.root, size)
-    _start(root, spec)
+    root = resume_dir(materialized_dir(manifest.root, size), spec.to_dict(), signature_file=SIGNATURE_FILE)
+    (root / SPEC_FILE).unlink(missing_ok=True)  # unfinished until the end of this run
     plan = _plan(manifest.frames, raw, root, spec)
     for split in {s for s, _, _ in plan}:
         (root / split).mkdir(exist_ok=True)

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polypbench import catalog, datasets, sizes
-from polypbench.errors import InputError
-from polypbench.fileio import TEXT_ENCODING
+from polypbench import catalog, datasets, schema, sizes
+from polypbench.errors import InputError, choice_error
+from polypbench.fileio import TEXT_ENCODING, file_sha256
 from polypbench.manifest import Manifest
+from polypbench.splits.public import published_dir
 
 PAPER_FOLDS = 6
 PAPER_SEED = 1
@@ -65,8 +66,6 @@ def generate_paper_split() -> pd.DataFrame:
 
 def paper_split_file(split_dir: str | Path | None = None) -> Path:
     """``split_manifests/paper/v1.csv`` (published) or the one under ``split_dir``."""
-    from polypbench.splits.public import published_dir
-
     root = Path(split_dir) if split_dir is not None else published_dir()
     return root / PAPER_DIR / f"{PAPER_VERSION}.csv"
 
@@ -125,3 +124,38 @@ def paper_split(paper_fold: pd.Series, test_fold: int, n_folds: int = PAPER_FOLD
     out[paper_fold == test_fold] = "test"
     out[paper_fold == (test_fold + 1) % n_folds] = "validation"
     return out
+
+
+def row_folds(manifest: Manifest, table: str = "frames") -> pd.Series:
+    """The paper's fold of every row of ``manifest``'s ``table`` (``frames`` or ``polyps``), by public id whatever
+    the alias; -1 for a polyp the paper did not use. Refuses a manifest prepared with another paper fold file."""
+    recorded = manifest.metadata.get(schema.META_PAPER_SPLIT_HASH)
+    if recorded is not None and recorded != file_sha256(paper_split_file()):
+        raise InputError(manifest.root, f"prepared with another paper fold file (sha256 {recorded[:12]})",
+                         "a manifest prepared with this polypbench version (re-run `polypbench prepare`)")
+    ids = manifest.polyps["polyp_id"].astype(str)
+    folds = fold_of(manifest.dataset, ids.str.split("/", n=1).str[1].tolist())
+    fold_by_id = dict(zip(ids, (int(f) for f in folds), strict=True))
+    df = manifest.frames if table == "frames" else manifest.polyps
+    return df["polyp_id"].astype(str).map(fold_by_id).fillna(-1).astype(int)
+
+
+def select(manifest: Manifest, split: str, fold: int | None = None, *, table: str = "frames",
+           protocol: str = "public") -> pd.DataFrame:
+    """Rows of one split (or ``all`` rows) of ``manifest``'s ``table`` under ``protocol``.
+
+    ``public``: the published split, :meth:`Manifest.select` (``fold`` k: public cross-validation fold k).
+    ``paper``: the paper's per-object folds, ``fold`` k required: ``test`` is paper fold k, ``validation`` fold
+    (k + 1) mod 6, ``train`` the rest (:func:`paper_split`).
+    """
+    if protocol not in schema.PROTOCOLS:
+        raise choice_error("protocol", protocol, schema.PROTOCOLS)
+    if protocol == "public" or split == "all":
+        return manifest.select(split, fold, table=table)
+    if split not in schema.SELECTIONS:
+        raise choice_error("split", split, schema.SELECTIONS)
+    if fold is None or not 0 <= fold < PAPER_FOLDS:
+        raise choice_error("paper-protocol fold (the test fold)", fold, range(PAPER_FOLDS))
+    df = manifest.frames if table == "frames" else manifest.polyps
+    mask = paper_split(row_folds(manifest, table), fold) == split
+    return df.loc[mask.to_numpy()].reset_index(drop=True)

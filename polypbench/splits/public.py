@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from polypbench import catalog, datasets, sizes
+from polypbench.datasets import DatasetSpec
 from polypbench.errors import InputError
 from polypbench.fileio import TEXT_ENCODING
 
@@ -92,8 +93,6 @@ def sun_split() -> pd.DataFrame:
     return table
 
 
-
-
 def to_csv_bytes(table: pd.DataFrame) -> bytes:
     """The canonical bytes of a split file (LF line ends, fixed column order, rows in metadata order)."""
     buf = io.StringIO()
@@ -101,33 +100,14 @@ def to_csv_bytes(table: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
-def write_public_splits(out: str | Path) -> list[Path]:
-    """Regenerate every ``<out>/<dataset>/v1.csv`` and the paper's ``<out>/paper/v1.csv``; the result is
-    byte-identical to the committed files."""
-    from polypbench.splits.paper import PAPER_DIR, PAPER_VERSION, generate_paper_split
-
-    paper = Path(out) / PAPER_DIR / f"{PAPER_VERSION}.csv"
-    paper.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    generate_paper_split().to_csv(buf, index=False, lineterminator="\n")
-    paper.write_bytes(buf.getvalue().encode())
-    written = [paper]
-    for spec in datasets.split_owners():
-        path = Path(out) / spec.split_file / f"{SPLIT_VERSION}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(to_csv_bytes(spec.generate_split()))
-        written.append(path)
-    return written
-
-
-def split_file(dataset: str, split_dir: str | Path | None = None) -> Path:
-    """Path of the published split file used by ``dataset`` (or of the one in ``split_dir``)."""
-    name = f"{datasets.get(dataset).split_file}/{SPLIT_VERSION}.csv"
+def split_file(dataset: str | DatasetSpec, split_dir: str | Path | None = None) -> Path:
+    """Path of the published split file used by ``dataset`` (a name, or its spec; or of the one in ``split_dir``)."""
+    name = f"{datasets.spec_of(dataset).split_file}/{SPLIT_VERSION}.csv"
     return (Path(split_dir) if split_dir is not None else published_dir()) / name
 
 
-def read_split(dataset: str, split_dir: str | Path | None = None) -> pd.DataFrame:
-    """Read (and check) the split file of ``dataset``: patient_id, split, fold."""
+def read_split(dataset: str | DatasetSpec, split_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read (and check) the split file of ``dataset`` (a name, or its spec): patient_id, split, fold."""
     path = split_file(dataset, split_dir)
     if not path.is_file():
         raise InputError(path, "no such file", "a split file (run `polypbench splits generate`)")
@@ -144,11 +124,12 @@ def read_split(dataset: str, split_dir: str | Path | None = None) -> pd.DataFram
     return table
 
 
-def class_counts(dataset: str, split_dir: str | Path | None = None) -> pd.DataFrame:
+def class_counts(dataset: str | DatasetSpec, split_dir: str | Path | None = None) -> pd.DataFrame:
     """Polyps per size class for every split and fold of ``dataset``'s published split, plus patients."""
-    table = read_split(dataset, split_dir)
-    polyps = datasets.get(dataset).catalog_polyps()
-    polyps["class"] = pd.Categorical.from_codes(sizes.size_class3(polyps["size_mm"]), sizes.TASKS["triclass"])
+    spec = datasets.spec_of(dataset)
+    table = read_split(spec, split_dir)
+    polyps = spec.catalog_polyps()
+    polyps["class"] = pd.Categorical.from_codes(sizes.size_class3(polyps["size_mm"]), sizes.CLASS_SCHEMES["triclass"])
     merged = polyps.merge(table, on="patient_id", how="left", validate="many_to_one")
     counts = pd.crosstab([merged["split"], merged["fold"]], merged["class"], dropna=False)
     counts = counts.loc[(counts.sum(axis=1) > 0)] if len(counts) else counts

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from polypbench import datasets
-from polypbench.synth.common import BoxRecord, Options, SynthSummary, check_empty
+from polypbench.synth.common import Options, SynthSummary, Writer, check_empty
 
 log = logging.getLogger(__name__)
-
-Writer = Callable[[Path, Options], "tuple[list[BoxRecord], int]"]
-"""A synthetic writer ``(out, options) -> (boxes, number of frames)``; each dataset's is named in its registry
-entry (:mod:`polypbench.datasets`)."""
 
 
 def synthesize(

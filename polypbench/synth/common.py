@@ -62,6 +62,11 @@ class BoxRecord:
     size_mm: float
 
 
+Writer = Callable[[Path, Options], tuple[list[BoxRecord], int]]
+"""A synthetic writer ``(out, options) -> (boxes, number of frames)``; each dataset's is named by dotted path in its
+registry entry (:mod:`polypbench.datasets`), which imports this module only for type checking."""
+
+
 @dataclass
 class SynthSummary:
     """What :func:`polypbench.synth.synthesize` wrote: the dump's root, counts and every box's ground truth."""

@@ -38,6 +38,7 @@ def test_noise_lowers_the_score_and_pooling_over_datasets_works(prepared) -> Non
     acc = result.stat("polyp/triclass/pooled/accuracy")
     assert acc.value < 1.0 and acc.ci95[0] <= acc.value <= acc.ci95[1]
     assert {"real-colon", "sun", "pooled"} <= set(result.datasets)
+    assert result.manifests == [Manifest.open(o).provenance() for o in outs]  # the one provenance record
 
 
 def test_a_prediction_file_missing_test_rows_is_refused(prepared) -> None:

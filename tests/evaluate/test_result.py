@@ -12,15 +12,15 @@ import pytest
 
 from polypbench.evaluate import Stat, compare, format_stat, lookup, metric_key, parse_key, score
 from polypbench.evaluate.keys import candidate_keys, class_slug, class_slugs, with_dataset
-from polypbench.sizes import TASKS
+from polypbench.sizes import CLASS_SCHEMES
 
 from .test_score import frames, polyp_level, wide_polyp_level
 
 
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", list(CLASS_SCHEMES))
 def test_class_slugs_are_distinct_safe_and_round_trip(task: str) -> None:
     slugs = class_slugs(task)
-    assert list(slugs.values()) == list(TASKS[task])
+    assert list(slugs.values()) == list(CLASS_SCHEMES[task])
     for slug, name in slugs.items():
         assert re.fullmatch(r"[a-z0-9.-]+", slug), slug
         assert class_slug(slug) == slug  # idempotent: a slug may be passed where a class name is expected
@@ -51,7 +51,7 @@ def test_lookup_reads_the_result_and_its_json_alike(small_manifest: Path, tmp_pa
     for key, stat in result.comparison["metrics"].items():
         assert lookup(doc["comparison"], key) == lookup(result.comparison, key) == stat, key
     # every key the scorer writes is one the readers enumerate (nothing hidden from the report and the board)
-    enumerated = {k for v in result.views for t in [*TASKS, "size"] for d in result.datasets
+    enumerated = {k for v in result.views for t in [*CLASS_SCHEMES, "size"] for d in result.datasets
                   for k in candidate_keys(v, t, d)}
     assert set(result.metrics) <= enumerated
     assert lookup(doc, "polyp/binary5/pooled/kappa_quadratic") is None  # absent, not an error

@@ -118,3 +118,22 @@ def test_the_private_part_keeps_the_scorers_verdict_without_naming_a_class() -> 
     plain = Stat(0.8, None, ci_reason="3 patients", flags=())
     assert private_stat(plain) == plain
     assert format_stat(private_stat(flagged)).endswith("\u2020")  # still flagged, as the scorer decided
+
+
+def test_the_board_opens_each_manifest_once(prepared: dict[str, Prepared], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A track opens each prepared folder once and reads every later fact (names, truths of any subset, known
+    polyps, the split hash it checks) from that :class:`Manifest`."""
+    from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
+
+    opened: list[Path] = []
+    open_ = Manifest.open.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Manifest, "open", classmethod(lambda cls, root: opened.append(Path(root)) or open_(cls, root)))
+    labels = [prepared["real-colon"].out, prepared["sun"].out]
+    track = PublicTrack(labels)
+    track.truth(track.pool)
+    assert opened == labels
+    assert track.summaries["sun"]["split_sha256"] == track.manifests["sun"].provenance()["split_sha256"]
+    opened.clear()
+    PrivateTrack(labels, tmp_path, public_fraction=0.5, seed=0)
+    assert [p for p in opened if p in labels] == labels  # then each part's derived folder, once

@@ -11,7 +11,7 @@ from huggingface_hub import DatasetCard
 
 from polypbench import datasets as registry
 from polypbench.manifest import Manifest
-from polypbench.sizes import TASKS
+from polypbench.sizes import CLASS_SCHEMES
 from tests.conftest import DATASETS, Prepared
 
 
@@ -24,9 +24,10 @@ def test_load_dataset_names_the_classes_and_has_every_fold(prepared: dict[str, P
     manifest = Manifest.open(out)
     default = datasets.load_dataset(str(out))
     features = default["train"].features
-    assert features["size_class3"].names == list(TASKS["triclass"]) == ["diminutive", "small", "large"]
-    assert features["size_class2"].names == list(TASKS["binary10"])
-    assert default["test"].features["size_class3"].int2str(default["test"][0]["size_class3"]) in TASKS["triclass"]
+    assert features["size_class3"].names == list(CLASS_SCHEMES["triclass"]) == ["diminutive", "small", "large"]
+    assert features["size_class2"].names == list(CLASS_SCHEMES["binary10"])
+    first = default["test"][0]["size_class3"]
+    assert default["test"].features["size_class3"].int2str(first) in CLASS_SCHEMES["triclass"]
     for split in ("train", "validation", "test"):
         assert _keys(default[split]) == _keys(manifest.select(split))
     for k in range(5):

@@ -223,6 +223,26 @@ def test_one_run_at_a_time(small: dict[str, Small], tmp_path: Path) -> None:
         prepare("real-colon", small["real-colon"].raw, out, workers=1)
 
 
+def test_a_run_resolves_its_dataset_once_and_its_card_states_the_manifests_provenance(
+        small: dict[str, Small], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry entry is looked up once (the name as given: an alias) and passed down to the split files and
+    the card; the card states what frames.parquet records (:meth:`Manifest.provenance`)."""
+    from polypbench import datasets
+
+    looked_up: list[str] = []
+    get = datasets.get
+    monkeypatch.setattr(datasets, "get", lambda name: looked_up.append(name) or get(name))
+    out = tmp_path / "misawa"
+    prepare("misawa", small["sun"].raw, out, workers=1)
+    assert looked_up == ["misawa"]
+    provenance = Manifest.open(out).provenance()
+    assert provenance["dataset"] == "misawa" and provenance["path"] == str(out.resolve())
+    card = (out / "README.md").read_text()
+    assert f"`polypbench prepare`\n{provenance['polypbench_version']};" in card
+    for key in ("split_version", "split_sha256", "paper_split_sha256"):
+        assert provenance[key] and provenance[key] in card, key
+
+
 # ------------------------------------------------------------------------------------------ resume by content
 def test_resume_reuses_unchanged_units_and_reconverts_a_changed_one(small: dict[str, Small], tmp_path: Path) -> None:
     raw = link_copy(small["real-colon"].raw, tmp_path / "raw")

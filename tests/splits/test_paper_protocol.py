@@ -6,13 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from sklearn.model_selection import StratifiedKFold
 
 from polypbench import catalog
 from polypbench.cli import main
+from polypbench.errors import PolypbenchError
+from polypbench.manifest import Manifest
 from polypbench.prepare import prepare
-from polypbench.splits import paper_folds, paper_split
+from polypbench.splits import paper_folds, paper_split, row_folds, select
 from polypbench.splits.paper import generate_paper_split, paper_split_file, read_paper_split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,3 +79,24 @@ def test_manifest_order_and_alias_do_not_change_a_fold(prepared, tmp_path: Path)
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out)["paper_fold"].tolist() == folds["paper_fold"].tolist()
+
+
+def test_select_reads_the_papers_folds_and_the_manifest_only_its_own_split(prepared) -> None:
+    """``splits.select`` owns the protocols: ``paper`` test fold k, validation k + 1 mod 6, train the other four
+    (frames and polyps alike); ``public`` is the manifest's own columns, which is all ``Manifest.select`` reads."""
+    manifest = Manifest.open(prepared["real-colon"].out)
+    polyps = manifest.polyps.assign(paper=row_folds(manifest, "polyps"))
+    for k in (0, 5):
+        expected = {"test": {k}, "validation": {(k + 1) % 6}, "train": set(range(6)) - {k, (k + 1) % 6}}
+        for split, folds in expected.items():
+            ids = set(polyps.loc[polyps["paper"].isin(folds), "polyp_id"])
+            assert set(select(manifest, split, k, table="polyps", protocol="paper")["polyp_id"]) == ids
+            frames = select(manifest, split, k, protocol="paper")
+            assert set(frames["polyp_id"]) == ids and len(frames) == manifest.frames["polyp_id"].isin(ids).sum()
+    assert select(manifest, "all", 3, protocol="paper").equals(manifest.select("all"))
+    assert select(manifest, "validation", 2).equals(manifest.select("validation", 2))
+    for bad in ({"fold": None, "protocol": "paper"}, {"fold": 6, "protocol": "paper"}, {"fold": 0, "protocol": "x"}):
+        with pytest.raises(PolypbenchError):
+            select(manifest, "test", **bad)
+    with pytest.raises(TypeError):
+        manifest.select("test", 0, protocol="paper")  # type: ignore[call-arg]

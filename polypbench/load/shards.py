@@ -19,8 +19,8 @@ import torch
 
 from polypbench.errors import InputError
 from polypbench.load.decode import Box, box_in_crop, decode_window
-from polypbench.load.torch_dataset import PolypFrames, Transform
-from polypbench.shards.layout import BOX_COLUMNS, WINDOW_COLUMNS, read_spec, shard_paths
+from polypbench.load.frames import PolypFrames, Transform
+from polypbench.load.shard_layout import BOX_COLUMNS, WINDOW_COLUMNS, read_spec, shard_paths
 
 
 def open_shard(path: Path) -> pa.Table:
