@@ -18,11 +18,11 @@ from sqlalchemy import select
 
 from polypbench.cli import main
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate import Replicates, Stat, compare, lookup
+from polypbench.evaluate import Note, NoteKind, Replicates, Stat, compare, lookup
 from polypbench.evaluate.ranking import compare_replicates, p_not_better, rank_groups, stack
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.auth import add_team
-from polypbench.leaderboard.board import RANKING_TEST, build, compare_entries
+from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, row, row_json
 from polypbench.leaderboard.columns import COLUMNS, PUBLIC_KEYS, Track
 from polypbench.leaderboard.db import Database, Submission, Team
 from polypbench.leaderboard.pages import board_page
@@ -181,3 +181,20 @@ def replicates_of(database: Database, ids: list[int]) -> list[Replicates]:
     with database.sessions() as session:
         found = replicates(session, ids, "pooled", PRIMARY)
     return [found[i] for i in ids]
+
+
+def test_a_board_cell_is_split_from_the_stat_never_from_its_words() -> None:
+    """The page may wrap between a number and its interval: the two come from the Stat (format_value,
+    format_interval), so no wording of a reason (here an old document's, with a bracket) can move the split."""
+    withheld = Stat(0.5, None, ci_reason=Note(NoteKind.TEXT, text="x [y]"), n_polyps=9, n_patients=3)
+    flagged = Stat(0.8, (0.7, 0.9), flags=(Note(NoteKind.PATIENTS, patients=12),), n_polyps=30, n_patients=12)
+    e = {"id": 1, "team": "t", "method": "m", "track": "public", "submitted": "2025-01-01 00:00 UTC",
+         "results": {"pooled": {"metrics": {PRIMARY: withheld.to_dict(),
+                                            COLUMNS["kappa_quadratic"][1]: flagged.to_dict()}}}}
+    r = row(e)
+    assert r["metrics"]["macro_f1"] == withheld and r["metrics"]["kappa_quadratic"] == flagged  # Stats, typed
+    r.update(rank=None, stability=None)
+    page = board_page(Board(Track.PUBLIC, "pooled", "macro_f1", "macro_f1", [r], ["pooled"]), [Track.PUBLIC])
+    assert '<td class="num" title="no CI: x [y]">0.500 <span class="ci">(no CI: x [y])</span>' in page
+    assert '<td class="num" title="12 patients">0.800 <span class="ci">[0.700, 0.900]\u2020</span>' in page
+    assert row_json(r)["metrics"]["kappa_quadratic"] == flagged.to_dict()  # the API's form of the row
