@@ -28,7 +28,7 @@ from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.evaluate.ranking import compare_replicates, rank_distribution, rank_groups, stack
 from polypbench.fileio import atomic_write
-from polypbench.leaderboard.columns import COLUMNS, PRIMARY, TEXT_SORTS, Part, Track
+from polypbench.leaderboard.columns import COLUMNS, PRIMARY, TEXT_SORTS, Part, Track, parse_track
 from polypbench.leaderboard.db import Database, Submission
 from polypbench.leaderboard.records import entry, replicates, verifications
 from polypbench.leaderboard.scoring import private_stat
@@ -51,7 +51,7 @@ def metric_key(track: Track, scope: str, key: str) -> str:
 
 def entry_track(e: dict[str, Any]) -> Track:
     """The track of an entry: held as a :class:`Track` by the server, a string in an exported file."""
-    return Track(e.get("track", Track.PUBLIC))
+    return parse_track(e.get("track", Track.PUBLIC), f"entry {e.get('id')}: track")
 
 
 def check_sort(sort: str) -> str:

@@ -29,7 +29,7 @@ from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predi
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.fileio import file_sha256
-from polypbench.leaderboard.columns import COLUMNS, Track
+from polypbench.leaderboard.columns import COLUMNS, Track, parse_track
 from polypbench.leaderboard.sandbox import META_OFFSET
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def describe(body: dict[str, Any], server: str) -> str:
     when an interval is flagged or withheld."""
     lines = [f"submission {body['id']} by {body['team']} ({body['method']}): {server.rstrip('/')}{body['url']}"]
     width = max(len(label) for label, _, _ in COLUMNS.values())
-    private = Track(body.get("track", Track.PUBLIC)) is Track.PRIVATE  # its keys: pooled, per part
+    private = parse_track(body.get("track", Track.PUBLIC), "the server's track") is Track.PRIVATE  # pooled keys
     legend = False
     for scope, result in body["results"].items():
         lines.append(f"  {scope}:  (n polyps / patients)")

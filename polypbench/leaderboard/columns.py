@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from polypbench.errors import choice_error
+
 
 class Track(str, Enum):
     """A leaderboard track."""
@@ -21,6 +23,14 @@ class Track(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def parse_track(value: object, where: str = "track") -> Track:
+    """The :class:`Track` a document or a reply names; a one-line error naming ``where`` for any other value."""
+    try:
+        return Track(value)
+    except ValueError:
+        raise choice_error(where, value, list(Track)) from None
 
 
 class Part(str, Enum):

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from polypbench.evaluate import Stat, format_stat, lookup, parse_key
 from polypbench.evaluate.format import LEGEND, format_interval, format_notes, format_p, format_support, format_value
 from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, class_slugs
-from polypbench.leaderboard.board import RANKING_TEST, Board, Comparison, cells, metric_key, support
+from polypbench.leaderboard.board import RANKING_TEST, Board, Comparison, cells, entry_track, metric_key, support
 from polypbench.leaderboard.columns import COLUMNS, TEXT_SORTS, Track
 from polypbench.sizes import TASKS
 from polypbench.templating import render
@@ -122,7 +122,7 @@ def detail_page(entry: dict[str, Any]) -> str:
     results = entry["results"]
     first: dict[str, Any] = next(iter(results.values()), {})
     verification = entry.get("verification") or "no checkpoint uploaded"
-    track = Track(entry["track"])
+    track = entry_track(entry)
     meta = [("team", entry["team"]), ("track", track.value), ("method", entry["method"]),
             ("submitted", entry["submitted"]),
             ("declaration", "test labels not used for training or model selection" if entry.get("declaration")
