@@ -121,8 +121,8 @@ def info(s: ServerDep) -> dict[str, Any]:
     tracks: dict[str, Any] = {}
     if s.public is not None:
         tracks[Track.PUBLIC.value] = {**s.public.info(), "daily_cap": settings.daily_cap,
-                            "max_upload_bytes": settings.max_upload_bytes, "formats": [".parquet", ".csv"],
-                            "declaration": "test labels were not used for training or model selection"}
+                                      "max_upload_bytes": settings.max_upload_bytes, "formats": [".parquet", ".csv"],
+                                      "declaration": "test labels were not used for training or model selection"}
     if s.private is not None:
         tracks[Track.PRIVATE.value] = {**s.private.info(), "daily_cap": settings.model_daily_cap,
                                        "max_model_bytes": settings.max_model_bytes,
@@ -277,7 +277,7 @@ def job_status(s: ServerDep, team: Team, job_id: SubmissionId) -> JSONResponse:
 def served_track(s: Server, name: str | None) -> Track:
     """The track a request names (``?track=``), refused unless this server serves it; the first served without
     one."""
-    if name is None:
+    if not name:
         return s.tracks[0]
     found = next((t for t in s.tracks if t.value == name), None)
     if found is None:
