@@ -4,19 +4,27 @@ Row 0 of every count matrix is all ones (the observed data, i.e. the point estim
 which each patient appears ``counts[r, p]`` times; the last P rows leave one patient out each (the jackknife that
 gives the BCa acceleration, :mod:`polypbench.evaluate.intervals`). Patients are resampled with replacement within
 their dataset (stratified), so every replicate keeps each dataset's number of patients and per-dataset and pooled
-numbers come from the same resamples. :class:`Stat` holds one metric's result and :func:`summarize` builds it.
+numbers come from the same resamples. :func:`summarize` builds a metric's :class:`~polypbench.evaluate.stat.Stat`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from polypbench.evaluate import intervals, metrics
-from polypbench.evaluate.policy import ClassSupport, Verdict, judge
+from polypbench.evaluate.intervals import (
+    bca_interval,
+    expanded_z,
+    jackknife_counts,
+    studentized_interval,
+    widen_at_bounds,
+)
+from polypbench.evaluate.metrics import CLASS_METRICS, COMPONENTS
+from polypbench.evaluate.policy import ClassSupport, Note, NoteKind, Verdict, judge
+from polypbench.evaluate.stat import Stat
 
 _BUCKETS = 2048
 
@@ -37,7 +45,7 @@ def count_matrix(strata: np.ndarray, n_replicates: int, seed: int) -> np.ndarray
     counts = resample_counts(strata, n_replicates, seed)
     if n_replicates == 0:
         return counts
-    return np.vstack([counts, intervals.jackknife_counts(len(strata))])
+    return np.vstack([counts, jackknife_counts(len(strata))])
 
 
 def per_patient_sums(patient: np.ndarray, values: np.ndarray, n_patients: int) -> np.ndarray:
@@ -126,54 +134,6 @@ def weighted_median(values: np.ndarray, patient: np.ndarray, weight: np.ndarray,
 
 
 @dataclass(frozen=True)
-class Stat:
-    """A metric's point value, its 95% interval and what they rest on (docs/scoring.md, "The JSON").
-
-    ``value`` None means undefined on the observed data (``reason`` says why). ``ci95`` None means no interval:
-    no replicates were drawn, or the rule of :mod:`polypbench.evaluate.policy` withholds it (``ci_reason`` says
-    why). ``flags`` (shown as a dagger) say why a given interval needs care; ``replicates`` is how many replicates
-    it rests on when ``undefined_replicates`` of them left the metric undefined. ``n_polyps`` and ``n_patients``
-    are the support (the polyps and patients in the metric's denominator); ``class_polyps`` the polyps behind each
-    class's term of a class average (balanced accuracy, macro F1), in label order. ``p_greater`` (paired
-    differences only) is the share of replicates in which this file's metric is greater than the other's, ties
-    counted half.
-
-    Adding a field means adding it here, with a default: the JSON form (:meth:`to_dict`, :meth:`from_dict`) follows
-    the dataclass fields, and the formatter (:mod:`polypbench.evaluate.format`) reads only what it shows.
-    """
-
-    value: float | None
-    ci95: tuple[float, float] | None
-    undefined_replicates: int = 0
-    reason: str | None = None
-    ci_reason: str | None = None
-    flags: tuple[str, ...] = ()
-    replicates: int | None = None
-    n_polyps: int | None = None
-    n_patients: int | None = None
-    class_polyps: tuple[int, ...] | None = None
-    p_greater: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form: fields without a default always, the others only when they differ from their default."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.default is MISSING or value != f.default:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> Stat:
-        """Inverse of :meth:`to_dict` (absent fields take their default; keys that are not fields are ignored)."""
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            value = doc.get(f.name, None if f.default is MISSING else f.default)
-            kwargs[f.name] = tuple(value) if isinstance(value, list) else value  # JSON arrays back to tuples
-        return cls(**kwargs)
-
-
-@dataclass(frozen=True)
 class Design:
     """How one dataset group was resampled, which is what its intervals need.
 
@@ -197,7 +157,7 @@ class Design:
 
     @property
     def z(self) -> float:
-        return intervals.expanded_z(self.n_patients, self.n_strata)
+        return expanded_z(self.n_patients, self.n_strata)
 
     def split(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(point, replicates, the group's jackknife values) of a sample array."""
@@ -210,7 +170,7 @@ def bca(samples: np.ndarray, design: Design) -> np.ndarray:
     if design.n_replicates == 0:
         return np.full((2, *samples.shape[1:]), np.nan)
     point, reps, jack = design.split(samples)
-    return intervals.bca_interval(point, reps, jack, design.strata, design.z)
+    return bca_interval(point, reps, jack, design.strata, design.z)
 
 
 STUDENTIZED = ("mae_mm", "bias_mm")
@@ -234,7 +194,7 @@ def metric_interval(name: str, samples: np.ndarray, design: Design, *, values: M
     if name in STUDENTIZED and se is not None:
         point, reps, _ = design.split(samples)
         se_point, se_reps, _ = design.split(se)
-        ci = intervals.studentized_interval(point, reps, se_point, se_reps)
+        ci = studentized_interval(point, reps, se_point, se_reps)
         return np.maximum(ci, 0.0) if name == "mae_mm" else ci
     ci = bca(samples, design)
     if values is None or patients is None:
@@ -244,19 +204,19 @@ def metric_interval(name: str, samples: np.ndarray, design: Design, *, values: M
     def first(a: np.ndarray) -> np.ndarray:  # classes first, as widen_at_bounds wants components
         return np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
 
-    if name in metrics.CLASS_METRICS:
-        return intervals.widen_at_bounds(point, ci, point[None], np.ones((1, *point.shape)), patients[name][None], z)
-    if name in metrics.COMPONENTS:
-        comp = metrics.COMPONENTS[name]
+    if name in CLASS_METRICS:
+        return widen_at_bounds(point, ci, point[None], np.ones((1, *point.shape)), patients[name][None], z)
+    if name in COMPONENTS:
+        comp = COMPONENTS[name]
         k = values[comp].shape[-1]
         if name == "weighted_f1" and confusion is not None:
             true = confusion.sum(axis=-1)
             weights = first(true / np.maximum(true.sum(axis=-1, keepdims=True), 1e-300))
         else:
             weights = np.full(k, 1.0 / k).reshape(k, *([1] * np.ndim(point)))
-        return intervals.widen_at_bounds(point, ci, first(values[comp][0]), weights, first(patients[comp]), z)
+        return widen_at_bounds(point, ci, first(values[comp][0]), weights, first(patients[comp]), z)
     if name == "accuracy":
-        return intervals.widen_at_bounds(point, ci, point[None], np.ones((1, *np.shape(point))),
+        return widen_at_bounds(point, ci, point[None], np.ones((1, *np.shape(point))),
                                          np.asarray(patients["all"])[None], z)
     return ci
 
@@ -289,7 +249,7 @@ def summarize(samples: np.ndarray, reason: str, design: Design, *, ci: np.ndarra
         return stat(point, None)
     verdict = judge(design.n_patients, classes, undefined, r)
     if verdict.ci_reason is None and np.isnan(ci).any():
-        verdict = Verdict("no replicate defines it" if undefined == r else "not computable", ())
+        verdict = Verdict(Note(NoteKind.NO_REPLICATE if undefined == r else NoteKind.NOT_COMPUTABLE), ())
     if verdict.ci_reason is not None:
         return stat(point, None, undefined_replicates=undefined, ci_reason=verdict.ci_reason)
     lo, hi = float(ci[0]), float(ci[1])

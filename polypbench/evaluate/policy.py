@@ -17,11 +17,17 @@ the coverage simulation (``benchmarks/ci_coverage.py``) shows intervals falling 
 - its dataset group has fewer than :data:`FEW_PATIENTS` patients;
 - more than :data:`FLAG_UNDEFINED_SHARE` of the replicates were left out because the metric was undefined there
   (``replicates`` says how many remain, whenever any were left out).
+
+:func:`judge` returns the verdict as data (:class:`Verdict`: a :class:`Note` per reason, with its kind and counts);
+only the formatter (:mod:`polypbench.evaluate.format`) puts it into words, so no reader ever parses them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any
 
 MIN_PATIENTS = 5
 """Fewer patients in the dataset group: no interval."""
@@ -48,42 +54,94 @@ class ClassSupport:
     patients: int
 
 
+class NoteKind(str, Enum):
+    """What a note of the rule says; its words are the formatter's (:func:`polypbench.evaluate.format.note_text`)."""
+
+    PATIENTS = "patients"
+    """The dataset group's patients: fewer than :data:`MIN_PATIENTS` withhold the interval, fewer than
+    :data:`FEW_PATIENTS` flag it."""
+    CLASS_PATIENTS = "class_patients"
+    """Withheld: a class's polyps come from fewer than :data:`MIN_CLASS_PATIENTS` patients."""
+    CLASS_POLYPS = "class_polyps"
+    """Flagged: a class has fewer than :data:`FEW_POLYPS` polyps."""
+    MOSTLY_UNDEFINED = "mostly_undefined"
+    """Withheld: undefined in more than :data:`MAX_UNDEFINED_SHARE` of the replicates."""
+    PARTLY_UNDEFINED = "partly_undefined"
+    """Flagged: undefined in more than :data:`FLAG_UNDEFINED_SHARE` of the replicates (the interval rests on the
+    rest)."""
+    NO_REPLICATE = "no_replicate"
+    """Withheld: no replicate defines the metric."""
+    NOT_COMPUTABLE = "not_computable"
+    """Withheld: the interval could not be computed."""
+    TEXT = "text"
+    """A note read from a document written before notes were structured: its words, shown as they are."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+CLASS_KINDS = (NoteKind.CLASS_PATIENTS, NoteKind.CLASS_POLYPS)
+"""The kinds of note that name a class and its counts (hidden on the leaderboard's private track)."""
+UNDEFINED_KINDS = (NoteKind.MOSTLY_UNDEFINED, NoteKind.PARTLY_UNDEFINED)
+"""The kinds of note that count the replicates leaving a metric undefined."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """One reason of the rule, as data: its ``kind`` and the counts it rests on (None where it does not apply, or
+    where it is hidden: the private track keeps the kind of a class note but not its class or counts).
+
+    ``cls``: the class term it names (``large``, ``not large``, ``predicted large``); ``polyps`` and ``patients``:
+    that class's polyps and patients, or the group's patients (:attr:`NoteKind.PATIENTS`); ``undefined`` and
+    ``replicates``: the replicates that left the metric undefined, of those drawn; ``text``: a
+    :attr:`NoteKind.TEXT` note's words.
+    """
+
+    kind: NoteKind
+    cls: str | None = None
+    polyps: int | None = None
+    patients: int | None = None
+    undefined: int | None = None
+    replicates: int | None = None
+    text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``kind`` and the fields that are set (``cls`` as ``class``)."""
+        out: dict[str, Any] = {"kind": self.kind.value}
+        for f in fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value is not None:
+                out["class" if f.name == "cls" else f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Note:
+        """Inverse of :meth:`to_dict`."""
+        return cls(NoteKind(doc["kind"]), **{f.name: doc.get("class" if f.name == "cls" else f.name)
+                                             for f in fields(cls)[1:]})
+
+
 @dataclass(frozen=True)
 class Verdict:
     """``ci_reason``: why no interval (None: an interval is given); ``flags``: why a given interval needs care."""
 
-    ci_reason: str | None
-    flags: tuple[str, ...]
-
-
-UNDEFINED_SUFFIX = " resamples"
-"""How :func:`judge`'s notes about replicates that left a metric undefined end (``undefined in 63% of
-resamples``, ``189 of 200 resamples``), and only those: :func:`about_undefined` recognizes them."""
-
-
-def about_undefined(note: str) -> bool:
-    """Whether a flag or no-CI reason of :func:`judge` counts the replicates that left the metric undefined."""
-    return note.endswith(UNDEFINED_SUFFIX)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+    ci_reason: Note | None
+    flags: tuple[Note, ...]
 
 
 def judge(group_patients: int, classes: tuple[ClassSupport, ...], undefined: int, replicates: int) -> Verdict:
     """The rule above for one metric: its dataset group's patients, the classes it rests on (none for accuracy,
     kappa and size errors), and how many of the ``replicates`` left it undefined."""
     if group_patients < MIN_PATIENTS:
-        return Verdict(f"{_plural(group_patients, 'patient')}", ())
+        return Verdict(Note(NoteKind.PATIENTS, patients=group_patients), ())
     for c in classes:
         if c.patients < MIN_CLASS_PATIENTS:
-            polyps = _plural(c.polyps, "polyp")
-            return Verdict(f"{c.name}: {polyps}" if c.polyps <= 1 else f"{c.name}: {polyps}, 1 patient", ())
+            return Verdict(Note(NoteKind.CLASS_PATIENTS, c.name, polyps=c.polyps, patients=c.patients), ())
     if replicates and undefined > MAX_UNDEFINED_SHARE * replicates:
-        return Verdict(f"undefined in {undefined / replicates:.0%} of{UNDEFINED_SUFFIX}", ())
-    flags = [f"{c.name}: {_plural(c.polyps, 'polyp')}" for c in classes if c.polyps < FEW_POLYPS]
+        return Verdict(Note(NoteKind.MOSTLY_UNDEFINED, undefined=undefined, replicates=replicates), ())
+    flags = [Note(NoteKind.CLASS_POLYPS, c.name, polyps=c.polyps) for c in classes if c.polyps < FEW_POLYPS]
     if group_patients < FEW_PATIENTS:
-        flags.append(_plural(group_patients, "patient"))
+        flags.append(Note(NoteKind.PATIENTS, patients=group_patients))
     if replicates and undefined > FLAG_UNDEFINED_SHARE * replicates:
-        flags.append(f"{replicates - undefined:,} of {replicates:,}{UNDEFINED_SUFFIX}")
+        flags.append(Note(NoteKind.PARTLY_UNDEFINED, undefined=undefined, replicates=replicates))
     return Verdict(None, tuple(flags))

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from polypbench.evaluate import intervals
-from polypbench.evaluate.bootstrap import Stat
-from polypbench.evaluate.policy import judge
+from polypbench.evaluate.intervals import TIE_TOL, bca_interval, expanded_z
+from polypbench.evaluate.policy import Note, NoteKind, judge
+from polypbench.evaluate.stat import Stat
 
 ALPHA = 0.05
 """Level of the one-sided paired bootstrap test behind rank groups."""
@@ -100,7 +100,7 @@ def p_not_better(above: np.ndarray, below: np.ndarray) -> float:
     d = d[~np.isnan(d)]
     if not len(d):
         return 1.0
-    return float((d <= intervals.TIE_TOL).mean())
+    return float((d <= TIE_TOL).mean())
 
 
 @dataclass(frozen=True)
@@ -197,16 +197,17 @@ def compare_pair(value_a: float, value_b: float, replicates_a: np.ndarray, repli
     defined = d[~np.isnan(d)]
     p = None
     if len(defined):
-        p = float(((defined > intervals.TIE_TOL).sum() + 0.5 * (np.abs(defined) <= intervals.TIE_TOL).sum())
+        p = float(((defined > TIE_TOL).sum() + 0.5 * (np.abs(defined) <= TIE_TOL).sum())
                   / len(defined))
     undefined = int(len(d) - len(defined))
     if np.isnan(point):
         return Stat(None, None, undefined, "undefined for either entry", p_greater=p)
     verdict = judge(len(strata), (), undefined, len(d))
-    z = intervals.expanded_z(len(strata), len(np.unique(strata)))
-    ci = intervals.bca_interval(np.asarray(point), d, jack, np.asarray(strata), z) if len(d) else np.full(2, np.nan)
+    z = expanded_z(len(strata), len(np.unique(strata)))
+    ci = bca_interval(np.asarray(point), d, jack, np.asarray(strata), z) if len(d) else np.full(2, np.nan)
     if verdict.ci_reason is not None or np.isnan(ci).any():
-        return Stat(float(point), None, undefined, ci_reason=verdict.ci_reason or "not computable", p_greater=p)
+        reason = verdict.ci_reason or Note(NoteKind.NOT_COMPUTABLE)
+        return Stat(float(point), None, undefined, ci_reason=reason, p_greater=p)
     return Stat(float(point), (float(ci[0]), float(ci[1])), undefined, flags=verdict.flags,
                 replicates=len(d) - undefined if undefined else None, p_greater=p)
 

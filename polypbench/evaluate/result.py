@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from polypbench.evaluate.bootstrap import Stat
-from polypbench.evaluate.format import FLAG, LABELS, LEGEND, format_p, format_stat
+from polypbench.evaluate.format import FLAG, LABELS, LEGEND, format_notes, format_p, format_stat
 from polypbench.evaluate.keys import SIZE_TASK, class_slugs, metric_key, parse_key
 from polypbench.evaluate.metrics import SIZE_METRICS
+from polypbench.evaluate.stat import Stat
 from polypbench.fileio import atomic_write
 from polypbench.sizes import CLASS_SCHEMES
 
@@ -80,7 +80,7 @@ def lookup(source: Result | Mapping[str, Any], key: str) -> Stat | None:
 def _notes(shown: list[tuple[str, Stat]], details: bool) -> str:
     """Lines under a table: with ``details``, why each shown interval is flagged; the legend when any is flagged or
     withheld."""
-    lines = [f"  {key}: {'; '.join(s.flags)}" for key, s in shown if details and s.flags and s.ci95 is not None]
+    lines = [f"  {key}: {format_notes(s)}" for key, s in shown if details and s.flags and s.ci95 is not None]
     if any((s.flags and s.ci95 is not None) or s.ci_reason for _, s in shown):
         lines.append(f"  {LEGEND}")
     return "".join("\n" + line for line in lines)
@@ -221,7 +221,7 @@ class Result:
                         continue
                     this = lookup(self, key)
                     row = [task, ds, LABELS[m], format_stat(this, m),
-                           format_stat(self.comparison["other_metrics"].get(key), m), format_stat(diff, m),
+                           format_stat(lookup(self.comparison["other_metrics"], key), m), format_stat(diff, m),
                            format_p(diff)]
                     out.append((key, row, [s for s in (this, diff) if s is not None]))
         return out

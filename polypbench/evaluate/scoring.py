@@ -15,21 +15,23 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from polypbench.evaluate import intervals, metrics
 from polypbench.evaluate.aggregate import AGGREGATION, VIEWS, Units, class_source, frame_units, per_polyp, polyp_units
 from polypbench.evaluate.bootstrap import (
     Design,
     MedianSearch,
-    Stat,
     count_matrix,
     metric_interval,
     per_patient_sums,
     summarize,
 )
+from polypbench.evaluate.intervals import CI_LEVEL, TIE_TOL, ratio_se
 from polypbench.evaluate.keys import SIZE_TASK, group_key, metric_key
+from polypbench.evaluate.metrics import COMPONENTS, UNDEFINED, classification, kappas, size_errors
+from polypbench.evaluate.metrics import support as metric_support
 from polypbench.evaluate.policy import ClassSupport
 from polypbench.evaluate.ranking import Replicates, resamples_fingerprint
 from polypbench.evaluate.result import Result
+from polypbench.evaluate.stat import Stat
 from polypbench.evaluate.truth import ManifestLike, Truth, load_truth
 from polypbench.evaluate.validate import ValidPredictions, max_rows, read_bounded, validate_predictions
 from polypbench.sizes import CLASS_SCHEMES, size_class, triclass_to_task
@@ -43,7 +45,7 @@ Samples: TypeAlias = dict[str, Any]
 "support": {task: {group: {"polyps"|"patients": metrics.support dict}}}}."""
 KeepReplicates: TypeAlias = Collection[str] | bool
 INTERVAL_METHOD = (
-    f"{intervals.CI_LEVEL:g}% expanded BCa interval over the replicates where the metric is defined (bias-corrected "
+    f"{CI_LEVEL:g}% expanded BCa interval over the replicates where the metric is defined (bias-corrected "
     "and accelerated, acceleration from the leave-one-patient-out jackknife, normal quantile expanded to "
     "sqrt(n/(n-H)) t(n-H) for n patients in H datasets), widened by Wilson's bound for class rates observed at 0 or "
     "1; MAE and bias: bootstrap-t (studentized, linearization standard errors); see docs/scoring.md")
@@ -122,8 +124,8 @@ def _size_se(counts: np.ndarray, sums: np.ndarray, mask: np.ndarray, strata: np.
     m = np.stack(per_stratum, axis=1)  # (rows, H, 8)
     n_h = np.array([(strata == s).sum() for s in np.unique(strata)], dtype=np.float64)
     total_w = m[..., 7].sum(axis=1)
-    mae = intervals.ratio_se(m[..., 5].sum(axis=1), total_w, m[..., 0:3], m[..., [5, 7]], n_h)
-    bias = intervals.ratio_se(m[..., 6].sum(axis=1), total_w, m[..., [3, 4, 2]], m[..., [6, 7]], n_h)
+    mae = ratio_se(m[..., 5].sum(axis=1), total_w, m[..., 0:3], m[..., [5, 7]], n_h)
+    bias = ratio_se(m[..., 6].sum(axis=1), total_w, m[..., [3, 4, 2]], m[..., [6, 7]], n_h)
     return {"mae_mm": mae, "bias_mm": bias}
 
 
@@ -145,19 +147,19 @@ def _view_samples(stats: _PatientStats, counts: np.ndarray, groups: list[_Group]
         patients = stats.confusion[mask].reshape(-1, 3, 3)
         for task, m in maps.items():
             cm = _to_task(cm3, m)
-            values = metrics.classification(cm)
+            values = classification(cm)
             if task == "triclass":
-                values.update(metrics.kappas(cm))
+                values.update(kappas(cm))
             out["tasks"].setdefault(task, {})[g.name] = values
             out["confusion"].setdefault(task, {})[g.name] = cm[0]
-            out["support"].setdefault(task, {})[g.name] = {"polyps": metrics.support(_to_task(polyps, m)),
-                                                           "patients": metrics.support(_to_task(patients, m))}
+            out["support"].setdefault(task, {})[g.name] = {"polyps": metric_support(_to_task(polyps, m)),
+                                                           "patients": metric_support(_to_task(patients, m))}
     if stats.size_sums is not None and stats.medians is not None:
         out["size"], out["size_se"] = {}, {}
         sums = stats.size_sums if scale is None else stats.size_sums * scale[:, None]
         for g in groups:
             s = weighted[:, g.mask] @ stats.size_sums[g.mask]
-            out["size"][g.name] = metrics.size_errors(s[:, 0], s[:, 1], s[:, 2], stats.medians[g.name].median(weighted))
+            out["size"][g.name] = size_errors(s[:, 0], s[:, 1], s[:, 2], stats.medians[g.name].median(weighted))
             out["size_se"][g.name] = _size_se(counts, sums, g.mask, g.design.strata)
     return out
 
@@ -174,7 +176,7 @@ def _class_supports(name: str, classes: Sequence[str], support: dict[str, dict[s
     if name in labels:
         return [(one(name, k, labels[name].format(c)),) for k, c in enumerate(classes)]
     if name in ("balanced_accuracy", "macro_f1"):
-        comp = metrics.COMPONENTS[name]
+        comp = COMPONENTS[name]
         return [tuple(one(comp, k, c) for k, c in enumerate(classes))]
     return [()]
 
@@ -200,7 +202,7 @@ def _task_stats(view: str, task: str, g: _Group, samples: Samples) -> dict[str, 
                 n_pol, n_pat = int(sup[0]["all"]), int(sup[1]["all"])
             class_polyps = (tuple(int(c.polyps) for c in cls_support) if name in ("balanced_accuracy", "macro_f1")
                             else None)
-            stat = summarize(col, metrics.UNDEFINED[name], g.design, ci=ci[:, j] if arr.ndim == 2 else ci,
+            stat = summarize(col, UNDEFINED[name], g.design, ci=ci[:, j] if arr.ndim == 2 else ci,
                              classes=cls_support, n_polyps=n_pol, n_patients=n_pat, class_polyps=class_polyps)
             out[key] = (stat, col)
     return out
@@ -212,7 +214,7 @@ def _size_stats(view: str, g: _Group, samples: Samples) -> dict[str, tuple[Stat,
     out = {}
     for name, arr in values.items():
         ci = metric_interval(name, arr, g.design, se=se.get(name))
-        stat = summarize(arr, metrics.UNDEFINED[name], g.design, ci=ci, n_polyps=int(sup["polyps"]["all"]),
+        stat = summarize(arr, UNDEFINED[name], g.design, ci=ci, n_polyps=int(sup["polyps"]["all"]),
                          n_patients=int(sup["patients"]["all"]))
         out[metric_key(view, SIZE_TASK, g.name, name)] = (stat, arr)
     return out
@@ -240,7 +242,7 @@ def _p_greater(d: np.ndarray) -> float | None:
     d = d[~np.isnan(d)]
     if not len(d):
         return None
-    tol = intervals.TIE_TOL
+    tol = TIE_TOL
     return float(((d > tol).sum() + 0.5 * (np.abs(d) <= tol).sum()) / len(d))
 
 

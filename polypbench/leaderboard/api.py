@@ -26,14 +26,14 @@ from polypbench import __version__
 from polypbench.errors import PolypbenchError, choice_error
 from polypbench.evaluate import SubmissionError
 from polypbench.leaderboard import jobs, limits
-from polypbench.leaderboard.app import Server, error
 from polypbench.leaderboard.auth import TeamRef, current_team
-from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, metric_key, scopes_of
-from polypbench.leaderboard.columns import COLUMNS, PRIMARY
+from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, metric_key, row_json, scopes_of
+from polypbench.leaderboard.columns import COLUMNS, PRIMARY, Track
 from polypbench.leaderboard.db import MAX_ID, Job, Submission, scored_today
 from polypbench.leaderboard.records import Fields, by_key, entry, record, verifications
 from polypbench.leaderboard.sandbox import check_config, size_offset
 from polypbench.leaderboard.scoring import score_public
+from polypbench.leaderboard.server import Server, error
 from polypbench.leaderboard.tracks import POOLED
 from polypbench.leaderboard.uploads import check_safetensors, read_bounded, safe_filename, save_upload
 
@@ -107,7 +107,7 @@ def _response(sub: Submission, replayed: bool) -> dict[str, Any]:
     e = entry(sub)
     results = e["results"]
     scope = POOLED if POOLED in results else next(iter(results))
-    key = metric_key(sub.track, scope, PRIMARY)
+    key = metric_key(Track(sub.track), scope, PRIMARY)
     stat = results[scope]["metrics"].get(key) or {}
     return {"id": sub.id, "team": e["team"], "track": sub.track, "method": sub.method, "url": f"/submissions/{sub.id}",
             "replayed": replayed, "scopes": list(results), "primary": {"metric": key, "scope": scope, **stat},
@@ -120,13 +120,13 @@ def info(s: ServerDep) -> dict[str, Any]:
     settings = s.settings
     tracks: dict[str, Any] = {}
     if s.public is not None:
-        tracks["public"] = {**s.public.info(), "daily_cap": settings.daily_cap,
-                            "max_upload_bytes": settings.max_upload_bytes, "formats": [".parquet", ".csv"],
-                            "declaration": "test labels were not used for training or model selection"}
+        tracks[Track.PUBLIC.value] = {**s.public.info(), "daily_cap": settings.daily_cap,
+                                      "max_upload_bytes": settings.max_upload_bytes, "formats": [".parquet", ".csv"],
+                                      "declaration": "test labels were not used for training or model selection"}
     if s.private is not None:
-        tracks["private"] = {**s.private.info(), "daily_cap": settings.model_daily_cap,
-                             "max_model_bytes": settings.max_model_bytes, "closed": s.closed("private"),
-                             "architectures": s.architectures}
+        tracks[Track.PRIVATE.value] = {**s.private.info(), "daily_cap": settings.model_daily_cap,
+                                       "max_model_bytes": settings.max_model_bytes,
+                                       "closed": s.closed(Track.PRIVATE), "architectures": s.architectures}
     return {"polypbench_version": __version__, "primary": PRIMARY, "columns": {k: v[1] for k, v in COLUMNS.items()},
             "bootstrap": {"replicates": settings.n_bootstrap, "seed": settings.seed}, "tracks": tracks,
             "rate_limit_per_minute": settings.rate_limit}
@@ -227,7 +227,7 @@ async def submit_model(s: ServerDep, team: Team, weights: Annotated[UploadFile, 
             if idempotency_key else None
     if earlier is not None:
         return JSONResponse({**jobs.describe(earlier), "replayed": True}, status_code=202)
-    if s.closed("private"):
+    if s.closed(Track.PRIVATE):
         raise jobs.PhaseClosed("the private track's phase is closed; expected no more model submissions")
     sha, size, job_config = await _weights(s, weights, architecture, config)
     new = jobs.NewJob(kind="model", method=str(_text("method", method, required=True)), architecture=architecture,
@@ -244,7 +244,7 @@ async def submit_checkpoint(s: ServerDep, team: Team, sub_id: SubmissionId, weig
     """The checkpoint behind a public submission: queued to be re-run on the test frames (the verified badge)."""
     with s.db.sessions() as session:
         sub = session.get(Submission, sub_id)
-        if sub is None or sub.team_id != team.id or sub.track != "public":
+        if sub is None or sub.team_id != team.id or Track(sub.track) is not Track.PUBLIC:
             return error(404, f"submission {sub_id} not found among this team's public submissions")
         earlier = session.scalar(select(Job).where(Job.team_id == team.id, Job.idempotency_key == f"verify:{sub_id}"))
         method = sub.method
@@ -274,19 +274,28 @@ def job_status(s: ServerDep, team: Team, job_id: SubmissionId) -> JSONResponse:
         return JSONResponse(jobs.describe(job))
 
 
-def _scope(s: Server, track: str, scope: str | None) -> tuple[str, list[str], bool]:
-    if track not in s.tracks:
-        raise choice_error("track", track, s.tracks)
-    closed = s.closed(track) if track == "private" else False
-    names = s.public.scopes if track == "public" and s.public is not None else []
+def served_track(s: Server, name: str | None) -> Track:
+    """The track a request names (``?track=``), refused unless this server serves it; the first served without
+    one."""
+    if not name:
+        return s.tracks[0]
+    found = next((t for t in s.tracks if t.value == name), None)
+    if found is None:
+        raise choice_error("track", name, s.tracks)
+    return found
+
+
+def _scope(s: Server, track: Track, scope: str | None) -> tuple[str, list[str], bool]:
+    closed = s.closed(track) if track is Track.PRIVATE else False
+    names = s.public.scopes if track is Track.PUBLIC and s.public is not None else []
     scopes = scopes_of(track, names, closed)
-    return scope or (POOLED if track == "public" else scopes[-1]), scopes, closed
+    return scope or (POOLED if track is Track.PUBLIC else scopes[-1]), scopes, closed
 
 
 def board_for(s: Server, track: str | None, scope: str | None, sort: str) -> Board:
-    track = track or s.tracks[0]
-    scope, scopes, closed = _scope(s, track, scope)
-    return build(s.db, track, scope, sort, closed=closed, scopes=scopes)
+    served = served_track(s, track)
+    scope, scopes, closed = _scope(s, served, scope)
+    return build(s.db, served, scope, sort, closed=closed, scopes=scopes)
 
 
 @router.get("/leaderboard")
@@ -296,7 +305,8 @@ def leaderboard(s: ServerDep, track: str | None = None, scope: str | None = None
     ``p_vs_above`` and rank ``stability``; ``ranking`` says how the rank groups are formed."""
     board = board_for(s, track, scope, sort)
     return {"track": board.track, "scope": board.scope, "sort": board.sort, "ranked_by": board.ranked_by,
-            "ranking": RANKING_TEST, "primary": PRIMARY, "closed": board.closed, "entries": board.rows}
+            "ranking": RANKING_TEST, "primary": PRIMARY, "closed": board.closed,
+            "entries": [row_json(r) for r in board.rows]}
 
 
 @router.get("/stability")
@@ -316,7 +326,7 @@ def load_entry(s: Server, sub_id: int) -> dict[str, Any] | None:
         sub = session.get(Submission, sub_id)
         if sub is None:
             return None
-        reveal = sub.track == "private" and s.closed("private")
+        reveal = Track(sub.track) is Track.PRIVATE and s.closed(Track.PRIVATE)
         return entry(sub, verifications(session, [sub.id]).get(sub.id), reveal=reveal)
 
 
@@ -333,14 +343,14 @@ def comparison(s: Server, a: int, b: int, track: str | None, scope: str | None) 
             raise PolypbenchError(f"submission {i} not found; expected two ids from the board")
     ea, eb = entries[a], entries[b]
     assert ea is not None and eb is not None
-    track = track or ea["track"]
-    scope, _, _ = _scope(s, track, scope)
+    served = served_track(s, track or ea["track"].value)
+    scope, _, _ = _scope(s, served, scope)
     for e in (ea, eb):
-        if e["track"] != track or scope not in e["results"]:
-            raise PolypbenchError(f"submission {e['id']} has no {track} result in scope {scope!r}; expected two "
+        if e["track"] is not served or scope not in e["results"]:
+            raise PolypbenchError(f"submission {e['id']} has no {served} result in scope {scope!r}; expected two "
                                   "entries of the same board")
-    comparisons, n = compare_entries(s.db, track, scope, ea, eb)
-    return {"track": track, "scope": scope, "a": ea, "b": eb, "comparisons": comparisons, "replicates": n}
+    comparisons, n = compare_entries(s.db, served, scope, ea, eb)
+    return {"track": served, "scope": scope, "a": ea, "b": eb, "comparisons": comparisons, "replicates": n}
 
 
 @router.get("/compare")

@@ -1,4 +1,5 @@
-"""The leaderboard server: ``create_app(...)`` returns the FastAPI app (routes in :mod:`.api` and :mod:`.site`).
+"""The leaderboard server: ``create_app(...)`` returns the FastAPI app (routes in :mod:`.api` and :mod:`.site`; what
+a request needs, :class:`~.server.Server`, in :mod:`.server`).
 
 Every error of the API (``/api/...``) is one JSON line ``{"error": "..."}`` (an invalid prediction file adds
 ``"problems"``), whatever raised it: a refused request, the first validation error of a parameter, an over-large or
@@ -10,38 +11,33 @@ per-address rate limit (before any authentication or body reading), then the str
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError
-from polypbench.leaderboard import limits
+from polypbench.leaderboard import api, limits, site
 from polypbench.leaderboard.config import Settings, model_catalog
 from polypbench.leaderboard.db import Database
-from polypbench.leaderboard.jobs import PhaseClosed, phase_closed
+from polypbench.leaderboard.jobs import PhaseClosed
 from polypbench.leaderboard.ratelimit import RateLimiter
 from polypbench.leaderboard.records import CapReached
+from polypbench.leaderboard.server import Server, error
 from polypbench.leaderboard.store import Store
-from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack, open_tracks
+from polypbench.leaderboard.tracks import open_tracks
 from polypbench.leaderboard.uploads import BodyLimit, json_error
 from polypbench.templating import render
 
 log = logging.getLogger(__name__)
-
-
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": " ".join(str(message).split()), **extra}, status_code=status)
 
 
 def is_api(path: str) -> bool:
@@ -64,53 +60,6 @@ def respond(request: Request, status: int, message: str, **extra: Any) -> Respon
     if is_api(request.url.path):
         return error(status, message, **extra)
     return HTMLResponse(error_page(status, message, extra.get("problems", ())), status_code=status)
-
-
-@dataclass
-class Server:
-    """Everything a request needs; ``app.state.server``. ``after_commit(submission_id)`` runs after a submission is
-    committed and before it is answered (a fault-injection point for tests; None in service)."""
-
-    settings: Settings
-    db: Database
-    store: Store
-    public: PublicTrack | None
-    private: PrivateTrack | None
-    team_limiter: RateLimiter
-    ip_limiter: RateLimiter
-    after_commit: Callable[[int], None] | None = None
-    _catalog: tuple[list[str], dict[str, bool]] | None = None
-    scoring: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(
-        limits.SCORING_SLOTS))
-
-    def catalog(self) -> tuple[list[str], dict[str, bool]]:
-        """(model names, tasks) a model upload may name: the settings', else looked up once, in a child process
-        (``serve`` does that once for all its workers)."""
-        if self._catalog is None:
-            names, tasks = self.settings.architectures, self.settings.tasks
-            if names is None or tasks is None:
-                found = model_catalog()
-                names, tasks = found[0] if names is None else names, found[1] if tasks is None else tasks
-            self._catalog = (names, tasks)
-        return self._catalog
-
-    @property
-    def architectures(self) -> list[str]:
-        """Registered model names a model upload may name."""
-        return self.catalog()[0]
-
-    @property
-    def tasks(self) -> dict[str, bool]:
-        """Tasks a submitted model may have, each with whether its weights must carry the size offset."""
-        return self.catalog()[1]
-
-    @property
-    def tracks(self) -> list[str]:
-        return [t for t, on in (("public", self.public), ("private", self.private)) if on is not None]
-
-    def closed(self, track: str) -> bool:
-        with self.db.sessions() as session:
-            return phase_closed(session, track) is not None
 
 
 def build_server(settings: Settings, *, migrate: bool = True,
@@ -207,8 +156,6 @@ def _install_handlers(app: FastAPI) -> None:
 def create_app(db: str | Path | Settings, labels: Sequence[str | Path] = (), *, migrate: bool = True,
                after_commit: Callable[[int], None] | None = None, **options: Any) -> FastAPI:
     """The leaderboard app: ``create_app(settings)``, or ``create_app(db, labels, **settings fields)``."""
-    from polypbench.leaderboard import api, site
-
     settings = db if isinstance(db, Settings) else Settings(db=str(db), labels=[str(p) for p in labels], **options)
     server = build_server(settings, migrate=migrate, after_commit=after_commit)
     app = FastAPI(title="polypbench leaderboard", docs_url=None, redoc_url=None, openapi_url=None)

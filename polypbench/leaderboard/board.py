@@ -28,11 +28,11 @@ from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.evaluate.ranking import compare_replicates, rank_distribution, rank_groups, stack
 from polypbench.fileio import atomic_write
-from polypbench.leaderboard.columns import COLUMNS, PRIMARY, TEXT_SORTS
+from polypbench.leaderboard.columns import COLUMNS, PRIMARY, TEXT_SORTS, Part, Track, parse_track
 from polypbench.leaderboard.db import Database, Submission
 from polypbench.leaderboard.records import entry, replicates, verifications
 from polypbench.leaderboard.scoring import private_stat
-from polypbench.leaderboard.tracks import PARTS, POOLED
+from polypbench.leaderboard.tracks import POOLED
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,14 @@ RANKING_TEST = ("one-sided paired bootstrap test at 5% against the entry ranked 
 """How rank groups are formed (:func:`polypbench.evaluate.ranking.rank_groups`), as every page and export says it."""
 
 
-def metric_key(track: str, scope: str, key: str) -> str:
+def metric_key(track: Track, scope: str, key: str) -> str:
     """The key of a board metric in a scope (the private track stores pooled keys per part)."""
-    return key if track == "private" else with_dataset(key, scope)
+    return key if track is Track.PRIVATE else with_dataset(key, scope)
+
+
+def entry_track(e: dict[str, Any]) -> Track:
+    """The track of an entry: held as a :class:`Track` by the server, a string in an exported file."""
+    return parse_track(e.get("track", Track.PUBLIC), f"entry {e.get('id')}: track")
 
 
 def check_sort(sort: str) -> str:
@@ -56,23 +61,27 @@ def check_sort(sort: str) -> str:
 
 
 def row(e: dict[str, Any], scope: str = POOLED) -> dict[str, Any]:
-    """One board row: the entry's descriptive fields and each column's stat (JSON form, with the polyps and
-    patients it rests on) in ``scope``."""
+    """One board row: the entry's descriptive fields and each column's :class:`Stat` (None where the entry has
+    none; it carries the polyps and patients it rests on) in ``scope``. :func:`row_json` is its JSON form."""
     result = e["results"][scope]
     fields = ("id", "team", "method", "paper_url", "code_url", "submitted", "declaration", "verified",
               "checkpoint_sha256", "split_hashes")
     out: dict[str, Any] = {k: e.get(k) for k in fields}
     out["config"] = bool(e.get("config"))
-    out["metrics"] = {}
-    for name, (_, key, _) in COLUMNS.items():
-        stat = lookup(result, metric_key(e.get("track", "public"), scope, key))
-        out["metrics"][name] = None if stat is None else stat.to_dict()
+    track = entry_track(e)
+    out["metrics"] = {name: lookup(result, metric_key(track, scope, key)) for name, (_, key, _) in COLUMNS.items()}
     return out
 
 
+def row_json(r: dict[str, Any]) -> dict[str, Any]:
+    """A board row as the API answers it: each column's stat in its JSON form."""
+    metrics: dict[str, Stat | None] = r["metrics"]
+    return {**r, "metrics": {name: None if stat is None else stat.to_dict() for name, stat in metrics.items()}}
+
+
 def _value(r: dict[str, Any], column: str) -> float | None:
-    stat = r["metrics"].get(column)
-    return None if stat is None else stat.get("value")
+    stat: Stat | None = r["metrics"].get(column)
+    return None if stat is None else stat.value
 
 
 def sort_rows(rows: list[dict[str, Any]], sort: str = "macro_f1") -> list[dict[str, Any]]:
@@ -95,7 +104,7 @@ def best_per_team(entries: list[dict[str, Any]], scope: str = POOLED) -> list[di
     for e in entries:
         if scope not in e["results"]:
             continue
-        primary = lookup(e["results"][scope], metric_key(e.get("track", "public"), scope, PRIMARY))
+        primary = lookup(e["results"][scope], metric_key(entry_track(e), scope, PRIMARY))
         value = primary.value if primary else None
         rank = (-value if value is not None else float("inf"), e["id"])
         if e["team"] not in best or rank < best[e["team"]][0]:
@@ -111,7 +120,7 @@ class Board:
     the share of the ``n_replicates`` replicates giving entry ``stability_ids[i]`` each rank; ``kendall_tau`` the
     mean Kendall's tau between the observed ranking and the replicates'."""
 
-    track: str
+    track: Track
     scope: str
     sort: str
     ranked_by: str
@@ -145,7 +154,7 @@ def _comparable(rows: list[dict[str, Any]], stored: dict[int, Replicates]) -> li
     return [r for r in found if stored[int(r["id"])].resamples == common]
 
 
-def rank(session: Session, track: str, scope: str, rows: list[dict[str, Any]], column: str) -> Ranking:
+def rank(session: Session, track: Track, scope: str, rows: list[dict[str, Any]], column: str) -> Ranking:
     """Set each row's ``rank``, ``p_vs_above`` and ``stability`` on ``column`` (:func:`rank_groups` and
     :func:`rank_distribution` of :mod:`polypbench.evaluate.ranking` on the stored replicates)."""
     _, key, higher = COLUMNS[column]
@@ -167,13 +176,14 @@ def rank(session: Session, track: str, scope: str, rows: list[dict[str, Any]], c
                    round(stability.kendall_tau, 4), matrix.shape[1])
 
 
-def build(db: Database, track: str, scope: str, sort: str, *, closed: bool, scopes: list[str]) -> Board:
+def build(db: Database, track: Track, scope: str, sort: str, *, closed: bool, scopes: list[str]) -> Board:
     """The board of ``scope`` sorted by ``sort``; rank groups on the sort column (the primary for text sorts)."""
     check_sort(sort)
     if scope not in scopes:
         raise choice_error("scope", scope, scopes)
     with db.sessions() as session:
-        subs = session.scalars(select(Submission).where(Submission.track == track).order_by(Submission.id)).all()
+        subs = session.scalars(select(Submission).where(Submission.track == track.value)
+                               .order_by(Submission.id)).all()
         found = verifications(session, [s.id for s in subs])
         entries = [entry(s, found.get(s.id), reveal=closed) for s in subs]
         rows = sort_rows([row(e, scope) for e in best_per_team(entries, scope)], sort)
@@ -207,7 +217,7 @@ class Comparison:
                 "higher_is_better": self.higher_is_better, "p_a_better": self.p_a_better}
 
 
-def compare_entries(db: Database, track: str, scope: str, a: dict[str, Any],
+def compare_entries(db: Database, track: Track, scope: str, a: dict[str, Any],
                     b: dict[str, Any]) -> tuple[dict[str, Comparison], int]:
     """Per board column, entry ``a`` versus ``b`` in ``scope`` on their paired replicates (on the private track
     without a count of undefined replicates: :func:`~.scoring.private_stat`); and the number of replicates.
@@ -225,15 +235,17 @@ def compare_entries(db: Database, track: str, scope: str, a: dict[str, Any],
                     diff = compare_replicates(rep_a, rep_b)
                 except ValueError as exc:
                     raise PolypbenchError(f"submissions {a['id']} and {b['id']}: {exc}") from exc
-                diff = private_stat(diff) if track == "private" else diff
+                diff = private_stat(diff) if track is Track.PRIVATE else diff
                 n = max(n, len(rep_a.replicates))
             out[name] = Comparison(lookup(ra, full), lookup(rb, full), diff, higher)
     return out, n
 
 
-def scopes_of(track: str, names: list[str], closed: bool) -> list[str]:
-    if track == "private":
-        return list(PARTS) if closed else ["public"]
+def scopes_of(track: Track, names: list[str], closed: bool) -> list[str]:
+    """The scopes of ``track``'s boards: on the public track ``names`` (its datasets and ``pooled``), on the private
+    track its parts (the live board's part only, until the phase is closed)."""
+    if track is Track.PRIVATE:
+        return [part.value for part in Part] if closed else [Part.PUBLIC.value]
     return names
 
 
@@ -271,7 +283,8 @@ def markdown(rows: list[dict[str, Any]], scope: str = POOLED) -> str:
              "| " + " | ".join(md_text(h) for h in head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         links = " ".join(filter(None, (md_link(r.get("paper_url"), "paper"), md_link(r.get("code_url"), "code"))))
-        metrics = [md_text(f"{text} ({own})" if own else text) for text, own in cells(r)]
+        metrics = [md_text(f"{format_stat(stat, key)} ({own})" if own else format_stat(stat, key))
+                   for stat, key, own in cells(r)]
         cells_ = ["-" if r.get("rank") is None else str(int(r["rank"])), md_text(r["team"]), md_text(r["method"]),
                   links, *metrics, md_text(support(r)), md_text(r["submitted"])]
         lines.append("| " + " | ".join(cells_) + " |")
@@ -285,14 +298,14 @@ def support(r: dict[str, Any]) -> str:
     return found[0] if found else "-"
 
 
-def cells(r: dict[str, Any]) -> list[tuple[str, str]]:
-    """Each column of a board row as (its :func:`format_stat` text, its own support when that differs from the
-    row's :func:`support`, else empty)."""
+def cells(r: dict[str, Any]) -> list[tuple[Stat | None, str, str]]:
+    """Each column of a board row as (its stat, its metric key, its own support when that differs from the row's
+    :func:`support`, else empty)."""
     shown = support(r)
     out = []
     for k, (_, key, _) in COLUMNS.items():
         own = format_support(r["metrics"][k])
-        out.append((format_stat(r["metrics"][k], key), "" if own in (shown, "-") else own))
+        out.append((r["metrics"][k], key, "" if own in (shown, "-") else own))
     return out
 
 
@@ -319,12 +332,13 @@ def export(db: Database, out: str | Path) -> list[Path]:
     folder = out / "entries"
     folder.mkdir(parents=True, exist_ok=True)
     with db.sessions() as session:
-        subs = session.scalars(select(Submission).where(Submission.track == "public").order_by(Submission.id)).all()
+        subs = session.scalars(select(Submission).where(Submission.track == Track.PUBLIC.value)
+                               .order_by(Submission.id)).all()
         found = verifications(session, [s.id for s in subs])
         entries = [entry(s, found.get(s.id)) for s in subs]
         keep = best_per_team(entries)
         rows = sort_rows([row(e) for e in keep])
-        rank(session, "public", POOLED, rows, PRIMARY_COLUMN)
+        rank(session, Track.PUBLIC, POOLED, rows, PRIMARY_COLUMN)
     ranks = {r["id"]: r["rank"] for r in rows}
     for stale in folder.glob("*.json"):
         stale.unlink()
@@ -337,4 +351,4 @@ def export(db: Database, out: str | Path) -> list[Path]:
 
 
 __all__ = ["RANKING_TEST", "Board", "Comparison", "best_per_team", "build", "cells", "compare_entries", "export",
-           "markdown", "md_link", "md_text", "render", "row", "sort_rows", "support"]
+           "markdown", "md_link", "md_text", "render", "row", "row_json", "sort_rows", "support"]

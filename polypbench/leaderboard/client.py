@@ -29,7 +29,7 @@ from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predi
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.fileio import file_sha256
-from polypbench.leaderboard.columns import COLUMNS
+from polypbench.leaderboard.columns import COLUMNS, Track, parse_track
 from polypbench.leaderboard.sandbox import META_OFFSET
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def _ids(path: Path) -> list[str]:
 def check_against(path: Path, info: dict[str, Any]) -> list[str]:
     """The served datasets ``path`` covers; :class:`PolypbenchError` when the server would refuse the file
     outright (no public track, wrong format, too large, ids of datasets it does not score)."""
-    public = info.get("tracks", {}).get("public")
+    public = info.get("tracks", {}).get(Track.PUBLIC.value)
     if public is None:
         raise PolypbenchError("the server has no public track; expected --model RUN_DIR (a private-track model)")
     if path.suffix.lower() not in (".parquet", ".pq", ".csv"):
@@ -239,11 +239,12 @@ def describe(body: dict[str, Any], server: str) -> str:
     when an interval is flagged or withheld."""
     lines = [f"submission {body['id']} by {body['team']} ({body['method']}): {server.rstrip('/')}{body['url']}"]
     width = max(len(label) for label, _, _ in COLUMNS.values())
+    private = parse_track(body.get("track", Track.PUBLIC), "the server's track") is Track.PRIVATE  # pooled keys
     legend = False
     for scope, result in body["results"].items():
         lines.append(f"  {scope}:  (n polyps / patients)")
         for label, key, _ in COLUMNS.values():
-            full = key if body.get("track") == "private" else with_dataset(key, scope)
+            full = key if private else with_dataset(key, scope)
             stat = lookup(result, full)
             legend = legend or (stat is not None and bool(stat.ci_reason or (stat.flags and stat.ci95)))
             lines.append(f"    {label.ljust(width)}  {format_stat(stat, full)}  ({format_support(stat)})")

@@ -1,9 +1,48 @@
-"""What the board shows: its metric columns (keys of :mod:`polypbench.evaluate.keys`) and the public result keys.
+"""What the board shows: its tracks and the private track's parts, its metric columns (keys of
+:mod:`polypbench.evaluate.keys`) and the public result keys.
 
-Pure data, no server stack: ``polypbench submit`` (base install) reads it too.
+Pure data, no server stack: ``polypbench submit`` (base install) reads it too. A track or a part is held as a
+:class:`Track` or :class:`Part` inside; their values are what the database, the API and the pages write
+(``str(track)`` is its value), read back with ``Track(value)`` where a request or a stored row comes in.
 """
 
 from __future__ import annotations
+
+from enum import Enum
+
+from polypbench.errors import choice_error
+
+
+class Track(str, Enum):
+    """A leaderboard track."""
+
+    PUBLIC = "public"
+    """Prediction files scored against public test labels (an honour-system registry)."""
+    PRIVATE = "private"
+    """Models run by the server on hidden test data."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_track(value: object, where: str = "track") -> Track:
+    """The :class:`Track` a document or a reply names; a one-line error naming ``where`` for any other value."""
+    try:
+        return Track(value)
+    except ValueError:
+        raise choice_error(where, value, list(Track)) from None
+
+
+class Part(str, Enum):
+    """A part of the private track's hidden test set (split by patient): the private track's scopes."""
+
+    PUBLIC = "public"
+    """The live board's part, shown while the phase runs."""
+    PRIVATE = "private"
+    """The final ranking's part, revealed when the organiser closes the phase."""
+
+    def __str__(self) -> str:
+        return self.value
 
 PRIMARY = "polyp/triclass/pooled/macro_f1"
 """The ranking metric: per-polyp triclass macro F1 (pooled; the board swaps in the dataset it shows)."""

@@ -42,6 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from polypbench.errors import PolypbenchError
 from polypbench.leaderboard import limits
+from polypbench.leaderboard.columns import Track
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids (SQLite's INTEGER PRIMARY KEY is 64-bit already and must be spelled INTEGER to autoincrement)."""
 MAX_ID = 2**63 - 1
 """The largest id a path parameter may carry (larger ones are refused before any query)."""
-TRACKS = ("public", "private")
 
 
 class Base(DeclarativeBase):
@@ -84,7 +84,7 @@ class Submission(Base):
     __table_args__ = (UniqueConstraint("team_id", "idempotency_key", name="uq_submission_key"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
-    track: Mapped[str] = mapped_column(String(16), default="public")
+    track: Mapped[str] = mapped_column(String(16), default=Track.PUBLIC.value)  # a Track's value
     method: Mapped[str] = mapped_column(String(limits.METHOD))
     paper_url: Mapped[str | None] = mapped_column(String(limits.URL), nullable=True)
     code_url: Mapped[str | None] = mapped_column(String(limits.URL), nullable=True)
@@ -274,9 +274,9 @@ def day_start() -> dt.datetime:
     return utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def scored_today(session: Session, team_id: int, track: str = "public") -> int:
-    """Scored public submissions of a team since 00:00 UTC (refused files do not count)."""
-    query = select(func.count(Submission.id)).where(Submission.team_id == team_id, Submission.track == track,
+def scored_today(session: Session, team_id: int, track: Track = Track.PUBLIC) -> int:
+    """Scored submissions of a team on ``track`` since 00:00 UTC (refused files do not count)."""
+    query = select(func.count(Submission.id)).where(Submission.team_id == team_id, Submission.track == track.value,
                                                     Submission.created_at >= day_start())
     return int(session.scalar(query) or 0)
 

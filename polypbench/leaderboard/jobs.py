@@ -22,6 +22,7 @@ from sqlalchemy import and_, or_, select, update
 
 from polypbench.errors import PolypbenchError
 from polypbench.leaderboard import limits
+from polypbench.leaderboard.columns import Track
 from polypbench.leaderboard.db import Database, Job, Phase, Verification, lock_team, models_today, utcnow
 from polypbench.leaderboard.records import CapReached
 
@@ -48,17 +49,18 @@ class NewJob:
     submission_id: int | None = None
 
 
-def phase_closed(session: Any, track: str) -> dt.datetime | None:
-    phase = session.get(Phase, track)
+def phase_closed(session: Any, track: Track) -> dt.datetime | None:
+    """When ``track``'s phase was closed; None while it runs."""
+    phase = session.get(Phase, track.value)
     return None if phase is None else phase.closed_at
 
 
-def close_phase(db: Database, track: str = "private") -> dt.datetime:
+def close_phase(db: Database, track: Track = Track.PRIVATE) -> dt.datetime:
     """Close ``track``'s phase (idempotent); when it was closed."""
     with db.transaction() as session:
-        phase = session.get(Phase, track)
+        phase = session.get(Phase, track.value)
         if phase is None:
-            phase = Phase(track=track, closed_at=utcnow())
+            phase = Phase(track=track.value, closed_at=utcnow())
             session.add(phase)
         elif phase.closed_at is None:
             phase.closed_at = utcnow()
@@ -78,7 +80,7 @@ def enqueue(db: Database, team_id: int, new: NewJob, *, key: str | None = None,
             if earlier is not None:
                 return earlier, True
         if new.kind == "model":
-            if phase_closed(session, "private") is not None:
+            if phase_closed(session, Track.PRIVATE) is not None:
                 raise PhaseClosed("the private track's phase is closed; expected no more model submissions")
             if cap is not None and models_today(session, team_id) >= cap:
                 raise CapReached(f"daily cap reached: {cap} model submissions per team per UTC day")

@@ -1,8 +1,8 @@
 """Server-rendered HTML (no JavaScript): the board, a submission, a comparison of two entries, rank stability.
 
 The pages are autoescaped templates (``polypbench/templates``): every value is escaped there; this module only
-picks the numbers (with :func:`~polypbench.evaluate.lookup`) and formats them (with
-:func:`~polypbench.evaluate.format_stat`).
+picks the numbers (:class:`~polypbench.evaluate.Stat` values, read with :func:`~polypbench.evaluate.lookup`) and
+formats them (with :mod:`polypbench.evaluate.format`).
 """
 
 from __future__ import annotations
@@ -11,22 +11,23 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from polypbench.evaluate import format_stat, lookup, parse_key
-from polypbench.evaluate.format import LEGEND, format_notes, format_p, format_support
+from polypbench.evaluate import Stat, format_stat, lookup, parse_key
+from polypbench.evaluate.format import LEGEND, format_interval, format_notes, format_p, format_support, format_value
 from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, class_slugs
-from polypbench.leaderboard.board import RANKING_TEST, Board, Comparison, cells, metric_key, support
-from polypbench.leaderboard.columns import COLUMNS, TEXT_SORTS
+from polypbench.leaderboard.board import RANKING_TEST, Board, Comparison, cells, entry_track, metric_key, support
+from polypbench.leaderboard.columns import COLUMNS, TEXT_SORTS, Track
 from polypbench.sizes import CLASS_SCHEMES
 from polypbench.templating import render
 
 NOTES = {
-    "public": "Public track: the test labels of these datasets are public, so this board is an honour-system "
-              "registry (as WILDS's): each entry declares that the test labels were not used for training or model "
-              "selection and may give its code, config, checkpoint hash and split hash. An entry is 'verified' when "
-              "the server re-ran its uploaded checkpoint on the test frames it holds and got the same predictions.",
-    "private": "Private track: models are run by the server on test frames and labels no participant sees. The live "
-               "board shows the public part of the hidden test set; the final ranking uses the private part and is "
-               "revealed when the organiser closes the phase. Only pooled summary metrics are shown.",
+    Track.PUBLIC: "Public track: the test labels of these datasets are public, so this board is an honour-system "
+                  "registry (as WILDS's): each entry declares that the test labels were not used for training or "
+                  "model selection and may give its code, config, checkpoint hash and split hash. An entry is "
+                  "'verified' when the server re-ran its uploaded checkpoint on the test frames it holds and got the "
+                  "same predictions.",
+    Track.PRIVATE: "Private track: models are run by the server on test frames and labels no participant sees. The "
+                   "live board shows the public part of the hidden test set; the final ranking uses the private part "
+                   "and is revealed when the organiser closes the phase. Only pooled summary metrics are shown.",
 }
 
 
@@ -47,24 +48,20 @@ def _badges(r: dict[str, Any]) -> list[str]:
     return out
 
 
-def _cell(text: str, own_support: str = "", notes: str = "") -> dict[str, str]:
-    """A number of the board (:func:`~polypbench.evaluate.format_stat` text) as value and interval, so that the page
-    may wrap between them, never inside the interval; ``own_support`` when the cell rests on other polyps and
-    patients than its row; ``notes`` why its interval is flagged or withheld (shown on hover)."""
-    value, sep, ci = text.partition(" [")
-    if not sep:
-        value, sep, ci = text.partition(" (no CI")
-        ci = f"(no CI{ci}" if sep else ""
-    else:
-        ci = f"[{ci}"
-    return {"value": value, "ci": ci, "support": own_support, "notes": notes}
+def _cell(stat: Stat | None, key: str, own_support: str = "") -> dict[str, str]:
+    """A number of the board as its value and its interval (:func:`~polypbench.evaluate.format.format_value`,
+    :func:`~polypbench.evaluate.format.format_interval`: together :func:`~polypbench.evaluate.format_stat`), so that
+    the page may wrap between them, never inside the interval; ``own_support`` when the cell rests on other polyps
+    and patients than its row; ``notes`` why its interval is flagged or withheld (shown on hover)."""
+    return {"value": format_value(stat, key), "ci": format_interval(stat, key), "support": own_support,
+            "notes": format_notes(stat)}
 
 
 def _p_first(p: float | None) -> str:
     return "-" if p is None else f"{p:.2f}"
 
 
-def board_page(board: Board, tracks: list[str]) -> str:
+def board_page(board: Board, tracks: list[Track]) -> str:
     """The board: a table sortable by ``?sort=`` links, with track and scope links, the ranking test and the
     legend of the number format."""
     def href(**q: str) -> str:
@@ -81,15 +78,14 @@ def board_page(board: Board, tracks: list[str]) -> str:
     for r in board.rows:
         stability = r.get("stability") or {}
         lo, hi = stability.get("rank_95") or (None, None)
-        notes = [format_notes(r["metrics"][k]) for k in COLUMNS]
         shown.append({"id": int(r["id"]), "rank": "-" if r.get("rank") is None else r["rank"], "team": r["team"],
                       "method": r["method"], "badges": _badges(r), "submitted": r["submitted"], "links": _links(r),
-                      "metrics": [_cell(text, own, note) for (text, own), note in zip(cells(r), notes, strict=True)],
+                      "metrics": [_cell(stat, key, own) for stat, key, own in cells(r)],
                       "support": support(r),
                       "rank_95": "-" if lo is None else str(lo) if lo == hi else f"{lo}-{hi}",
                       "p_first": _p_first(stability.get("p_first"))})
     query = urlencode({"track": board.track, "scope": board.scope, "sort": board.sort})
-    scope_label = "Part" if board.track == "private" else "Dataset"
+    scope_label = "Part" if board.track is Track.PRIVATE else "Dataset"
     title = f"polypbench leaderboard ({board.track}: {board.scope})"
     return render("board.html.j2", title=title, tracks=track_links, scopes=scope_links, scope_label=scope_label,
                   note=NOTES[board.track], heads=heads, rows=shown, sort_keys=[*COLUMNS, *TEXT_SORTS],
@@ -126,12 +122,13 @@ def detail_page(entry: dict[str, Any]) -> str:
     results = entry["results"]
     first: dict[str, Any] = next(iter(results.values()), {})
     verification = entry.get("verification") or "no checkpoint uploaded"
-    meta = [("team", entry["team"]), ("track", entry["track"]), ("method", entry["method"]),
+    track = entry_track(entry)
+    meta = [("team", entry["team"]), ("track", track.value), ("method", entry["method"]),
             ("submitted", entry["submitted"]),
             ("declaration", "test labels not used for training or model selection" if entry.get("declaration")
-             else "not needed: the server ran the model on data it keeps hidden" if entry["track"] == "private"
+             else "not needed: the server ran the model on data it keeps hidden" if track is Track.PRIVATE
              else "-"),
-            ("verification", verification if entry["track"] == "public" else "run by the server"),
+            ("verification", verification if track is Track.PUBLIC else "run by the server"),
             ("checkpoint sha256", entry.get("checkpoint_sha256") or "-"),
             ("file sha256", entry.get("file_sha256") or "-"), ("split hashes", entry.get("split_hashes") or "-"),
             ("scopes", ", ".join(results)), ("level", first.get("predictions", {}).get("level", "")),
@@ -148,7 +145,7 @@ def _p_better(c: Comparison) -> str:
     return format_p(replace(c.difference, p_greater=c.p_a_better))
 
 
-def compare_page(a: dict[str, Any], b: dict[str, Any], track: str, scope: str, comparisons: dict[str, Comparison],
+def compare_page(a: dict[str, Any], b: dict[str, Any], track: Track, scope: str, comparisons: dict[str, Comparison],
                  n: int) -> str:
     """A and B on each board metric of ``scope`` with the polyps and patients they rest on, the paired difference
     A - B with its interval (:func:`polypbench.evaluate.ranking.compare_replicates`) and P(A better)."""

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import Replicates
+from polypbench.leaderboard.columns import Track
 from polypbench.leaderboard.db import Database, Job, Replicate, Submission, Verification, lock_team, scored_today
 from polypbench.leaderboard.scoring import Scored
 
@@ -49,7 +50,7 @@ def by_key(session: Session, team_id: int, key: str | None) -> Submission | None
     return session.scalar(select(Submission).where(Submission.team_id == team_id, Submission.idempotency_key == key))
 
 
-def record(db: Database, team_id: int, fields: Fields, scored: dict[str, Scored], *, track: str = "public",
+def record(db: Database, team_id: int, fields: Fields, scored: dict[str, Scored], *, track: Track = Track.PUBLIC,
            key: str | None = None, cap: int | None = None, primary: float | None = None,
            hidden: dict[str, Scored] | None = None, job: Job | None = None,
            before_commit: Callable[[Session, Submission], None] | None = None) -> tuple[Submission, bool]:
@@ -62,7 +63,7 @@ def record(db: Database, team_id: int, fields: Fields, scored: dict[str, Scored]
             return earlier, True
         if cap is not None and scored_today(session, team_id, track) >= cap:
             raise CapReached(f"daily cap reached: {cap} scored submissions per team per UTC day")
-        sub = Submission(team_id=team_id, track=track, idempotency_key=key, primary_value=primary,
+        sub = Submission(team_id=team_id, track=track.value, idempotency_key=key, primary_value=primary,
                          result_json=json.dumps({s: v.result for s, v in scored.items()}),
                          hidden_json=None if hidden is None else json.dumps({s: v.result for s, v in hidden.items()}),
                          **asdict(fields))
@@ -110,12 +111,12 @@ def replicates(session: Session, ids: list[int], scope: str, key: str) -> dict[i
 
 
 def entry(sub: Submission, verification: Verification | None = None, *, reveal: bool = False) -> dict[str, Any]:
-    """The public form of a submission: who, what, the reproducibility fields and the visible results per scope
-    (the private part only with ``reveal``: after its phase closed)."""
+    """The public form of a submission: who, what (its ``track`` a :class:`~.columns.Track`), the reproducibility
+    fields and the visible results per scope (the private part only with ``reveal``: after its phase closed)."""
     results = json.loads(sub.result_json)
     if reveal and sub.hidden_json:
         results.update(json.loads(sub.hidden_json))
-    return {"id": sub.id, "team": sub.team.name, "track": sub.track, "method": sub.method,
+    return {"id": sub.id, "team": sub.team.name, "track": Track(sub.track), "method": sub.method,
             "paper_url": sub.paper_url, "code_url": sub.code_url, "filename": sub.filename,
             "declaration": sub.declaration, "config": sub.config, "checkpoint_sha256": sub.checkpoint_sha256,
             "file_sha256": sub.file_sha256, "split_hashes": sub.split_hashes,

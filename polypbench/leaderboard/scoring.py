@@ -17,10 +17,10 @@ import pandas as pd
 
 from polypbench.evaluate import Replicates, Result, Stat, lookup, parse_key, score
 from polypbench.evaluate.keys import with_dataset
-from polypbench.evaluate.policy import FEW_POLYPS, MAX_UNDEFINED_SHARE, MIN_CLASS_PATIENTS, about_undefined
+from polypbench.evaluate.policy import CLASS_KINDS, UNDEFINED_KINDS, Note
 from polypbench.evaluate.truth import Truth
 from polypbench.evaluate.validate import POLYP_KEY, validate_predictions
-from polypbench.leaderboard.columns import COLUMNS, PRIMARY, PUBLIC_KEYS
+from polypbench.leaderboard.columns import COLUMNS, PRIMARY, PUBLIC_KEYS, Part
 from polypbench.leaderboard.tracks import POOLED, PrivateTrack, PublicTrack
 
 
@@ -57,55 +57,30 @@ def sanitize(result: Result) -> dict[str, Any]:
     return public
 
 
-CLASS_FLAG = f"a class: fewer than {FEW_POLYPS} polyps"
-"""What the private track shows for the scorer's flags that name a class and its polyp count."""
-CLASS_REASON = f"a class: polyps of fewer than {MIN_CLASS_PATIENTS} patients"
-"""What the private track shows for the scorer's no-CI reasons that name a class and its polyp count."""
-
-
-UNDEFINED_FLAG = "part of the resamples"
-"""What the private track shows for the scorer's flag that counts the replicates left undefined."""
-UNDEFINED_REASON = f"undefined in more than {MAX_UNDEFINED_SHARE:.0%} of the resamples"
-"""What the private track shows for the scorer's no-CI reason that gives the share of replicates left undefined."""
-
-
-def _names_a_class(note: str) -> bool:
-    """Whether a flag or no-CI reason names a class (the rule of :func:`polypbench.evaluate.policy.judge` writes
-    those, and only those, as ``"<class>: <polyps>..."``)."""
-    return ": " in note
-
-
-def _private_note(note: str) -> str:
-    if _names_a_class(note):
-        return CLASS_FLAG
-    return UNDEFINED_FLAG if about_undefined(note) else note
+def _private_note(note: Note) -> Note:
+    """``note`` without its class or counts where it names a class or counts undefined replicates: its kind stays
+    (the formatter words it as what the rule tests: ``a class: fewer than 5 polyps``, ``part of the resamples``)."""
+    return Note(note.kind) if note.kind in (*CLASS_KINDS, *UNDEFINED_KINDS) else note
 
 
 def private_stat(stat: Stat) -> Stat:
     """``stat`` without per-class detail or a count of undefined replicates: no per-class polyp counts, no
     ``undefined_replicates`` or ``replicates`` (how many resamples missed the rarest class tells how many patients
-    have it), and flags or no-CI reasons that name a class and its count, or count undefined replicates, replaced by
-    :data:`CLASS_FLAG` / :data:`CLASS_REASON` / :data:`UNDEFINED_FLAG` / :data:`UNDEFINED_REASON`. Whether the
-    interval is given, flagged or withheld stays as the scorer decided."""
+    have it), and no class or count in a note that names a class or counts undefined replicates
+    (:func:`_private_note`; equal notes shown once, class notes first). Whether the interval is given, flagged or
+    withheld stays as the scorer decided."""
     flags = tuple(dict.fromkeys(_private_note(f) for f in stat.flags))
-    flags = tuple(sorted(flags, key=lambda f: f != CLASS_FLAG))
-    reason = stat.ci_reason
-    if reason is not None and _names_a_class(reason):
-        reason = CLASS_REASON
-    elif reason is not None and about_undefined(reason):
-        reason = UNDEFINED_REASON
+    flags = tuple(sorted(flags, key=lambda f: f.kind not in CLASS_KINDS))
+    reason = None if stat.ci_reason is None else _private_note(stat.ci_reason)
     return replace(stat, class_polyps=None, flags=flags, ci_reason=reason, undefined_replicates=0, replicates=None)
 
 
 def private_view(result: Result) -> dict[str, Any]:
     """A private-track result: pooled summary metrics (:func:`private_stat`) and pooled counts only; no per-class
     or per-dataset number (they would let repeated submissions solve the hidden set's class counts and sizes)."""
-    doc = sanitize(result)
-    doc["metrics"] = {k: private_stat(Stat.from_dict(v)).to_dict() for k, v in doc["metrics"].items()
-                      if parse_key(k).dataset == POOLED and parse_key(k).cls is None}
-    doc["counts"] = {POOLED: doc["counts"][POOLED]}
-    doc["manifests"] = []
-    return doc
+    metrics = {k: private_stat(stat) for k, stat in result.metrics.items()
+               if parse_key(k).dataset == POOLED and parse_key(k).cls is None}
+    return sanitize(replace(result, metrics=metrics, counts={POOLED: result.counts[POOLED]}, manifests=[]))
 
 
 def _rows(predictions: pd.DataFrame, polyps: set[str]) -> pd.DataFrame:
@@ -140,9 +115,9 @@ def score_public(predictions: pd.DataFrame, track: PublicTrack, *, name: str, n_
 
 
 def score_private(predictions: pd.DataFrame, track: PrivateTrack, *, name: str, n_bootstrap: int,
-                  seed: int) -> dict[str, Scored]:
-    """Score the server's own predictions of the private test set on each part (``public``, ``private``); the
-    replicates are the pooled board metrics', stored under the part's name."""
+                  seed: int) -> dict[Part, Scored]:
+    """Score the server's own predictions of the private test set on each :class:`Part`; the replicates are the
+    pooled board metrics', stored under the part's name (its scope)."""
     out = {}
     for part, truth in track.truths.items():
         result, reps = score_scope(_rows(predictions, track.polyps[part]), truth, board_keys(POOLED),

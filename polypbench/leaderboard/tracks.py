@@ -37,6 +37,7 @@ from polypbench.errors import InputError, PolypbenchError
 from polypbench.evaluate import Truth
 from polypbench.evaluate.truth import load_truth
 from polypbench.evaluate.validate import POLYP_KEY
+from polypbench.leaderboard.columns import Part
 
 if TYPE_CHECKING:
     from polypbench.leaderboard.config import Settings
@@ -46,7 +47,8 @@ from polypbench.manifest import Manifest
 log = logging.getLogger(__name__)
 
 POOLED = "pooled"
-PARTS = ("public", "private")
+PARTS = tuple(Part)
+"""The private track's parts, in board order."""
 
 
 def _registry_name(name: str) -> str:
@@ -178,7 +180,7 @@ class PrivateTrack:
             raise InputError(", ".join(map(str, self.paths)), f"{len(order)} test patient(s)",
                              "at least 2 test patients to split into a public and a private part")
         n_public = min(len(order) - 1, max(1, round(public_fraction * len(order))))
-        members = {"public": set(order[:n_public]), "private": set(order[n_public:])}
+        members = {Part.PUBLIC: set(order[:n_public]), Part.PRIVATE: set(order[n_public:])}
         digest = hashlib.sha256(json.dumps([[str(p.resolve()) for p in self.paths], public_fraction, seed,
                                             [os.stat(p / schema.FRAMES_FILE).st_mtime_ns for p in self.paths]])
                                 .encode()).hexdigest()[:16]
@@ -188,19 +190,20 @@ class PrivateTrack:
             shutil.rmtree(tmp, ignore_errors=True)
             for part in PARTS:
                 for path, name in zip(self.paths, self.names, strict=True):
-                    _write_part(path, tmp / part / name, members[part])
+                    _write_part(path, tmp / part.value / name, members[part])
             try:
                 os.replace(tmp, root)
             except OSError:  # another process wrote it first
                 shutil.rmtree(tmp, ignore_errors=True)
-        self.truths = {part: load_truth([root / part / n for n in self.names], "test") for part in PARTS}
+        self.truths = {part: load_truth([root / part.value / n for n in self.names], "test") for part in PARTS}
         self.polyps = {part: set(self.truths[part].polyps["polyp_id"].astype(str)) for part in PARTS}
         self.public_fraction = public_fraction
         self.n_frames = full.n_frames
         log.info("private track: %d test patients, %d in the public part", len(order), n_public)
 
     def info(self) -> dict[str, Any]:
-        return {"datasets": list(self.names), "parts": list(PARTS), "public_fraction": self.public_fraction}
+        return {"datasets": list(self.names), "parts": [part.value for part in PARTS],
+                "public_fraction": self.public_fraction}
 
 
 def open_tracks(settings: Settings, store_root: Path) -> tuple[PublicTrack | None, PrivateTrack | None]:

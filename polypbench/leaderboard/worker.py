@@ -42,6 +42,7 @@ from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError
 from polypbench.evaluate.validate import CLASS3, FRAME_KEY, POLYP_KEY, PROBS, SIZE
 from polypbench.leaderboard import jobs
+from polypbench.leaderboard.columns import Part, Track
 from polypbench.leaderboard.db import Database, Job, Submission, Verification
 from polypbench.leaderboard.records import Fields, record
 from polypbench.leaderboard.sandbox import Limits, ModelError, run_job
@@ -198,9 +199,9 @@ class Worker:
                 raise PolypbenchError("the worker lost the job's lease while recording it")
             jobs.done(session, held, sub.id)
 
-        record(self.db, job.team_id, fields, {"public": scored["public"]}, track="private", key=f"job:{job.id}",
-               primary=scored["public"].primary(POOLED), hidden={"private": scored["private"]},
-               before_commit=mark_done)
+        live, final = scored[Part.PUBLIC], scored[Part.PRIVATE]  # the live board's part, the final ranking's
+        record(self.db, job.team_id, fields, {Part.PUBLIC.value: live}, track=Track.PRIVATE, key=f"job:{job.id}",
+               primary=live.primary(POOLED), hidden={Part.PRIVATE.value: final}, before_commit=mark_done)
         log.info("job %d: model scored", job.id)
 
     def _verify(self, job: Job, work: Path) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from polypbench import schema
-from polypbench.evaluate import format_stat, metric_key, score
+from polypbench.evaluate import format_stat, lookup, metric_key, score
 from polypbench.evaluate.format import digits
 from polypbench.fileio import atomic_write, atomic_write_json, file_sha256
 from polypbench.sweep.grid import Grid, RunSpec, model_label
@@ -131,6 +131,7 @@ def write_entries(grid: Grid, results: Sequence[ModelResult], specs: Sequence[Ru
                   n_bootstrap: int, seed: int) -> list[Path]:
     """One leaderboard entry per model with a pooled file: scored as the public board scores a submission (each
     dataset and pooled, the one scorer), with its config, checkpoint hash and split hashes."""
+    from polypbench.leaderboard.columns import Track
     from polypbench.leaderboard.scoring import score_public
     from polypbench.leaderboard.tracks import PublicTrack
     from polypbench.manifest import Manifest
@@ -151,7 +152,7 @@ def write_entries(grid: Grid, results: Sequence[ModelResult], specs: Sequence[Ru
         scored = score_public(frame, track, name=res.model, n_bootstrap=n_bootstrap, seed=seed)
         config = first.run_dir / "config.yaml"
         entry = {
-            "id": -i, "team": f"polypbench reference: {res.model}", "track": "public",
+            "id": -i, "team": f"polypbench reference: {res.model}", "track": Track.PUBLIC.value,
             "method": f"{res.model} ({grid.name} grid, {res.note})", "paper_url": None, "code_url": None,
             "filename": Path(res.predictions).name,
             "declaration": "a polypbench reference run (`polypbench sweep`): trained and selected on the train and "
@@ -178,7 +179,7 @@ def table_rows(results: Sequence[ModelResult]) -> pd.DataFrame:
             for (task, metric), label in METRICS.items():
                 per_run = res.per_run.get(metric_key("frame", task, dataset, metric), [])
                 row[f"{label} (paper)"] = _mean_std(per_run, metric)
-                stat = res.pooled.get(metric_key("polyp", task, dataset, metric))
+                stat = lookup(res.pooled, metric_key("polyp", task, dataset, metric))  # from its JSON form
                 row[f"{label} (ours)"] = format_stat(stat, metric)
             row["ours: predictions"] = res.note or ""
             rows.append(row)

@@ -153,6 +153,8 @@ def _check_type(key: str, value: Any) -> Any:
 
 
 def _validate(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` checked against every rule (ConfigError naming the key otherwise), or a new config where a value
+    follows another; ``cfg`` and the mappings it holds are left as they are."""
     from polypbench.models import list_models
     from polypbench.train.routing import GR_MODES
 
@@ -184,8 +186,8 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.paper_amp != "none" and (cfg.gr_mode != "paper" or cfg.bf16):
         raise ConfigError(f"config key 'paper_amp': {cfg.paper_amp!r} reproduces the reference's fp16 GradScaler step "
                           "and needs gr_mode: paper and bf16: false")
-    if "img_size" in cfg.model_kwargs:
-        cfg.model_kwargs["img_size"] = cfg.img_size
+    if "img_size" in cfg.model_kwargs:  # the model's input size follows the config's, in a new mapping
+        return dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, "img_size": cfg.img_size})
     return cfg
 
 

@@ -92,7 +92,7 @@ def test_the_real_colon_public_test_split_shows_support_flags_and_withheld_inter
     from click.testing import CliRunner
 
     from polypbench.cli import main
-    from polypbench.evaluate import format_stat
+    from polypbench.evaluate import format_stat, lookup
     from polypbench.evaluate.format import FLAG, LEGEND
 
     out = prepared["real-colon"].out
@@ -106,6 +106,7 @@ def test_the_real_colon_public_test_split_shows_support_flags_and_withheld_inter
     m = doc["metrics"]
     ba = m["polyp/triclass/real-colon/balanced_accuracy"]
     assert ba["value"] is not None and ba["ci95"] is None and ba["ci_reason"] == "large: 1 polyp"
+    assert ba["verdict"] == {"ci_reason": {"kind": "class_patients", "class": "large", "polyps": 1, "patients": 1}}
     assert ba["class_polyps"] == [17, 3, 1] and (ba["n_polyps"], ba["n_patients"]) == (21, 8)
     assert ba["undefined_replicates"] > 0  # resamples without the large polyp, counted
     large = m["polyp/triclass/real-colon/sensitivity/large"]
@@ -115,7 +116,7 @@ def test_the_real_colon_public_test_split_shows_support_flags_and_withheld_inter
     assert acc["ci95"] is not None and acc["flags"] == ["8 patients"]
     small = m["polyp/triclass/real-colon/sensitivity/small"]
     assert "small: 3 polyps" in small["flags"] and small["n_polyps"] == 3
-    shown = {key: format_stat(m[key], key) for key in ("polyp/triclass/real-colon/balanced_accuracy",
+    shown = {key: format_stat(lookup(doc, key), key) for key in ("polyp/triclass/real-colon/balanced_accuracy",
                                                        "polyp/triclass/real-colon/accuracy",
                                                        "polyp/size/real-colon/mae_mm")}
     assert shown["polyp/triclass/real-colon/balanced_accuracy"].endswith("(no CI: large: 1 polyp)")
@@ -130,6 +131,7 @@ def test_the_real_colon_public_test_split_shows_support_flags_and_withheld_inter
 
 
 def test_one_patient_gives_no_interval(tmp_path) -> None:
+    from polypbench.evaluate import Note, NoteKind
     from polypbench.evaluate.format import format_stat
 
     from .conftest import write_manifest
@@ -139,6 +141,6 @@ def test_one_patient_gives_no_interval(tmp_path) -> None:
     result = score(pd.DataFrame({"polyp_id": ["real-colon/A_1", "real-colon/A_2"], "size_mm": [3.5, 4.0]}), root,
                    n_bootstrap=100)
     mae = result.stat("polyp/size/pooled/mae_mm")
-    assert mae.ci95 is None and mae.ci_reason == "1 patient"
+    assert mae.ci95 is None and mae.ci_reason == Note(NoteKind.PATIENTS, patients=1)
     assert format_stat(mae, "mae_mm") == "1.75 (no CI: 1 patient)"
     assert "1.75 (no CI: 1 patient)" in result.summary_table()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polypbench.evaluate import score
+from polypbench.evaluate import Note, NoteKind, score
 from polypbench.evaluate.ranking import (
     Replicates,
     compare_pair,
@@ -95,7 +95,7 @@ def test_pairwise_comparison_and_significance_map() -> None:
     same = compare_pair(0.5, 0.5, reps[1], reps[1], jack[1], jack[1], strata)
     assert same.value == 0.0 and same.ci95 == (0.0, 0.0) and same.p_greater == 0.5
     few = compare_pair(points[0], points[1], reps[0], reps[1], jack[0, :3], jack[1, :3], strata[:3])
-    assert few.ci95 is None and few.ci_reason == "3 patients"
+    assert few.ci95 is None and few.ci_reason == Note(NoteKind.PATIENTS, patients=3)
     sig = significance_map(points, reps)
     assert sig[0, 1] and sig[0, 3] and not sig[1, 2] and not sig[2, 1] and not sig.diagonal().any()
 

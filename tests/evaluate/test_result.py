@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polypbench.evaluate import Stat, compare, format_stat, lookup, metric_key, parse_key, score
+from polypbench.evaluate import Note, NoteKind, Stat, compare, format_stat, lookup, metric_key, parse_key, score
 from polypbench.evaluate.keys import candidate_keys, class_slug, class_slugs, with_dataset
 from polypbench.sizes import CLASS_SCHEMES
 
@@ -74,6 +74,27 @@ def test_stat_json_form_follows_its_fields() -> None:
     assert {f.name for f in fields(Stat)} >= {"value", "ci95"}
 
 
+def test_the_verdict_is_written_in_words_and_read_back_as_data() -> None:
+    flagged = Stat(0.98, (0.949, 1.0), 729, flags=(Note(NoteKind.CLASS_POLYPS, "large", polyps=3),
+                                                   Note(NoteKind.PARTLY_UNDEFINED, undefined=729, replicates=2000)),
+                   replicates=1271)
+    doc = flagged.to_dict()
+    assert doc["flags"] == ["large: 3 polyps", "1,271 of 2,000 resamples"]  # the words, as the JSON always gave them
+    assert doc["verdict"] == {"flags": [{"kind": "class_polyps", "class": "large", "polyps": 3},
+                                        {"kind": "partly_undefined", "undefined": 729, "replicates": 2000}]}
+    withheld = Stat(0.5, None, ci_reason=Note(NoteKind.CLASS_PATIENTS, "large", polyps=1, patients=1))
+    assert withheld.to_dict()["ci_reason"] == "large: 1 polyp"
+    assert withheld.to_dict()["verdict"] == {"ci_reason": {"kind": "class_patients", "class": "large", "polyps": 1,
+                                                           "patients": 1}}
+    for stat in (flagged, withheld):
+        assert Stat.from_dict(json.loads(json.dumps(stat.to_dict()))) == stat
+    edited = {**doc, "flags": ["words are never read back"]}
+    assert Stat.from_dict(edited) == flagged  # the data is read, not the words
+    old = {"value": 0.5, "ci95": None, "ci_reason": "large: 1 polyp", "flags": []}  # written by polypbench 0.2
+    assert Stat.from_dict(old).ci_reason == Note(NoteKind.TEXT, text="large: 1 polyp")
+    assert format_stat(Stat.from_dict(old)) == "0.500 (no CI: large: 1 polyp)"  # shown as it was written
+
+
 def test_one_formatter_for_every_number() -> None:
     stat = Stat(0.7123, (0.65, 0.7704))
     assert format_stat(stat) == "0.712 [0.650, 0.770]"
@@ -82,7 +103,7 @@ def test_one_formatter_for_every_number() -> None:
     assert format_stat(Stat(-1.0, None), "frame/size/sun/bias_mm") == "-1.00"
     assert format_stat(Stat(None, None, reason="no units")) == "undefined"
     assert format_stat(None) == "-"
-    assert format_stat(stat.to_dict()) == format_stat(stat)  # the JSON form reads the same
+    assert format_stat(Stat.from_dict(stat.to_dict())) == format_stat(stat)  # the JSON form reads the same
 
 
 def test_a_real_result_formats_in_the_summary(wide_manifest: Path) -> None:

@@ -18,12 +18,12 @@ from sqlalchemy import select
 
 from polypbench.cli import main
 from polypbench.errors import PolypbenchError
-from polypbench.evaluate import Replicates, Stat, compare, lookup
+from polypbench.evaluate import Note, NoteKind, Replicates, Stat, compare, lookup
 from polypbench.evaluate.ranking import compare_replicates, p_not_better, rank_groups, stack
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.auth import add_team
-from polypbench.leaderboard.board import RANKING_TEST, build, compare_entries
-from polypbench.leaderboard.columns import COLUMNS, PUBLIC_KEYS
+from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, row, row_json
+from polypbench.leaderboard.columns import COLUMNS, PUBLIC_KEYS, Track
 from polypbench.leaderboard.db import Database, Submission, Team
 from polypbench.leaderboard.pages import board_page
 from polypbench.leaderboard.records import Fields, entry, record, replicates
@@ -136,27 +136,27 @@ def test_rank_groups_on_the_board_test_each_entry_against_the_one_just_above(dat
     assert p_not_better(reps[0], reps[2]) < 0.05
     ids = [_stored(database, team, v, r) for team, v, r in zip(("a", "b", "c"), points, reps, strict=True)]
     other = _stored(database, "d", 0.5, reps[2] - 0.3, resamples="0" * 16)  # other bootstrap settings: unranked
-    board = build(database, "public", "pooled", "macro_f1", closed=False, scopes=["pooled"])
+    board = build(database, Track.PUBLIC, "pooled", "macro_f1", closed=False, scopes=["pooled"])
     assert [r["id"] for r in board.rows] == [*ids, other]
     expected = rank_groups(*stack(replicates_of(database, ids)))
     assert [r["rank"] for r in board.rows] == [*expected.rank, None] == [1, 1, 1, None]
     assert [r["p_vs_above"] for r in board.rows[:3]] == expected.p_vs_above
     assert board.stability_ids == ids and len(board.distribution) == 3 and board.n_replicates == 2000
     assert board.rows[0]["stability"]["rank_95"][0] == 1 and board.rows[3]["stability"] is None
-    page = board_page(board, ["public"])
+    page = board_page(board, [Track.PUBLIC])
     cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
     assert cells == [("1", "a"), ("1", "b"), ("1", "c"), ("-", "d")]
     assert RANKING_TEST in html.unescape(page) and "30 / 75" not in page and "75 / 30" in page
 
     entries = {e["id"]: e for e in (entry_of(database, i) for i in ids)}
-    comparisons, n = compare_entries(database, "public", "pooled", entries[ids[0]], entries[ids[2]])
+    comparisons, n = compare_entries(database, Track.PUBLIC, "pooled", entries[ids[0]], entries[ids[2]])
     stored = replicates_of(database, [ids[0], ids[2]])
     assert n == 2000 and comparisons["macro_f1"].difference == compare_replicates(*stored)
     p_a_better = comparisons["macro_f1"].p_a_better
     assert p_a_better is not None and p_a_better > 0.95
     assert p_a_better == compare_replicates(*stored).p_greater  # higher is better: P(A better) = P(A > B)
     with pytest.raises(PolypbenchError, match="same resamples"):
-        compare_entries(database, "public", "pooled", entries[ids[0]], entry_of(database, other))
+        compare_entries(database, Track.PUBLIC, "pooled", entries[ids[0]], entry_of(database, other))
 
 
 def test_replicates_are_stored_at_float32_precision_and_read_back_whole(database: Database) -> None:
@@ -181,3 +181,20 @@ def replicates_of(database: Database, ids: list[int]) -> list[Replicates]:
     with database.sessions() as session:
         found = replicates(session, ids, "pooled", PRIMARY)
     return [found[i] for i in ids]
+
+
+def test_a_board_cell_is_split_from_the_stat_never_from_its_words() -> None:
+    """The page may wrap between a number and its interval: the two come from the Stat (format_value,
+    format_interval), so no wording of a reason (here an old document's, with a bracket) can move the split."""
+    withheld = Stat(0.5, None, ci_reason=Note(NoteKind.TEXT, text="x [y]"), n_polyps=9, n_patients=3)
+    flagged = Stat(0.8, (0.7, 0.9), flags=(Note(NoteKind.PATIENTS, patients=12),), n_polyps=30, n_patients=12)
+    e = {"id": 1, "team": "t", "method": "m", "track": "public", "submitted": "2025-01-01 00:00 UTC",
+         "results": {"pooled": {"metrics": {PRIMARY: withheld.to_dict(),
+                                            COLUMNS["kappa_quadratic"][1]: flagged.to_dict()}}}}
+    r = row(e)
+    assert r["metrics"]["macro_f1"] == withheld and r["metrics"]["kappa_quadratic"] == flagged  # Stats, typed
+    r.update(rank=None, stability=None)
+    page = board_page(Board(Track.PUBLIC, "pooled", "macro_f1", "macro_f1", [r], ["pooled"]), [Track.PUBLIC])
+    assert '<td class="num" title="no CI: x [y]">0.500 <span class="ci">(no CI: x [y])</span>' in page
+    assert '<td class="num" title="12 patients">0.800 <span class="ci">[0.700, 0.900]\u2020</span>' in page
+    assert row_json(r)["metrics"]["kappa_quadratic"] == flagged.to_dict()  # the API's form of the row

@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from polypbench.evaluate import format_stat, lookup
+from polypbench.evaluate import Stat, format_stat, lookup
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.app import create_app
@@ -119,8 +119,9 @@ def test_the_board_in_a_real_browser(chromium: Any, site: dict[str, Any], tmp_pa
     assert headers[f1_col].endswith("\u25bc")  # the active sort is marked
     support_col = headers.index("n polyps / patients")
     for r, e in zip(rows, api["pooled"], strict=True):
-        assert r[f1_col] == format_stat(e["metrics"]["macro_f1"], PRIMARY), r[f1_col]  # as the scorer decides
-        assert r[support_col] == format_support(e["metrics"]["macro_f1"]) != "-"  # what the number rests on
+        f1 = Stat.from_dict(e["metrics"]["macro_f1"])
+        assert r[f1_col] == format_stat(f1, PRIMARY), r[f1_col]  # as the scorer decides
+        assert r[support_col] == format_support(f1) != "-"  # what the number rests on
     assert api["pooled"][0]["metrics"]["macro_f1"]["value"] == 1.0 and rows[0][f1_col].startswith("1.000 [")
     if any("\u2020" in r[f1_col] or "no CI" in r[f1_col] for r in rows):
         assert LEGEND in page.inner_text("body")
@@ -148,7 +149,7 @@ def test_the_board_in_a_real_browser(chromium: Any, site: dict[str, Any], tmp_pa
     sun_by_mae = sorted(api["sun"], key=lambda e: (e["metrics"]["mae_mm"]["value"], e["id"]))
     assert [r[2].split(" declared")[0] for r in sun_rows] == [e["method"] for e in sun_by_mae]
     for r, e in zip(sun_rows, sun_by_mae, strict=True):
-        assert r[f1_col] == format_stat(e["metrics"]["macro_f1"], PRIMARY)
+        assert r[f1_col] == format_stat(Stat.from_dict(e["metrics"]["macro_f1"]), PRIMARY)
     assert page.locator("p").first.get_by_role("link").all_inner_texts() == ["real-colon", "pooled"]
     page.screenshot(path=str(tmp_path / "board_sun.png"), full_page=True)
 
@@ -163,7 +164,8 @@ def test_the_board_in_a_real_browser(chromium: Any, site: dict[str, Any], tmp_pa
     expected = httpx.get(f"{site['url']}/api/compare", params={"a": first_two[0], "b": first_two[1], "scope": "sun"},
                          trust_env=False).json()["metrics"]["macro_f1"]
     assert len(cmp_rows) == len(COLUMNS)
-    assert cmp_rows[0].locator("td").nth(diff_col).inner_text() == format_stat(expected["difference"], PRIMARY)
+    difference = Stat.from_dict(expected["difference"])
+    assert cmp_rows[0].locator("td").nth(diff_col).inner_text() == format_stat(difference, PRIMARY)
     page.get_by_role("link", name="back to the board").click()
 
     # A submission's detail page, reached by clicking its method link on the board.
@@ -181,7 +183,7 @@ def test_the_board_in_a_real_browser(chromium: Any, site: dict[str, Any], tmp_pa
     metrics = dict(zip(table.locator("td:nth-child(1)").all_inner_texts(),
                        table.locator("td:nth-child(2)").all_inner_texts(), strict=True))
     stat = lookup(target["results"]["pooled"], PRIMARY)
-    assert metrics["macro_f1"] == format_stat(stat, PRIMARY) == format_stat(target["primary"], PRIMARY)
+    assert metrics["macro_f1"] == format_stat(stat, PRIMARY) == format_stat(Stat.from_dict(target["primary"]), PRIMARY)
     assert page.locator("h4", has_text="triclass: sun").count() >= 1
     assert page.locator("h4", has_text="triclass: real-colon").count() >= 1
     assert meta["declaration"].startswith("test labels not used")

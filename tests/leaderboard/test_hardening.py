@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from polypbench.errors import InputError, PolypbenchError
-from polypbench.evaluate import Stat, SubmissionError
+from polypbench.evaluate import Note, NoteKind, Stat, SubmissionError
 from polypbench.leaderboard import limits
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
@@ -370,15 +370,20 @@ def test_text_fields_with_control_characters_are_refused_before_scoring(make_cli
 def test_the_private_track_keeps_no_count_of_undefined_replicates(prepared: dict[str, Prepared], sqlite_db: str,
                                                                   options: dict[str, Any]) -> None:
     from polypbench.leaderboard.auth import add_team, team_for
+    from polypbench.leaderboard.columns import Part, Track
     from polypbench.leaderboard.records import Fields, record
-    from polypbench.leaderboard.scoring import UNDEFINED_FLAG, UNDEFINED_REASON, private_stat, score_private
+    from polypbench.leaderboard.scoring import private_stat, score_private
 
-    partly = Stat(0.78, (0.57, 1.0), undefined_replicates=11, flags=("14 patients", "189 of 200 resamples"),
-                  replicates=189, n_polyps=17, n_patients=14)
-    assert private_stat(partly) == Stat(0.78, (0.57, 1.0), flags=("14 patients", UNDEFINED_FLAG), n_polyps=17,
-                                        n_patients=14)
-    mostly = Stat(0.5, None, undefined_replicates=130, ci_reason="undefined in 65% of resamples")
-    assert private_stat(mostly) == Stat(0.5, None, ci_reason=UNDEFINED_REASON)
+    patients = Note(NoteKind.PATIENTS, patients=14)
+    partly = Stat(0.78, (0.57, 1.0), undefined_replicates=11, replicates=189, n_polyps=17, n_patients=14,
+                  flags=(patients, Note(NoteKind.PARTLY_UNDEFINED, undefined=11, replicates=200)))
+    assert private_stat(partly) == Stat(0.78, (0.57, 1.0), flags=(patients, Note(NoteKind.PARTLY_UNDEFINED)),
+                                        n_polyps=17, n_patients=14)
+    assert private_stat(partly).to_dict()["flags"] == ["14 patients", "part of the resamples"]
+    mostly = Stat(0.5, None, undefined_replicates=130,
+                  ci_reason=Note(NoteKind.MOSTLY_UNDEFINED, undefined=130, replicates=200))
+    assert private_stat(mostly) == Stat(0.5, None, ci_reason=Note(NoteKind.MOSTLY_UNDEFINED))
+    assert private_stat(mostly).to_dict()["ci_reason"] == "undefined in more than 50% of the resamples"
 
     labels = [prepared["real-colon"].out, prepared["sun"].out]
     app = create_app(sqlite_db, [], private_labels=labels, **{**options, "n_bootstrap": 200})
@@ -390,10 +395,10 @@ def test_the_private_track_keeps_no_count_of_undefined_replicates(prepared: dict
     for seed in (1, 2):  # what the worker records for two models
         frames = pd.concat([predictions(p, 3.0, seed=seed) for p in labels], ignore_index=True)
         scored = score_private(frames, track, name="job", n_bootstrap=200, seed=0)
-        assert any(np.isnan(r.replicates).any() for r in scored["public"].replicates.values())  # some undefined ...
+        assert any(np.isnan(r.replicates).any() for r in scored[Part.PUBLIC].replicates.values())  # some undefined
         fields = Fields(method=f"m{seed}", filename="w.safetensors")
-        sub, _ = record(server.db, team.id, fields, {"public": scored["public"]}, track="private",
-                        hidden={"private": scored["private"]})
+        sub, _ = record(server.db, team.id, fields, {"public": scored[Part.PUBLIC]}, track=Track.PRIVATE,
+                        hidden={"private": scored[Part.PRIVATE]})
         ids.append(sub.id)
     client = TestClient(app)
     shown = [client.get(f"/api/submissions/{i}").json() for i in ids]

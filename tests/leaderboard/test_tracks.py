@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from polypbench.evaluate import Stat, format_stat
+from polypbench.evaluate import Note, NoteKind, Stat, format_stat
+from polypbench.evaluate.keys import class_slugs
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
-from polypbench.leaderboard.scoring import CLASS_FLAG, CLASS_REASON, private_stat
+from polypbench.leaderboard.scoring import private_stat
 from polypbench.manifest import Manifest
+from polypbench.sizes import CLASS_SCHEMES
 from tests.conftest import Prepared
 
 from .conftest import parquet_bytes, post, predictions
@@ -66,7 +68,7 @@ def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two: Any) -> None
     assert f1["difference"] == {"value": 0.0, "ci95": [0.0, 0.0], "p_greater": 0.5} and f1["p_a_better"] == 0.5
     page = client.get(f"/compare?a={a['id']}&b={b['id']}&scope=sun")
     assert page.status_code == 200 and "P(A better)" in page.text and "sun-only" in page.text
-    assert f"<td>{html.escape(format_stat(f1['difference'], f1_key))}</td><td>0.500</td>" in page.text
+    assert f"<td>{html.escape(format_stat(Stat.from_dict(f1['difference']), f1_key))}</td><td>0.500</td>" in page.text
     missing = client.get(f"/api/compare?a={a['id']}&b={b['id']}&scope=pooled")
     assert missing.status_code == 400 and "has no public result in scope 'pooled'" in missing.json()["error"]
     stability = client.get("/api/stability?scope=sun").json()
@@ -104,18 +106,28 @@ def test_the_private_part_never_shows_per_class_or_per_dataset_numbers(prepared:
     assert list(doc["counts"]) == ["pooled"] and doc["manifests"] == []
     stats = [Stat.from_dict(v) for v in doc["metrics"].values()]
     assert all(s.class_polyps is None for s in stats)  # no per-class polyp counts
-    assert not [n for s in stats for n in (*s.flags, s.ci_reason or "") if ": " in n and n not in (CLASS_FLAG,
-                                                                                                   CLASS_REASON)]
+    notes = [n for s in stats for n in (*s.flags, *filter(None, [s.ci_reason]))]
+    assert notes and all(n.cls is None and n.polyps is None and n.undefined is None for n in notes)
+    names = {name for task in CLASS_SCHEMES for name in class_slugs(task).values()}
+    words = [w for v in doc["metrics"].values() for w in (*v.get("flags", ()), *filter(None, [v.get("ci_reason")]))]
+    assert not [w for w in words if any(w.startswith(f"{name}:") for name in names)]  # no class named in words
 
 
 def test_the_private_part_keeps_the_scorers_verdict_without_naming_a_class() -> None:
-    flagged = Stat(0.8, (0.7, 0.9), flags=("large: 3 polyps", "small: 4 polyps", "12 patients"), n_polyps=30,
-                   n_patients=12, class_polyps=(20, 7, 3))
-    assert private_stat(flagged) == Stat(0.8, (0.7, 0.9), flags=(CLASS_FLAG, "12 patients"), n_polyps=30,
-                                         n_patients=12)
-    withheld = Stat(0.8, None, ci_reason="large: 1 polyp", n_polyps=30, n_patients=12, class_polyps=(20, 9, 1))
-    assert private_stat(withheld) == Stat(0.8, None, ci_reason=CLASS_REASON, n_polyps=30, n_patients=12)
-    plain = Stat(0.8, None, ci_reason="3 patients", flags=())
+    patients = Note(NoteKind.PATIENTS, patients=12)
+    flagged = Stat(0.8, (0.7, 0.9), flags=(patients, Note(NoteKind.CLASS_POLYPS, "large", polyps=3),
+                                           Note(NoteKind.CLASS_POLYPS, "small", polyps=4)),
+                   n_polyps=30, n_patients=12, class_polyps=(20, 7, 3))
+    hidden = private_stat(flagged)  # class notes first, once, without the class or its count
+    assert hidden == Stat(0.8, (0.7, 0.9), flags=(Note(NoteKind.CLASS_POLYPS), patients), n_polyps=30,
+                          n_patients=12)
+    assert hidden.to_dict()["flags"] == ["a class: fewer than 5 polyps", "12 patients"]
+    withheld = Stat(0.8, None, ci_reason=Note(NoteKind.CLASS_PATIENTS, "large", polyps=1, patients=1), n_polyps=30,
+                    n_patients=12, class_polyps=(20, 9, 1))
+    assert private_stat(withheld) == Stat(0.8, None, ci_reason=Note(NoteKind.CLASS_PATIENTS), n_polyps=30,
+                                          n_patients=12)
+    assert private_stat(withheld).to_dict()["ci_reason"] == "a class: polyps of fewer than 2 patients"
+    plain = Stat(0.8, None, ci_reason=Note(NoteKind.PATIENTS, patients=3), flags=())
     assert private_stat(plain) == plain
     assert format_stat(private_stat(flagged)).endswith("\u2020")  # still flagged, as the scorer decided
 

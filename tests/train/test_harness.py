@@ -74,6 +74,15 @@ def test_unknown_key_in_yaml_names_the_file(tmp_path: Path) -> None:
         load_config("no-such-config")
 
 
+def test_validating_a_config_leaves_its_input_as_it_was() -> None:
+    from polypbench.train.config import from_dict
+
+    kwargs = {"img_size": 224, "streams": ["rgb"]}
+    cfg = from_dict({"model": "tiny-hag", "img_size": 64, "model_kwargs": kwargs})
+    assert cfg.model_kwargs == {"img_size": 64, "streams": ["rgb"]}  # the model's size follows the config's
+    assert kwargs == {"img_size": 224, "streams": ["rgb"]}  # ... in a new mapping: the caller's is untouched
+
+
 # --- data ---------------------------------------------------------------------------------------------------------
 
 def test_sampler_shares_an_epoch_between_ranks_without_overlap() -> None:
