@@ -373,12 +373,15 @@ def splits_paper(prepared: tuple[Path, ...], out: Path) -> None:
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("demo_out"), show_default=True)
 @click.option("--frames-per-polyp", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the synthetic dumps and training.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="Torch CPU threads for training and prediction (the last digits of a float sum depend on it).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
 @click.option("--no-train", is_flag=True, help="Stop after the data summary (skip train, predict, score).")
 @_one_line_errors
-def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) -> None:
+def demo(out: Path, frames_per_polyp: int, seed: int, threads: int, workers: int | None, no_train: bool) -> None:
     """Run the toolkit end to end on synthetic data: synth, prepare, verify splits, train the demo model
-    (about a CPU minute), predict the test split and score it next to the majority-class baseline.
+    (under a CPU minute), predict the test split and score it next to the majority-class baseline.
 
     \b
     Example:
@@ -386,7 +389,8 @@ def demo(out: Path, frames_per_polyp: int, workers: int | None, no_train: bool) 
     """
     from polypbench.demo import run_demo
 
-    result = run_demo(out, frames_per_polyp=frames_per_polyp, workers=workers, train=not no_train)
+    result = run_demo(out, frames_per_polyp=frames_per_polyp, seed=seed, workers=workers, train=not no_train,
+                      threads=threads)
     click.echo(result.describe())
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from polypbench.errors import ConfigError
 from polypbench.fileio import atomic_output
@@ -31,6 +30,17 @@ LAST = "last.pt"
 BEST = "best.pt"
 FORMAT = 1
 """Version of the ``last.pt`` layout; a checkpoint of another version is refused on resume."""
+
+
+class Scheduler(Protocol):
+    """What the loop steps after every iteration and ``last.pt`` keeps: a torch ``LRScheduler``, or
+    :class:`polypbench.train.schedule.PerStep` (one per optimizer)."""
+
+    def step(self) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -42,7 +52,7 @@ class TrainState:
     model: nn.Module
     main_opt: Optimizer
     gate_opt: Optimizer | None = None
-    scheduler: LRScheduler | None = None
+    scheduler: Scheduler | None = None
     scaler: torch.amp.GradScaler | None = None
     generators: dict[str, torch.Generator] = field(default_factory=dict)
 

@@ -45,6 +45,7 @@ from polypbench.train.data import Loader, TrainData, build_data, model_input
 from polypbench.train.device_augment import DeviceAugment
 from polypbench.train.provenance import provenance, resumed
 from polypbench.train.routing import build_optimizers, train_step
+from polypbench.train.schedule import build_schedule
 from polypbench.train.tasks import TASKS, Evaluation, Objective, TargetStats
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,17 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.model, cfg.num_outputs, **cfg.model_kwargs)
 
 
-def build_state(cfg: TrainConfig, model: nn.Module) -> TrainState:
-    """The training state of ``model``: its main and gate optimizers (:func:`build_optimizers`), and the AMP
-    GradScaler where the config asks for one (``paper_amp: fp16-scaler``: the reference's, initial scale 2^16; no LR
-    scheduler today). Whatever is set here is saved in ``last.pt`` and restored on resume; the loop steps a
-    ``scheduler`` after every iteration."""
+def build_state(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int = 1) -> TrainState:
+    """The training state of ``model``: its main and gate optimizers (:func:`build_optimizers`), the LR schedule
+    (``lr_schedule``: none for ``constant``, over ``epochs * steps_per_epoch`` iterations otherwise) and the AMP
+    GradScaler where the config asks for one (``paper_amp: fp16-scaler``: the reference's, initial scale 2^16).
+    Whatever is set here is saved in ``last.pt`` and restored on resume; the loop steps the ``scheduler`` after
+    every iteration."""
     main_opt, gate_opt = build_optimizers(model, cfg.lr, cfg.gate_lr, gr_mode=cfg.gr_mode,
                                           weight_decay=cfg.weight_decay)
+    scheduler = build_schedule(cfg.lr_schedule, [main_opt, gate_opt], cfg.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler(cfg.device, init_scale=2.0**16) if cfg.paper_amp == "fp16-scaler" else None
-    return TrainState(model, main_opt, gate_opt, scheduler=None, scaler=scaler)
+    return TrainState(model, main_opt, gate_opt, scheduler=scheduler, scaler=scaler)
 
 
 @torch.no_grad()
@@ -210,7 +213,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
     model = build_model(cfg).to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    state = build_state(cfg, model)
+    state = build_state(cfg, model, len(data.train))
     augmenter = DeviceAugment(cfg.img_size, cfg.seed) if cfg.augment and cfg.device_augment else None
     state.generators = {f"loader_{name}": loader.generator for name, loader in data.loaders().items()
                         if loader.generator is not None}
