@@ -833,6 +833,52 @@ def train(config: str | None, overrides: tuple[str, ...], manifests: tuple[Path,
       polypbench train --config cifar100-vit-tiny-hag --dataset cifar100 --data-root data/ --out runs/cifar
     """
     from polypbench.errors import ConfigError
+    from polypbench.train.config import in_terms_of
+
+    try:
+        _train(config, overrides, manifests, dataset, data_root, out, resume, overwrite)
+    except ConfigError as exc:  # name the flag the user typed, not the config key it sets
+        raise ConfigError(in_terms_of(str(exc), TRAIN_FLAGS)) from None
+    except KeyboardInterrupt as exc:
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(_interrupted(out, exc), err=True)
+        raise click.exceptions.Exit(130) from None
+
+
+TRAIN_FLAGS = {"prepared": "--manifest", "dataset": "--dataset", "data_root": "--data-root"}
+"""Config keys that `polypbench train` sets from flags of its own: its errors name the flag."""
+
+
+def _interrupted(out: Path, exc: KeyboardInterrupt) -> str:
+    """What Ctrl-C in `train` prints: how far the run got and the exact command that continues it."""
+    import shlex
+
+    from polypbench.train import Interrupted
+    from polypbench.train.rundir import BEST, CONFIG, LAST, METRICS_JSONL, run_files
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    prog = "polypbench" if world == 1 else \
+        f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m polypbench"
+    folder = shlex.quote(str(out))
+    files = run_files(out)
+    if isinstance(exc, Interrupted) and exc.last_epoch >= 0:
+        done = f"after epoch {exc.last_epoch} of 0-{exc.epochs - 1} ({out / LAST} holds it)"
+    elif LAST in files:
+        done = f"({out / LAST} holds the epochs trained so far)"
+    elif CONFIG in files and (BEST in files or METRICS_JSONL in files):  # stopped between epoch 0's files
+        config = shlex.quote(str(out / CONFIG))
+        return (f"interrupted before {out / LAST} was written; start the run again with: {prog} train --config "
+                f"{config} --out {folder} --overwrite")
+    elif CONFIG in files:
+        done = "before epoch 0 ended (no last.pt yet: resuming starts it again)"
+    else:
+        return f"interrupted before the run started; nothing was written to {out}"
+    return f"interrupted {done}; continue with: {prog} train --out {folder} --resume"
+
+
+def _train(config: str | None, overrides: tuple[str, ...], manifests: tuple[Path, ...], dataset: str | None,
+           data_root: Path | None, out: Path, resume: bool, overwrite: bool) -> None:
+    from polypbench.errors import ConfigError
     from polypbench.train import fit, load_config
     from polypbench.train.tasks import implied_task
 

@@ -193,6 +193,20 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def config_key(key: str) -> str:
+    """How an error names a config key: ``config key 'prepared'`` (:func:`in_terms_of` rewrites it for a caller
+    that sets the key by another name, as ``polypbench train --manifest`` sets ``prepared``)."""
+    return f"config key {key!r}"
+
+
+def in_terms_of(message: str, names: dict[str, str]) -> str:
+    """``message`` with every ``config key 'k'`` whose ``k`` is in ``names`` replaced by ``names[k]`` (e.g.
+    ``{"prepared": "--manifest"}``): an error then names what the user typed."""
+    for key, name in names.items():
+        message = message.replace(config_key(key), name)
+    return message
+
+
 def unknown_key(key: str) -> str:
     """``unknown config key 'epoch'; did you mean 'epochs'?`` (every valid key when none is close)."""
     close = difflib.get_close_matches(key, FIELDS, n=3, cutoff=0.6)
