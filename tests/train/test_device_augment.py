@@ -90,7 +90,7 @@ def test_device_decode_trains_from_encoded_shards(prepared: dict, tmp_path: Path
     from polypbench.train.data import build_data
 
     out = Path(shutil.copytree(prepared["sun"].out, tmp_path / "sun"))
-    base = ["img_size=48", "epochs=1", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0",
+    base = ["img_size=48", "margin=0.5", "epochs=1", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0",
             "augment=true", "device_augment=true", "device_decode=true", "model=tiny-hag",
             "model_kwargs={streams: [rgb, masked]}", f"prepared=[{out}]"]
     with pytest.raises(InputError, match="materializ"):  # no shards yet: device_decode needs them
