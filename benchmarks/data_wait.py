@@ -65,7 +65,8 @@ def main() -> None:
     prepared = prepared_shards(args.dir, args.size, args.frames_per_polyp, args.workers)
     device = torch.device(args.device)
     cfg = load_config("demo", [f"prepared=[{prepared}]", f"img_size={args.size}", f"batch_size={args.batch}",
-                               f"num_workers={args.workers}", f"device={args.device}", "device_augment=true",
+                               f"num_workers={args.workers}", f"device={args.device}", "augment=true",
+                               "device_augment=true",
                                f"device_decode={str(not args.no_device_decode).lower()}", "task=regression",
                                f"model={args.model}", "gr_mode=gr", "frames_per_polyp_per_epoch=1000",
                                "balance_classes=false"])

@@ -90,7 +90,7 @@ def bench_loader(args: argparse.Namespace) -> tuple[float, str]:
         prepare("sun", tmp / "raw", tmp / "prepared")
         prepared = tmp / "prepared"
     cfg = load_config("demo", [f"img_size={args.res}", f"batch_size={args.batch}", f"num_workers={args.workers}",
-                               f"prepared=[{prepared}]", "frames_per_polyp_per_epoch=64"])
+                               f"prepared=[{prepared}]", "frames_per_polyp_per_epoch=64", "augment=true"])
     loader = build_data(cfg).train
     it = iter(loader)
     next(it)  # workers started, first batch out

@@ -39,6 +39,8 @@ class Demo:
     baseline: object | None = None  # the same for the majority-class baseline
     train_seconds: float | None = None
     run_dir: Path | None = None
+    seed: int = 0
+    threads: int | None = None
 
     def describe(self) -> str:
         lines = [self.summary.to_string()]
@@ -48,18 +50,35 @@ class Demo:
             base = self.baseline.stat(key).value  # type: ignore[attr-defined]  # typed object: lazy import
             table = self.result.polyp_table  # type: ignore[attr-defined]  # typed object: lazy import
             per_polyp = table.dropna(axis=1, how="all").to_string(index=False) if table is not None else "-"
+            threads = "" if self.threads is None else f", {self.threads} torch thread{'s' * (self.threads != 1)}"
             lines += ["", f"trained the demo config in {self.train_seconds:.0f} s -> {self.run_dir}",
                       "", "Per polyp (test split):", per_polyp,
-                      "", "Per-polyp triclass balanced accuracy on test (pooled sun + real-colon):",
+                      "", f"Per-polyp triclass balanced accuracy on test (pooled sun + real-colon; seed {self.seed}"
+                      f"{threads}):",
                       f"  model               {model:.3f}", f"  majority baseline   {base:.3f}"]
         return "\n".join(lines)
 
 
-def train_demo(out: Path, *, seed: int = 0, overrides: tuple[str, ...] = (),
-               workers: int | None = None) -> tuple[object, object, float, Path]:
+def train_demo(out: Path, *, seed: int = 0, overrides: tuple[str, ...] = (), workers: int | None = None,
+               threads: int | None = None) -> tuple[object, object, float, Path]:
     """Materialize the crops of the prepared synthetic manifests under ``out``, train the ``demo`` config on
     them, predict and score the test split; return (model result, majority-baseline result, training seconds
-    (materialize included), run folder)."""
+    (materialize included), run folder). ``threads``: torch's CPU threads for training and prediction (None:
+    leave them as they are); a float sum's order, and so the last digits of every step, depend on it."""
+    import torch
+
+    if threads is None:
+        return _train_demo(out, seed, overrides, workers)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train_demo(out, seed, overrides, workers)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_demo(out: Path, seed: int, overrides: tuple[str, ...],
+                workers: int | None) -> tuple[object, object, float, Path]:
     from polypbench.evaluate import score
     from polypbench.predict import predict
     from polypbench.shards import materialize
@@ -81,9 +100,10 @@ def train_demo(out: Path, *, seed: int = 0, overrides: tuple[str, ...] = (),
 
 
 def run_demo(out: str | Path, *, frames_per_polyp: int = 4, seed: int = 0, workers: int | None = None,
-             train: bool = True) -> Demo:
+             train: bool = True, threads: int | None = None) -> Demo:
     """Build, prepare and verify a synthetic dump of every dataset under ``out`` (one summary row each), then
-    (``train``) train the demo model, predict the test split and score it next to the majority baseline."""
+    (``train``) train the demo model, predict the test split and score it next to the majority baseline.
+    ``seed`` seeds both the synthetic dumps and training; ``threads``: as :func:`train_demo`."""
     out = Path(out)
     rows = []
     for name in DEMO_DATASETS:
@@ -104,7 +124,8 @@ def run_demo(out: str | Path, *, frames_per_polyp: int = 4, seed: int = 0, worke
             "skipped": report.skipped,
             "split verified": True,
         })
-    demo = Demo(pd.DataFrame(rows).set_index("dataset"))
+    demo = Demo(pd.DataFrame(rows).set_index("dataset"), seed=seed, threads=threads)
     if train:
-        demo.result, demo.baseline, demo.train_seconds, demo.run_dir = train_demo(out, seed=seed, workers=workers)
+        trained = train_demo(out, seed=seed, workers=workers, threads=threads)
+        demo.result, demo.baseline, demo.train_seconds, demo.run_dir = trained
     return demo

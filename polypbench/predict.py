@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from polypbench.errors import ConfigError
+from polypbench.train.checkpoint import read as read_checkpoint
 from polypbench.train.config import TrainConfig, from_dict
 from polypbench.train.data import eval_loader
 from polypbench.train.loop import build_model, run_inference
@@ -25,11 +26,8 @@ CHECKPOINT_KEYS = ("state_dict", "config", "model", "task", "size_offset_mm")
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A ``best.pt`` written by :func:`polypbench.train.fit` (tensors and plain values only)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    ckpt = read_checkpoint(path, "a best.pt from polypbench train")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     if missing:
         raise ConfigError(f"{path}: checkpoint lacks {', '.join(missing)}; expected a best.pt from polypbench train")
     return ckpt

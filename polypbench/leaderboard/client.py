@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 import time
 import uuid
@@ -35,6 +36,23 @@ from polypbench.leaderboard.sandbox import META_OFFSET
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = (502, 503, 504)
+PUBLIC_FLAGS = {"file": "PREDICTIONS", "method": "--method", "declaration": "--declare", "paper_url": "--paper",
+                "code_url": "--code", "split_hashes": "--manifest", "config": "--checkpoint (its config.yaml)",
+                "checkpoint_sha256": "--checkpoint (its checkpoint)"}
+"""The form fields of a public-track upload -> the `polypbench submit` flag (or argument) each comes from."""
+MODEL_FLAGS = {"weights": "--model (its weights)", "architecture": "--model (its config.yaml's model)",
+               "config": "--model (its config.yaml)", "method": "--method", "paper_url": "--paper",
+               "code_url": "--code"}
+"""The same for a private-track model upload (``--model RUN_DIR``)."""
+CHECKPOINT_FLAGS = {"weights": "--checkpoint (its weights)", "architecture": "--checkpoint (its config.yaml's model)",
+                    "config": "--checkpoint (its config.yaml)"}
+"""The same for the checkpoint behind a public submission (``--checkpoint RUN_DIR``)."""
+_FORM_FIELD = re.compile(r"form field '(\w+)'")
+
+
+def in_flags(message: str, flags: dict[str, str]) -> str:
+    """A server message with each ``form field 'x'`` that ``flags`` knows named by the flag the user set instead."""
+    return _FORM_FIELD.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
 
 
 def validate_locally(path: Path, manifests: Sequence[str | Path]) -> None:
@@ -56,7 +74,9 @@ def _url(server: str, path: str) -> str:
     return server.rstrip("/") + path
 
 
-def _answer(response: httpx.Response, url: str) -> dict[str, Any]:
+def _answer(response: httpx.Response, url: str, flags: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON of a 2xx answer; otherwise one line (form fields named by their ``flags``), or the
+    :class:`SubmissionError` of the file's problems."""
     try:
         body = response.json()
     except ValueError:
@@ -64,8 +84,8 @@ def _answer(response: httpx.Response, url: str) -> dict[str, Any]:
     if response.status_code == 422 and body.get("problems"):
         raise SubmissionError(body["problems"])
     if response.status_code >= 400:
-        message = body.get("error") or response.text[:200]
-        raise PolypbenchError(f"{url}: HTTP {response.status_code}: {' '.join(str(message).split())}")
+        message = in_flags(" ".join(str(body.get("error") or response.text[:200]).split()), flags or {})
+        raise PolypbenchError(f"{url}: HTTP {response.status_code}: {message}")
     result: dict[str, Any] = body
     return result
 
@@ -115,7 +135,7 @@ def check_against(path: Path, info: dict[str, Any]) -> list[str]:
 
 
 def _post(url: str, token: str, data: dict[str, str], files: dict[str, Path], *, key: str | None,
-          timeout: float, retry_for: float) -> dict[str, Any]:
+          timeout: float, retry_for: float, flags: dict[str, str]) -> dict[str, Any]:
     """POST a multipart form; on a lost connection or 502/503/504, retry with the same idempotency key for up to
     ``retry_for`` seconds."""
     headers = {"Authorization": f"Bearer {token}", **({"Idempotency-Key": key} if key else {})}
@@ -128,7 +148,7 @@ def _post(url: str, token: str, data: dict[str, str], files: dict[str, Path], *,
                          for name, p in files.items()}
                 response = httpx.post(url, headers=headers, data=data, files=parts, timeout=timeout)
             if response.status_code not in RETRY_STATUS or time.monotonic() > deadline:
-                return _answer(response, url)
+                return _answer(response, url, flags)
             reason = f"HTTP {response.status_code}"
         except httpx.TransportError as exc:
             if time.monotonic() > deadline:
@@ -150,7 +170,7 @@ def submit(path: str | Path, server: str, token: str, method: str, *, declaratio
               "split_hashes": split_hashes}
     data = {k: v for k, v in fields.items() if v}
     return _post(_url(server, "/api/submissions"), token, data, {"file": Path(path)},
-                 key=key or uuid.uuid4().hex, timeout=timeout, retry_for=retry_for)
+                 key=key or uuid.uuid4().hex, timeout=timeout, retry_for=retry_for, flags=PUBLIC_FLAGS)
 
 
 # -- models -------------------------------------------------------------------------------------------------------
@@ -194,7 +214,7 @@ def submit_model(run_dir: str | Path, server: str, token: str, method: str, *, p
         data = {k: v for k, v in (("method", method), ("architecture", architecture), ("config", config),
                                   ("paper_url", paper_url), ("code_url", code_url)) if v}
         return _post(_url(server, "/api/models"), token, data, {"weights": weights}, key=key or uuid.uuid4().hex,
-                     timeout=timeout, retry_for=retry_for)
+                     timeout=timeout, retry_for=retry_for, flags=MODEL_FLAGS)
 
 
 def upload_checkpoint(submission_id: int, run_dir: str | Path, server: str, token: str, *,
@@ -204,7 +224,7 @@ def upload_checkpoint(submission_id: int, run_dir: str | Path, server: str, toke
         architecture, config, weights = model_files(run_dir, Path(tmp))
         return _post(_url(server, f"/api/submissions/{int(submission_id)}/checkpoint"), token,
                      {"architecture": architecture, "config": config}, {"weights": weights}, key=None,
-                     timeout=timeout, retry_for=retry_for)
+                     timeout=timeout, retry_for=retry_for, flags=CHECKPOINT_FLAGS)
 
 
 def checkpoint_fields(run_dir: str | Path) -> dict[str, str]:

@@ -13,16 +13,16 @@ its :meth:`~TrainState.state_dict` / :meth:`~TrainState.load_state_dict`.
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from polypbench.errors import ConfigError
 from polypbench.fileio import atomic_output
@@ -31,6 +31,17 @@ LAST = "last.pt"
 BEST = "best.pt"
 FORMAT = 1
 """Version of the ``last.pt`` layout; a checkpoint of another version is refused on resume."""
+
+
+class Scheduler(Protocol):
+    """What the loop steps after every iteration and ``last.pt`` keeps: a torch ``LRScheduler``, or
+    :class:`polypbench.train.schedule.PerStep` (one per optimizer)."""
+
+    def step(self) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -42,7 +53,7 @@ class TrainState:
     model: nn.Module
     main_opt: Optimizer
     gate_opt: Optimizer | None = None
-    scheduler: LRScheduler | None = None
+    scheduler: Scheduler | None = None
     scaler: torch.amp.GradScaler | None = None
     generators: dict[str, torch.Generator] = field(default_factory=dict)
 
@@ -114,14 +125,46 @@ def save(payload: dict[str, Any], path: str | Path) -> None:
         torch.save(payload, tmp)
 
 
-def load_last(path: str | Path) -> dict[str, Any]:
-    """A ``last.pt`` (on the CPU); one line when it is unreadable or of another layout."""
+LAST_KEYS = ("format", "epoch", "state_dict", "optimizers", "config", "rng", "history", "best")
+"""What :func:`load_last` requires of a ``last.pt`` before a run resumes from it."""
+
+
+def read(path: str | Path, expected: str) -> dict[str, Any]:
+    """A checkpoint dict from ``path`` (``torch.load`` on the CPU, tensors and plain values only). Whatever makes a
+    file unreadable (truncated, tampered, not a checkpoint) is one ConfigError line, ``not a readable
+    checkpoint``, ending with ``expected``."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); expected the last.pt "
-                          "of a run (or overwrite to start afresh)") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ConfigError(f"{path}: checkpoint layout {ckpt.get('format') if isinstance(ckpt, dict) else None!r}; "
-                          f"expected last.pt format {FORMAT} (written by this polypbench version)")
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in the zip reader, the unpickler or between
+        raise ConfigError(f"{path}: not a readable checkpoint ({reason(exc)}); expected {expected}") from None
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"{path}: not a readable checkpoint (a {type(ckpt).__name__}, not a dict); "
+                          f"expected {expected}")
+    return ckpt
+
+
+def reason(exc: BaseException) -> str:
+    """The exception in a few words: its type and first line (torch's weights-only refusal: the unpickler's own
+    complaint, not its advice to load untrusted files with ``weights_only=False``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, pickle.UnpicklingError) and "WeightsUnpickler error:" in str(exc):
+        after = str(exc).split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        lines = [f"damaged, or not only tensors and plain values: {after[0].strip()}" if after else "damaged"]
+    first = lines[0] if lines else ""
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+RESUME_EXPECTED = "the last.pt of a polypbench run (or --overwrite to start afresh)"
+
+
+def load_last(path: str | Path) -> dict[str, Any]:
+    """A ``last.pt`` (on the CPU); one line when it is unreadable, incomplete or of another layout."""
+    ckpt = read(path, RESUME_EXPECTED)
+    if ckpt.get("format") != FORMAT:
+        raise ConfigError(f"{path}: checkpoint layout {ckpt.get('format')!r}; expected last.pt format {FORMAT} "
+                          "(written by this polypbench version)")
+    missing = [k for k in LAST_KEYS if k not in ckpt]
+    if missing:
+        raise ConfigError(f"{path}: not a readable checkpoint (no {', '.join(missing)}); expected {RESUME_EXPECTED}")
     return ckpt

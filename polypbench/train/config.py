@@ -64,12 +64,13 @@ class TrainConfig:
     (empty: the roots recorded at prepare time). ``fold``: ``None`` = the default public split, k = cross-validation
     fold k; with ``protocol: paper`` the paper's per-object folds (k = the test fold, k + 1 mod 6 validation).
     ``paper_amp: fp16-scaler`` reproduces the reference's fp16 GradScaler step (gr_mode paper only).
-    ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows ``img_size``). CIFAR-100
-    (``dataset: cifar100``) reads ``data_root``, validates on a fixed held-out ``val_fraction`` of its train split
-    and draws ``per_class_per_epoch`` images of each class per epoch (0: every image). ``batch_size`` is per process
-    under DDP. ``device_augment`` moves the augmentation from the loader workers to the training device (batched;
-    see ``polypbench.train.device_augment``); ``device_decode`` (with it, and materialized shards) decodes the
-    training crops there too (nvJPEG on a GPU).
+    ``lr_schedule``: ``constant`` or ``cosine`` (both rates decay to zero over the run, per step; see
+    ``polypbench.train.schedule``). ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows
+    ``img_size``). CIFAR-100 (``dataset: cifar100``) reads ``data_root``, validates on a fixed held-out
+    ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of each class per epoch (0: every
+    image). ``batch_size`` is per process under DDP. ``device_augment`` moves the augmentation from the loader
+    workers to the training device (batched; see ``polypbench.train.device_augment``); ``device_decode`` (with it,
+    and materialized shards) decodes the training crops there too (nvJPEG on a GPU).
     """
 
     model: str = "resnet18-hag"
@@ -79,6 +80,7 @@ class TrainConfig:
     gr_mode: str = "gr"
     lr: float = 2e-4
     gate_lr: float = 3e-4
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     clip_main: float | None = 8.0
     clip_gate: float | None = 8.0
@@ -157,12 +159,14 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     follows another; ``cfg`` and the mappings it holds are left as they are."""
     from polypbench.models import list_models
     from polypbench.train.routing import GR_MODES
+    from polypbench.train.schedule import LR_SCHEDULES
 
     for key, value, valid in (("model", cfg.model, list_models()), ("task", cfg.task, TASKS),
                               ("gr_mode", cfg.gr_mode, GR_MODES), ("regression_loss", cfg.regression_loss,
                               REGRESSION_LOSSES), ("device", cfg.device, DEVICES),
                               ("dataset", cfg.dataset, DATASETS), ("protocol", cfg.protocol, PROTOCOLS),
-                              ("paper_amp", cfg.paper_amp, PAPER_AMP)):
+                              ("paper_amp", cfg.paper_amp, PAPER_AMP),
+                              ("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)):
         if value not in valid:
             raise choice_error(key, value, valid)
     for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch"):
@@ -189,6 +193,20 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     if "img_size" in cfg.model_kwargs:  # the model's input size follows the config's, in a new mapping
         return dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, "img_size": cfg.img_size})
     return cfg
+
+
+def config_key(key: str) -> str:
+    """How an error names a config key: ``config key 'prepared'`` (:func:`in_terms_of` rewrites it for a caller
+    that sets the key by another name, as ``polypbench train --manifest`` sets ``prepared``)."""
+    return f"config key {key!r}"
+
+
+def in_terms_of(message: str, names: dict[str, str]) -> str:
+    """``message`` with every ``config key 'k'`` whose ``k`` is in ``names`` replaced by ``names[k]`` (e.g.
+    ``{"prepared": "--manifest"}``): an error then names what the user typed."""
+    for key, name in names.items():
+        message = message.replace(config_key(key), name)
+    return message
 
 
 def unknown_key(key: str) -> str:

@@ -27,7 +27,7 @@ from polypbench.load.augment import UInt8Augment
 from polypbench.load.decode import decode_jpeg_batch
 from polypbench.load.sampler import FramesPerPolyp  # the public sampler (polypbench.load); training's too
 from polypbench.train.batch import Batch, collate, pad_stack
-from polypbench.train.config import TrainConfig
+from polypbench.train.config import TrainConfig, config_key
 from polypbench.train.device_augment import DeviceAugment, WindowScale
 from polypbench.train.tasks import TASKS
 
@@ -125,7 +125,7 @@ def model_input(batch: Batch, streams: Sequence[str] | None, device: torch.devic
 def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDataset[dict[str, Any]]:
     """The ``split`` of every prepared folder in ``cfg`` as one dataset."""
     if not cfg.prepared:
-        raise ConfigError("config key 'prepared' is empty; expected at least one prepared manifest folder")
+        raise ConfigError(f"{config_key('prepared')}: none given; expected at least one prepared manifest folder")
     device_side = augment and cfg.device_augment
     if device_side and cfg.device_decode:  # the loader hands over the stored JPEG bytes; nothing to transform
         return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, margin=cfg.margin,
@@ -187,7 +187,9 @@ def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> tuple[
     epoch); under DDP this rank's share of each epoch."""
     data = split_dataset(cfg, "train", augment=cfg.augment)
     if len(data) == 0:
-        raise ConfigError("the train split is empty; check 'prepared' and 'fold'")
+        fold = "" if cfg.fold is None else f" (fold {cfg.fold}, protocol {cfg.protocol})"
+        raise ConfigError(f"{config_key('prepared')}: the train split of {', '.join(cfg.prepared)}{fold} is empty; "
+                          "expected prepared manifests with training polyps")
     sampler = FramesPerPolyp(polyp_keys(data), cfg.frames_per_polyp_per_epoch, cfg.seed, rank=rank,
                              world_size=world_size)
     return _loader(cfg, data, sampler), sampler
@@ -201,8 +203,8 @@ def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None) -> 
 def pixel_source(part: Dataset[dict[str, Any]]) -> dict[str, Any]:
     """Where one :func:`load_split` dataset reads its pixels: ``shards`` (the materialization's folder and its
     ``materialized.json`` without the shard list) or ``raw`` frames (the raw root)."""
-    from polypbench.shards import ShardFrames
-    from polypbench.shards.layout import read_spec
+    from polypbench.load.shard_layout import read_spec
+    from polypbench.load.shards import ShardFrames
 
     if isinstance(part, ShardFrames):
         spec = {k: v for k, v in (read_spec(part.root) or {}).items() if k != "shards"}
@@ -247,7 +249,7 @@ def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainDat
     from polypbench.train import cifar
 
     if not cfg.data_root:
-        raise ConfigError("dataset 'cifar100' needs config key 'data_root' (--data-root DIR); expected the folder "
+        raise ConfigError(f"{config_key('data_root')}: none given for dataset 'cifar100'; expected the folder "
                           f"holding {cifar.BASE_FOLDER}/")
     base_train, base_test = cifar.open_cifar100(cfg.data_root, True), cifar.open_cifar100(cfg.data_root, False)
     keep, held_out = cifar.train_val_indices(np.asarray(base_train.targets), cfg.val_fraction)

@@ -21,10 +21,12 @@ bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from polypbench.errors import PolypbenchError
+from polypbench.errors import ConfigError, PolypbenchError
 from polypbench.fileio import atomic_write_json, read_json
 from polypbench.models import create_model, gate_parameters
 from polypbench.progress import Progress, duration, note
@@ -45,6 +47,7 @@ from polypbench.train.data import Loader, TrainData, build_data, model_input
 from polypbench.train.device_augment import DeviceAugment
 from polypbench.train.provenance import provenance, resumed
 from polypbench.train.routing import build_optimizers, train_step
+from polypbench.train.schedule import build_schedule
 from polypbench.train.tasks import TASKS, Evaluation, Objective, TargetStats
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,26 @@ log = logging.getLogger(__name__)
 
 class TrainingError(PolypbenchError):
     """Training cannot go on (e.g. a non-finite loss)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: a KeyboardInterrupt that says how far the run got. ``last_epoch``: the last epoch
+    whose ``last.pt`` is written (-1: none yet); ``epochs``: the configured number."""
+
+    def __init__(self, run_dir: Path, last_epoch: int, epochs: int) -> None:
+        super().__init__(f"{run_dir}: interrupted after epoch {last_epoch} of {epochs}")
+        self.run_dir, self.last_epoch, self.epochs = run_dir, last_epoch, epochs
+
+
+@contextlib.contextmanager
+def _resuming(run_dir: Path) -> Iterator[None]:
+    """A ``last.pt`` that loads but does not fit this run (a tampered or foreign file: wrong shapes, missing or
+    mistyped entries) fails in one line, as an unreadable one does."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ConfigError(f"{run_dir / LAST}: not a readable checkpoint for this run ({checkpoint.reason(exc)}); "
+                          f"expected {checkpoint.RESUME_EXPECTED}") from None
 
 
 def _plural(n: int, word: str) -> str:
@@ -106,15 +129,17 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.model, cfg.num_outputs, **cfg.model_kwargs)
 
 
-def build_state(cfg: TrainConfig, model: nn.Module) -> TrainState:
-    """The training state of ``model``: its main and gate optimizers (:func:`build_optimizers`), and the AMP
-    GradScaler where the config asks for one (``paper_amp: fp16-scaler``: the reference's, initial scale 2^16; no LR
-    scheduler today). Whatever is set here is saved in ``last.pt`` and restored on resume; the loop steps a
-    ``scheduler`` after every iteration."""
+def build_state(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int = 1) -> TrainState:
+    """The training state of ``model``: its main and gate optimizers (:func:`build_optimizers`), the LR schedule
+    (``lr_schedule``: none for ``constant``, over ``epochs * steps_per_epoch`` iterations otherwise) and the AMP
+    GradScaler where the config asks for one (``paper_amp: fp16-scaler``: the reference's, initial scale 2^16).
+    Whatever is set here is saved in ``last.pt`` and restored on resume; the loop steps the ``scheduler`` after
+    every iteration."""
     main_opt, gate_opt = build_optimizers(model, cfg.lr, cfg.gate_lr, gr_mode=cfg.gr_mode,
                                           weight_decay=cfg.weight_decay)
+    scheduler = build_schedule(cfg.lr_schedule, [main_opt, gate_opt], cfg.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler(cfg.device, init_scale=2.0**16) if cfg.paper_amp == "fp16-scaler" else None
-    return TrainState(model, main_opt, gate_opt, scheduler=None, scaler=scaler)
+    return TrainState(model, main_opt, gate_opt, scheduler=scheduler, scaler=scaler)
 
 
 @torch.no_grad()
@@ -210,7 +235,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
     model = build_model(cfg).to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    state = build_state(cfg, model)
+    state = build_state(cfg, model, len(data.train))
     augmenter = DeviceAugment(cfg.img_size, cfg.seed) if cfg.augment and cfg.device_augment else None
     state.generators = {f"loader_{name}": loader.generator for name, loader in data.loaders().items()
                         if loader.generator is not None}
@@ -218,9 +243,10 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
         state.generators["device_augment"] = augmenter.generator
     best, history, saved_rng = _Best(), [], None
     if todo.last is not None:
-        state.load_state_dict(todo.last)
-        best = _Best(int(todo.last["best"]["epoch"]), float(todo.last["best"]["val_loss"]))
-        history, saved_rng = list(todo.last["history"]), todo.last["rng"]
+        with _resuming(run_dir):
+            state.load_state_dict(todo.last)
+            best = _Best(int(todo.last["best"]["epoch"]), float(todo.last["best"]["val_loss"]))
+            history, saved_rng = list(todo.last["history"]), list(todo.last["rng"])
         todo.last = None  # the weights and optimizer states are in place: free the checkpoint's copy
     net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]  # compiled: a Module
     step_model = distributed.wrap(net, ctx, frozen=gate_parameters(model) if cfg.gr_mode == "gr" else ())
@@ -234,7 +260,9 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
         note(_start_line(cfg, run_dir, todo, data, ctx))
     metrics = rundir.MetricsLog(run_dir, enabled=ctx.is_main, start_epoch=todo.start_epoch)
     if saved_rng is not None:  # the last thing before the first step: nothing draws in between
-        _restore_rng(saved_rng, ctx)
+        with _resuming(run_dir):
+            _restore_rng(saved_rng, ctx)
+    saved = todo.start_epoch - 1  # the last epoch whose last.pt is written
     session: list[float] = []
     try:
         for epoch in range(todo.start_epoch, cfg.epochs):
@@ -260,10 +288,13 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
                                                                                "epoch": epoch},
                                  "history": history, "best": {"epoch": best.epoch, "val_loss": best.val_loss}},
                                 run_dir / LAST)
+                saved = epoch
                 session.append(time.perf_counter() - t0)
                 note(_epoch_line(cfg, row, session))
                 log.debug("epoch %d: %s", epoch, row)
             distributed.barrier(ctx)
+    except KeyboardInterrupt:
+        raise Interrupted(run_dir, saved, cfg.epochs) from None
     finally:
         metrics.close()
     digests = distributed.replica_digests(model, ctx)
@@ -394,13 +425,14 @@ def _finished(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, start: float) 
     last = todo.last
     assert last is not None
     model = build_model(cfg)
-    model.load_state_dict(last["state_dict"])
+    with _resuming(run_dir):
+        model.load_state_dict(last["state_dict"])
+        history = list(last["history"])
+        best = int(last["best"]["epoch"]), float(last["best"]["val_loss"])
     done = read_json(run_dir / rundir.SUMMARY) or {}
-    history = list(last["history"])
     note(f"{run_dir}: the run was finished ({_plural(len(history), 'epoch')}); nothing to train")
-    return RunSummary(run_dir, run_dir / BEST, int(last["best"]["epoch"]), float(last["best"]["val_loss"]),
-                      time.perf_counter() - start, history, dict(done.get("test") or {}), model,
-                      start_epoch=len(history))
+    return RunSummary(run_dir, run_dir / BEST, *best, time.perf_counter() - start, history,
+                      dict(done.get("test") or {}), model, start_epoch=len(history))
 
 
 def _score_test(cfg: TrainConfig, run_dir: Path, loader: Loader, objective: Objective,

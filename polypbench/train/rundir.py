@@ -24,7 +24,7 @@ from typing import Any
 from polypbench.errors import ConfigError
 from polypbench.fileio import atomic_write, atomic_write_json, read_json
 from polypbench.train.checkpoint import BEST, LAST, load_last
-from polypbench.train.config import TrainConfig
+from polypbench.train.config import TrainConfig, config_key
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,10 @@ def check_resumable(cfg: TrainConfig, last: dict[str, Any], root: Path) -> None:
     now = cfg.to_dict()
     differ = [k for k in now if k not in RESUMABLE_KEYS and saved.get(k) != now[k]]
     if differ:
-        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in differ[:3])
-        raise ConfigError(f"{root}: the config differs from the run's in {', '.join(differ)} ({shown}); expected "
-                          "the run's own config to resume (its config.yaml), or --overwrite to start afresh")
+        shown = "; ".join(f"{config_key(k)}: {saved.get(k)!r} -> {now[k]!r}" for k in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ConfigError(f"{root}: the config differs from the run's ({shown}{more}); expected the run's own config "
+                          "to resume (its config.yaml), or --overwrite to start afresh")
     done = int(last["epoch"]) + 1
     if cfg.epochs < done:
         raise ConfigError(f"{root}: the run has trained {done} epoch{'s' if done != 1 else ''}; expected epochs >= "

@@ -55,8 +55,13 @@ def test_submit_checks_the_server_validates_locally_uploads_and_prints_the_score
     if stat.flags or stat.ci_reason:
         assert LEGEND in res.output
 
-    undeclared = CliRunner().invoke(main, base)
-    assert undeclared.exit_code != 0 and "form field 'declaration'" in undeclared.output
+    undeclared = CliRunner().invoke(main, base)  # the server's form fields come back as this command's flags
+    assert undeclared.exit_code != 0 and "HTTP 400: --declare: missing; expected true" in undeclared.output
+    not_a_link = CliRunner().invoke(main, [*base, "--declare", "--paper", "ftp://example.org/paper"])
+    assert not_a_link.exit_code != 0 and "HTTP 400: --paper: not an http(s) link" in not_a_link.output
+    unnamed = CliRunner().invoke(main, [*base[:-1], "", "--declare"])
+    assert unnamed.exit_code != 0 and "HTTP 422: --method: Field required" in unnamed.output
+    assert not any("form field" in r.output for r in (undeclared, not_a_link, unnamed))
 
     bad = tmp_path / "bad.parquet"
     predictions(labels).iloc[2:].to_parquet(bad, index=False)
@@ -100,3 +105,13 @@ def test_the_client_needs_only_the_base_install() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "ok polyp/triclass/pooled/macro_f1" in out.stdout
+
+
+def test_server_form_fields_become_the_flags_of_each_upload() -> None:
+    from polypbench.leaderboard.client import CHECKPOINT_FLAGS, MODEL_FLAGS, PUBLIC_FLAGS, in_flags
+
+    message = "form field 'config': too long; form field 'weights': empty; form field 'other': kept"
+    assert in_flags(message, MODEL_FLAGS) == ("--model (its config.yaml): too long; --model (its weights): empty; "
+                                              "form field 'other': kept")
+    assert in_flags(message, CHECKPOINT_FLAGS).startswith("--checkpoint (its config.yaml): too long; --checkpoint")
+    assert in_flags("form field 'split_hashes': not the split", PUBLIC_FLAGS) == "--manifest: not the split"

@@ -18,9 +18,9 @@ from torchvision import tv_tensors
 from polypbench import load_split
 from polypbench.errors import ConfigError, InputError
 from polypbench.load import PolypFrames
+from polypbench.load.shard_layout import SHARD_SCHEMA, SPEC_FILE
 from polypbench.manifest import Manifest
 from polypbench.shards import ShardFrames, find_materialized, materialize
-from polypbench.shards.layout import SHARD_SCHEMA, SPEC_FILE
 from polypbench.train.data import FramesPerPolyp, SampleTransform, collate, polyp_keys
 from tests.conftest import link_copy, replace_file
 
@@ -218,7 +218,7 @@ def test_fit_trains_from_shards_without_the_raw_frames(shards: Path, tmp_path: P
 
     nowhere = tmp_path / "no-raw-frames-here"
     nowhere.mkdir()
-    cfg = load_config("demo", ["img_size=64", "epochs=1", "batch_size=8", "frames_per_polyp_per_epoch=1",
+    cfg = load_config("demo", ["img_size=64", "margin=0.5", "epochs=1", "batch_size=8", "frames_per_polyp_per_epoch=1",
                                "n_bootstrap=0", f"prepared=[{shards.parent.parent}]", f"raw_roots=[{nowhere}]"])
     summary = fit(cfg, tmp_path / "run")
     assert summary.checkpoint.is_file() and len(summary.epochs) == 1

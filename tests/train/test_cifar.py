@@ -107,4 +107,4 @@ def test_cli_dataset_option_trains_on_cifar(cifar_root: Path, tmp_path: Path) ->
     assert "nowhere/cifar-100-python/train: missing" in res.output and not (tmp_path / "r2").exists()
     res = runner.invoke(main, ["train", "--config", "resnet18-hag", "--dataset", "cifar100", "--out",
                                str(tmp_path / "x")])
-    assert res.exit_code != 0 and "needs config key 'data_root' (--data-root DIR)" in res.output
+    assert res.exit_code != 0 and "--data-root: none given for dataset 'cifar100'" in res.output

@@ -69,7 +69,7 @@ def test_window_scale_keeps_context_and_collate_pads(prepared: dict) -> None:
 @pytest.mark.slow
 def test_fit_with_device_augment_is_reproducible(prepared: dict, tmp_path: Path) -> None:
     overrides = ["img_size=48", "epochs=1", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0",
-                 "device_augment=true", "model=tiny-hag", "model_kwargs={streams: [rgb, masked]}",
+                 "augment=true", "device_augment=true", "model=tiny-hag", "model_kwargs={streams: [rgb, masked]}",
                  f"prepared=[{prepared['sun'].out}]"]
     a = fit(load_config("demo", overrides), tmp_path / "a")
     b = fit(load_config("demo", overrides), tmp_path / "b")
@@ -90,9 +90,9 @@ def test_device_decode_trains_from_encoded_shards(prepared: dict, tmp_path: Path
     from polypbench.train.data import build_data
 
     out = Path(shutil.copytree(prepared["sun"].out, tmp_path / "sun"))
-    base = ["img_size=48", "epochs=1", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0",
-            "device_augment=true", "device_decode=true", "model=tiny-hag", "model_kwargs={streams: [rgb, masked]}",
-            f"prepared=[{out}]"]
+    base = ["img_size=48", "margin=0.5", "epochs=1", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0",
+            "augment=true", "device_augment=true", "device_decode=true", "model=tiny-hag",
+            "model_kwargs={streams: [rgb, masked]}", f"prepared=[{out}]"]
     with pytest.raises(InputError, match="materializ"):  # no shards yet: device_decode needs them
         build_data(load_config("demo", base))
     with pytest.raises(ConfigError, match="needs device_augment: true"):

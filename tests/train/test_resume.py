@@ -4,6 +4,7 @@ TensorBoard (and its absence), config.yaml provenance, and what the CLI prints."
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from polypbench.errors import ConfigError
 from polypbench.manifest import Manifest
 from polypbench.train import fit, load_config, loop
 from polypbench.train.checkpoint import TrainState, rng_state, set_rng_state
+from polypbench.train.data import build_data
 from polypbench.train.rundir import run_status
 
 TINY = ["img_size=32", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0", "augment=true"]
@@ -53,10 +55,16 @@ def _without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("extra", [("gr_mode=gr",), ("model=tiny", "gr_mode=off", "device_augment=true"),
                                    ("gr_mode=paper", "paper_amp=fp16-scaler", "task=regression-paper")],
                          ids=["gr-two-optimizers", "off-device-augment", "paper-fp16-scaler"])
-def test_resume_continues_bit_exactly(prepared: dict, tmp_path: Path, extra: tuple[str, ...]) -> None:
+def test_resume_continues_bit_exactly(prepared: dict, tmp_path: Path, extra: tuple[str, ...],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after epoch 0 and resumed, a run ends as the uninterrupted one does (the demo config's cosine LR
+    schedule included: its total is the configured epochs, the same in both)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     fit(_cfg(prepared, "epochs=2", *extra), straight)
-    fit(_cfg(prepared, "epochs=1", *extra), split)
+    monkeypatch.setattr(loop, "note", _kill_after_epoch_0)
+    with pytest.raises(Killed):
+        fit(_cfg(prepared, "epochs=2", *extra), split)
+    monkeypatch.undo()
     torch.manual_seed(1234)  # whatever this process drew since: resume restores the run's own streams
     summary = fit(_cfg(prepared, "epochs=2", *extra), split, resume=True)
     assert summary.start_epoch == 1 and len(summary.epochs) == 2
@@ -84,7 +92,9 @@ def test_last_pt_holds_everything_to_resume(prepared: dict, tmp_path: Path) -> N
     assert set(last["optimizers"]) == {"main", "gate"} and last["optimizers"]["gate"] is not None
     assert set(last["rng"][0]) == {"python", "numpy", "torch", "cuda"}
     assert last["sampler"] == {"seed": 0, "epoch": 0} and "loader_train" in last["generators"]
-    assert last["scheduler"] is None and last["scaler"] is None  # the demo config uses neither
+    assert last["scaler"] is None  # the demo config has no GradScaler, and a cosine LR schedule per optimizer
+    steps = len(build_data(_cfg(prepared, "epochs=1")).train)
+    assert [part["last_epoch"] for part in last["scheduler"]["parts"]] == [steps, steps]  # main and gate
 
 
 def test_train_state_round_trips_a_scheduler_and_a_grad_scaler() -> None:
@@ -136,14 +146,17 @@ class Killed(Exception):
     pass
 
 
+def _kill_after_epoch_0(line: str) -> None:
+    """Stands in for ``loop.note``: the process dies right after epoch 0's last.pt."""
+    if line.startswith("epoch 0/"):
+        raise Killed
+
+
 def test_an_interrupted_run_is_unfinished_and_resumes(prepared: dict, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     assert run_status(tmp_path) == "new"
 
-    def killed(line: str) -> None:
-        if line.startswith("epoch 0/"):
-            raise Killed  # as if killed right after epoch 0's last.pt
-    monkeypatch.setattr(loop, "note", killed)
+    monkeypatch.setattr(loop, "note", _kill_after_epoch_0)
     with pytest.raises(Killed):
         fit(_cfg(prepared, "epochs=2"), tmp_path)
     monkeypatch.undo()
@@ -159,7 +172,7 @@ def test_an_interrupted_run_is_unfinished_and_resumes(prepared: dict, tmp_path: 
 
 def test_resume_refuses_another_config_and_fewer_epochs(prepared: dict, tmp_path: Path) -> None:
     fit(_cfg(prepared, "epochs=2"), tmp_path)
-    with pytest.raises(ConfigError, match=r"differs from the run's in lr \(lr: 0.001 -> 0.5\)"):
+    with pytest.raises(ConfigError, match=r"differs from the run's \(config key 'lr': 0.003 -> 0.5\)"):
         fit(_cfg(prepared, "epochs=3", "lr=0.5"), tmp_path, resume=True)
     with pytest.raises(ConfigError, match="has trained 2 epochs; expected epochs >= 2"):
         fit(_cfg(prepared, "epochs=1"), tmp_path, resume=True)
@@ -182,7 +195,7 @@ def test_a_folder_holding_a_run_is_refused_unless_overwrite(prepared: dict, tmp_
 
 
 @pytest.mark.parametrize(("extra", "match"), [(("model=tiny", "gr_mode=gr"), "needs a gated model"),
-                                              (("prepared=[]",), "'prepared' is empty")])
+                                              (("prepared=[]",), "config key 'prepared': none given")])
 def test_config_errors_come_before_any_folder(prepared: dict, tmp_path: Path, extra: tuple[str, ...],
                                               match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -251,3 +264,125 @@ def test_cli_config_mistakes_are_one_line(tmp_path: Path, override: str, message
     assert not (tmp_path / "run").exists()
     missing = _train("--out", str(tmp_path / "run"))
     assert missing.exit_code != 0 and "--config is missing" in missing.output
+
+
+# --- the LR schedule ---------------------------------------------------------------------------------------------
+
+def test_cosine_schedule_decays_both_rates_to_zero_per_step(prepared: dict, tmp_path: Path) -> None:
+    """``lr_schedule: cosine`` (the demo config's): main and gate rates fall per step from their configured values
+    to zero at the run's last step; ``constant`` keeps them."""
+    cfg = _cfg(prepared, "epochs=2", "lr=0.004", "gate_lr=0.002")
+    assert cfg.lr_schedule == "cosine"
+    fit(cfg, tmp_path / "cos")
+    lrs = list(pd.read_csv(tmp_path / "cos" / "metrics.csv")["lr"])
+    assert lrs == pytest.approx([0.002, 0.0], abs=1e-12)  # halfway down the cosine after epoch 0, zero at the end
+    gate = _last(tmp_path / "cos")["optimizers"]["gate"]["param_groups"][0]
+    assert gate["initial_lr"] == 0.002 and gate["lr"] == pytest.approx(0.0, abs=1e-12)
+    fit(_cfg(prepared, "epochs=2", "lr_schedule=constant"), tmp_path / "flat")
+    assert set(pd.read_csv(tmp_path / "flat" / "metrics.csv")["lr"]) == {0.003}
+    assert _last(tmp_path / "flat")["scheduler"] is None
+    with pytest.raises(ConfigError, match="unknown lr_schedule 'linear'; expected one of: constant, cosine"):
+        _cfg(prepared, "lr_schedule=linear")
+
+
+# --- Ctrl-C, a damaged last.pt, the flags errors name ------------------------------------------------------------
+
+def _sets(*extra: str) -> list[str]:
+    return [a for o in [*TINY, *extra] for a in ("--set", o)]
+
+
+def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """Ctrl-C right after epoch 0's last.pt (``after``), or in epoch 0's first step (``during``)."""
+    if where == "after":
+        def note(line: str) -> None:
+            if line.startswith("epoch 0/"):
+                raise KeyboardInterrupt
+        monkeypatch.setattr(loop, "note", note)
+    else:
+        def step(*args: Any, **kwargs: Any) -> Any:
+            raise KeyboardInterrupt
+        monkeypatch.setattr(loop, "train_step", step)
+
+
+@pytest.mark.parametrize(("where", "said"), [("after", "interrupted after epoch 0 of 0-1"),
+                                             ("during", "interrupted before epoch 0 ended")])
+def test_ctrl_c_prints_the_exact_resume_command(prepared: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                where: str, said: str) -> None:
+    out = tmp_path / "my run"
+    _ctrl_c_at(monkeypatch, where)
+    res = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(out), *_sets("epochs=2"))
+    monkeypatch.undo()
+    assert res.exit_code == 130 and res.stdout == "" and said in res.stderr, res.output
+    assert "Traceback" not in res.output and "Aborted" not in res.output
+    command = res.stderr.strip().splitlines()[-1].split("continue with: ", 1)[1]
+    assert command == f"polypbench train --out '{out}' --resume"
+    again = _train(*shlex.split(command)[2:])  # exactly what it printed, after `polypbench train`
+    assert again.exit_code == 0, again.output
+    assert ("after resuming at epoch 1" in again.stdout) == (where == "after")
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
+def test_ctrl_c_before_the_run_starts_says_nothing_was_written(prepared: dict, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def build_data(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(loop, "build_data", build_data)
+    res = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(tmp_path / "r"), *_sets())
+    assert res.exit_code == 130 and "interrupted before the run started; nothing was written" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def one_epoch(prepared: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("one-epoch") / "run"
+    fit(_cfg(prepared, "epochs=1"), run)
+    return run
+
+
+def _flipped(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes(b ^ 0xFF for b in data[at:at + 64]) + data[at + 64:]
+
+
+def _wrong_shape(path: Path) -> None:
+    last = torch.load(path, weights_only=True)
+    name = next(iter(last["state_dict"]))
+    last["state_dict"][name] = torch.zeros(3)
+    torch.save(last, path)
+
+
+TAMPERINGS = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "empty": lambda p: p.write_bytes(b""),
+    "text": lambda p: p.write_text("not a checkpoint\n"),
+    "pickle bytes flipped": lambda p: p.write_bytes(_flipped(p.read_bytes(), 60)),
+    "record name flipped": lambda p: p.write_bytes(_flipped(p.read_bytes(), 1000)),
+    "not a dict": lambda p: torch.save([1, 2], p),
+    "keys missing": lambda p: torch.save({"format": 1, "epoch": 0}, p),
+    "wrong shapes": _wrong_shape,
+}
+
+
+@pytest.mark.parametrize("how", list(TAMPERINGS))
+def test_a_tampered_last_pt_is_not_a_readable_checkpoint(one_epoch: Path, tmp_path: Path, how: str) -> None:
+    import shutil
+
+    run = Path(shutil.copytree(one_epoch, tmp_path / "run"))
+    TAMPERINGS[how](run / "last.pt")
+    res = _train("--out", str(run), "--resume", "--set", "epochs=2")
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert f"Error: {run / 'last.pt'}: not a readable checkpoint" in res.output
+    assert "--overwrite to start afresh" in res.output and "internal error" not in res.output
+
+
+def test_train_errors_name_the_flags_the_user_set(prepared: dict, tmp_path: Path) -> None:
+    none = _train("--config", "demo", "--out", str(tmp_path / "a"))
+    assert none.exit_code == 1 and none.output.count("\n") == 1
+    assert "Error: --manifest: none given; expected at least one prepared manifest folder" in none.output
+    assert "prepared" not in none.output.replace("prepared manifest", "")
+    run = tmp_path / "b"
+    first = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(run), *_sets())
+    assert first.exit_code == 0, first.output
+    other = _train("--out", str(run), "--resume", "--manifest", str(prepared["real-colon"].out))
+    assert other.exit_code == 1 and f"differs from the run's (--manifest: ['{prepared['sun'].out}'] -> " in other.output
+    assert "config key" not in other.output
+    with pytest.raises(ConfigError, match="config key 'prepared'"):  # in Python, the config key is the name
+        fit(_cfg(prepared, "epochs=1", "prepared=[]"), tmp_path / "c")
