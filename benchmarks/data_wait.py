@@ -75,7 +75,8 @@ def main() -> None:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     main_opt, gate_opt = build_optimizers(model, 1e-4, 1e-3, gr_mode="gr")
-    augment = DeviceAugment(cfg.img_size, cfg.seed)
+    pixels = cfg.pixel_spec(augment=True)
+    augment = DeviceAugment.for_spec(pixels, cfg.seed)
     dtype = torch.bfloat16 if args.bf16 else None
 
     def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,7 @@ def main() -> None:
             t0 = time.perf_counter()
             try:
                 batch = next(it)
-                x = model_input(batch, getattr(model, "streams", None), device, non_blocking=True, augment=augment)
+                x = model_input(batch, pixels, device, non_blocking=True, augment=augment)
                 y = batch.target("size_mm").to(device, non_blocking=True)
             except StopIteration:
                 break

@@ -38,6 +38,7 @@ from torch import nn
 
 from polypbench.errors import ConfigError, PolypbenchError
 from polypbench.fileio import atomic_write_json, read_json
+from polypbench.load.spec import PixelSpec
 from polypbench.models import create_model, gate_parameters
 from polypbench.progress import Progress, duration, note
 from polypbench.train import checkpoint, distributed, rundir
@@ -150,12 +151,12 @@ def run_inference(model: nn.Module, loader: Loader, cfg: TrainConfig, objective:
     batches' id columns, then the task's columns: the prediction-file contract for polyps). ``desc``: show
     progress under that name (:class:`~polypbench.progress.Progress`; ``summary``: its closing log line)."""
     model.eval()
-    streams = getattr(model, "streams", None)
+    pixels = cfg.pixel_spec()
     raws, targets = [], []
     ids: dict[str, list[Any]] = {}
     with Progress(len(loader), desc or "", unit="batch", enabled=desc is not None, summary=summary) as bar:
         for batch in loader:
-            x = model_input(batch, streams, device, non_blocking=True)
+            x = model_input(batch, pixels, device, non_blocking=True)
             if cfg.channels_last and isinstance(x, torch.Tensor):
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -236,7 +237,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     state = build_state(cfg, model, len(data.train))
-    augmenter = DeviceAugment(cfg.img_size, cfg.seed) if cfg.augment and cfg.device_augment else None
+    pixels = cfg.pixel_spec(cfg.augment)
+    augmenter = DeviceAugment.for_spec(pixels, cfg.seed)
     state.generators = {f"loader_{name}": loader.generator for name, loader in data.loaders().items()
                         if loader.generator is not None}
     if augmenter is not None:
@@ -250,7 +252,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
         todo.last = None  # the weights and optimizer states are in place: free the checkpoint's copy
     net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]  # compiled: a Module
     step_model = distributed.wrap(net, ctx, frozen=gate_parameters(model) if cfg.gr_mode == "gr" else ())
-    step = _Step(getattr(model, "streams", None), device, augmenter, objective)
+    step = _Step(pixels, device, augmenter, objective)
 
     # Everything that can refuse the config has run: only now is the folder made or changed.
     if ctx.is_main:
@@ -314,7 +316,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
 class _Step:
     """What turns a batch into a step's input and loss."""
 
-    streams: list[str] | None
+    pixels: PixelSpec
     device: torch.device
     augmenter: DeviceAugment | None
     objective: Objective
@@ -333,7 +335,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, step_model: nn
     target = step.objective.task.target
     with Progress(len(loader), f"epoch {epoch}/{cfg.epochs - 1}", unit="batch", enabled=show, summary=False) as bar:
         for batch in loader:
-            x = model_input(batch, step.streams, step.device, non_blocking=True, augment=step.augmenter)
+            x = model_input(batch, step.pixels, step.device, non_blocking=True, augment=step.augmenter)
             y = batch.target(target).to(step.device, non_blocking=True)
             stats = train_step(step_model, x, y, step.objective.loss, state.main_opt, state.gate_opt,
                                gr_mode=cfg.gr_mode, gate_loss_fn=step.objective.gate_loss, clip_main=cfg.clip_main,
