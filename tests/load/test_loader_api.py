@@ -163,6 +163,9 @@ def test_load_hf_gives_the_crops_of_a_fold_with_class_names(prepared: dict[str, 
     assert first["image"].size == (first["width"], first["height"])
 
 
-def test_encoded_samples_take_no_size(prepared: dict[str, Prepared]) -> None:
-    with pytest.raises(ConfigError, match="encoded=True"):
-        load_split(prepared["sun"].out, "test", size=64, encoded=True, source="shards")
+def test_encoded_samples_get_no_pixel_step_in_the_loader(prepared: dict[str, Prepared]) -> None:
+    """JPEG bytes (source 'device') are resized and augmented on the device only; the old keyword says so."""
+    with pytest.raises(ConfigError, match="source 'device' hands out JPEG bytes .*expected augment='device'"):
+        load_split(prepared["sun"].out, "test", size=64, source="device")
+    with pytest.raises(ConfigError, match=r"unknown pixel option 'encoded' \(encoded=True is source='device'"):
+        load_split(prepared["sun"].out, "test", encoded=True, source="shards")
