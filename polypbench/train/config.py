@@ -129,7 +129,8 @@ class TrainConfig:
         from polypbench.models import default_cfg
 
         model = default_cfg(self.model)
-        streams = self.model_kwargs.get("streams", model.streams)
+        streams = self.model_kwargs.get("streams")
+        streams = model.streams if streams is None else streams
         where = ("device" if self.device_augment else "loader") if augment else "none"
         return model.replace(source="device" if augment and self.device_decode else "auto",
                              size=model.size if self.img_size is None else self.img_size,
