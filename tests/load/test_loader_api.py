@@ -158,6 +158,8 @@ def test_load_hf_gives_the_crops_of_a_fold_with_class_names(prepared: dict[str, 
         assert row["box"] == pytest.approx(native[i]["boxes"][0].tolist())
     small = load_hf(out, "validation", fold=2, size=64)[0]
     assert small["image"].size == (64, 64) and max(small["box"]) <= 64
+    with pytest.raises(ConfigError, match="size 0; expected a positive number of pixels"):  # the pixel spec's check
+        load_hf(out, "validation", size=0)
     frames = load_hf(out, "validation", crop=False)
     first = frames[0]
     assert first["image"].size == (first["width"], first["height"])
