@@ -19,14 +19,17 @@ from pathlib import Path
 
 import torch
 
+from polypbench.load.spec import PixelSpec
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def prepared_shards(root: Path, size: int, frames_per_polyp: int, workers: int) -> Path:
-    """A prepared synthetic REAL-Colon manifest with its crops materialized at ``size`` (reused when present)."""
+def prepared_shards(root: Path, spec: PixelSpec, frames_per_polyp: int, workers: int) -> Path:
+    """A prepared synthetic REAL-Colon manifest (``root/prepared``) with its crops materialized at the size and
+    margin of ``spec`` (reused when present)."""
     from polypbench.prepare import prepare
     from polypbench.shards import find_materialized, materialize
     from polypbench.synth import synthesize
@@ -36,8 +39,8 @@ def prepared_shards(root: Path, size: int, frames_per_polyp: int, workers: int) 
         synthesize("real-colon", raw, frames_per_polyp=frames_per_polyp, negatives_per_video=0, workers=workers)
     if not (prepared / "frames.parquet").is_file():
         prepare("real-colon", raw, prepared, workers=workers)
-    if find_materialized(prepared, 0.5, size) is None:
-        materialize(prepared, size=size, workers=workers)
+    if find_materialized(prepared, spec.margin, spec.size) is None:
+        materialize(prepared, size=spec.size, margin=spec.margin, workers=workers)
     return prepared
 
 
@@ -62,20 +65,22 @@ def main() -> None:
     from polypbench.train.data import build_data, model_input
     from polypbench.train.device_augment import DeviceAugment
 
-    prepared = prepared_shards(args.dir, args.size, args.frames_per_polyp, args.workers)
     device = torch.device(args.device)
-    cfg = load_config("demo", [f"prepared=[{prepared}]", f"img_size={args.size}", f"batch_size={args.batch}",
+    # the demo's settings with the model's own margin (the reference 0.5), at --size
+    cfg = load_config("demo", [f"prepared=[{args.dir / 'prepared'}]", f"img_size={args.size}", "margin=null",
+                               f"batch_size={args.batch}",
                                f"num_workers={args.workers}", f"device={args.device}", "augment=true",
                                "device_augment=true",
                                f"device_decode={str(not args.no_device_decode).lower()}", "task=regression",
                                f"model={args.model}", "gr_mode=gr", "frames_per_polyp_per_epoch=1000",
                                "balance_classes=false"])
+    pixels = cfg.pixel_spec(augment=True)
+    prepared_shards(args.dir, pixels, args.frames_per_polyp, args.workers)
     data = build_data(cfg)
     model = create_model(cfg.model, 1).to(device).train()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     main_opt, gate_opt = build_optimizers(model, 1e-4, 1e-3, gr_mode="gr")
-    pixels = cfg.pixel_spec(augment=True)
     augment = DeviceAugment.for_spec(pixels, cfg.seed)
     dtype = torch.bfloat16 if args.bf16 else None
 

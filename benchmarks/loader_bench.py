@@ -47,7 +47,7 @@ from torchvision.transforms import v2
 from polypbench import load_split
 from polypbench.load import crop_window
 from polypbench.load.augment import UInt8Augment
-from polypbench.load.common import IMAGENET_MEAN, IMAGENET_STD
+from polypbench.load.common import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from polypbench.load.decode import dct_scale
 from polypbench.load.spec import PixelSpec
 from polypbench.prepare import prepare
@@ -56,7 +56,7 @@ from polypbench.synth import synthesize
 from polypbench.train.data import SampleTransform, collate, model_input
 from polypbench.train.device_augment import DeviceAugment, WindowScale
 
-SIZE = 384
+SIZE = DEFAULT_SIZE  # the reference input
 DEVICE_INPUT = PixelSpec(size=SIZE, augment="device", streams=("rgb", "masked"))
 TARGET_RAW_RATIO = 10.0
 TARGET_SHARDS_RATE = 1200.0
