@@ -910,8 +910,9 @@ def _train(config: str | None, overrides: tuple[str, ...], manifests: tuple[Path
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
-              help="A best.pt written by `polypbench train`.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True), required=True,
+              help="A best.pt or last.pt written by `polypbench train`, a model.safetensors beside the run's "
+                   "config.yaml, or the run folder.")
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, required=True, help="Prepared directory; repeat for several datasets.")
 @click.option("--split", type=click.Choice(schema.SPLITS), default="test", show_default=True)

@@ -224,12 +224,17 @@ def unknown_key(key: str) -> str:
     return f"unknown config key {key!r}; expected one of: {', '.join(FIELDS)}"
 
 
-def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    """A validated :class:`TrainConfig` from a mapping; an unknown key fails naming the closest valid ones."""
+def _typed(values: Mapping[str, Any], source: str) -> TrainConfig:
+    """A :class:`TrainConfig` of ``values``, each checked against its key's type; the rules are not checked yet."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ConfigError(f"{source}: {unknown_key(unknown[0])}")
-    return _validate(TrainConfig(**{k: _check_type(k, v) for k, v in values.items()}))
+    return TrainConfig(**{k: _check_type(k, v) for k, v in values.items()})
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A validated :class:`TrainConfig` from a mapping; an unknown key fails naming the closest valid ones."""
+    return _validate(_typed(values, source))
 
 
 def packaged_configs() -> list[str]:
@@ -284,8 +289,9 @@ def read_values(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 changes: Mapping[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the YAML at ``path`` (a file or a packaged name), then ``key=value`` ``overrides`` (text the
-    user typed, parsed here), then ``changes``: typed values a program sets (never written as text, so a path
-    with a comma stays one path). Validated once, after all of them."""
+    user typed, parsed here), then ``changes``: typed values a program sets, applied with
+    :func:`replace_config` (never written as text, so a path with a comma stays one path). The rules are checked
+    once, after all of them (``--dataset cifar100`` may change the task a YAML file set)."""
     values: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -294,13 +300,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for item in overrides:
         key, value = parse_override(item)
         values[key] = value
-    values.update(changes or {})
-    return from_dict(values, source)
+    return replace_config(_typed(values, source), **(changes or {}))
 
 
 def replace_config(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """``cfg`` with ``changes`` (typed values, e.g. ``prepared=[...]``, ``fold=None``), checked as a loaded config
-    is: each value against its key's type, then every rule (:func:`dataclasses.replace`, validated)."""
+    """``cfg`` with ``changes`` (typed values, e.g. ``prepared=[...]``, ``fold=None``): each checked against its
+    key's type, then :func:`dataclasses.replace`, then every rule, as for a loaded config."""
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise ConfigError(unknown_key(unknown[0]))

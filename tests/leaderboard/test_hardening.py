@@ -24,11 +24,11 @@ from fastapi.testclient import TestClient
 
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.evaluate import Note, NoteKind, Stat, SubmissionError
+from polypbench.inference.spec import META_OFFSET, ModelError
 from polypbench.leaderboard import limits
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database, Job, Submission
-from polypbench.inference.spec import META_OFFSET, ModelError
 from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, read_config, safe_filename
 from polypbench.sizes import size_class
 from tests.conftest import Prepared

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
+from polypbench.inference.sandbox import Limits, run_job
+from polypbench.inference.spec import INFERENCE_KEYS, InferenceConfig, ModelError, ModelRun
 from polypbench.leaderboard import client
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
 from polypbench.leaderboard.jobs import close_phase
-from polypbench.inference.sandbox import Limits, run_job
-from polypbench.inference.spec import INFERENCE_KEYS, InferenceConfig, ModelError, ModelRun
 from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
 from polypbench.leaderboard.uploads import read_config
