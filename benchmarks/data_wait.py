@@ -64,12 +64,11 @@ def main() -> None:
 
     prepared = prepared_shards(args.dir, args.size, args.frames_per_polyp, args.workers)
     device = torch.device(args.device)
-    cfg = load_config("demo", [f"prepared=[{prepared}]", f"img_size={args.size}", f"batch_size={args.batch}",
-                               f"num_workers={args.workers}", f"device={args.device}", "augment=true",
-                               "device_augment=true",
-                               f"device_decode={str(not args.no_device_decode).lower()}", "task=regression",
-                               f"model={args.model}", "gr_mode=gr", "frames_per_polyp_per_epoch=1000",
-                               "balance_classes=false"])
+    cfg = load_config("demo", changes={
+        "prepared": [str(prepared)], "img_size": args.size, "batch_size": args.batch, "num_workers": args.workers,
+        "device": args.device, "augment": True, "device_augment": True, "device_decode": not args.no_device_decode,
+        "task": "regression", "model": args.model, "gr_mode": "gr", "frames_per_polyp_per_epoch": 1000,
+        "balance_classes": False})
     data = build_data(cfg)
     model = create_model(cfg.model, 1).to(device).train()
     if args.channels_last:

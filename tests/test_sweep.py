@@ -90,3 +90,14 @@ def test_bad_grid_files_are_one_line_errors(tmp_path: Path) -> None:
     assert len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(main, ["sweep", "nope", "--manifest", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "one of: paper, public" in result.output
+
+
+def test_a_run_config_takes_the_manifest_paths_as_values(tmp_path: Path) -> None:
+    """The grid's manifests, fold, seed and protocol are typed values, never override text: a path with a comma is
+    one path."""
+    from polypbench.sweep import load_grid
+
+    spec = load_grid("paper").runs(tmp_path, ("prepared/a,b", "c"), ("epochs=1",))[0]
+    cfg = spec.train_config()
+    assert cfg.prepared == ["prepared/a,b", "c"]
+    assert (cfg.fold, cfg.protocol, cfg.seed, cfg.epochs) == (spec.fold, "paper", spec.seed, 1)

@@ -25,17 +25,17 @@ from starlette.concurrency import run_in_threadpool
 from polypbench import __version__
 from polypbench.errors import PolypbenchError, choice_error
 from polypbench.evaluate import SubmissionError
+from polypbench.inference.spec import size_offset
 from polypbench.leaderboard import jobs, limits
 from polypbench.leaderboard.auth import TeamRef, current_team
 from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, metric_key, row_json, scopes_of
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, Track
 from polypbench.leaderboard.db import MAX_ID, Job, Submission, scored_today
 from polypbench.leaderboard.records import Fields, by_key, entry, record, verifications
-from polypbench.leaderboard.sandbox import check_config, size_offset
 from polypbench.leaderboard.scoring import score_public
 from polypbench.leaderboard.server import Server, error
 from polypbench.leaderboard.tracks import POOLED
-from polypbench.leaderboard.uploads import check_safetensors, read_bounded, safe_filename, save_upload
+from polypbench.leaderboard.uploads import check_safetensors, read_bounded, read_config, safe_filename, save_upload
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
@@ -201,18 +201,18 @@ async def _weights(s: Server, upload: UploadFile, architecture: str, config: str
     that such a fault is refused now instead of using up a job and the team's daily cap."""
     if architecture not in s.architectures:
         raise choice_error("architecture", architecture, s.architectures)
-    inference = check_config(config, architecture, s.tasks)
+    inference = read_config(config, architecture, s.tasks)
     incoming = s.store.incoming(".safetensors")
     try:
         size, sha = await save_upload(upload, incoming)
         if size > s.settings.max_model_bytes:
             raise PolypbenchError(f"weights of {size} bytes; expected at most {s.settings.max_model_bytes} bytes")
         weights = await run_in_threadpool(check_safetensors, incoming, safe_filename(upload.filename, "weights"))
-        size_offset(weights.metadata, inference["task"], s.tasks[inference["task"]])
+        size_offset(weights.metadata, inference.task, s.tasks[inference.task])
         s.store.keep(incoming, sha, ".safetensors")
     finally:
         incoming.unlink(missing_ok=True)
-    return sha, size, json.dumps({"text": config, "inference": inference})
+    return sha, size, json.dumps({"text": config, "inference": inference.to_dict()})
 
 
 @router.post("/models", status_code=202)

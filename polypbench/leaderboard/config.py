@@ -71,8 +71,10 @@ def model_catalog() -> tuple[list[str], dict[str, bool]]:
     import subprocess
     import sys
 
-    code = "import json; from polypbench.leaderboard.sandbox import catalog; print(json.dumps(catalog()))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    from polypbench.inference.sandbox import CATALOG_FLAG
+
+    out = subprocess.run([sys.executable, "-m", "polypbench.inference", CATALOG_FLAG], capture_output=True, text=True,
+                         timeout=300)
     if out.returncode != 0:
         log.warning("no model architectures (model uploads need `pip install 'polypbench[train]'`): %s",
                     (out.stderr.strip().splitlines() or ["?"])[-1])

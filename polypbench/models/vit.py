@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from polypbench.load.common import DEFAULT_SIZE
 from polypbench.models.gates import Gate
 from polypbench.models.heads import Head
 from polypbench.models.registry import register_model
@@ -24,7 +25,7 @@ class ViTModel(nn.Module):
     """timm ViT-Tiny/16 backbone (no classifier) -> :class:`Head`. Input (B, 3, img_size, img_size)."""
 
     def __init__(self, num_outputs: int, *, gated: bool = False, weights: str | Path | None = None,
-                 img_size: int = 384, head_hidden: int = 256, dropout: float = 0.35) -> None:
+                 img_size: int = DEFAULT_SIZE, head_hidden: int = 256, dropout: float = 0.35) -> None:
         super().__init__()
         from timm.models.vision_transformer import checkpoint_filter_fn, vit_tiny_patch16_384
 

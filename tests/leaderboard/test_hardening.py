@@ -24,12 +24,12 @@ from fastapi.testclient import TestClient
 
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.evaluate import Note, NoteKind, Stat, SubmissionError
+from polypbench.inference.spec import META_OFFSET, ModelError
 from polypbench.leaderboard import limits
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database, Job, Submission
-from polypbench.leaderboard.sandbox import META_OFFSET, ModelError, check_config
-from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, safe_filename
+from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, read_config, safe_filename
 from polypbench.sizes import size_class
 from tests.conftest import Prepared
 
@@ -335,7 +335,7 @@ def test_deep_json_long_numbers_and_infinite_shapes_are_400_not_500(make_client:
             check_safetensors(path)
     for text, message in (("[" * 5000, "nested too deeply"), ('{"img_size": ' + "9" * 5000 + "}", "number too long")):
         with pytest.raises(ModelError, match=f"config: not JSON \\({message}\\)"):
-            check_config(text, "tiny")
+            read_config(text, "tiny")
 
     client = make_client()
     sub = post(client, token, parquet_bytes(predictions(labels)))

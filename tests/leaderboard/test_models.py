@@ -13,14 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
+from polypbench.inference.sandbox import Limits, run_job
+from polypbench.inference.spec import INFERENCE_KEYS, InferenceConfig, ModelError, ModelRun
 from polypbench.leaderboard import client
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
 from polypbench.leaderboard.jobs import close_phase
-from polypbench.leaderboard.sandbox import Limits, ModelError, check_config, run_job
 from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
+from polypbench.leaderboard.uploads import read_config
 from polypbench.leaderboard.worker import Worker, WorkerSettings, compare_predictions
 
 from .conftest import ARCHITECTURES, TASKS, free_port, live_server
@@ -63,7 +65,7 @@ def site(prepared, sqlite_db: str, options: dict[str, Any], tmp_path: Path) -> I
 
 
 def test_the_registry_names_are_the_ones_the_tests_give_the_server() -> None:
-    from polypbench.leaderboard.sandbox import catalog
+    from polypbench.inference.child import catalog
     from polypbench.models import list_models
 
     assert list_models() == ARCHITECTURES
@@ -107,21 +109,20 @@ def test_configs_that_name_files_or_mismatch_are_refused_and_runs_are_limited(ru
                                                                               prepared) -> None:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     with pytest.raises(ModelError, match="model_kwargs.weights"):
-        check_config(json.dumps({**config, "model_kwargs": {"weights": "/etc/passwd"}}), "resnet18")
+        read_config(json.dumps({**config, "model_kwargs": {"weights": "/etc/passwd"}}), "resnet18")
     with pytest.raises(ModelError, match="differs from the architecture"):
-        check_config(json.dumps(config), "vit-tiny")
+        read_config(json.dumps(config), "vit-tiny")
     with pytest.raises(ModelError, match="not JSON"):
-        check_config("model: resnet18", "resnet18")
-    values = check_config(json.dumps(config), "resnet18")
-    assert set(values) <= {"model", "task", "img_size", "margin", "model_kwargs", "channels_last"}
-    assert check_config(json.dumps({**config, "task": "regression-paper"}), "resnet18")["task"] == "regression-paper"
+        read_config("model: resnet18", "resnet18")
+    values = read_config(json.dumps(config), "resnet18")
+    assert values == InferenceConfig.of_training(config) and set(values.to_dict()) == set(INFERENCE_KEYS)
+    assert read_config(json.dumps({**config, "task": "regression-paper"}), "resnet18").task == "regression-paper"
     with pytest.raises(ModelError, match="config key 'task'"):
-        check_config(json.dumps({**config, "task": ["regression"]}), "resnet18")
+        read_config(json.dumps({**config, "task": ["regression"]}), "resnet18")
 
     work = tmp_path / "work"
     _, _, weights = client.model_files(run_dir, tmp_path)
-    spec = {"config": values, "weights": str(weights), "size_offset_mm": None,
-            "prepared": [str(prepared["sun"].out)]}
+    spec = ModelRun(values, str(weights), (str(prepared["sun"].out),))
     work.mkdir()
     with pytest.raises(ModelError, match="time limit of 0.5 s"):
         run_job(spec, Limits(timeout_s=0.5), work)
@@ -195,7 +196,7 @@ def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, r
 
     import httpx
 
-    from polypbench.predict import predict
+    from polypbench.inference.predict import predict
 
     site_dir = tmp_path / "site"
     for link, target in {"prepared/sun": prepared["sun"].out, "hidden/prepared": prepared["real-colon"].out}.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from polypbench.evaluate import validate_predictions
-from polypbench.predict import predict
+from polypbench.inference.predict import predict
 from polypbench.train import fit, load_config
 
 SMALL = ["img_size=32", "epochs=1", "batch_size=16", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]

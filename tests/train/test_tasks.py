@@ -12,7 +12,7 @@ import torch
 
 from polypbench.errors import ConfigError
 from polypbench.evaluate import validate_predictions
-from polypbench.predict import predict
+from polypbench.inference.predict import predict
 from polypbench.train import fit, load_config
 from polypbench.train.batch import TARGETS, Batch, collate
 from polypbench.train.data import DATA
