@@ -6,9 +6,7 @@ Built once per test session with the real code (synth + prepare), never mocked.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,19 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # (half the CPU time too: threads spinning for each other). Set OMP_NUM_THREADS yourself to override.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from polypbench import datasets as registry
-
-DATASETS = registry.synth_names()
-"""Every dataset with a synthetic generator (the registry's, so a new entry is tested without editing tests)."""
-
-
-@dataclass
-class Prepared:
-    dataset: str
-    raw: Path
-    out: Path
-    synth: object  # polypbench.synth summary
-    report: object  # polypbench.prepare.PrepareReport
+# Test modules import helpers from tests/helpers.py; the names stay here too for branches written before the move.
+from tests.helpers import DATASETS, Prepared, link_copy, replace_file  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -73,15 +60,3 @@ def prepared(dumps: dict[str, object], tmp_path_factory: pytest.TempPathFactory)
         raw = Path(summary.root)  # type: ignore[attr-defined]
         out[name] = Prepared(name, raw, root / name, summary, prepare(name, raw, root / name, workers=1))
     return out
-
-
-def link_copy(src: Path, dst: Path) -> Path:
-    """A cheap copy of a dump (hard links): tests then replace single files (unlink first, never edit in place)."""
-    shutil.copytree(src, dst, copy_function=os.link)
-    return dst
-
-
-def replace_file(path: Path, data: bytes | str) -> None:
-    """Replace a (possibly hard-linked) file without touching the shared original."""
-    path.unlink()
-    path.write_bytes(data.encode() if isinstance(data, str) else data)

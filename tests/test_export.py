@@ -17,7 +17,7 @@ from polypbench.cli import main
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.export import HOLD_RIGHTS_FLAG, INFO_FILE, export_hf
 from polypbench.manifest import Manifest
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
 # Runs in a fresh interpreter in which polypbench cannot be imported (as on a machine without it).
 NO_POLYPBENCH = """

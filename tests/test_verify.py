@@ -18,7 +18,7 @@ from PIL import Image
 from polypbench.cli import main
 from polypbench.prepare import prepare
 from polypbench.verify import leaf, merkle_root, verify_frames
-from tests.conftest import link_copy, replace_file
+from tests.helpers import link_copy, replace_file
 
 
 def rfc6962(leaves: list[bytes]) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 from polypbench import score
 from polypbench.evaluate import SubmissionError
 from polypbench.manifest import Manifest
-from tests.conftest import DATASETS
+from tests.helpers import DATASETS
 
 
 def frame_predictions(out, noise_mm: float, seed: int = 0) -> pd.DataFrame:
@@ -131,7 +131,7 @@ def test_the_real_colon_public_test_split_shows_support_flags_and_withheld_inter
 def test_one_patient_gives_no_interval(tmp_path) -> None:
     from polypbench.evaluate.format import format_stat
 
-    from .conftest import write_manifest
+    from .helpers import write_manifest
 
     root = write_manifest(tmp_path / "one", "real-colon", [("real-colon/A_1", "A", 3.0, "test", 2),
                                                           ("real-colon/A_2", "A", 7.0, "test", 2)])

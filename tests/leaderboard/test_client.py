@@ -19,7 +19,7 @@ from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.app import create_app
 
-from .conftest import live_server, predictions
+from .helpers import live_server, predictions
 
 
 @pytest.fixture

@@ -31,9 +31,9 @@ from polypbench.leaderboard.db import Database, Job, Submission
 from polypbench.leaderboard.sandbox import META_OFFSET, ModelError, check_config
 from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, safe_filename
 from polypbench.sizes import size_class
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
-from .conftest import MakeClient, live_server, parquet_bytes, post, predictions
+from .helpers import MakeClient, live_server, parquet_bytes, post, predictions
 
 
 def _one_line(res: Any) -> str:

@@ -23,7 +23,7 @@ from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
 from polypbench.leaderboard.worker import Worker, WorkerSettings, compare_predictions
 
-from .conftest import ARCHITECTURES, TASKS, free_port, live_server
+from .helpers import ARCHITECTURES, TASKS, free_port, live_server
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -152,7 +152,7 @@ def test_a_model_with_non_finite_outputs_fails_once_as_its_own_fault(site, run_d
 def test_a_failed_verification_is_shown_with_its_reason(site) -> None:
     import httpx
 
-    from .conftest import parquet_bytes, predictions
+    from .helpers import parquet_bytes, predictions
 
     url, token, worker = site["url"], site["token"], site["worker"]
     headers = {"Authorization": f"Bearer {token}"}

@@ -17,9 +17,9 @@ from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
 from polypbench.leaderboard.scoring import CLASS_FLAG, CLASS_REASON, private_stat
 from polypbench.manifest import Manifest
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
-from .conftest import parquet_bytes, post, predictions
+from .helpers import parquet_bytes, post, predictions
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from polypbench import load_split
 from polypbench.errors import ConfigError, InputError
 from polypbench.load import crop_window
 from polypbench.manifest import Manifest
-from tests.conftest import DATASETS
+from tests.helpers import DATASETS
 
 
 @pytest.mark.parametrize("name", DATASETS)

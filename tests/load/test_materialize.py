@@ -22,7 +22,7 @@ from polypbench.manifest import Manifest
 from polypbench.shards import ShardFrames, find_materialized, materialize
 from polypbench.shards.layout import SHARD_SCHEMA, SPEC_FILE
 from polypbench.train.data import FramesPerPolyp, SampleTransform, collate, polyp_keys
-from tests.conftest import link_copy, replace_file
+from tests.helpers import link_copy, replace_file
 
 
 def _copy(prepared, tmp: Path, name: str = "real-colon") -> Path:

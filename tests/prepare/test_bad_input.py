@@ -15,7 +15,7 @@ from polypbench.cli import main
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.prepare import PrepareReport, prepare
 from polypbench.prepare.engine import work_dir
-from tests.conftest import link_copy, replace_file
+from tests.helpers import link_copy, replace_file
 
 
 def first_positive_xml(raw: Path, video: str = "001-001") -> Path:

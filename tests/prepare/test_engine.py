@@ -23,8 +23,8 @@ from polypbench.fileio import exclusive
 from polypbench.manifest import Manifest
 from polypbench.prepare import prepare
 from polypbench.prepare.engine import work_dir
-from tests.conftest import link_copy, replace_file
-from tests.prepare.conftest import Small
+from tests.helpers import link_copy, replace_file
+from tests.prepare.helpers import Small
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST_FILES = ("frames.parquet", "polyps.parquet", "README.md", "prepare_report.json", "hf")
