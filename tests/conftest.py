@@ -1,13 +1,16 @@
 """Shared fixtures: small synthetic raw dumps in each real layout, and their prepared manifests.
 
-Built once per test session with the real code (synth + prepare), never mocked.
+Built once per test run with the real code (synth + prepare), never mocked; pytest-xdist workers share them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import pickle
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -19,7 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Test modules import helpers from tests/helpers.py; the names stay here too for branches written before the move.
-from tests.helpers import DATASETS, Prepared, link_copy, replace_file  # noqa: F401
+from tests.helpers import DATASETS, SYNTH, Prepared, link_copy, replace_file  # noqa: F401
+
+T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -40,23 +45,48 @@ def _hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
 
 
+def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """``make(folder)`` once per test run. Under pytest-xdist the first worker that needs it makes it in the run's
+    common temp folder, under a file lock, and the other workers load its pickle: the files are shared (tests never
+    change them; they change a :func:`link_copy`). Without xdist: in this session's temp folder."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    common = tmp_path_factory.getbasetemp().parent
+    done = common / f"{name}.pickle"
+    with FileLock(str(common / f"{name}.lock")):
+        if done.is_file():
+            value: T = pickle.loads(done.read_bytes())
+            return value
+        shutil.rmtree(common / name, ignore_errors=True)  # a worker that failed making it left a part
+        value = make(common / name)
+        done.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Synthetic raw dumps (2 frames per polyp, 1 negative per video) of every dataset."""
+    """Synthetic raw dumps (:data:`SYNTH`: 2 frames per polyp, 1 negative per video) of every dataset, made once per
+    test run (two synth processes: the same bytes as one)."""
     from polypbench.synth import synthesize
 
-    root = tmp_path_factory.mktemp("raw")
-    return {name: synthesize(name, root / name, frames_per_polyp=2, negatives_per_video=1, seed=0) for name in DATASETS}
+    def make(root: Path) -> dict[str, object]:
+        return {name: synthesize(name, root / name, **SYNTH, workers=2) for name in DATASETS}
+
+    return _made_once(tmp_path_factory, "raw", make)
 
 
 @pytest.fixture(scope="session")
 def prepared(dumps: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Prepared]:
-    """Each synthetic dump prepared with the real converter (one worker: deterministic and cheap)."""
+    """Each synthetic dump prepared with the real converter (one worker: deterministic and cheap), once per run."""
     from polypbench.prepare import prepare
 
-    root = tmp_path_factory.mktemp("prepared")
-    out = {}
-    for name, summary in dumps.items():
-        raw = Path(summary.root)  # type: ignore[attr-defined]
-        out[name] = Prepared(name, raw, root / name, summary, prepare(name, raw, root / name, workers=1))
-    return out
+    def make(root: Path) -> dict[str, Prepared]:
+        out = {}
+        for name, summary in dumps.items():
+            raw = Path(summary.root)  # type: ignore[attr-defined]
+            out[name] = Prepared(name, raw, root / name, summary, prepare(name, raw, root / name, workers=1))
+        return out
+
+    return _made_once(tmp_path_factory, "prepared", make)

@@ -137,6 +137,9 @@ def _server(ws: Workspace) -> tuple[subprocess.Popen[bytes], str]:
     pytest.fail(f"the docs/leaderboard.md server did not start: {log_path.read_text()[-2000:]}")
 
 
+@pytest.mark.e2e
+@pytest.mark.process
+@pytest.mark.xdist_group("readme")  # the blocks run in order, in one folder, on one xdist worker
 @pytest.mark.parametrize("block", ALL, ids=lambda b: b.name)
 def test_documented_block_runs(block: Block, workspace: Workspace) -> None:
     if block.skip:

@@ -37,7 +37,7 @@ from .helpers import (  # noqa: F401
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The database URL of one test: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":

@@ -33,6 +33,8 @@ from tests.helpers import Prepared
 
 from .helpers import live_server, parquet_bytes, predictions
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = os.environ.get("POLYPBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]

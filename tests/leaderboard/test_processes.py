@@ -36,6 +36,8 @@ from .helpers import (
     predictions,
 )
 
+pytestmark = pytest.mark.process  # real server processes
+
 SERVE = f"""
 import os, signal, sys
 from polypbench.leaderboard.app import create_app, serve
