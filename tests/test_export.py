@@ -52,6 +52,7 @@ def exported(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFac
     return out
 
 
+@pytest.mark.process  # a child interpreter
 def test_the_export_loads_with_images_and_without_polypbench(prepared: dict[str, Prepared], exported: Path,
                                                              tmp_path: Path) -> None:
     # a cache of its own: datasets keys its cache by the folder's name and files, which another export can share

@@ -89,6 +89,7 @@ sys.meta_path.insert(0, Block())
 """
 
 
+@pytest.mark.process  # a child interpreter
 def test_the_client_needs_only_the_base_install() -> None:
     code = BLOCKER + (
         "import polypbench.leaderboard.client as c\n"

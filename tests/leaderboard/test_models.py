@@ -27,6 +27,7 @@ from .helpers import ARCHITECTURES, TASKS, free_port, live_server
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
+pytestmark = pytest.mark.process  # models run in the sandbox's child processes
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +185,7 @@ def _documented(block_with: str) -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("polypbench ")]
 
 
+@pytest.mark.e2e  # serve, worker and submit processes, as docs/leaderboard.md runs them
 def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, run_dir: Path, tmp_path: Path) -> None:
     """docs/leaderboard.md's commands as written (relative paths, from the folder they name; only the port differs):
     the worker runs a private-track model and verifies a public checkpoint, whatever its working folder."""

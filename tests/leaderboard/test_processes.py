@@ -29,6 +29,7 @@ from .helpers import (
     ARCHITECTURES,
     FROZEN_TIME,
     POSTGRES_ENV,
+    TASKS,
     free_port,
     live_server,
     parquet_bytes,
@@ -43,7 +44,8 @@ import os, signal, sys
 from polypbench.leaderboard.app import create_app, serve
 from polypbench.leaderboard.config import Settings
 settings = Settings(db=sys.argv[1], labels=[sys.argv[2]], store=sys.argv[3], daily_cap=2, rate_limit=8,
-                    ip_rate_limit=0, n_bootstrap=20, architectures={ARCHITECTURES!r}, frozen_time={FROZEN_TIME!r})
+                    ip_rate_limit=0, n_bootstrap=20, architectures={ARCHITECTURES!r}, tasks={TASKS!r},
+                    frozen_time={FROZEN_TIME!r})
 if sys.argv[5] == "crash":  # SIGKILL itself right after the first submission is committed, before it is answered
     import uvicorn
     app = create_app(settings, after_commit=lambda sub_id: os.kill(os.getpid(), signal.SIGKILL))

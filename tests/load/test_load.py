@@ -71,6 +71,7 @@ def test_missing_raw_root_is_a_one_line_error(prepared, tmp_path) -> None:
         load_split(prepared["sun"].out, "test", raw_root=tmp_path / "nowhere")
 
 
+@pytest.mark.process  # a child interpreter
 def test_plain_hugging_face_loads_the_manifest_without_polypbench(prepared) -> None:
     out = prepared["real-colon"].out
     code = (

@@ -17,7 +17,7 @@ from polypbench.models import gate_parameters
 from polypbench.train import fit, load_config
 from polypbench.train.loop import build_model, seed_everything
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]  # gloo process groups, torchrun
 
 TINY = ["img_size=32", "epochs=2", "batch_size=4", "frames_per_polyp_per_epoch=1", "n_bootstrap=0", "augment=true"]
 
