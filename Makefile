@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest -q --durations=15
 FAST := not (slow or e2e or browser or postgres or process)
 DIST := build/dist
+# Two pytest-xdist workers, each given whole test files, longest first (tests/conftest.py: LONGEST_FILES)
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: install demo check test test-fast wheel-check dist splits clean
 
@@ -33,7 +35,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 test: check dist
-	POLYPBENCH_DIST=$(DIST) $(PYTEST) -n 2 --dist loadgroup
+	POLYPBENCH_DIST=$(DIST) $(PYTEST) $(XDIST)
 	POLYPBENCH_DIST=$(DIST) bash .ci/wheel_smoke
 
 test-fast: $(STAMP)

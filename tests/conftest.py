@@ -27,6 +27,19 @@ from tests.helpers import DATASETS, SYNTH, Prepared, link_copy, replace_file  # 
 T = TypeVar("T")
 
 
+LONGEST_FILES = ("tests/test_demo.py", "tests/test_readme.py", "tests/leaderboard/test_models.py",
+                 "tests/train/test_distributed.py", "tests/test_sweep.py", "tests/leaderboard/test_processes.py")
+"""The test files that take longest (``--durations``), longest first. ``make test`` hands whole files to two
+pytest-xdist workers in collection order (``--dist loadfile --no-loadscope-reorder``); these go first, so that the
+many short files fill in behind them and both workers finish together."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if "PYTEST_XDIST_WORKER" in os.environ:  # a serial run keeps the collection order
+        rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 @pytest.fixture(autouse=True)
 def _logging_restored() -> Iterator[None]:
     """The CLI run in-process (``configure_logging``, e.g. with -q) resets the root logger; each test starts from

@@ -138,8 +138,7 @@ def _server(ws: Workspace) -> tuple[subprocess.Popen[bytes], str]:
 
 
 @pytest.mark.e2e
-@pytest.mark.process
-@pytest.mark.xdist_group("readme")  # the blocks run in order, in one folder, on one xdist worker
+@pytest.mark.process  # the blocks run in order, in one folder: `make test` gives xdist workers whole files
 @pytest.mark.parametrize("block", ALL, ids=lambda b: b.name)
 def test_documented_block_runs(block: Block, workspace: Workspace) -> None:
     if block.skip:

@@ -27,6 +27,7 @@ labels = st.integers(min_value=2, max_value=3).flatmap(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(labels)
 def test_agrees_with_sklearn(case: tuple[int, list[tuple[int, int]]]) -> None:

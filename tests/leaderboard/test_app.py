@@ -140,6 +140,7 @@ def test_the_daily_cap_counts_the_server_clocks_utc_day(make_client: MakeClient,
             dt.datetime(2025, 6, 15, 23, 59, 59), dt.datetime(2025, 6, 16)]
 
 
+@pytest.mark.slow
 def test_daily_cap_holds_under_concurrent_uploads(db: str, labels: Path, token: str, options: dict[str, Any],
                                                 database: Database) -> None:
     # five uploads at once all pass the cap check on arrival; only two may be recorded

@@ -39,6 +39,7 @@ def token(sqlite_db: str) -> str:
         return add_team(database, "team-a")
 
 
+@pytest.mark.slow
 def test_submit_checks_the_server_validates_locally_uploads_and_prints_the_score(server: str, token: str,
                                                                                  labels: Path, tmp_path: Path) -> None:
     good = tmp_path / "preds.parquet"

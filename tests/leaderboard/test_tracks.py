@@ -32,6 +32,7 @@ def two(prepared: dict[str, Prepared], sqlite_db: str, options: dict[str, Any]) 
     app.state.server.db.dispose()
 
 
+@pytest.mark.slow
 def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two: Any) -> None:
     client, (rc, sun), (alpha, beta) = two
     info = client.get("/api/info").json()

@@ -69,6 +69,7 @@ def target(base: Small) -> tuple[Path, str]:
     return raw / "TrainDataset" / "Detection" / "bbox_annotation.json", "TrainDataset/"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["real-colon", "sun", "sun-seg"])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(EDITS, min_size=1, max_size=3))

@@ -242,6 +242,7 @@ def test_prepare_reads_the_dumps_without_problems(prepared: dict[str, Prepared])
         assert report.skipped == 0 and report.rows == summary.n_boxes, report.describe()
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     a = synthesize("sun", tmp_path / "a", frames_per_polyp=1, negatives_per_video=1, seed=3)
     b = synthesize("sun", tmp_path / "b", frames_per_polyp=1, negatives_per_video=1, seed=3, workers=2)
