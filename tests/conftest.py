@@ -81,11 +81,14 @@ def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callab
 @pytest.fixture(scope="session")
 def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Synthetic raw dumps (:data:`SYNTH`: 2 frames per polyp, 1 negative per video) of every dataset, made once per
-    test run (two synth processes: the same bytes as one)."""
+    test run. Two synth processes in a serial run (the same bytes as one, in half the time); one under xdist, whose
+    other worker has tests of its own to run."""
     from polypbench.synth import synthesize
 
+    workers = 1 if "PYTEST_XDIST_WORKER" in os.environ else 2
+
     def make(root: Path) -> dict[str, object]:
-        return {name: synthesize(name, root / name, **SYNTH, workers=2) for name in DATASETS}
+        return {name: synthesize(name, root / name, **SYNTH, workers=workers) for name in DATASETS}
 
     return _made_once(tmp_path_factory, "raw", make)
 

@@ -60,7 +60,8 @@ ALL = [b for doc in DOCS for b in blocks(doc)]
 
 # (text in the docs, what the test runs instead): the only differences from the documented commands.
 SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
-    ("--config resnet18-hag", "--config demo --set epochs=1 --set img_size=32"),  # the tiny model, one epoch
+    # the tiny model, one epoch, one frame of each polyp
+    ("--config resnet18-hag", "--config demo --set epochs=1 --set img_size=32 --set frames_per_polyp_per_epoch=1"),
     ("--workers 8", "--workers 2"),
     ("http://127.0.0.1:8000", "http://127.0.0.1:{port}"),
 )

@@ -102,11 +102,15 @@ def free_port() -> int:
 @contextmanager
 def live_server(app: FastAPI, start_timeout: float = 15.0, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (``port``, else a free one) in a daemon thread; yield its base URL;
-    stop it."""
-    port = port or free_port()
+    stop it. The socket is bound here and handed to uvicorn, so no other test (xdist worker) can take the port
+    between choosing and binding it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port given again after a restart
+    sock.bind(("127.0.0.1", port or 0))
+    port = int(sock.getsockname()[1])
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
                                         ws="none"))
-    thread = threading.Thread(target=srv.run, daemon=True)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout
     try:
@@ -117,4 +121,5 @@ def live_server(app: FastAPI, start_timeout: float = 15.0, port: int | None = No
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+        sock.close()
     assert not thread.is_alive(), "server did not stop"
