@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest -q --durations=15
 FAST := not (slow or e2e or browser or postgres or process)
 DIST := build/dist
-# Two pytest-xdist workers, each given whole test files, longest first (tests/conftest.py: LONGEST_FILES)
+# Two pytest-xdist workers, each given whole test files in the order tests/conftest.py sets (longest first)
 XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: install demo check test test-fast wheel-check dist splits clean

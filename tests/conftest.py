@@ -29,15 +29,32 @@ T = TypeVar("T")
 
 LONGEST_FILES = ("tests/test_demo.py", "tests/test_readme.py", "tests/leaderboard/test_models.py",
                  "tests/train/test_distributed.py", "tests/test_sweep.py", "tests/leaderboard/test_processes.py")
-"""The test files that take longest (``--durations``), longest first. ``make test`` hands whole files to two
-pytest-xdist workers in collection order (``--dist loadfile --no-loadscope-reorder``); these go first, so that the
-many short files fill in behind them and both workers finish together."""
+"""The test files that take longest (``--durations``), longest first."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if "PYTEST_XDIST_WORKER" in os.environ:  # a serial run keeps the collection order
-        rank = {name: i for i, name in enumerate(LONGEST_FILES)}
-        items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+    """Under pytest-xdist, the order in which ``make test`` hands whole files to the two workers (``--dist loadfile
+    --no-loadscope-reorder``): the longest files first, so that the many short ones fill in behind them and both
+    workers finish together; then one file that needs the session's dumps (its worker makes them) and the files that
+    need none (the other worker runs them meanwhile, instead of waiting for the dumps); then the rest. A serial run
+    keeps the collection order."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+
+    def file(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    longest = {name: i for i, name in enumerate(LONGEST_FILES)}
+    needs_dumps = {file(item) for item in items if "dumps" in getattr(item, "fixturenames", ())}
+    first = next((file(item) for item in items if file(item) in needs_dumps and file(item) not in longest), None)
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        name = file(item)
+        if name in longest:
+            return 0, longest[name]
+        return 1, 0 if name == first else 1 if name not in needs_dumps else 2
+
+    items.sort(key=order)
 
 
 @pytest.fixture(autouse=True)
