@@ -35,16 +35,16 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 test: check dist
-	POLYPBENCH_DIST=$(DIST) $(PYTEST) $(XDIST)
-	POLYPBENCH_DIST=$(DIST) bash .ci/wheel_smoke
+	POLYPBENCH_DIST=$(CURDIR)/$(DIST) $(PYTEST) $(XDIST)
+	POLYPBENCH_DIST=$(CURDIR)/$(DIST) bash .ci/wheel_smoke
 
 test-fast: $(STAMP)
-	$(PYTEST) -m "$(FAST)"
+	$(PYTEST) $(XDIST) -m "$(FAST)"
 
 # Install the wheel non-editable into a clean venv, run every dataset end to end (tests/test_packaging.py checks
 # the same wheel's contents).
 wheel-check: dist
-	POLYPBENCH_DIST=$(DIST) bash .ci/wheel_smoke
+	POLYPBENCH_DIST=$(CURDIR)/$(DIST) bash .ci/wheel_smoke
 
 # The wheel and sdist of this checkout, built once for the packaging test and the wheel check.
 dist: $(STAMP)

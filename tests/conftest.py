@@ -32,6 +32,7 @@ LONGEST_FILES = ("tests/test_demo.py", "tests/test_readme.py", "tests/leaderboar
 """The test files that take longest (``--durations``), longest first."""
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist, the order in which ``make test`` hands whole files to the two workers (``--dist loadfile
     --no-loadscope-reorder``): the longest files first, so that the many short ones fill in behind them and both
