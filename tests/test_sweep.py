@@ -24,6 +24,8 @@ def _grid(path: Path, protocol: str, configs: list[str], folds: list[int | None]
     return path
 
 
+@pytest.mark.e2e
+@pytest.mark.process  # two worker processes
 def test_paper_grid_runs_resumes_and_reports_failures(prepared, tmp_path: Path) -> None:
     sun = prepared["sun"].out
     broken = tmp_path / "broken.yaml"
@@ -63,6 +65,8 @@ def test_paper_grid_runs_resumes_and_reports_failures(prepared, tmp_path: Path) 
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs" / "demo").rglob("done.json")}
 
 
+@pytest.mark.e2e
+@pytest.mark.process  # submitit's local executor: a job process
 def test_submitit_local_runs_the_slurm_code_path(prepared, tmp_path: Path) -> None:
     pytest.importorskip("submitit")
     grid = _grid(tmp_path / "grid.yaml", "public", ["demo"], [None], [0])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import format_stat, lookup
@@ -18,7 +20,7 @@ from polypbench.leaderboard.db import Database, Submission, Team
 from polypbench.load.common import DEFAULT_MARGIN
 from polypbench.manifest import Manifest
 
-from .conftest import MakeClient, live_server, parquet_bytes, post, predictions
+from .helpers import FROZEN_TIME, MakeClient, live_server, parquet_bytes, post, predictions
 
 
 def _lists(obj: Any, path: str = "") -> list[tuple[str, int]]:
@@ -123,6 +125,23 @@ def test_daily_cap_counts_scored_submissions(make_client: MakeClient, token: str
     assert res.status_code == 429 and "daily cap reached" in res.json()["error"]
 
 
+def test_the_daily_cap_counts_the_server_clocks_utc_day(make_client: MakeClient, token: str, labels: Path,
+                                                        database: Database) -> None:
+    midnight = dt.datetime(2025, 6, 16, tzinfo=dt.timezone.utc).timestamp()
+    client = make_client(daily_cap=1, frozen_time=midnight - 1)
+    clock = client.app.state.server.settings
+    data = parquet_bytes(predictions(labels))
+    assert post(client, token, data).status_code == 200
+    clock.frozen_time = midnight - 0.001
+    assert post(client, token, data).status_code == 429  # the same UTC day
+    clock.frozen_time = midnight
+    assert post(client, token, data).status_code == 200  # the next one: a new cap
+    with database.sessions() as session:  # stored at the clock's time, not the wall clock's
+        assert sorted(session.scalars(select(Submission.created_at))) == [
+            dt.datetime(2025, 6, 15, 23, 59, 59), dt.datetime(2025, 6, 16)]
+
+
+@pytest.mark.slow
 def test_daily_cap_holds_under_concurrent_uploads(db: str, labels: Path, token: str, options: dict[str, Any],
                                                 database: Database) -> None:
     # five uploads at once all pass the cap check on arrival; only two may be recorded
@@ -161,6 +180,18 @@ def test_rate_limit_by_address_before_auth_and_by_team_after(make_client: MakeCl
     assert codes == [200, 200, 429]  # one team, however its token is spelled
     res = client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
     assert res.status_code == 429 and "for this team" in res.json()["error"]
+
+
+def test_the_rate_limit_window_is_the_server_clocks_minute(make_client: MakeClient, token: str) -> None:
+    minute = 60.0 * (FROZEN_TIME // 60 + 1)
+    client = make_client(rate_limit=2, frozen_time=minute - 0.5)
+    clock = client.app.state.server.settings
+    headers = {"Authorization": f"Bearer {token}"}
+    assert [client.get("/api/jobs", headers=headers).status_code for _ in range(3)] == [200, 200, 429]
+    clock.frozen_time = minute - 0.001
+    assert client.get("/api/jobs", headers=headers).status_code == 429  # the same minute
+    clock.frozen_time = minute
+    assert client.get("/api/jobs", headers=headers).status_code == 200  # the next window
 
 
 def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_client: MakeClient, token: str,

@@ -17,6 +17,7 @@ from polypbench.train import fit, load_config
 SMALL = ["img_size=32", "epochs=1", "batch_size=16", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "gr_mode", "task", "kwargs"), [
     ("resnet18-hag", "gr", "regression", "{}"),
     ("multistream-hag", "paper", "triclass", "{}"),

@@ -132,6 +132,7 @@ def run(prepared: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_fit_writes_checkpoint_config_and_metrics(run: Path) -> None:
     assert load_config(run / "config.yaml").img_size == 64
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -143,6 +144,7 @@ def test_fit_writes_checkpoint_config_and_metrics(run: Path) -> None:
     assert ckpt["size_offset_mm"] > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(prepared: dict, run: Path, tmp_path: Path) -> None:
     fit(_tiny(prepared, "task=regression", "seed=3"), tmp_path / "again")
     fit(_tiny(prepared, "task=regression", "seed=4"), tmp_path / "other")
@@ -152,6 +154,7 @@ def test_same_seed_same_weights(prepared: dict, run: Path, tmp_path: Path) -> No
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_predict_is_a_valid_submission(prepared: dict, run: Path) -> None:
     out = prepared["sun"].out
     df = predict(run / "best.pt", out, "test", batch_size=8)
@@ -161,6 +164,7 @@ def test_predict_is_a_valid_submission(prepared: dict, run: Path) -> None:
     assert result.stat("polyp/triclass/pooled/balanced_accuracy").value is not None
 
 
+@pytest.mark.slow
 def test_a_run_predicts_alike_from_its_checkpoint_its_folder_and_its_safetensors(prepared: dict, run: Path,
                                                                                  tmp_path: Path) -> None:
     """One inference path: ``best.pt``, the run folder, and ``model.safetensors`` beside the run's ``config.yaml``
@@ -184,6 +188,7 @@ def test_a_run_predicts_alike_from_its_checkpoint_its_folder_and_its_safetensors
         predict(folder, out, "validation")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "gr_mode", "streams"),
                          [("tiny", "off", None), ("tiny-hag", "paper", "[rgb, masked]")])
 def test_triclass_fit_and_predict(prepared: dict, tmp_path: Path, model: str, gr_mode: str,
@@ -206,6 +211,7 @@ def test_gated_model_refuses_plain_step_modes(prepared: dict, tmp_path: Path) ->
 
 # --- CLI ----------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_train_then_predict(prepared: dict, tmp_path: Path) -> None:
     """``--manifest`` is a typed value, never override text: a folder whose name has a comma is one folder."""
     out = tmp_path / "sun, prepared"
