@@ -1,11 +1,18 @@
-# The two commands the README gives: `make demo` and `make test`. Both build .venv with pip first.
-# `make test` (what CI runs, through .ci/run) = `make check` (ruff, mypy) + the test suite + `make wheel-check`.
+# The commands the README gives: `make demo`, `make test` and `make test-fast`. Each builds .venv with pip first.
+# `make test` (what CI runs, through .ci/run) = `make check` (ruff, mypy) + the whole test suite on 2 pytest-xdist
+# workers + the wheel check, both on one wheel built once (`make dist`). `make test-fast`: the inner loop, without
+# the slow, end-to-end, browser, PostgreSQL and process tests (markers in pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest -q --durations=15
+FAST := not (slow or e2e or browser or postgres or process)
+DIST := build/dist
+# Two pytest-xdist workers, each given whole test files in the order tests/conftest.py sets (longest first)
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
-.PHONY: install demo check test wheel-check splits clean
+.PHONY: install demo check test test-fast wheel-check dist splits clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +34,23 @@ check: $(STAMP)
 	$(BIN)/ruff check polypbench tests benchmarks
 	$(BIN)/mypy
 
-test: check $(STAMP)
-	$(BIN)/python -m pytest -q
-	$(MAKE) wheel-check
+test: check dist
+	POLYPBENCH_DIST=$(CURDIR)/$(DIST) $(PYTEST) $(XDIST)
+	POLYPBENCH_DIST=$(CURDIR)/$(DIST) bash .ci/wheel_smoke
 
-# Build the wheel and sdist, install the wheel non-editable into a clean venv, run every dataset end to end.
-wheel-check: $(STAMP)
-	bash .ci/wheel_smoke
+test-fast: $(STAMP)
+	$(PYTEST) $(XDIST) -m "$(FAST)"
+
+# Install the wheel non-editable into a clean venv, run every dataset end to end (tests/test_packaging.py checks
+# the same wheel's contents).
+wheel-check: dist
+	POLYPBENCH_DIST=$(CURDIR)/$(DIST) bash .ci/wheel_smoke
+
+# The wheel and sdist of this checkout, built once for the packaging test and the wheel check.
+dist: $(STAMP)
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	$(BIN)/python -m build --no-isolation --wheel --sdist --outdir $(DIST) . >build/dist.log 2>&1 \
+		|| { tail -20 build/dist.log; exit 1; }
 
 # Regenerate the committed public splits (byte-for-byte reproducible; tests compare against them).
 splits: $(STAMP)

@@ -67,13 +67,11 @@ def main() -> None:
 
     device = torch.device(args.device)
     # the demo's settings with the model's own margin (the reference 0.5), at --size
-    cfg = load_config("demo", [f"prepared=[{args.dir / 'prepared'}]", f"img_size={args.size}", "margin=null",
-                               f"batch_size={args.batch}",
-                               f"num_workers={args.workers}", f"device={args.device}", "augment=true",
-                               "device_augment=true",
-                               f"device_decode={str(not args.no_device_decode).lower()}", "task=regression",
-                               f"model={args.model}", "gr_mode=gr", "frames_per_polyp_per_epoch=1000",
-                               "balance_classes=false"])
+    cfg = load_config("demo", changes={
+        "prepared": [str(args.dir / "prepared")], "img_size": args.size, "margin": None, "batch_size": args.batch,
+        "num_workers": args.workers, "device": args.device, "augment": True, "device_augment": True,
+        "device_decode": not args.no_device_decode, "task": "regression", "model": args.model, "gr_mode": "gr",
+        "frames_per_polyp_per_epoch": 1000, "balance_classes": False})
     pixels = cfg.pixel_spec(augment=True)
     prepared_shards(args.dir, pixels, args.frames_per_polyp, args.workers)
     data = build_data(cfg)

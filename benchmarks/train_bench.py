@@ -89,8 +89,8 @@ def bench_loader(args: argparse.Namespace) -> tuple[float, str]:
         synthesize("sun", tmp / "raw", frames_per_polyp=4, seed=0)
         prepare("sun", tmp / "raw", tmp / "prepared")
         prepared = tmp / "prepared"
-    cfg = load_config("demo", [f"img_size={args.res}", f"batch_size={args.batch}", f"num_workers={args.workers}",
-                               f"prepared=[{prepared}]", "frames_per_polyp_per_epoch=64", "augment=true"])
+    cfg = load_config("demo", changes={"img_size": args.res, "batch_size": args.batch, "num_workers": args.workers,
+                                       "prepared": [str(prepared)], "frames_per_polyp_per_epoch": 64, "augment": True})
     loader = build_data(cfg).train
     it = iter(loader)
     next(it)  # workers started, first batch out

@@ -17,7 +17,7 @@ import click
 
 from polypbench import datasets, schema
 from polypbench.errors import PolypbenchError, missing_dependency
-from polypbench.load.common import DEFAULT_SIZE
+from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE
 
 
 def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -237,7 +237,7 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
 @click.argument("prepared", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--size", type=click.IntRange(16), default=DEFAULT_SIZE, show_default=True,
               help="Pixels a side of the stored crop window (the training img_size, or more).")
-@click.option("--margin", type=click.FloatRange(0), default=0.5, show_default=True,
+@click.option("--margin", type=click.FloatRange(0), default=DEFAULT_MARGIN, show_default=True,
               help="Crop margin around the box, as the training config's `margin`.")
 @click.option("--context", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="Extra real pixels kept on each side, as a fraction of the window (for turned crops).")
@@ -272,7 +272,7 @@ def materialize(prepared: Path, size: int, margin: float, context: float, qualit
               help="Folder for the Hugging Face dataset (README.md card + data/*.parquet).")
 @click.option("--size", type=click.IntRange(16), default=DEFAULT_SIZE, show_default=True,
               help="Pixels a side of the embedded crops.")
-@click.option("--margin", type=click.FloatRange(0), default=0.5, show_default=True,
+@click.option("--margin", type=click.FloatRange(0), default=DEFAULT_MARGIN, show_default=True,
               help="Crop margin around the box, as load_split's `margin`.")
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
@@ -525,13 +525,11 @@ def sweep(grid: str, manifests: tuple[Path, ...], out: Path, overrides: tuple[st
     """
     from polypbench.sweep import launch, load_grid
     from polypbench.sweep.aggregate import aggregate, load_outcomes, summary
-    from polypbench.train import load_config
 
     spec = load_grid(grid)
     specs = spec.runs(out.resolve(), tuple(str(Path(m).resolve()) for m in manifests), overrides)
     for run in specs:  # every config error before anything is launched
-        load_config(run.config, [*run.overrides, f"protocol={run.protocol}",
-                                 f"fold={'null' if run.fold is None else run.fold}"])
+        run.train_config()
     if aggregate_only:
         outcomes = load_outcomes(specs)
     else:
@@ -641,7 +639,7 @@ def leaderboard_worker(timeout: float, memory_mb: int, device: str, threads: int
     Example:
       polypbench leaderboard worker --db leaderboard.db --private-labels hidden/prepared --labels prepared/sun
     """
-    from polypbench.leaderboard.sandbox import Limits
+    from polypbench.inference.sandbox import Limits
     from polypbench.leaderboard.worker import main as run_worker
 
     run_worker(_settings(**track), Limits(timeout_s=timeout, memory_mb=memory_mb, device=device, threads=threads),
@@ -861,7 +859,7 @@ def _interrupted(out: Path, exc: KeyboardInterrupt) -> str:
     """What Ctrl-C in `train` prints: how far the run got and the exact command that continues it."""
     import shlex
 
-    from polypbench.train import Interrupted
+    from polypbench.train.loop import Interrupted
     from polypbench.train.rundir import BEST, CONFIG, LAST, METRICS_JSONL, run_files
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -887,7 +885,8 @@ def _interrupted(out: Path, exc: KeyboardInterrupt) -> str:
 def _train(config: str | None, overrides: tuple[str, ...], manifests: tuple[Path, ...], dataset: str | None,
            data_root: Path | None, out: Path, resume: bool, overwrite: bool) -> None:
     from polypbench.errors import ConfigError
-    from polypbench.train import fit, load_config
+    from polypbench.train.config import load_config, parse_override
+    from polypbench.train.loop import fit
     from polypbench.train.tasks import implied_task
 
     if config is None:
@@ -895,22 +894,25 @@ def _train(config: str | None, overrides: tuple[str, ...], manifests: tuple[Path
             raise ConfigError("--config is missing; expected a YAML file or a packaged config name (only --resume "
                               "of a run folder with a config.yaml can leave it out)")
         config = str(out / "config.yaml")
-    extra = [f"prepared=[{','.join(map(str, manifests))}]"] if manifests else []
+    changes: dict[str, Any] = {}  # typed values from the flags, never written as override text
+    if manifests:
+        changes["prepared"] = [str(m) for m in manifests]
     if dataset is not None:
-        extra.append(f"dataset={dataset}")
+        changes["dataset"] = dataset
         task = implied_task(dataset)
-        if task is not None and not any(o.strip().startswith("task=") for o in overrides):
-            extra.append(f"task={task}")
+        if task is not None and "task" not in {parse_override(o)[0] for o in overrides}:
+            changes["task"] = task
     if data_root is not None:
-        extra.append(f"data_root={data_root}")
-    summary = fit(load_config(config, [*overrides, *extra]), out, resume=resume, overwrite=overwrite)
+        changes["data_root"] = str(data_root)
+    summary = fit(load_config(config, overrides, changes), out, resume=resume, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(summary.describe())
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
-              help="A best.pt written by `polypbench train`.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True), required=True,
+              help="A best.pt or last.pt written by `polypbench train`, a model.safetensors beside the run's "
+                   "config.yaml, or the run folder.")
 @click.option("--manifest", "manifests", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, required=True, help="Prepared directory; repeat for several datasets.")
 @click.option("--split", type=click.Choice(schema.SPLITS), default="test", show_default=True)
@@ -932,7 +934,7 @@ def predict(checkpoint: Path, manifests: tuple[Path, ...], split: str, fold: int
     Example:
       polypbench predict --checkpoint runs/r18-hag/best.pt --manifest prepared/sun --split test --out preds.parquet
     """
-    from polypbench.predict import predict as run_predict
+    from polypbench.inference.predict import predict as run_predict
 
     df = run_predict(checkpoint, list(manifests), split, raw_root=list(raw_roots) or None, fold=fold,
                      protocol=protocol, batch_size=batch_size, device=device)

@@ -80,13 +80,14 @@ def train_demo(out: Path, *, seed: int = 0, overrides: tuple[str, ...] = (), wor
 def _train_demo(out: Path, seed: int, overrides: tuple[str, ...],
                 workers: int | None) -> tuple[object, object, float, Path]:
     from polypbench.evaluate import score
-    from polypbench.predict import predict
+    from polypbench.inference.predict import predict
     from polypbench.shards import materialize
-    from polypbench.train import fit, load_config
+    from polypbench.train.config import load_config
+    from polypbench.train.loop import fit
 
     prepared = [out / "prepared" / name for name in TRAIN_DATASETS]
     run_dir = out / "runs" / "demo"
-    cfg = load_config("demo", [f"prepared=[{','.join(map(str, prepared))}]", f"seed={seed}", *overrides])
+    cfg = load_config("demo", overrides, {"prepared": [str(p) for p in prepared], "seed": seed})
     start = time.perf_counter()
     for folder in prepared:  # each epoch then decodes small crops instead of whole frames
         materialize(folder, size=cfg.img_size, margin=cfg.margin, workers=workers)

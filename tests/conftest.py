@@ -1,15 +1,16 @@
 """Shared fixtures: small synthetic raw dumps in each real layout, and their prepared manifests.
 
-Built once per test session with the real code (synth + prepare), never mocked.
+Built once per test run with the real code (synth + prepare), never mocked; pytest-xdist workers share them.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -20,19 +21,41 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # (half the CPU time too: threads spinning for each other). Set OMP_NUM_THREADS yourself to override.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from polypbench import datasets as registry
+# Test modules import helpers from tests/helpers.py; the names stay here too for branches written before the move.
+from tests.helpers import DATASETS, SYNTH, Prepared, link_copy, replace_file  # noqa: F401
 
-DATASETS = registry.synth_names()
-"""Every dataset with a synthetic generator (the registry's, so a new entry is tested without editing tests)."""
+T = TypeVar("T")
 
 
-@dataclass
-class Prepared:
-    dataset: str
-    raw: Path
-    out: Path
-    synth: object  # polypbench.synth summary
-    report: object  # polypbench.prepare.PrepareReport
+LONGEST_FILES = ("tests/test_demo.py", "tests/test_readme.py", "tests/leaderboard/test_models.py",
+                 "tests/train/test_distributed.py", "tests/test_sweep.py", "tests/leaderboard/test_processes.py")
+"""The test files that take longest (``--durations``), longest first."""
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the order in which ``make test`` hands whole files to the two workers (``--dist loadfile
+    --no-loadscope-reorder``): the longest files first, so that the many short ones fill in behind them and both
+    workers finish together; then one file that needs the session's dumps (its worker makes them) and the files that
+    need none (the other worker runs them meanwhile, instead of waiting for the dumps); then the rest. A serial run
+    keeps the collection order."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+
+    def file(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    longest = {name: i for i, name in enumerate(LONGEST_FILES)}
+    needs_dumps = {file(item) for item in items if "dumps" in getattr(item, "fixturenames", ())}
+    first = next((file(item) for item in items if file(item) in needs_dumps and file(item) not in longest), None)
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        name = file(item)
+        if name in longest:
+            return 0, longest[name]
+        return 1, 0 if name == first else 1 if name not in needs_dumps else 2
+
+    items.sort(key=order)
 
 
 @pytest.fixture(autouse=True)
@@ -53,35 +76,51 @@ def _hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
 
 
+def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """``make(folder)`` once per test run. Under pytest-xdist the first worker that needs it makes it in the run's
+    common temp folder, under a file lock, and the other workers load its pickle: the files are shared (tests never
+    change them; they change a :func:`link_copy`). Without xdist: in this session's temp folder."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    common = tmp_path_factory.getbasetemp().parent
+    done = common / f"{name}.pickle"
+    with FileLock(str(common / f"{name}.lock")):
+        if done.is_file():
+            value: T = pickle.loads(done.read_bytes())
+            return value
+        shutil.rmtree(common / name, ignore_errors=True)  # a worker that failed making it left a part
+        value = make(common / name)
+        done.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Synthetic raw dumps (2 frames per polyp, 1 negative per video) of every dataset."""
+    """Synthetic raw dumps (:data:`SYNTH`: 2 frames per polyp, 1 negative per video) of every dataset, made once per
+    test run. Two synth processes in a serial run (the same bytes as one, in half the time); one under xdist, whose
+    other worker has tests of its own to run."""
     from polypbench.synth import synthesize
 
-    root = tmp_path_factory.mktemp("raw")
-    return {name: synthesize(name, root / name, frames_per_polyp=2, negatives_per_video=1, seed=0) for name in DATASETS}
+    workers = 1 if "PYTEST_XDIST_WORKER" in os.environ else 2
+
+    def make(root: Path) -> dict[str, object]:
+        return {name: synthesize(name, root / name, **SYNTH, workers=workers) for name in DATASETS}
+
+    return _made_once(tmp_path_factory, "raw", make)
 
 
 @pytest.fixture(scope="session")
 def prepared(dumps: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Prepared]:
-    """Each synthetic dump prepared with the real converter (one worker: deterministic and cheap)."""
+    """Each synthetic dump prepared with the real converter (one worker: deterministic and cheap), once per run."""
     from polypbench.prepare import prepare
 
-    root = tmp_path_factory.mktemp("prepared")
-    out = {}
-    for name, summary in dumps.items():
-        raw = Path(summary.root)  # type: ignore[attr-defined]
-        out[name] = Prepared(name, raw, root / name, summary, prepare(name, raw, root / name, workers=1))
-    return out
+    def make(root: Path) -> dict[str, Prepared]:
+        out = {}
+        for name, summary in dumps.items():
+            raw = Path(summary.root)  # type: ignore[attr-defined]
+            out[name] = Prepared(name, raw, root / name, summary, prepare(name, raw, root / name, workers=1))
+        return out
 
-
-def link_copy(src: Path, dst: Path) -> Path:
-    """A cheap copy of a dump (hard links): tests then replace single files (unlink first, never edit in place)."""
-    shutil.copytree(src, dst, copy_function=os.link)
-    return dst
-
-
-def replace_file(path: Path, data: bytes | str) -> None:
-    """Replace a (possibly hard-linked) file without touching the shared original."""
-    path.unlink()
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return _made_once(tmp_path_factory, "prepared", make)

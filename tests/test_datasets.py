@@ -59,6 +59,7 @@ def test_cli_choices_come_from_the_registry(command: list[str], expected: tuple[
     assert "{" + "|".join(expected) + "}" in result.output
 
 
+@pytest.mark.slow
 def test_an_alias_prepares_under_its_own_name(prepared: dict, tmp_path: Path) -> None:
     from polypbench.prepare import prepare
 

@@ -17,7 +17,7 @@ from polypbench.cli import main
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.export import HOLD_RIGHTS_FLAG, INFO_FILE, export_hf
 from polypbench.manifest import Manifest
-from tests.conftest import Prepared, link_copy, replace_file
+from tests.helpers import Prepared, link_copy, replace_file
 
 # Runs in a fresh interpreter in which polypbench cannot be imported (as on a machine without it).
 NO_POLYPBENCH = """
@@ -52,6 +52,8 @@ def exported(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFac
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.process  # a child interpreter
 def test_the_export_loads_with_images_and_without_polypbench(prepared: dict[str, Prepared], exported: Path,
                                                              tmp_path: Path) -> None:
     # a cache of its own: datasets keys its cache by the folder's name and files, which another export can share
@@ -78,6 +80,7 @@ def test_the_export_loads_with_images_and_without_polypbench(prepared: dict[str,
     assert len(list((exported / "data" / "train").glob("*.parquet"))) > 1  # rows_per_file splits the parts
 
 
+@pytest.mark.slow
 def test_the_card_is_a_valid_hub_card_with_the_registry_facts(prepared: dict[str, Prepared], exported: Path) -> None:
     from huggingface_hub import DatasetCard
 
@@ -116,6 +119,7 @@ def test_frames_the_licence_keeps_are_refused_unless_the_user_holds_the_right(pr
     assert json.loads((out / INFO_FILE).read_text())["hold_rights_declared"] is True
 
 
+@pytest.mark.slow
 def test_the_output_is_replaced_whole_and_other_folders_are_refused(prepared: dict[str, Prepared],
                                                                     tmp_path: Path) -> None:
     out = tmp_path / "export"

@@ -1,5 +1,6 @@
-"""The import drawing: no cycle through evaluate/ or leaderboard/, and the web server's routes import their app
-state, never the app.
+"""The import drawing: no cycle through evaluate/, leaderboard/, train/ or inference/, the web server's routes
+import their app state, never the app, and the leaderboard knows training only through inference's torch-free
+modules.
 
 Every import counts, at module level or in a function, ``TYPE_CHECKING`` ones too, and ``from package import
 name`` counts as importing the package (its ``__init__`` runs first): a submodule that imports its own package's
@@ -94,7 +95,8 @@ def test_the_drawing_is_read_as_python_imports_it() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-@pytest.mark.parametrize("package", ["polypbench.evaluate", "polypbench.leaderboard"])
+@pytest.mark.parametrize("package", ["polypbench.evaluate", "polypbench.leaderboard", "polypbench.train",
+                                     "polypbench.inference"])
 def test_no_import_cycle_runs_through_the_package(package: str) -> None:
     found = [c for c in _cycles(_graph()) if any(m == package or m.startswith(package + ".") for m in c)]
     assert not found, f"import cycles through {package}: {found}"
@@ -105,3 +107,27 @@ def test_the_server_routes_import_the_server_state_not_the_app() -> None:
     for routes in ("polypbench.leaderboard.api", "polypbench.leaderboard.site"):
         assert "polypbench.leaderboard.app" not in graph[routes], routes
     assert "polypbench.leaderboard.server" in graph["polypbench.leaderboard.api"]
+
+
+TORCH_FREE_INFERENCE = ("polypbench.inference", "polypbench.inference.spec", "polypbench.inference.sandbox")
+"""The inference modules the leaderboard may import: the config, the job spec, the limited child's runner."""
+
+
+def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for m in graph[todo.pop()] - seen:
+            seen.add(m)
+            todo.append(m)
+    return seen
+
+
+def test_the_leaderboard_imports_neither_training_nor_models() -> None:
+    """Every import of leaderboard/ (in a function too), and everything those reach: no train/ or models/ module,
+    and of inference/ only its torch-free modules (the model is built in the sandboxed child)."""
+    graph = _graph()
+    board = [m for m in graph if m.startswith("polypbench.leaderboard")]
+    reached = set().union(*(_reached(graph, m) for m in board))
+    bad = sorted(m for m in reached if m.startswith(("polypbench.train", "polypbench.models"))
+                 or (m.startswith("polypbench.inference") and m not in TORCH_FREE_INFERENCE))
+    assert bad == []

@@ -130,3 +130,31 @@ def test_the_default_crop_margin_and_size_have_one_owner() -> None:
                         default.value, (int, float)) and not isinstance(default.value, bool):
                     literals.append(f"{module}.{node.name}({arg.arg}={default.value})")
     assert literals == []
+
+
+def _crop_literal(name: str, value: ast.expr | None) -> bool:
+    return (name.lstrip("-").replace("-", "_") in ("margin", "size", "img_size") and isinstance(value, ast.Constant)
+            and isinstance(value.value, (int, float)) and not isinstance(value.value, bool))
+
+
+def test_no_module_writes_the_default_crop_as_a_literal() -> None:
+    """Beyond the data layer too (the training config's fields, the models, the CLI's options, inference): a
+    ``margin``/``img_size``/``size`` default is never a literal number but read from
+    :mod:`polypbench.load.common`."""
+    found = []
+    for module, path in _modules().items():
+        if module == CROP_OWNER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = [*node.args.posonlyargs, *node.args.args]
+                pairs = [*zip(args[len(args) - len(node.args.defaults):], node.args.defaults, strict=True),
+                         *zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True)]
+                found += [f"{module}.{node.name}({a.arg})" for a, d in pairs if _crop_literal(a.arg, d)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):  # a dataclass field
+                found += [f"{module}: {node.target.id}"] if _crop_literal(node.target.id, node.value) else []
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):  # click.option
+                option = str(node.args[0].value)
+                found += [f"{module}: option {option}" for k in node.keywords
+                          if k.arg == "default" and _crop_literal(option, k.value)]
+    assert found == []

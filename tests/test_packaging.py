@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import tomllib
 
 import polypbench
@@ -15,10 +17,22 @@ from polypbench.splits import published_dir
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_wheel_carries_split_manifests_byte_for_byte(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(tmp_path), str(REPO)],
-                   check=True, capture_output=True)
-    (wheel,) = tmp_path.glob("polypbench-*.whl")
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout: the one `make test` built (``POLYPBENCH_DIST``; .ci/wheel_smoke installs that very
+    file), else one built here."""
+    dist = os.environ.get("POLYPBENCH_DIST")
+    if not dist:
+        dist = str(tmp_path_factory.mktemp("dist"))
+        subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", dist, str(REPO)],
+                       check=True, capture_output=True)
+    (found,) = Path(dist).glob("polypbench-*.whl")
+    return found
+
+
+def test_the_wheel_carries_split_manifests_byte_for_byte(wheel: Path) -> None:
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert wheel.name.startswith(f"polypbench-{declared}-")  # this version's wheel, not a stale one
     canonical = {p.relative_to(REPO / "split_manifests").as_posix(): p.read_bytes()
                  for p in (REPO / "split_manifests").rglob("*.csv")}
     assert {"real-colon/v1.csv", "sun/v1.csv"} <= set(canonical)

@@ -24,6 +24,8 @@ def _grid(path: Path, protocol: str, configs: list[str], folds: list[int | None]
     return path
 
 
+@pytest.mark.e2e
+@pytest.mark.process  # two worker processes
 def test_paper_grid_runs_resumes_and_reports_failures(prepared, tmp_path: Path) -> None:
     sun = prepared["sun"].out
     broken = tmp_path / "broken.yaml"
@@ -63,6 +65,8 @@ def test_paper_grid_runs_resumes_and_reports_failures(prepared, tmp_path: Path) 
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs" / "demo").rglob("done.json")}
 
 
+@pytest.mark.e2e
+@pytest.mark.process  # submitit's local executor: a job process
 def test_submitit_local_runs_the_slurm_code_path(prepared, tmp_path: Path) -> None:
     pytest.importorskip("submitit")
     grid = _grid(tmp_path / "grid.yaml", "public", ["demo"], [None], [0])
@@ -90,3 +94,14 @@ def test_bad_grid_files_are_one_line_errors(tmp_path: Path) -> None:
     assert len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(main, ["sweep", "nope", "--manifest", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "one of: paper, public" in result.output
+
+
+def test_a_run_config_takes_the_manifest_paths_as_values(tmp_path: Path) -> None:
+    """The grid's manifests, fold, seed and protocol are typed values, never override text: a path with a comma is
+    one path."""
+    from polypbench.sweep import load_grid
+
+    spec = load_grid("paper").runs(tmp_path, ("prepared/a,b", "c"), ("epochs=1",))[0]
+    cfg = spec.train_config()
+    assert cfg.prepared == ["prepared/a,b", "c"]
+    assert (cfg.fold, cfg.protocol, cfg.seed, cfg.epochs) == (spec.fold, "paper", spec.seed, 1)

@@ -18,7 +18,7 @@ from PIL import Image
 from polypbench.cli import main
 from polypbench.prepare import prepare
 from polypbench.verify import leaf, merkle_root, verify_frames
-from tests.conftest import link_copy, replace_file
+from tests.helpers import link_copy, replace_file
 
 
 def rfc6962(leaves: list[bytes]) -> bytes:
@@ -45,6 +45,7 @@ def copy(prepared: Any, tmp_path: Path) -> tuple[Path, Path]:
     return raw, tmp_path / "out"
 
 
+@pytest.mark.slow
 def test_identical_data_gives_identical_roots(prepared: Any, copy: tuple[Path, Path]) -> None:
     raw, out = copy
     report = verify_frames(out, raw, hash_frames=True, workers=2)
@@ -69,6 +70,7 @@ def _jpeg(size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_each_bad_frame_is_one_counted_line(copy: tuple[Path, Path], tmp_path: Path) -> None:
     raw, out = copy
     paths = sorted(pd.read_parquet(out / "frames.parquet")["frame_path"].unique())
@@ -98,6 +100,7 @@ def test_each_bad_frame_is_one_counted_line(copy: tuple[Path, Path], tmp_path: P
     assert any(info["merkle_root"] is None for info in record["splits"].values())
 
 
+@pytest.mark.slow
 def test_verify_without_hash_checks_markers_only(copy: tuple[Path, Path]) -> None:
     raw, out = copy
     rel = pd.read_parquet(out / "frames.parquet")["frame_path"].iloc[0]
@@ -109,6 +112,7 @@ def test_verify_without_hash_checks_markers_only(copy: tuple[Path, Path]) -> Non
     assert os.path.getsize(out / "verify.json") > 0
 
 
+@pytest.mark.slow
 def test_a_wrong_raw_is_one_line_and_keeps_the_record(copy: tuple[Path, Path], tmp_path: Path) -> None:
     """--raw pointing at another folder: not one line per missing frame, one line asking whether this is the dump,
     and the passing record stays."""
@@ -125,6 +129,7 @@ def test_a_wrong_raw_is_one_line_and_keeps_the_record(copy: tuple[Path, Path], t
     assert (out / "verify.json").read_bytes() == record and not (out / "verify.failed.json").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_run_never_replaces_a_passing_record(copy: tuple[Path, Path]) -> None:
     raw, out = copy
     assert not verify_frames(out, raw, hash_frames=True, workers=1).problems
@@ -163,6 +168,7 @@ def test_a_frame_path_out_of_the_raw_root_is_never_read(copy: tuple[Path, Path],
         ("outside_root", b) for b in bad.values())
 
 
+@pytest.mark.slow
 def test_zero_padding_after_a_complete_frame_passes(copy: tuple[Path, Path]) -> None:
     """A complete JPEG followed by 4,096 zero bytes decodes in every reader: not truncated."""
     raw, out = copy

@@ -25,17 +25,17 @@ from starlette.concurrency import run_in_threadpool
 from polypbench import __version__
 from polypbench.errors import PolypbenchError, choice_error
 from polypbench.evaluate import SubmissionError
+from polypbench.inference.spec import size_offset
 from polypbench.leaderboard import jobs, limits
 from polypbench.leaderboard.auth import TeamRef, current_team
 from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, metric_key, row_json, scopes_of
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, Track
-from polypbench.leaderboard.db import MAX_ID, Job, Submission, scored_today
+from polypbench.leaderboard.db import MAX_ID, Job, Submission, scored_today, utc
 from polypbench.leaderboard.records import Fields, by_key, entry, record, verifications
-from polypbench.leaderboard.sandbox import check_config, size_offset
 from polypbench.leaderboard.scoring import score_public
 from polypbench.leaderboard.server import Server, error
 from polypbench.leaderboard.tracks import POOLED
-from polypbench.leaderboard.uploads import check_safetensors, read_bounded, safe_filename, save_upload
+from polypbench.leaderboard.uploads import check_safetensors, read_bounded, read_config, safe_filename, save_upload
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
@@ -147,7 +147,7 @@ async def submit(s: ServerDep, team: Team, file: Annotated[UploadFile, File()], 
         earlier = by_key(session, team.id, idempotency_key)
         if earlier is not None:
             return JSONResponse(_response(earlier, True))
-        if scored_today(session, team.id) >= settings.daily_cap:
+        if scored_today(session, team.id, now=utc(settings.clock())) >= settings.daily_cap:
             return error(429, f"daily cap reached: {settings.daily_cap} scored submissions per team per UTC day")
     if not declaration:
         raise PolypbenchError("form field 'declaration': missing; expected true, declaring that the test labels "
@@ -187,7 +187,7 @@ async def submit(s: ServerDep, team: Team, file: Annotated[UploadFile, File()], 
     fields = replace(fields, file_sha256=sha)
     sub, replayed = await run_in_threadpool(
         lambda: record(s.db, team.id, fields, scored, key=idempotency_key, cap=settings.daily_cap,
-                       primary=first.primary(POOLED)))
+                       primary=first.primary(POOLED), now=utc(settings.clock())))
     if s.after_commit is not None and not replayed:
         s.after_commit(sub.id)
     log.info("team %s: submission %d scored (%s)", team.name, sub.id, ", ".join(scored))
@@ -201,18 +201,18 @@ async def _weights(s: Server, upload: UploadFile, architecture: str, config: str
     that such a fault is refused now instead of using up a job and the team's daily cap."""
     if architecture not in s.architectures:
         raise choice_error("architecture", architecture, s.architectures)
-    inference = check_config(config, architecture, s.tasks)
+    inference = read_config(config, architecture, s.tasks)
     incoming = s.store.incoming(".safetensors")
     try:
         size, sha = await save_upload(upload, incoming)
         if size > s.settings.max_model_bytes:
             raise PolypbenchError(f"weights of {size} bytes; expected at most {s.settings.max_model_bytes} bytes")
         weights = await run_in_threadpool(check_safetensors, incoming, safe_filename(upload.filename, "weights"))
-        size_offset(weights.metadata, inference["task"], s.tasks[inference["task"]])
+        size_offset(weights.metadata, inference.task, s.tasks[inference.task])
         s.store.keep(incoming, sha, ".safetensors")
     finally:
         incoming.unlink(missing_ok=True)
-    return sha, size, json.dumps({"text": config, "inference": inference})
+    return sha, size, json.dumps({"text": config, "inference": inference.to_dict()})
 
 
 @router.post("/models", status_code=202)
@@ -234,7 +234,8 @@ async def submit_model(s: ServerDep, team: Team, weights: Annotated[UploadFile, 
                       config=job_config, weights_sha256=sha, weights_bytes=size,
                       paper_url=_text("paper_url", paper_url), code_url=_text("code_url", code_url))
     job, replayed = await run_in_threadpool(
-        lambda: jobs.enqueue(s.db, team.id, new, key=idempotency_key, cap=s.settings.model_daily_cap))
+        lambda: jobs.enqueue(s.db, team.id, new, key=idempotency_key, cap=s.settings.model_daily_cap,
+                             now=utc(s.settings.clock())))
     return JSONResponse({**jobs.describe(job), "replayed": replayed}, status_code=202)
 
 

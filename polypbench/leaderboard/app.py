@@ -69,8 +69,8 @@ def build_server(settings: Settings, *, migrate: bool = True,
     db = Database(settings.db, migrate=migrate)
     store = Store(settings.store_dir())
     public, private = open_tracks(settings, store.root)
-    return Server(settings, db, store, public, private, RateLimiter(db, settings.rate_limit),
-                  RateLimiter(db, settings.ip_rate_limit), after_commit)
+    return Server(settings, db, store, public, private, RateLimiter(db, settings.rate_limit, clock=settings.clock),
+                  RateLimiter(db, settings.ip_rate_limit, clock=settings.clock), after_commit)
 
 
 class AddressLimit:

@@ -30,8 +30,8 @@ from polypbench.evaluate import SubmissionError, format_stat, lookup, read_predi
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.evaluate.keys import with_dataset
 from polypbench.fileio import file_sha256
+from polypbench.inference.spec import META_OFFSET
 from polypbench.leaderboard.columns import COLUMNS, Track, parse_track
-from polypbench.leaderboard.sandbox import META_OFFSET
 
 log = logging.getLogger(__name__)
 

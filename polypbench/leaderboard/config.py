@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ class Settings:
     ``rate_limit`` is requests per minute per team, ``ip_rate_limit`` per client address (0: off).
     ``architectures``: the registered model names the private track accepts; ``tasks``: the tasks a submitted model
     may have, each with whether its weights must carry the size offset (None: looked up at start).
+    ``frozen_time``: seconds since the epoch that the server takes as now for the rate-limit windows and the daily
+    caps (tests: no run crosses a minute or a UTC midnight); None, in service: the real time (:meth:`clock`).
 
     Every path is made absolute when the settings are made (at start-up, against the working folder the command was
     given in): server processes, the worker and the model runs it starts in their own folders read the same files."""
@@ -44,6 +47,7 @@ class Settings:
     private_seed: int = 0
     architectures: list[str] | None = None
     tasks: dict[str, bool] | None = None
+    frozen_time: float | None = None
 
     def __post_init__(self) -> None:
         if "://" not in self.db:
@@ -52,6 +56,10 @@ class Settings:
         self.private_labels = [os.path.abspath(p) for p in self.private_labels]
         default = f"{self.db}.store" if "://" not in self.db else "leaderboard-store"
         self.store = os.path.abspath(self.store or default)
+
+    def clock(self) -> float:
+        """Now, in seconds since the epoch: the rate limiters' and the daily caps' one clock."""
+        return time.time() if self.frozen_time is None else self.frozen_time
 
     def store_dir(self) -> Path:
         assert self.store is not None  # set in __post_init__
@@ -71,8 +79,10 @@ def model_catalog() -> tuple[list[str], dict[str, bool]]:
     import subprocess
     import sys
 
-    code = "import json; from polypbench.leaderboard.sandbox import catalog; print(json.dumps(catalog()))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    from polypbench.inference.sandbox import CATALOG_FLAG
+
+    out = subprocess.run([sys.executable, "-m", "polypbench.inference", CATALOG_FLAG], capture_output=True, text=True,
+                         timeout=300)
     if out.returncode != 0:
         log.warning("no model architectures (model uploads need `pip install 'polypbench[train]'`): %s",
                     (out.stderr.strip().splitlines() or ["?"])[-1])

@@ -61,6 +61,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def utc(seconds: float) -> dt.datetime:
+    """``seconds`` since the epoch as a naive UTC time, like :func:`utcnow` (a server's clock reading)."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None)
+
+
 class Team(Base):
     """A team; ``token_hash`` is the sha256 hex digest of its API token (the token itself is never stored)."""
 
@@ -270,21 +275,22 @@ def lock_team(session: Session, team_id: int) -> None:
     session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
 
 
-def day_start() -> dt.datetime:
-    return utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+def day_start(now: dt.datetime) -> dt.datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def scored_today(session: Session, team_id: int, track: Track = Track.PUBLIC) -> int:
-    """Scored submissions of a team on ``track`` since 00:00 UTC (refused files do not count)."""
+def scored_today(session: Session, team_id: int, track: Track = Track.PUBLIC, *, now: dt.datetime) -> int:
+    """Scored submissions of ``track`` a team made since 00:00 UTC of ``now``'s day (refused files do not count)."""
     query = select(func.count(Submission.id)).where(Submission.team_id == team_id, Submission.track == track.value,
-                                                    Submission.created_at >= day_start())
+                                                    Submission.created_at >= day_start(now))
     return int(session.scalar(query) or 0)
 
 
-def models_today(session: Session, team_id: int) -> int:
-    """Private-track model submissions a team made since 00:00 UTC (queued, running, done or failed)."""
+def models_today(session: Session, team_id: int, *, now: dt.datetime) -> int:
+    """Private-track model submissions a team made since 00:00 UTC of ``now``'s day (queued, running, done or
+    failed)."""
     query = select(func.count(Job.id)).where(Job.team_id == team_id, Job.kind == "model",
-                                             Job.created_at >= day_start())
+                                             Job.created_at >= day_start(now))
     return int(session.scalar(query) or 0)
 
 

@@ -70,9 +70,11 @@ def close_phase(db: Database, track: Track = Track.PRIVATE) -> dt.datetime:
     return closed
 
 
-def enqueue(db: Database, team_id: int, new: NewJob, *, key: str | None = None,
-            cap: int | None = None) -> tuple[Job, bool]:
-    """Queue a job; (job, False), or (the earlier job, True) for a repeated ``key``."""
+def enqueue(db: Database, team_id: int, new: NewJob, *, key: str | None = None, cap: int | None = None,
+            now: dt.datetime | None = None) -> tuple[Job, bool]:
+    """Queue a job; (job, False), or (the earlier job, True) for a repeated ``key``. ``now``: the server's clock
+    (:meth:`Settings.clock`), the job's creation time and the model cap's day; None: the real time."""
+    now = now or utcnow()
     with db.transaction() as session:
         lock_team(session, team_id)
         if key is not None:
@@ -82,10 +84,10 @@ def enqueue(db: Database, team_id: int, new: NewJob, *, key: str | None = None,
         if new.kind == "model":
             if phase_closed(session, Track.PRIVATE) is not None:
                 raise PhaseClosed("the private track's phase is closed; expected no more model submissions")
-            if cap is not None and models_today(session, team_id) >= cap:
+            if cap is not None and models_today(session, team_id, now=now) >= cap:
                 raise CapReached(f"daily cap reached: {cap} model submissions per team per UTC day")
         job = Job(team_id=team_id, idempotency_key=key, status="queued", attempts=0, not_before=utcnow(),
-                  **asdict(new))
+                  created_at=now, **asdict(new))
         session.add(job)
         session.flush()
     log.info("queued %s job %d", new.kind, job.id)

@@ -51,5 +51,3 @@ SMALL_BODY = 64 * 1024
 """Limit on the body of every request that uploads no file."""
 SCORING_SLOTS = 2
 """Uploads one server process validates and scores at once (CPU-bound; more would only add memory); others wait."""
-CONFIG_KEYS = 32
-"""Keys of a submitted config's ``model_kwargs``."""

@@ -9,6 +9,7 @@ same submission back on retry instead of a second one.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,7 +22,16 @@ from sqlalchemy.orm import Session
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import Replicates
 from polypbench.leaderboard.columns import Track
-from polypbench.leaderboard.db import Database, Job, Replicate, Submission, Verification, lock_team, scored_today
+from polypbench.leaderboard.db import (
+    Database,
+    Job,
+    Replicate,
+    Submission,
+    Verification,
+    lock_team,
+    scored_today,
+    utcnow,
+)
 from polypbench.leaderboard.scoring import Scored
 
 
@@ -53,20 +63,23 @@ def by_key(session: Session, team_id: int, key: str | None) -> Submission | None
 def record(db: Database, team_id: int, fields: Fields, scored: dict[str, Scored], *, track: Track = Track.PUBLIC,
            key: str | None = None, cap: int | None = None, primary: float | None = None,
            hidden: dict[str, Scored] | None = None, job: Job | None = None,
-           before_commit: Callable[[Session, Submission], None] | None = None) -> tuple[Submission, bool]:
+           before_commit: Callable[[Session, Submission], None] | None = None,
+           now: dt.datetime | None = None) -> tuple[Submission, bool]:
     """Insert a submission (and its replicates); (submission, False), or (the earlier one, True) for a repeated
-    ``key``. Raises :class:`CapReached` when ``cap`` scored submissions of ``track`` exist today."""
+    ``key``. Raises :class:`CapReached` when ``cap`` scored submissions of ``track`` exist today. ``now``: the
+    server's clock (:meth:`Settings.clock`), the submission's time and the cap's day; None: the real time."""
+    now = now or utcnow()
     with db.transaction() as session:
         lock_team(session, team_id)
         earlier = by_key(session, team_id, key)
         if earlier is not None:
             return earlier, True
-        if cap is not None and scored_today(session, team_id, track) >= cap:
+        if cap is not None and scored_today(session, team_id, track, now=now) >= cap:
             raise CapReached(f"daily cap reached: {cap} scored submissions per team per UTC day")
         sub = Submission(team_id=team_id, track=track.value, idempotency_key=key, primary_value=primary,
                          result_json=json.dumps({s: v.result for s, v in scored.items()}),
                          hidden_json=None if hidden is None else json.dumps({s: v.result for s, v in hidden.items()}),
-                         **asdict(fields))
+                         created_at=now, **asdict(fields))
         session.add(sub)
         session.flush()
         for scope, item in {**scored, **(hidden or {})}.items():

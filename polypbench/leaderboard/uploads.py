@@ -6,6 +6,8 @@
   line count), then the contract's columns only: the validator's own bounded reader
   (:func:`polypbench.evaluate.validate.read_bounded`, which ``polypbench evaluate`` uses too), with the cap
   :func:`max_rows` of the served test frames.
+- :func:`read_config` parses a submitted model's config text, once, into the
+  :class:`~polypbench.inference.spec.InferenceConfig` the job carries and the model run builds from.
 - :func:`check_safetensors` validates a weights file from its JSON header (dtypes, shapes, offsets that tile the
   data exactly), then opens it with the safetensors library's own parser (without torch), so that the server
   accepts exactly what the model run can load: weights are data, never a pickle or code.
@@ -17,7 +19,7 @@ import hashlib
 import json
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate.validate import max_rows, read_bounded  # noqa: F401 - the validator's bounded reader
+from polypbench.inference.spec import InferenceConfig, ModelError, submitted_config
 from polypbench.leaderboard import limits
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -117,6 +120,20 @@ def load_json(text: str | bytes, what: str, expected: str,
     except ValueError as exc:  # UnicodeDecodeError, or int()'s digit limit
         reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "number too long"
     raise error(f"{what}: not JSON ({reason}); expected {expected}")
+
+
+def read_config(text: str, architecture: str, tasks: Mapping[str, bool] | None = None) -> InferenceConfig:
+    """A submitted model's config (the JSON text of its training config, at most :data:`~.limits.CONFIG`
+    characters) as the :class:`~polypbench.inference.spec.InferenceConfig` its model run builds from
+    (:func:`~polypbench.inference.spec.submitted_config`: the inference keys, checked for a run on this machine;
+    the others are ignored). ``tasks``: the tasks the board takes. Every fault is a
+    :class:`~polypbench.inference.spec.ModelError` in one line."""
+    if len(text) > limits.CONFIG:
+        raise ModelError(f"config: {len(text)} characters; expected at most {limits.CONFIG}")
+    config = load_json(text, "config", "the run's config.yaml as a JSON object", ModelError)
+    if not isinstance(config, dict):
+        raise ModelError("config: not a JSON object; expected the run's config as a mapping")
+    return submitted_config(config, architecture, tasks)
 
 
 DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}

@@ -1,5 +1,5 @@
 """The job worker (``polypbench leaderboard worker``): a separate process that takes jobs from the database, runs
-each model in a limited child process (:mod:`polypbench.leaderboard.sandbox`), scores the predictions with the one
+each model in a limited child process (:mod:`polypbench.inference.sandbox`), scores the predictions with the one
 scorer, and records the outcome in the same transaction that marks the job done.
 
 - ``model`` jobs (private track): predictions of the private test set, scored on its public and private parts;
@@ -41,11 +41,12 @@ from sqlalchemy import select
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError
 from polypbench.evaluate.validate import CLASS3, FRAME_KEY, POLYP_KEY, PROBS, SIZE
+from polypbench.inference.sandbox import Limits, run_job
+from polypbench.inference.spec import InferenceConfig, ModelError, ModelRun
 from polypbench.leaderboard import jobs
 from polypbench.leaderboard.columns import Part, Track
 from polypbench.leaderboard.db import Database, Job, Submission, Verification
 from polypbench.leaderboard.records import Fields, record
-from polypbench.leaderboard.sandbox import Limits, ModelError, run_job
 from polypbench.leaderboard.scoring import score_private
 from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import POOLED, PrivateTrack, PublicTrack, open_tracks
@@ -170,9 +171,8 @@ class Worker:
 
     def _predict(self, job: Job, prepared: list[Path], work: Path) -> pd.DataFrame:
         weights = self.store.path(job.weights_sha256, ".safetensors")
-        spec = {"config": json.loads(job.config)["inference"], "weights": str(weights),
-                "prepared": [str(p) for p in prepared]}
-        out = run_job(spec, self.settings.limits, work,
+        config = InferenceConfig.from_dict(json.loads(job.config)["inference"], f"job {job.id}")
+        out = run_job(ModelRun(config, str(weights), tuple(str(p) for p in prepared)), self.settings.limits, work,
                       heartbeat=lambda: jobs.renew(self.db, job.id, self.owner, self.settings.lease_s),
                       beat_s=max(0.5, self.settings.lease_s / 3))
         return pd.read_parquet(out)

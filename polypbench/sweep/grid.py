@@ -25,7 +25,7 @@ import yaml
 from polypbench.errors import ConfigError, choice_error
 from polypbench.fileio import read_text
 from polypbench.schema import PROTOCOLS
-from polypbench.train.config import CONFIG_DIR
+from polypbench.train.config import CONFIG_DIR, TrainConfig, load_config
 
 GRID_DIR = CONFIG_DIR / "grids"
 GRID_KEYS = ("name", "protocol", "configs", "folds", "seeds", "set")
@@ -42,6 +42,15 @@ class RunSpec:
     run_dir: Path
     manifests: tuple[str, ...]
     overrides: tuple[str, ...] = ()
+
+    def changes(self) -> dict[str, Any]:
+        """The config values the grid sets for this run (typed, applied after the overrides)."""
+        return {"prepared": list(self.manifests), "seed": self.seed, "protocol": self.protocol, "fold": self.fold}
+
+    def train_config(self) -> TrainConfig:
+        """The run's validated config: its file, the grid's and the command line's overrides, then
+        :meth:`changes`."""
+        return load_config(self.config, self.overrides, self.changes())
 
     @property
     def label(self) -> str:

@@ -57,12 +57,10 @@ def run_one(spec: RunSpec) -> Outcome:
         return Outcome(spec.label, str(spec.run_dir), "skipped")
     start = time.perf_counter()
     try:
-        from polypbench.predict import predict
-        from polypbench.train import fit, load_config
+        from polypbench.inference.predict import predict
+        from polypbench.train.loop import fit
 
-        overrides = [*spec.overrides, f"prepared=[{','.join(spec.manifests)}]", f"seed={spec.seed}",
-                     f"protocol={spec.protocol}", f"fold={'null' if spec.fold is None else spec.fold}"]
-        cfg = load_config(spec.config, overrides)
+        cfg = spec.train_config()
         (spec.run_dir / FAILED).unlink(missing_ok=True)
         summary = fit(cfg, spec.run_dir, resume=True)  # new: starts; interrupted: continues from last.pt
         preds = predict(summary.checkpoint, list(spec.manifests), "test", fold=spec.fold, protocol=spec.protocol,

@@ -13,6 +13,7 @@ import logging
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from polypbench.errors import ConfigError, choice_error
+from polypbench.inference.spec import DEFAULT_TASK, INFERENCE_KEYS, InferenceConfig
 from polypbench.load.spec import PixelSpec
 from polypbench.schema import PROTOCOLS
 from polypbench.train.tasks import DATASETS, REGRESSION_LOSSES, TASKS, check_task
@@ -78,7 +80,7 @@ class TrainConfig:
     """
 
     model: str = "resnet18-hag"
-    task: str = "regression"
+    task: str = DEFAULT_TASK
     regression_loss: str = "smooth_l1"
     balance_classes: bool = False
     gr_mode: str = "gr"
@@ -137,6 +139,10 @@ class TrainConfig:
                              margin=model.margin if self.margin is None else self.margin,
                              decode_size=model.size if self.img_size is None else self.img_size,
                              context=True, augment=where, streams=None if streams is None else tuple(streams))
+
+    def inference(self) -> InferenceConfig:
+        """The part of this config that inference reads (:data:`~polypbench.inference.spec.INFERENCE_KEYS`)."""
+        return InferenceConfig.of_training({k: getattr(self, k) for k in INFERENCE_KEYS})
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -239,12 +245,17 @@ def unknown_key(key: str) -> str:
     return f"unknown config key {key!r}; expected one of: {', '.join(FIELDS)}"
 
 
-def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    """A validated :class:`TrainConfig` from a mapping; an unknown key fails naming the closest valid ones."""
+def _typed(values: Mapping[str, Any], source: str) -> TrainConfig:
+    """A :class:`TrainConfig` of ``values``, each checked against its key's type; the rules are not checked yet."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ConfigError(f"{source}: {unknown_key(unknown[0])}")
-    return _validate(TrainConfig(**{k: _check_type(k, v) for k, v in values.items()}))
+    return TrainConfig(**{k: _check_type(k, v) for k, v in values.items()})
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A validated :class:`TrainConfig` from a mapping; an unknown key fails naming the closest valid ones."""
+    return _validate(_typed(values, source))
 
 
 def packaged_configs() -> list[str]:
@@ -282,25 +293,44 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Defaults, then the YAML at ``path`` (a file or a packaged name), then ``key=value`` ``overrides``."""
+def read_values(path: str | Path) -> dict[str, Any]:
+    """The config keys of the YAML at ``path`` (a file or a packaged name), unvalidated; a run's ``config.yaml``
+    without its ``provenance`` block."""
+    file = resolve_config(path)
+    try:
+        loaded = _yaml(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: expected a mapping of config keys")
+    loaded.pop(PROVENANCE_KEY, None)  # a run's config.yaml: the record, not a setting
+    return loaded
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                changes: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML at ``path`` (a file or a packaged name), then ``key=value`` ``overrides`` (text the
+    user typed, parsed here), then ``changes``: typed values a program sets, applied with
+    :func:`replace_config` (never written as text, so a path with a comma stays one path). The rules are checked
+    once, after all of them (``--dataset cifar100`` may change the task a YAML file set)."""
     values: dict[str, Any] = {}
     source = "config"
     if path is not None:
-        file = resolve_config(path)
-        source = str(file)
-        try:
-            loaded = _yaml(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: expected a mapping of config keys")
-        loaded.pop(PROVENANCE_KEY, None)  # a run's config.yaml: the record, not a setting
-        values.update(loaded)
+        source = str(resolve_config(path))
+        values.update(read_values(path))
     for item in overrides:
         key, value = parse_override(item)
         values[key] = value
-    return from_dict(values, source)
+    return replace_config(_typed(values, source), **(changes or {}))
+
+
+def replace_config(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """``cfg`` with ``changes`` (typed values, e.g. ``prepared=[...]``, ``fold=None``): each checked against its
+    key's type, then :func:`dataclasses.replace`, then every rule, as for a loaded config."""
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise ConfigError(unknown_key(unknown[0]))
+    return _validate(dataclasses.replace(cfg, **{k: _check_type(k, v) for k, v in changes.items()}))
 
 
 def save_config(cfg: TrainConfig, run_dir: str | Path, provenance: dict[str, Any] | None = None) -> Path:

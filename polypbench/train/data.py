@@ -222,7 +222,7 @@ def polyp_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainDat
 
 def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
     """CIFAR-100 from ``cfg.data_root``: train (minus a fixed held-out ``val_fraction``), validation, test."""
-    from polypbench.train import cifar
+    import polypbench.train.cifar as cifar
 
     if not cfg.data_root:
         raise ConfigError(f"{config_key('data_root')}: none given for dataset 'cifar100'; expected the folder "

@@ -32,16 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
+import polypbench.train.checkpoint as checkpoint
+import polypbench.train.distributed as distributed
+import polypbench.train.rundir as rundir
 from polypbench.errors import ConfigError, PolypbenchError
 from polypbench.fileio import atomic_write_json, read_json
+from polypbench.inference.build import build_model as build_inference_model
+from polypbench.inference.loop import run_inference
 from polypbench.load.spec import PixelSpec
-from polypbench.models import create_model, gate_parameters
+from polypbench.models import gate_parameters
 from polypbench.progress import Progress, duration, note
-from polypbench.train import checkpoint, distributed, rundir
 from polypbench.train.checkpoint import BEST, LAST, TrainState
 from polypbench.train.config import TrainConfig, read_provenance, save_config
 from polypbench.train.data import Loader, TrainData, build_data, model_input
@@ -126,8 +129,9 @@ class RunSummary:
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
-    """The configured model (random init unless ``model_kwargs`` names local weights)."""
-    return create_model(cfg.model, cfg.num_outputs, **cfg.model_kwargs)
+    """The configured model (random init unless ``model_kwargs`` names local weights), built as inference builds
+    it (:func:`polypbench.inference.build.build_model`)."""
+    return build_inference_model(cfg.inference())
 
 
 def build_state(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int = 1) -> TrainState:
@@ -141,35 +145,6 @@ def build_state(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int = 1) ->
     scheduler = build_schedule(cfg.lr_schedule, [main_opt, gate_opt], cfg.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler(cfg.device, init_scale=2.0**16) if cfg.paper_amp == "fp16-scaler" else None
     return TrainState(model, main_opt, gate_opt, scheduler=scheduler, scaler=scaler)
-
-
-@torch.no_grad()
-def run_inference(model: nn.Module, loader: Loader, cfg: TrainConfig, objective: Objective,
-                  device: torch.device, split: str = "validation", *, desc: str | None = None,
-                  summary: bool = True) -> Evaluation:
-    """The model over ``loader`` in eval mode: raw and decoded outputs, targets, and the prediction frame (the
-    batches' id columns, then the task's columns: the prediction-file contract for polyps). ``desc``: show
-    progress under that name (:class:`~polypbench.progress.Progress`; ``summary``: its closing log line)."""
-    model.eval()
-    pixels = cfg.pixel_spec()
-    raws, targets = [], []
-    ids: dict[str, list[Any]] = {}
-    with Progress(len(loader), desc or "", unit="batch", enabled=desc is not None, summary=summary) as bar:
-        for batch in loader:
-            x = model_input(batch, pixels, device, non_blocking=True)
-            if cfg.channels_last and isinstance(x, torch.Tensor):
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                raws.append(model(x).float().cpu())
-            targets.append(batch.target(objective.task.target))
-            for name, values in batch.ids().items():
-                ids.setdefault(name, []).extend(values)
-            bar.update()
-    raw = torch.cat(raws) if raws else torch.empty(0, objective.task.num_outputs)
-    target = torch.cat(targets) if targets else torch.empty(0)
-    decoded = objective.decode(raw)
-    frame = pd.DataFrame({**ids, **objective.columns(decoded, target)})
-    return Evaluation(split, frame, raw, decoded, target)
 
 
 def seed_everything(seed: int) -> None:
@@ -274,7 +249,9 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
             val_loss = math.nan
             if ctx.is_main:
                 val_loss, validation = evaluate_split(cfg, objective, run_inference(
-                    net, data.validation, cfg, objective, device, desc=f"validate epoch {epoch}", summary=False))
+                    net, data.validation, objective, device, pixels=cfg.pixel_spec(), channels_last=cfg.channels_last,
+                    bf16=cfg.bf16,
+                    desc=f"validate epoch {epoch}", summary=False))
                 row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, **validation,
                                        "lr": float(state.main_opt.param_groups[0]["lr"])}
                 row["seconds"] = time.perf_counter() - t0
@@ -444,6 +421,8 @@ def _score_test(cfg: TrainConfig, run_dir: Path, loader: Loader, objective: Obje
     best.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["state_dict"])
     if cfg.channels_last:
         best.to(memory_format=torch.channels_last)
-    _, metrics = evaluate_split(cfg, objective, run_inference(best, loader, cfg, objective, device, split="test"))
+    _, metrics = evaluate_split(cfg, objective, run_inference(best, loader, objective, device, "test",
+                                                              pixels=cfg.pixel_spec(),
+                                                              channels_last=cfg.channels_last, bf16=cfg.bf16))
     atomic_write_json(run_dir / rundir.TEST_METRICS, metrics)
     return metrics

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,20 @@ import torch.nn.functional as F
 
 from polypbench.errors import ConfigError, choice_error
 
-if TYPE_CHECKING:
-    from polypbench.train.config import TrainConfig
+
+class RunConfig(Protocol):
+    """What a task reads of its run's config (:class:`~polypbench.train.config.TrainConfig` is one): the loss
+    options, and where and how its predictions are scored. A protocol, so that the task table does not import the
+    config, which validates against it."""
+
+    regression_loss: str
+    balance_classes: bool
+    prepared: list[str]
+    fold: int | None
+    protocol: str
+    n_bootstrap: int
+    seed: int
+
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ColumnFn = Callable[[torch.Tensor, torch.Tensor], np.ndarray]
@@ -134,7 +146,7 @@ def seed_size_loss(weight_1: float, weight_2: float, threshold_1: float = 5.0, t
     return loss
 
 
-def regression_loss(cfg: TrainConfig, stats: TargetStats) -> LossFn:
+def regression_loss(cfg: RunConfig, stats: TargetStats) -> LossFn:
     """``cfg.regression_loss`` (L1 or SmoothL1)."""
     return REGRESSION_LOSSES[cfg.regression_loss]
 
@@ -146,7 +158,7 @@ def inverse_frequency(counts: tuple[int, ...]) -> torch.Tensor:
     return torch.tensor(inv * (c > 0).sum() / max(inv.sum(), 1e-12), dtype=torch.float32)
 
 
-def balanced_cross_entropy(cfg: TrainConfig, stats: TargetStats) -> LossFn:
+def balanced_cross_entropy(cfg: RunConfig, stats: TargetStats) -> LossFn:
     """Cross-entropy, weighted by inverse training-class frequency when ``cfg.balance_classes``."""
     weight = inverse_frequency(stats.class_counts) if cfg.balance_classes else None
     if weight is None:
@@ -154,7 +166,7 @@ def balanced_cross_entropy(cfg: TrainConfig, stats: TargetStats) -> LossFn:
     return lambda out, y: F.cross_entropy(out, y, weight=weight.to(out.device))
 
 
-def cross_entropy(cfg: TrainConfig, stats: TargetStats) -> LossFn:
+def cross_entropy(cfg: RunConfig, stats: TargetStats) -> LossFn:
     """Plain cross-entropy."""
     return F.cross_entropy
 
@@ -171,14 +183,14 @@ class Evaluation:
     target: torch.Tensor
 
 
-MetricsFn = Callable[["TrainConfig", Evaluation], dict[str, float | None]]
+MetricsFn = Callable[[RunConfig, Evaluation], dict[str, float | None]]
 
 
 def polyp_scores(*names: tuple[str, str]) -> MetricsFn:
     """Metrics from :func:`polypbench.score` of the predictions, per polyp: ``polyp_<metric>`` for each
     (score task, metric) in ``names``."""
 
-    def metrics(cfg: TrainConfig, ev: Evaluation) -> dict[str, float | None]:
+    def metrics(cfg: RunConfig, ev: Evaluation) -> dict[str, float | None]:
         from polypbench.evaluate import metric_key, score
 
         result = score(ev.predictions, list(cfg.prepared), split=ev.split, fold=cfg.fold, protocol=cfg.protocol,
@@ -192,7 +204,7 @@ def polyp_scores(*names: tuple[str, str]) -> MetricsFn:
 def top_k(*ks: int) -> MetricsFn:
     """Top-k accuracy of the logits, ``top<k>`` for each k."""
 
-    def metrics(cfg: TrainConfig, ev: Evaluation) -> dict[str, float | None]:
+    def metrics(cfg: RunConfig, ev: Evaluation) -> dict[str, float | None]:
         out, target = ev.decoded, ev.target
         if not len(target):
             return {f"top{k}": math.nan for k in ks}
@@ -232,11 +244,11 @@ class Task:
     num_outputs: int
     stats: Callable[[np.ndarray, int], TargetStats]
     coding: Callable[[TargetStats], Coding]
-    loss: Callable[[TrainConfig, TargetStats], LossFn]
+    loss: Callable[[RunConfig, TargetStats], LossFn]
     columns: Mapping[str, ColumnFn]
     metrics: MetricsFn
     headline: tuple[str, ...] = ()
-    gate_loss: Callable[[TrainConfig, TargetStats], LossFn] | None = None
+    gate_loss: Callable[[RunConfig, TargetStats], LossFn] | None = None
     """The gate pass's loss in the two-pass modes (None: the same as ``loss``)."""
 
     @property
@@ -248,7 +260,7 @@ class Task:
         """:class:`TargetStats` of the training targets (one value per training sample)."""
         return self.stats(np.asarray(targets), self.num_outputs)
 
-    def objective(self, cfg: TrainConfig, stats: TargetStats) -> Objective:
+    def objective(self, cfg: RunConfig, stats: TargetStats) -> Objective:
         """This task for one run: its loss on raw outputs and its decoding."""
         gate = self.loss if self.gate_loss is None else self.gate_loss
         return Objective(self, stats, self.coding(stats), self.loss(cfg, stats), gate(cfg, stats))

@@ -10,8 +10,7 @@ from click.testing import CliRunner
 
 from polypbench.cli import main
 
-from .test_score import polyp_level
-from .test_validate import frame_predictions
+from .helpers import frame_predictions, polyp_level
 
 
 def test_evaluate_writes_table_json_and_reports(small_manifest: Path, tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from sklearn import metrics as skm
 
 from polypbench.evaluate import metrics
 
+from .helpers import HAND_CM
+
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
@@ -25,6 +27,7 @@ labels = st.integers(min_value=2, max_value=3).flatmap(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(labels)
 def test_agrees_with_sklearn(case: tuple[int, list[tuple[int, int]]]) -> None:
@@ -76,10 +79,6 @@ def test_vectorised_over_replicates_matches_one_at_a_time(pairs: list[tuple[int,
         alone = metrics.classification(stack[r])
         for name, value in alone.items():
             np.testing.assert_allclose(together[name][r], value, equal_nan=True, atol=1e-12)
-
-
-HAND_CM = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 2]])
-"""Rows true (diminutive, small, large), columns predicted: six polyps, four correct."""
 
 
 def test_hand_computed_values() -> None:

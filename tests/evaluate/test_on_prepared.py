@@ -9,7 +9,7 @@ import pytest
 from polypbench import score
 from polypbench.evaluate import SubmissionError
 from polypbench.manifest import Manifest
-from tests.conftest import DATASETS
+from tests.helpers import DATASETS
 
 
 def frame_predictions(out, noise_mm: float, seed: int = 0) -> pd.DataFrame:
@@ -134,7 +134,7 @@ def test_one_patient_gives_no_interval(tmp_path) -> None:
     from polypbench.evaluate import Note, NoteKind
     from polypbench.evaluate.format import format_stat
 
-    from .conftest import write_manifest
+    from .helpers import write_manifest
 
     root = write_manifest(tmp_path / "one", "real-colon", [("real-colon/A_1", "A", 3.0, "test", 2),
                                                           ("real-colon/A_2", "A", 7.0, "test", 2)])

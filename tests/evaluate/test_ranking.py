@@ -21,7 +21,7 @@ from polypbench.evaluate.ranking import (
     stack,
 )
 
-from .test_score import wide_polyp_level
+from .helpers import wide_polyp_level
 
 
 def entries() -> tuple[np.ndarray, np.ndarray]:

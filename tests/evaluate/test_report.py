@@ -10,7 +10,7 @@ from polypbench.evaluate import compare, format_stat, score
 from polypbench.evaluate.format import format_count
 from polypbench.evaluate.report import write_report
 
-from .test_score import frames, polyp_level, wide_polyp_level
+from .helpers import frames, polyp_level, wide_polyp_level
 
 
 def test_report_shows_every_table_with_formatted_numbers(small_manifest: Path, tmp_path: Path) -> None:

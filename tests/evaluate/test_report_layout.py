@@ -14,7 +14,7 @@ from polypbench.cli import main
 from polypbench.evaluate import score
 from polypbench.evaluate.report import JITTER_MM, jittered, write_report
 
-from .test_score import frames
+from .helpers import frames
 
 
 def test_header_contents_and_anchors(small_manifest: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from polypbench.evaluate import Note, NoteKind, Stat, compare, format_stat, look
 from polypbench.evaluate.keys import candidate_keys, class_slug, class_slugs, with_dataset
 from polypbench.sizes import CLASS_SCHEMES
 
-from .test_score import frames, polyp_level, wide_polyp_level
+from .helpers import frames, polyp_level, wide_polyp_level
 
 
 @pytest.mark.parametrize("task", list(CLASS_SCHEMES))

@@ -14,32 +14,7 @@ from polypbench.evaluate import RESULT_SCHEMA_VERSION, compare, lookup, parse_ke
 from polypbench.evaluate.aggregate import per_polyp
 from polypbench.evaluate.truth import load_truth
 
-from .conftest import SMALL, SUN, WIDE, write_manifest
-from .test_metrics import HAND_CM
-
-TEST = [s for s in SMALL if s[3] == "test"]
-HAND_CLASS3 = {"real-colon/A_1": 0, "real-colon/A_2": 2, "real-colon/B_1": 2, "real-colon/B_2": 1,
-               "real-colon/C_1": 1, "real-colon/C_2": 2}
-"""Per-polyp hard labels giving the confusion matrix HAND_CM."""
-
-
-def polyp_level(sizes: dict[str, float] | None = None) -> pd.DataFrame:
-    df = pd.DataFrame({"polyp_id": list(HAND_CLASS3), "class3": list(HAND_CLASS3.values())})
-    df["size_mm"] = [sizes[p] if sizes else s + 1.0 for p, (_, _, s, _, _) in zip(HAND_CLASS3, TEST, strict=True)]
-    return df
-
-
-def wide_polyp_level(offset_mm: float = 1.0) -> pd.DataFrame:
-    """Polyp-level sizes for the WIDE manifest: every true size plus ``offset_mm``."""
-    return pd.DataFrame({"polyp_id": [p[0] for p in WIDE], "size_mm": [p[2] + offset_mm for p in WIDE]})
-
-
-def frames(**columns: list) -> pd.DataFrame:
-    keys = [(pid, 100 + i) for pid, _, _, _, n in TEST for i in range(n)]
-    df = pd.DataFrame(keys, columns=["polyp_id", "frame_index"])
-    for name, values in columns.items():
-        df[name] = values
-    return df
+from .helpers import HAND_CM, SMALL, SUN, TEST, frames, polyp_level, wide_polyp_level, write_manifest
 
 
 def test_score_is_exported_lazily() -> None:

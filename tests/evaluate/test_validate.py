@@ -11,17 +11,7 @@ import pytest
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError, read_predictions, score, validate_predictions
 
-from .conftest import SMALL
-
-
-def frame_predictions() -> pd.DataFrame:
-    """A valid frame-level file for the SMALL manifest: perfect sizes and probabilities."""
-    rows = []
-    for pid, _, size, split, n in SMALL:
-        if split == "test":
-            for i in range(n):
-                rows.append({"polyp_id": pid, "frame_index": 100 + i, "size_mm": size, "p0": 0.2, "p1": 0.3, "p2": 0.5})
-    return pd.DataFrame(rows)
+from .helpers import frame_predictions
 
 
 def problems(df: pd.DataFrame, manifest: Path) -> list[str]:

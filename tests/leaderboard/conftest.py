@@ -8,73 +8,36 @@ there, the PostgreSQL cases skip saying why; under ``CI=true`` they fail instead
 
 from __future__ import annotations
 
-import io
-import os
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
-from polypbench.manifest import Manifest
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
-POSTGRES_ENV = "POLYPBENCH_TEST_POSTGRES_URL"
-ARCHITECTURES = ["multistream", "multistream-hag", "resnet18", "resnet18-hag", "tiny", "tiny-hag", "vit-tiny",
-                 "vit-tiny-hag"]
-"""The model registry's names (tests/leaderboard/test_models.py checks them against list_models())."""
-TASKS = {"regression": True, "regression-paper": False, "triclass": False}
-"""The tasks a model upload may name, each with whether its weights must carry the size offset (test_models.py
-checks them against the training task table)."""
-MakeClient = Callable[..., TestClient]
-"""The ``make_client`` fixture: a TestClient of a fresh app on the test's database (keyword arguments override
-:func:`options`)."""
-
-
-def _postgres_unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: .ci/run starts PostgreSQL and sets {POSTGRES_ENV})")
-    pytest.skip(f"{reason}; set {POSTGRES_ENV} to a PostgreSQL database to run the PostgreSQL cases")
+# Test modules import helpers from .helpers; the names stay importable here for branches written before the move.
+from .helpers import (  # noqa: F401
+    ARCHITECTURES,
+    FROZEN_TIME,
+    POSTGRES_ENV,
+    TASKS,
+    MakeClient,
+    free_port,
+    live_server,
+    parquet_bytes,
+    post,
+    postgres_schema,
+    predictions,
+)
 
 
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the test PostgreSQL database; yields a URL whose connections use it."""
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        _postgres_unavailable(f"{POSTGRES_ENV} is not set")
-    assert base is not None
-    import psycopg
-
-    url = base.replace("postgresql+psycopg://", "postgresql://", 1)
-    try:
-        admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        _postgres_unavailable(f"no PostgreSQL server at {POSTGRES_ENV} ({' '.join(str(exc).split())[:120]})")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        sep = "&" if "?" in url else "?"
-        try:
-            yield f"{url}{sep}options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The database URL of one test: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
@@ -103,9 +66,10 @@ def database(db: str) -> Iterator[Database]:
 
 @pytest.fixture
 def options(tmp_path: Path) -> dict[str, Any]:
-    """Small, fast server settings for tests."""
+    """Small, fast server settings for tests, on the frozen clock (:data:`FROZEN_TIME`)."""
     return {"daily_cap": 20, "max_upload_bytes": 10 * 1024 * 1024, "rate_limit": 0, "ip_rate_limit": 0,
-            "n_bootstrap": 20, "store": str(tmp_path / "store"), "architectures": ARCHITECTURES, "tasks": TASKS}
+            "n_bootstrap": 20, "store": str(tmp_path / "store"), "architectures": ARCHITECTURES, "tasks": TASKS,
+            "frozen_time": FROZEN_TIME}
 
 
 @pytest.fixture
@@ -125,54 +89,3 @@ def make_client(db: str, labels: Path, options: dict[str, Any]) -> Iterator[Call
 @pytest.fixture
 def token(database: Database) -> str:
     return add_team(database, "team-a")
-
-
-def predictions(labels: Path, noise_mm: float = 0.0, seed: int = 0) -> pd.DataFrame:
-    rows = Manifest.open(labels).select("test")
-    rng = np.random.default_rng(seed)
-    size = np.clip(rows["size_mm"].to_numpy() + rng.normal(0, noise_mm, len(rows)), 0.1, None)
-    return pd.DataFrame({"polyp_id": rows["polyp_id"].astype(str), "frame_index": rows["frame_index"],
-                         "size_mm": size})
-
-
-def parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
-def post(client: TestClient, token: str | None, data: bytes, name: str = "preds.parquet", method: str = "m1",
-         key: str | None = None, **fields: str) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    form = {"method": method, "declaration": "true", **fields}
-    return client.post("/api/submissions", headers=headers, data=form,
-                       files={"file": (name, data, "application/octet-stream")})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def live_server(app: FastAPI, start_timeout: float = 15.0, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (``port``, else a free one) in a daemon thread; yield its base URL;
-    stop it."""
-    port = port or free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                        ws="none"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + start_timeout
-    try:
-        while not srv.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
-    assert not thread.is_alive(), "server did not stop"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import format_stat, lookup
@@ -15,9 +17,10 @@ from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team, hash_token
 from polypbench.leaderboard.db import Database, Submission, Team
+from polypbench.load.common import DEFAULT_MARGIN
 from polypbench.manifest import Manifest
 
-from .conftest import MakeClient, live_server, parquet_bytes, post, predictions
+from .helpers import FROZEN_TIME, MakeClient, live_server, parquet_bytes, post, predictions
 
 
 def _lists(obj: Any, path: str = "") -> list[tuple[str, int]]:
@@ -122,6 +125,23 @@ def test_daily_cap_counts_scored_submissions(make_client: MakeClient, token: str
     assert res.status_code == 429 and "daily cap reached" in res.json()["error"]
 
 
+def test_the_daily_cap_counts_the_server_clocks_utc_day(make_client: MakeClient, token: str, labels: Path,
+                                                        database: Database) -> None:
+    midnight = dt.datetime(2025, 6, 16, tzinfo=dt.timezone.utc).timestamp()
+    client = make_client(daily_cap=1, frozen_time=midnight - 1)
+    clock = client.app.state.server.settings
+    data = parquet_bytes(predictions(labels))
+    assert post(client, token, data).status_code == 200
+    clock.frozen_time = midnight - 0.001
+    assert post(client, token, data).status_code == 429  # the same UTC day
+    clock.frozen_time = midnight
+    assert post(client, token, data).status_code == 200  # the next one: a new cap
+    with database.sessions() as session:  # stored at the clock's time, not the wall clock's
+        assert sorted(session.scalars(select(Submission.created_at))) == [
+            dt.datetime(2025, 6, 15, 23, 59, 59), dt.datetime(2025, 6, 16)]
+
+
+@pytest.mark.slow
 def test_daily_cap_holds_under_concurrent_uploads(db: str, labels: Path, token: str, options: dict[str, Any],
                                                 database: Database) -> None:
     # five uploads at once all pass the cap check on arrival; only two may be recorded
@@ -160,6 +180,18 @@ def test_rate_limit_by_address_before_auth_and_by_team_after(make_client: MakeCl
     assert codes == [200, 200, 429]  # one team, however its token is spelled
     res = client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
     assert res.status_code == 429 and "for this team" in res.json()["error"]
+
+
+def test_the_rate_limit_window_is_the_server_clocks_minute(make_client: MakeClient, token: str) -> None:
+    minute = 60.0 * (FROZEN_TIME // 60 + 1)
+    client = make_client(rate_limit=2, frozen_time=minute - 0.5)
+    clock = client.app.state.server.settings
+    headers = {"Authorization": f"Bearer {token}"}
+    assert [client.get("/api/jobs", headers=headers).status_code for _ in range(3)] == [200, 200, 429]
+    clock.frozen_time = minute - 0.001
+    assert client.get("/api/jobs", headers=headers).status_code == 429  # the same minute
+    clock.frozen_time = minute
+    assert client.get("/api/jobs", headers=headers).status_code == 200  # the next window
 
 
 def test_submissions_persist_across_a_restart_and_the_token_is_only_hashed(make_client: MakeClient, token: str,
@@ -273,3 +305,56 @@ def test_settings_make_every_path_absolute_at_start(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(tmp_path / "..")
     monkeypatch.setenv(*next(iter(sqlite.to_env().items())))
     assert Settings.from_env() == sqlite  # a `serve --workers N` process elsewhere reads the same paths
+
+
+WEB_PROCESS = """
+import json, sys
+from fastapi.testclient import TestClient
+from polypbench.leaderboard.app import create_app
+from polypbench.leaderboard.auth import add_team
+from polypbench.leaderboard.board import export, render
+from polypbench.leaderboard.db import Database
+
+db, public, hidden, store, out = sys.argv[1:]
+app = create_app(db, [public], private_labels=[hidden], store=store, n_bootstrap=5, rate_limit=0, ip_rate_limit=0)
+with Database(db) as database:
+    token = add_team(database, "modellers")
+client = TestClient(app)
+assert client.get("/").status_code == 200 and client.get("/api/info").status_code == 200
+header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+weights = len(header).to_bytes(8, "little") + header + bytes(8)
+config = json.dumps({"model": "tiny", "task": "triclass", "img_size": 32, "epochs": 3})
+queued = client.post("/api/models", headers={"Authorization": f"Bearer {token}"},
+                     data={"method": "m", "architecture": "tiny", "config": config},
+                     files={"weights": ("w.safetensors", weights)})
+assert queued.status_code == 202, queued.text
+with Database(db) as database:
+    with database.engine.connect() as connection:
+        job = json.loads(connection.exec_driver_sql("SELECT config FROM jobs").scalar())
+    export(database, out)
+render(out)
+import polypbench.leaderboard.worker  # the worker process too: its model runs import torch, it does not
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith(("polypbench.train",
+                                                                                       "polypbench.models")))
+print(json.dumps({"loaded": loaded, "architectures": app.state.server.architectures, "job": job}))
+"""
+
+
+def test_the_web_process_and_the_board_renderer_never_import_torch(prepared, tmp_path: Path) -> None:
+    """A server with both tracks takes a model upload (the task table asked of a child process, the config parsed
+    once into the inference config the job carries) and renders its board, and neither torch nor the training code
+    is ever imported in its process."""
+    import json
+    import subprocess
+    import sys
+
+    args = [str(tmp_path / "lb.db"), str(prepared["sun"].out), str(prepared["real-colon"].out),
+            str(tmp_path / "store"), str(tmp_path / "board")]
+    done = subprocess.run([sys.executable, "-c", WEB_PROCESS, *args], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["loaded"] == [] and "tiny" in found["architectures"]
+    assert found["job"]["inference"] == {"model": "tiny", "task": "triclass", "img_size": 32, "margin": DEFAULT_MARGIN,
+                                         "model_kwargs": {}, "channels_last": False, "bf16": False}
+    assert (tmp_path / "board" / "README.md").is_file()

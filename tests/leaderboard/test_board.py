@@ -29,7 +29,7 @@ from polypbench.leaderboard.pages import board_page
 from polypbench.leaderboard.records import Fields, entry, record, replicates
 from polypbench.leaderboard.scoring import Scored, sanitize
 
-from .conftest import parquet_bytes, post, predictions
+from .helpers import parquet_bytes, post, predictions
 
 
 def test_export_and_render_write_best_entries_and_the_table(make_client: Callable[..., TestClient], token: str,

@@ -29,9 +29,11 @@ from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.columns import COLUMNS
 from polypbench.leaderboard.db import Database
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
-from .conftest import live_server, parquet_bytes, predictions
+from .helpers import live_server, parquet_bytes, predictions
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("POLYPBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -19,7 +19,7 @@ from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.app import create_app
 
-from .conftest import live_server, predictions
+from .helpers import live_server, predictions
 
 
 @pytest.fixture
@@ -39,6 +39,7 @@ def token(sqlite_db: str) -> str:
         return add_team(database, "team-a")
 
 
+@pytest.mark.slow
 def test_submit_checks_the_server_validates_locally_uploads_and_prints_the_score(server: str, token: str,
                                                                                  labels: Path, tmp_path: Path) -> None:
     good = tmp_path / "preds.parquet"
@@ -94,6 +95,7 @@ sys.meta_path.insert(0, Block())
 """
 
 
+@pytest.mark.process  # a child interpreter
 def test_the_client_needs_only_the_base_install() -> None:
     code = BLOCKER + (
         "import polypbench.leaderboard.client as c\n"

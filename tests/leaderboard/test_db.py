@@ -50,19 +50,40 @@ def test_the_rate_limit_is_counted_in_the_database_and_forgets_old_windows(datab
         assert [(h.key, h.count) for h in session.scalars(select(RateHit))] == [("team:2", 1)]
 
 
-def _job(database: Database, team_id: int, key: str) -> Job:
+NOON = dt.datetime(2025, 6, 15, 12)
+"""The clock of the queue tests (naive UTC, as stored): the daily cap never depends on the wall clock."""
+
+
+def _job(database: Database, team_id: int, key: str, cap: int = 2, now: dt.datetime = NOON) -> Job:
     new = jobs.NewJob(kind="model", method="m", architecture="resnet18", config="{}", weights_sha256="0" * 64,
                       weights_bytes=1)
-    job, replayed = jobs.enqueue(database, team_id, new, key=key, cap=2)
+    job, replayed = jobs.enqueue(database, team_id, new, key=key, cap=cap, now=now)
     assert not replayed
     return job
 
 
-def test_a_job_whose_worker_died_is_taken_again_then_given_up(database: Database) -> None:
+def test_the_model_cap_counts_the_clocks_utc_day(database: Database) -> None:
+    team_id = _team(database)
+    midnight, second = dt.datetime(2025, 6, 16), dt.timedelta(seconds=1)  # naive UTC, as stored
+    _job(database, team_id, "key-000001", cap=1, now=midnight - second)
+    with pytest.raises(CapReached, match="daily cap reached: 1 model submissions"):
+        _job(database, team_id, "key-000002", cap=1, now=midnight - second / 10)
+    job = _job(database, team_id, "key-000003", cap=1, now=midnight)  # a new UTC day: a new cap
+    assert job.created_at == midnight  # the clock's time, not the wall clock's
+    with pytest.raises(CapReached):
+        _job(database, team_id, "key-000004", cap=1, now=midnight + 86_399 * second)
+
+
+def _team(database: Database) -> int:
     add_team(database, "q")
     with database.sessions() as session:
         team_id = session.scalar(select(Team.id))
     assert team_id is not None
+    return team_id
+
+
+def test_a_job_whose_worker_died_is_taken_again_then_given_up(database: Database) -> None:
+    team_id = _team(database)
     job = _job(database, team_id, "key-000001")
     assert jobs.enqueue(database, team_id, jobs.NewJob("model", "m", "resnet18", "{}", "0" * 64, 1),
                         key="key-000001")[1]  # the same key: the same job

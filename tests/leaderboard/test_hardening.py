@@ -24,16 +24,16 @@ from fastapi.testclient import TestClient
 
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.evaluate import Note, NoteKind, Stat, SubmissionError
+from polypbench.inference.spec import META_OFFSET, ModelError
 from polypbench.leaderboard import limits
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database, Job, Submission
-from polypbench.leaderboard.sandbox import META_OFFSET, ModelError, check_config
-from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, safe_filename
+from polypbench.leaderboard.uploads import check_safetensors, max_rows, read_bounded, read_config, safe_filename
 from polypbench.sizes import size_class
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
-from .conftest import MakeClient, live_server, parquet_bytes, post, predictions
+from .helpers import MakeClient, live_server, parquet_bytes, post, predictions
 
 
 def _one_line(res: Any) -> str:
@@ -298,6 +298,7 @@ def test_a_wide_csv_is_refused_over_http_with_one_precise_line(make_client: Make
     assert lone_cr.status_code == 422 and "more than" in lone_cr.json()["problems"][0], lone_cr.text[:300]
 
 
+@pytest.mark.slow
 def test_served_datasets_are_compared_as_registry_datasets(prepared: dict[str, Prepared], tmp_path: Path) -> None:
     from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
     from polypbench.prepare import prepare
@@ -335,7 +336,7 @@ def test_deep_json_long_numbers_and_infinite_shapes_are_400_not_500(make_client:
             check_safetensors(path)
     for text, message in (("[" * 5000, "nested too deeply"), ('{"img_size": ' + "9" * 5000 + "}", "number too long")):
         with pytest.raises(ModelError, match=f"config: not JSON \\({message}\\)"):
-            check_config(text, "tiny")
+            read_config(text, "tiny")
 
     client = make_client()
     sub = post(client, token, parquet_bytes(predictions(labels)))
@@ -367,6 +368,7 @@ def test_text_fields_with_control_characters_are_refused_before_scoring(make_cli
         assert [s.method for s in session.query(Submission)] == ["multi line method"]
 
 
+@pytest.mark.slow
 def test_the_private_track_keeps_no_count_of_undefined_replicates(prepared: dict[str, Prepared], sqlite_db: str,
                                                                   options: dict[str, Any]) -> None:
     from polypbench.leaderboard.auth import add_team, team_for

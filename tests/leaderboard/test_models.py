@@ -13,20 +13,23 @@ from typing import Any
 import pytest
 import yaml
 
+from polypbench.inference.sandbox import Limits, run_job
+from polypbench.inference.spec import INFERENCE_KEYS, InferenceConfig, ModelError, ModelRun
 from polypbench.leaderboard import client
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database
 from polypbench.leaderboard.jobs import close_phase
-from polypbench.leaderboard.sandbox import Limits, ModelError, check_config, run_job
 from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
+from polypbench.leaderboard.uploads import read_config
 from polypbench.leaderboard.worker import Worker, WorkerSettings, compare_predictions
 
-from .conftest import ARCHITECTURES, TASKS, free_port, live_server
+from .helpers import ARCHITECTURES, TASKS, free_port, live_server
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
+pytestmark = pytest.mark.process  # models run in the sandbox's child processes
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def site(prepared, sqlite_db: str, options: dict[str, Any], tmp_path: Path) -> I
 
 
 def test_the_registry_names_are_the_ones_the_tests_give_the_server() -> None:
-    from polypbench.leaderboard.sandbox import catalog
+    from polypbench.inference.child import catalog
     from polypbench.models import list_models
 
     assert list_models() == ARCHITECTURES
@@ -107,21 +110,20 @@ def test_configs_that_name_files_or_mismatch_are_refused_and_runs_are_limited(ru
                                                                               prepared) -> None:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     with pytest.raises(ModelError, match="model_kwargs.weights"):
-        check_config(json.dumps({**config, "model_kwargs": {"weights": "/etc/passwd"}}), "resnet18")
+        read_config(json.dumps({**config, "model_kwargs": {"weights": "/etc/passwd"}}), "resnet18")
     with pytest.raises(ModelError, match="differs from the architecture"):
-        check_config(json.dumps(config), "vit-tiny")
+        read_config(json.dumps(config), "vit-tiny")
     with pytest.raises(ModelError, match="not JSON"):
-        check_config("model: resnet18", "resnet18")
-    values = check_config(json.dumps(config), "resnet18")
-    assert set(values) <= {"model", "task", "img_size", "margin", "model_kwargs", "channels_last"}
-    assert check_config(json.dumps({**config, "task": "regression-paper"}), "resnet18")["task"] == "regression-paper"
+        read_config("model: resnet18", "resnet18")
+    values = read_config(json.dumps(config), "resnet18")
+    assert values == InferenceConfig.of_training(config) and set(values.to_dict()) == set(INFERENCE_KEYS)
+    assert read_config(json.dumps({**config, "task": "regression-paper"}), "resnet18").task == "regression-paper"
     with pytest.raises(ModelError, match="config key 'task'"):
-        check_config(json.dumps({**config, "task": ["regression"]}), "resnet18")
+        read_config(json.dumps({**config, "task": ["regression"]}), "resnet18")
 
     work = tmp_path / "work"
     _, _, weights = client.model_files(run_dir, tmp_path)
-    spec = {"config": values, "weights": str(weights), "size_offset_mm": None,
-            "prepared": [str(prepared["sun"].out)]}
+    spec = ModelRun(values, str(weights), (str(prepared["sun"].out),))
     work.mkdir()
     with pytest.raises(ModelError, match="time limit of 0.5 s"):
         run_job(spec, Limits(timeout_s=0.5), work)
@@ -152,7 +154,7 @@ def test_a_model_with_non_finite_outputs_fails_once_as_its_own_fault(site, run_d
 def test_a_failed_verification_is_shown_with_its_reason(site) -> None:
     import httpx
 
-    from .conftest import parquet_bytes, predictions
+    from .helpers import parquet_bytes, predictions
 
     url, token, worker = site["url"], site["token"], site["worker"]
     headers = {"Authorization": f"Bearer {token}"}
@@ -184,6 +186,7 @@ def _documented(block_with: str) -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("polypbench ")]
 
 
+@pytest.mark.e2e  # serve, worker and submit processes, as docs/leaderboard.md runs them
 def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, run_dir: Path, tmp_path: Path) -> None:
     """docs/leaderboard.md's commands as written (relative paths, from the folder they name; only the port differs):
     the worker runs a private-track model and verifies a public checkpoint, whatever its working folder."""
@@ -195,7 +198,7 @@ def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, r
 
     import httpx
 
-    from polypbench.predict import predict
+    from polypbench.inference.predict import predict
 
     site_dir = tmp_path / "site"
     for link, target in {"prepared/sun": prepared["sun"].out, "hidden/prepared": prepared["real-colon"].out}.items():
@@ -255,7 +258,7 @@ def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, r
         while any(j["status"] in ("queued", "running") for j in httpx.get(f"{url}/api/jobs", headers=headers)
                   .json()["jobs"]):
             assert worker.poll() is None and time.monotonic() < deadline + 300, (site_dir / "worker.log").read_text()
-            time.sleep(1)
+            time.sleep(2)  # at most 30 requests a minute: far below the team rate limit (60), on the real clock
         page = httpx.get(f"{url}/submissions/{sub_id}").text
         assert "verified: the server re-ran the checkpoint" in page, (site_dir / "worker.log").read_text()
         entry = httpx.get(f"{url}/api/leaderboard").json()["entries"][0]

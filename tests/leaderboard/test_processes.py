@@ -25,14 +25,27 @@ from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database, Submission, Team
 
-from .conftest import ARCHITECTURES, POSTGRES_ENV, free_port, live_server, parquet_bytes, postgres_schema, predictions
+from .helpers import (
+    ARCHITECTURES,
+    FROZEN_TIME,
+    POSTGRES_ENV,
+    TASKS,
+    free_port,
+    live_server,
+    parquet_bytes,
+    postgres_schema,
+    predictions,
+)
+
+pytestmark = pytest.mark.process  # real server processes
 
 SERVE = f"""
 import os, signal, sys
 from polypbench.leaderboard.app import create_app, serve
 from polypbench.leaderboard.config import Settings
 settings = Settings(db=sys.argv[1], labels=[sys.argv[2]], store=sys.argv[3], daily_cap=2, rate_limit=8,
-                    ip_rate_limit=0, n_bootstrap=20, architectures={ARCHITECTURES!r})
+                    ip_rate_limit=0, n_bootstrap=20, architectures={ARCHITECTURES!r}, tasks={TASKS!r},
+                    frozen_time={FROZEN_TIME!r})
 if sys.argv[5] == "crash":  # SIGKILL itself right after the first submission is committed, before it is answered
     import uvicorn
     app = create_app(settings, after_commit=lambda sub_id: os.kill(os.getpid(), signal.SIGKILL))
@@ -139,7 +152,7 @@ def test_no_acknowledged_submission_is_lost_when_the_server_is_killed(sqlite_db:
         stored = [(s.id, s.idempotency_key) for s in session.query(Submission)]
     assert stored == [(stored[0][0], "crash-test-key")]  # committed before the crash
     app = create_app(sqlite_db, [labels], store=str(tmp_path / "store"), rate_limit=0, ip_rate_limit=0,
-                     n_bootstrap=20, architectures=ARCHITECTURES)
+                     n_bootstrap=20, architectures=ARCHITECTURES, frozen_time=FROZEN_TIME)
     with live_server(app, port=port):  # restarted (in this process, to keep the test short); the client retries
         thread.join(timeout=90)
     app.state.server.db.dispose()

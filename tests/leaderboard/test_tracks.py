@@ -19,9 +19,9 @@ from polypbench.leaderboard.db import Database
 from polypbench.leaderboard.scoring import private_stat
 from polypbench.manifest import Manifest
 from polypbench.sizes import CLASS_SCHEMES
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
-from .conftest import parquet_bytes, post, predictions
+from .helpers import parquet_bytes, post, predictions
 
 
 @pytest.fixture
@@ -34,6 +34,7 @@ def two(prepared: dict[str, Prepared], sqlite_db: str, options: dict[str, Any]) 
     app.state.server.db.dispose()
 
 
+@pytest.mark.slow
 def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two: Any) -> None:
     client, (rc, sun), (alpha, beta) = two
     info = client.get("/api/info").json()

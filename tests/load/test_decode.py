@@ -15,7 +15,7 @@ from polypbench.errors import InputError
 from polypbench.load import crop_window
 from polypbench.load.decode import dct_scale, decode_crop, decode_jpeg_batch, decode_window
 from polypbench.manifest import Manifest
-from tests.conftest import link_copy, replace_file
+from tests.helpers import link_copy, replace_file
 
 
 def _resized(image: torch.Tensor, size: int = 64) -> torch.Tensor:

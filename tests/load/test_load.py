@@ -17,7 +17,7 @@ from polypbench import load_split
 from polypbench.errors import ConfigError, InputError
 from polypbench.load import crop_window
 from polypbench.manifest import Manifest
-from tests.conftest import DATASETS
+from tests.helpers import DATASETS
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -71,6 +71,7 @@ def test_missing_raw_root_is_a_one_line_error(prepared, tmp_path) -> None:
         load_split(prepared["sun"].out, "test", raw_root=tmp_path / "nowhere")
 
 
+@pytest.mark.process  # a child interpreter
 def test_plain_hugging_face_loads_the_manifest_without_polypbench(prepared) -> None:
     out = prepared["real-colon"].out
     code = (

@@ -26,7 +26,7 @@ from polypbench.load import (
     pad_collate,
 )
 from polypbench.manifest import Manifest
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
 
 def test_the_readme_dataloader_works_as_written(prepared: dict[str, Prepared]) -> None:

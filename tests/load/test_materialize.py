@@ -22,7 +22,7 @@ from polypbench.load.shard_layout import SHARD_SCHEMA, SPEC_FILE
 from polypbench.manifest import Manifest
 from polypbench.shards import ShardFrames, find_materialized, materialize
 from polypbench.train.data import FramesPerPolyp, SampleTransform, collate, polyp_keys
-from tests.conftest import link_copy, replace_file
+from tests.helpers import link_copy, replace_file
 
 
 def _copy(prepared, tmp: Path, name: str = "real-colon") -> Path:
@@ -44,6 +44,7 @@ def _resized(image: torch.Tensor, size: int = 48) -> torch.Tensor:
     return F.interpolate(image[None].float(), size=(size, size), mode="bilinear", antialias=True)[0]
 
 
+@pytest.mark.slow
 def test_materialize_writes_one_shard_per_video_and_a_description(shards: Path) -> None:
     prepared = shards.parent.parent
     frames = Manifest.open(prepared).frames
@@ -60,6 +61,7 @@ def test_materialize_writes_one_shard_per_video_and_a_description(shards: Path) 
         assert entry["path"].startswith(entry["split"] + "/")
 
 
+@pytest.mark.slow
 def test_shards_give_the_same_samples_as_raw_frames(shards: Path) -> None:
     prepared = shards.parent.parent
     for split in ("train", "test"):
@@ -81,6 +83,7 @@ def test_shards_give_the_same_samples_as_raw_frames(shards: Path) -> None:
             assert (_resized(a["image"], side) - _resized(b["image"], side)).abs().mean() < 6
 
 
+@pytest.mark.slow
 def test_load_split_picks_shards_only_when_they_fit(shards: Path) -> None:
     prepared = shards.parent.parent
     assert isinstance(load_split(prepared, "test", decode_size=64), ShardFrames)  # 96 px crops are enough
@@ -100,6 +103,7 @@ def test_load_split_picks_shards_only_when_they_fit(shards: Path) -> None:
     assert torch.allclose(half[0]["boxes"] * 2, full[0]["boxes"].as_subclass(torch.Tensor), atol=1.0)
 
 
+@pytest.mark.slow
 def test_the_trainer_reads_shard_backed_datasets(shards: Path) -> None:
     prepared = shards.parent.parent
     part = load_split(prepared, "train", decode_size=96, transform=SampleTransform(64, augment=True))
@@ -114,6 +118,7 @@ def test_the_trainer_reads_shard_backed_datasets(shards: Path) -> None:
     assert len(batch.polyp_id) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sun", "sun-seg"])
 def test_every_dataset_materializes_to_the_same_samples(prepared, tmp_path: Path, name: str) -> None:
     out = _copy(prepared, tmp_path, name)
@@ -129,6 +134,7 @@ def test_every_dataset_materializes_to_the_same_samples(prepared, tmp_path: Path
         assert (_resized(a["image"], side) - _resized(b["image"], side)).abs().mean() < 6
 
 
+@pytest.mark.slow
 def test_context_view_holds_the_window_and_real_pixels_around_it(shards: Path) -> None:
     prepared = shards.parent.parent
     plain = load_split(prepared, "test", decode_size=96, size=None)
@@ -142,6 +148,7 @@ def test_context_view_holds_the_window_and_real_pixels_around_it(shards: Path) -
     assert any(s["image"].shape[1:] == (124, 124) for s in (wide[i] for i in range(len(wide))))  # 96 + 2 x 14
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_shards_and_resumes_an_interrupted_run(prepared, tmp_path: Path) -> None:
     out = _copy(prepared, tmp_path)
     root = materialize(out, size=64, workers=1)
@@ -167,12 +174,14 @@ def test_rerun_skips_finished_shards_and_resumes_an_interrupted_run(prepared, tm
     assert all(p.stat().st_mtime_ns != stamps[p] for p in stamps)
 
 
+@pytest.mark.slow
 def test_materialize_is_deterministic_whatever_the_number_of_workers(prepared, shards: Path, tmp_path: Path) -> None:
     out = _copy(prepared, tmp_path)
     again = materialize(out, size=96, workers=1)
     assert _files(again) == _files(shards)
 
 
+@pytest.mark.slow
 def test_corrupt_frame_stops_materialize_with_a_one_line_error(prepared, tmp_path: Path) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw")
     out = _copy(prepared, tmp_path)
@@ -185,6 +194,7 @@ def test_corrupt_frame_stops_materialize_with_a_one_line_error(prepared, tmp_pat
     assert find_materialized(out, 0.5, 32) is None
 
 
+@pytest.mark.slow
 def test_corrupt_shard_row_is_a_one_line_error_naming_the_shard(prepared, tmp_path: Path) -> None:
     out = _copy(prepared, tmp_path)
     root = materialize(out, size=32, workers=1)
@@ -213,6 +223,7 @@ def test_bad_options_are_refused_with_the_expected_values(prepared, tmp_path: Pa
             materialize(out, **kwargs)
 
 
+@pytest.mark.slow
 def test_fit_trains_from_shards_without_the_raw_frames(shards: Path, tmp_path: Path) -> None:
     from polypbench.train import fit, load_config
 
@@ -230,6 +241,7 @@ def test_fit_trains_from_shards_without_the_raw_frames(shards: Path, tmp_path: P
         load_split(shards.parent.parent, "train", raw_root=nowhere, source="raw")[0]
 
 
+@pytest.mark.slow
 def test_cli_materialize(prepared, tmp_path: Path) -> None:
     from click.testing import CliRunner
 

@@ -17,7 +17,7 @@ from polypbench.load.augment import LOADER_STEPS, UInt8Augment
 from polypbench.load.spec import AUGMENTS
 from polypbench.load.streams import STREAMS, Pixels, Stream, build_streams, register_stream
 from polypbench.models import create_model
-from tests.conftest import Prepared
+from tests.helpers import Prepared
 
 
 @pytest.mark.parametrize(("fields", "message"), [

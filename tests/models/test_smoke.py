@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from polypbench.evaluate import validate_predictions
-from polypbench.predict import predict
+from polypbench.inference.predict import predict
 from polypbench.train import fit, load_config
 
 SMALL = ["img_size=32", "epochs=1", "batch_size=16", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "gr_mode", "task", "kwargs"), [
     ("resnet18-hag", "gr", "regression", "{}"),
     ("multistream-hag", "paper", "triclass", "{}"),

@@ -70,6 +70,7 @@ def test_mismatched_weights_one_line_error(name: str, tmp_path: Path) -> None:
     assert "\n" not in msg and str(path) in msg and "keys do not match" in msg
 
 
+@pytest.mark.slow
 def test_shape_mismatch_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "r18.pth"
     state = _checkpoint("resnet18", path)

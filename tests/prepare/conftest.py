@@ -6,34 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from polypbench.prepare import prepare
-from tests.conftest import link_copy
-
-REAL_VIDEOS = ("001-001", "001-012", "003-013")
-"""A train video with three lesions, the validation video whose names carry ``.0``, a test video."""
-SUN_CASES = (1, 2, 3)
-KEY = ["polyp_id", "frame_index", "xmin", "ymin", "xmax", "ymax"]
-BASE: dict[str, Small] = {}
-"""The clean results, once the ``small`` fixture ran (fault makers read them)."""
-
-
-@dataclass
-class Small:
-    dataset: str
-    raw: Path
-    frames: pd.DataFrame
-    problems: dict[str, int]
-
-
-def counts(report: dict) -> dict[str, int]:
-    """Problem counts per kind of a prepare_report.json."""
-    return {kind: int(info["count"]) for kind, info in report["problems"].items()}
+from tests.helpers import link_copy
+from tests.prepare.helpers import BASE, REAL_VIDEOS, SUN_CASES, Small, counts
 
 
 def _small_real(src: Path, dst: Path) -> Path:

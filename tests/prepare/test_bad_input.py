@@ -15,7 +15,7 @@ from polypbench.cli import main
 from polypbench.errors import InputError, PolypbenchError
 from polypbench.prepare import PrepareReport, prepare
 from polypbench.prepare.engine import work_dir
-from tests.conftest import link_copy, replace_file
+from tests.helpers import link_copy, replace_file
 
 
 def first_positive_xml(raw: Path, video: str = "001-001") -> Path:
@@ -161,6 +161,7 @@ def test_real_colon_border_boxes_match_the_owners_exporter(small: Any, tmp_path:
     assert {k: int(v["count"]) for k, v in report.problems.items()} == expected_problems
 
 
+@pytest.mark.slow
 def test_sun_bad_annotation_line_is_named_with_its_line_number(prepared: Any, tmp_path: Path) -> None:
     raw = link_copy(prepared["sun"].raw, tmp_path / "raw")
     txt = next(raw.glob("*/annotation_txt/case7.txt"))

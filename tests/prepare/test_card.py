@@ -12,7 +12,7 @@ from huggingface_hub import DatasetCard
 from polypbench import datasets as registry
 from polypbench.manifest import Manifest
 from polypbench.sizes import CLASS_SCHEMES
-from tests.conftest import DATASETS, Prepared
+from tests.helpers import DATASETS, Prepared
 
 
 def _keys(rows: Any) -> list[tuple[str, int]]:

@@ -113,6 +113,7 @@ def test_sun_seg_clips_map_to_cases(prepared: Any) -> None:
     assert (frames["frame_index"] == parts[0] * 10000 + parts[1]).all()
 
 
+@pytest.mark.slow
 def test_misawa_is_the_sun_converter_under_its_journal_name(prepared: Any, tmp_path: Path) -> None:
     report = prepare("misawa", prepared["sun"].raw, tmp_path / "misawa", workers=1)
     frames = Manifest.open(tmp_path / "misawa").frames
@@ -122,6 +123,7 @@ def test_misawa_is_the_sun_converter_under_its_journal_name(prepared: Any, tmp_p
     assert verify(tmp_path / "misawa").startswith("OK")
 
 
+@pytest.mark.slow
 def test_parallel_output_equals_serial(prepared: Any, tmp_path: Path) -> None:
     prep = prepared["real-colon"]
     prepare("real-colon", prep.raw, tmp_path / "par", workers=2)

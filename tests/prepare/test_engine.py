@@ -23,8 +23,8 @@ from polypbench.fileio import exclusive
 from polypbench.manifest import Manifest
 from polypbench.prepare import prepare
 from polypbench.prepare.engine import work_dir
-from tests.conftest import link_copy, replace_file
-from tests.prepare.conftest import Small
+from tests.helpers import link_copy, replace_file
+from tests.prepare.helpers import Small
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST_FILES = ("frames.parquet", "polyps.parquet", "README.md", "prepare_report.json", "hf")
@@ -294,6 +294,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+@pytest.mark.process
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_end_when_the_parent_is_killed(prepared: Any, tmp_path: Path, sig: int) -> None:
     out = tmp_path / "out"
@@ -317,6 +318,7 @@ def test_workers_end_when_the_parent_is_killed(prepared: Any, tmp_path: Path, si
     assert report.rows == prepared["sun"].report.rows
 
 
+@pytest.mark.process  # a `polypbench prepare` process
 def test_strict_stops_a_parallel_run_in_one_line(small: dict[str, Small], tmp_path: Path) -> None:
     """The first unit's problem stops the run while the other workers are busy: they are stopped, and nothing but
     the one line is printed (no traceback from the pool's threads or workers)."""

@@ -22,9 +22,9 @@ from click.testing import CliRunner
 
 from polypbench.cli import main
 from polypbench.prepare import prepare
-from tests.conftest import link_copy, replace_file
-from tests.prepare.conftest import BASE as _base
-from tests.prepare.conftest import KEY, Small, counts
+from tests.helpers import link_copy, replace_file
+from tests.prepare.helpers import BASE as _base
+from tests.prepare.helpers import KEY, Small, counts
 
 
 @dataclass

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from polypbench.errors import PolypbenchError
 from polypbench.prepare import prepare
 from polypbench.prepare.problems import FIXES, KINDS
-from tests.conftest import replace_file
-from tests.prepare.conftest import KEY, Small
+from tests.helpers import replace_file
+from tests.prepare.helpers import KEY, Small
 
 NUMBERS = [b"inf", b"-inf", b"NaN", b"1e400", b"-1", b"99999999999", b"2147483648", b"0", b"", b"1.5", b"0x10",
            b"\xff\xfe", b"Infinity", b"-99999"]
@@ -69,6 +69,7 @@ def target(base: Small) -> tuple[Path, str]:
     return raw / "TrainDataset" / "Detection" / "bbox_annotation.json", "TrainDataset/"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["real-colon", "sun", "sun-seg"])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(EDITS, min_size=1, max_size=3))

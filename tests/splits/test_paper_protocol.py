@@ -58,6 +58,7 @@ def test_the_committed_folds_are_the_seed_codes_for_all_232_objects() -> None:
     assert counts.tolist() == [39, 39, 39, 39, 38, 38]
 
 
+@pytest.mark.slow
 def test_manifest_order_and_alias_do_not_change_a_fold(prepared, tmp_path: Path) -> None:
     folds = paper_folds([prepared["real-colon"].out, prepared["sun"].out])
     assert len(folds) == 232 and folds["polyp_id"].is_unique

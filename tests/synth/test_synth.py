@@ -19,24 +19,29 @@ from polypbench.prepare.voc import parse_voc
 from polypbench.synth import synthesize
 from polypbench.synth.common import SynthSummary
 from polypbench.synth.real_colon import frame_size
+from tests.helpers import SYNTH, Prepared
 
 SUN_NAME = re.compile(r"^case_M_\d{14}_0U6\d{13}_1_\d{3}_\d{3}-1_a(\d+)_ayy_image(\d{4})\.jpg$")
 TXT_LINE = re.compile(r"^(\S+\.jpg) (\d+),(\d+),(\d+),(\d+),0$")
 
 
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    return synthesize("real-colon", tmp_path_factory.mktemp("rc") / "dump", frames_per_polyp=2, negatives_per_video=1)
+FRAMES, NEGATIVES = SYNTH["frames_per_polyp"], SYNTH["negatives_per_video"]
+"""The options the session's dumps were made with (tests/conftest.py, ``dumps``): the layout facts below follow them."""
 
 
-@pytest.fixture(scope="module")
-def sun(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    return synthesize("sun", tmp_path_factory.mktemp("sun") / "dump", frames_per_polyp=2, negatives_per_video=2)
+@pytest.fixture
+def real(dumps: dict[str, SynthSummary]) -> SynthSummary:
+    return dumps["real-colon"]
 
 
-@pytest.fixture(scope="module")
-def sun_seg(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    return synthesize("sun-seg", tmp_path_factory.mktemp("ss") / "dump", frames_per_polyp=3)
+@pytest.fixture
+def sun(dumps: dict[str, SynthSummary]) -> SynthSummary:
+    return dumps["sun"]
+
+
+@pytest.fixture
+def sun_seg(dumps: dict[str, SynthSummary]) -> SynthSummary:
+    return dumps["sun-seg"]
 
 
 def files(root: Path) -> dict[str, str]:
@@ -52,7 +57,8 @@ def test_real_colon_has_all_videos_and_lesions(real: SynthSummary) -> None:
     videos = sorted(p.name[:-7] for p in root.glob("*_frames"))
     assert len(videos) == 60 and sorted(p.name[:-12] for p in root.glob("*_annotations")) == videos
     assert real.n_polyps == 132 and real.boxes["polyp_key"].nunique() == 132
-    assert Counter(real.boxes["polyp_key"]) == dict.fromkeys(catalog.read_real_colon_lesions()["unique_object_id"], 2)
+    assert Counter(real.boxes["polyp_key"]) == dict.fromkeys(catalog.read_real_colon_lesions()["unique_object_id"],
+                                                             FRAMES)
     for name in ("video_info.csv", "lesion_info.csv"):
         assert (root / name).read_bytes() == catalog.shipped_path("real-colon", name).read_bytes()
     top = {p.name for p in root.iterdir() if p.is_file()}
@@ -100,7 +106,7 @@ def test_real_colon_xml_content(real: SynthSummary) -> None:
             assert box.unique_id.startswith(video + "_")
             assert 0 <= box.xmin < box.xmax <= ann.width and 0 <= box.ymin < box.ymax <= ann.height
         n_objects[video] = max(n_objects[video], len(ann.boxes))
-    assert negatives == 60  # negatives_per_video=1
+    assert negatives == 60 * NEGATIVES
     multi = catalog.read_real_colon_lesions().groupby("unique_video_name").size()
     for video, count in multi.items():
         assert (n_objects[video] >= 2) == (count >= 2), video
@@ -128,7 +134,7 @@ def test_sun_txt_lines_and_names(sun: SynthSummary) -> None:
     assert txts == sorted(f"case{n}.txt" for n in range(1, 101))
     for n in range(1, 101):
         lines = (pos / "annotation_txt" / f"case{n}.txt").read_text().splitlines()
-        assert len(lines) == 2
+        assert len(lines) == FRAMES
         jpgs = {p.name for p in (pos / f"case{n}").iterdir()}
         for line in lines:
             m = TXT_LINE.match(line)
@@ -156,7 +162,7 @@ def test_sun_negative_cases_have_no_txt(sun: SynthSummary) -> None:
     neg = sun.root / "SUN-Negative"
     cases = sorted(p.name for p in neg.iterdir())
     assert cases == ["case1", "case2"]
-    assert all(len(list((neg / c).glob("*.jpg"))) == 2 for c in cases)
+    assert all(len(list((neg / c).glob("*.jpg"))) == NEGATIVES for c in cases)
     assert not list(neg.rglob("*.txt"))
     assert not sun.boxes["frame_file"].str.startswith("SUN-Negative").any()
 
@@ -230,15 +236,13 @@ def test_summary_boxes_match_the_files(which: str, request: pytest.FixtureReques
         assert (boxes.size_mm.to_numpy() == sizes.loc[boxes.polyp_key.astype(int)].to_numpy()).all()
 
 
-def test_prepare_reads_the_dumps_without_problems(real: SynthSummary, sun: SynthSummary, sun_seg: SynthSummary,
-                                                  tmp_path: Path) -> None:
-    from polypbench.prepare import prepare
-
-    for name, summary in (("real-colon", real), ("sun", sun), ("sun-seg", sun_seg)):
-        report = prepare(name, summary.root, tmp_path / name, workers=1)
+def test_prepare_reads_the_dumps_without_problems(prepared: dict[str, Prepared]) -> None:
+    for name in ("real-colon", "sun", "sun-seg"):  # the session's prepare run of the session's dumps
+        report, summary = prepared[name].report, prepared[name].synth
         assert report.skipped == 0 and report.rows == summary.n_boxes, report.describe()
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     a = synthesize("sun", tmp_path / "a", frames_per_polyp=1, negatives_per_video=1, seed=3)
     b = synthesize("sun", tmp_path / "b", frames_per_polyp=1, negatives_per_video=1, seed=3, workers=2)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from polypbench.cli import main
 from polypbench.errors import ConfigError, InputError
-from polypbench.predict import predict
+from polypbench.inference.predict import predict
 from polypbench.train import fit, load_config
 from polypbench.train.cifar import open_cifar100, train_val_indices
 

@@ -17,56 +17,71 @@ from polypbench.models import gate_parameters
 from polypbench.train import fit, load_config
 from polypbench.train.loop import build_model, seed_everything
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]  # gloo process groups, torchrun
 
 TINY = ["img_size=32", "epochs=2", "batch_size=4", "frames_per_polyp_per_epoch=1", "n_bootstrap=0", "augment=true"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` different free ports (all held at once while they are chosen)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
-def _rank(rank: int, world: int, port: int, overrides: list[str], run_dir: str, out_dir: str,
-          resume_after: int | None = None) -> None:
-    """One rank's fit; with ``resume_after`` k, first a run of k epochs, then ``resume`` to the configured epochs
-    (in one process group, which the rank then sets up itself)."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+MODES = {"paper": None, "gr": 1}
+"""gr_mode -> resume_after. paper: ``fit`` joins the process group torchrun's variables describe, and leaves it;
+gr: 1 epoch, then resumed under DDP for the second, in one process group that the rank sets up itself."""
+
+
+def _overrides(gr_mode: str, prepared: str) -> list[str]:
+    return [*TINY, f"gr_mode={gr_mode}", f"prepared=[{prepared}]"]
+
+
+def _rank(rank: int, world: int, ports: list[int], prepared: str, out_dir: str) -> None:
+    """One rank: each mode of :data:`MODES` in turn, each on its own port (one process start for both)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1")
     torch.set_num_threads(1)
-    if resume_after is not None:
-        dist.init_process_group("gloo", rank=rank, world_size=world)
-        fit(load_config("demo", [*overrides, f"epochs={resume_after}"]), run_dir)
-    summary = fit(load_config("demo", overrides), run_dir, resume=resume_after is not None)
-    if resume_after is not None:
-        assert summary.start_epoch == resume_after
-        dist.destroy_process_group()
-    assert summary.model is not None
-    torch.save({"params": {k: p.detach() for k, p in summary.model.named_parameters()},
-                "files": sorted(p.name for p in Path(run_dir).glob("*"))}, Path(out_dir) / f"rank{rank}.pt")
+    for (gr_mode, resume_after), port in zip(MODES.items(), ports, strict=True):
+        os.environ["MASTER_PORT"] = str(port)
+        overrides, run_dir = _overrides(gr_mode, prepared), str(Path(out_dir) / gr_mode)
+        if resume_after is not None:
+            dist.init_process_group("gloo", rank=rank, world_size=world)
+            fit(load_config("demo", [*overrides, f"epochs={resume_after}"]), run_dir)
+        summary = fit(load_config("demo", overrides), run_dir, resume=resume_after is not None)
+        if resume_after is not None:
+            assert summary.start_epoch == resume_after
+            dist.destroy_process_group()
+        assert summary.model is not None and not dist.is_initialized()
+        torch.save({"params": {k: p.detach() for k, p in summary.model.named_parameters()},
+                    "files": sorted(p.name for p in Path(run_dir).glob("*"))},
+                   Path(out_dir) / f"{gr_mode}-rank{rank}.pt")
 
 
-@pytest.mark.parametrize("gr_mode", ["gr", "paper"])
-def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path, gr_mode: str) -> None:
-    overrides = [*TINY, f"gr_mode={gr_mode}", f"prepared=[{prepared['sun'].out}]"]
-    resume_after = 1 if gr_mode == "gr" else None  # gr: 1 epoch, then resumed under DDP for the second
-    mp.spawn(_rank, args=(2, _free_port(), overrides, str(tmp_path / "run"), str(tmp_path), resume_after), nprocs=2)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    assert r0["params"].keys() == r1["params"].keys()
-    assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
-    # training moved both the main weights and the gates away from the (seeded) initialisation
-    init = load_config("demo", overrides)
-    seed_everything(init.seed)
+def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path) -> None:
+    mp.spawn(_rank, args=(2, _free_ports(len(MODES)), str(prepared["sun"].out), str(tmp_path)), nprocs=2)
+    for gr_mode in MODES:
+        r0, r1 = (torch.load(tmp_path / f"{gr_mode}-rank{r}.pt", weights_only=True) for r in (0, 1))
+        assert r0["params"].keys() == r1["params"].keys()
+        assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"]), gr_mode
+        # training moved both the main weights and the gates away from the (seeded) initialisation
+        init = load_config("demo", _overrides(gr_mode, str(prepared["sun"].out)))
+        seed_everything(init.seed)
 
-    model = build_model(init)
-    gates = {id(p) for p in gate_parameters(model)}
-    moved = {n: not torch.equal(p.detach(), r0["params"][n]) for n, p in model.named_parameters()}
-    assert gates and moved["encoders.rgb.backbone.0.0.weight"]  # the first conv of the demo config's tiny-hag
-    assert any(moved[n] for n, p in model.named_parameters() if id(p) in gates)
-    assert {"best.pt", "last.pt", "config.yaml", "metrics.jsonl", "summary.json"} <= set(r0["files"])  # rank 0's
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
-    assert len(torch.load(tmp_path / "run" / "last.pt", weights_only=True)["rng"]) == 2  # one state per rank
+        model = build_model(init)
+        gates = {id(p) for p in gate_parameters(model)}
+        moved = {n: not torch.equal(p.detach(), r0["params"][n]) for n, p in model.named_parameters()}
+        assert gates and moved["encoders.rgb.backbone.0.0.weight"], gr_mode  # the first conv of the demo's tiny-hag
+        assert any(moved[n] for n, p in model.named_parameters() if id(p) in gates), gr_mode
+        assert {"best.pt", "last.pt", "config.yaml", "metrics.jsonl", "summary.json"} <= set(r0["files"])  # rank 0's
+        run = tmp_path / gr_mode
+        assert len((run / "metrics.jsonl").read_text().splitlines()) == 2, gr_mode
+        assert len(torch.load(run / "last.pt", weights_only=True)["rng"]) == 2  # one state per rank
 
 
 def test_torchrun_module_entry_point(prepared: dict, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from polypbench.cli import main
 from polypbench.errors import ConfigError
 from polypbench.evaluate import score, validate_predictions
-from polypbench.predict import predict
+from polypbench.inference.predict import predict
 from polypbench.train import fit, load_config, packaged_configs, save_config
 from polypbench.train.data import FramesPerPolyp, SampleTransform
 from polypbench.train.tasks import tasks_for
@@ -132,6 +132,7 @@ def run(prepared: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_fit_writes_checkpoint_config_and_metrics(run: Path) -> None:
     assert load_config(run / "config.yaml").img_size == 64
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -143,6 +144,7 @@ def test_fit_writes_checkpoint_config_and_metrics(run: Path) -> None:
     assert ckpt["size_offset_mm"] > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(prepared: dict, run: Path, tmp_path: Path) -> None:
     fit(_tiny(prepared, "task=regression", "seed=3"), tmp_path / "again")
     fit(_tiny(prepared, "task=regression", "seed=4"), tmp_path / "other")
@@ -152,6 +154,7 @@ def test_same_seed_same_weights(prepared: dict, run: Path, tmp_path: Path) -> No
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_predict_is_a_valid_submission(prepared: dict, run: Path) -> None:
     out = prepared["sun"].out
     df = predict(run / "best.pt", out, "test", batch_size=8)
@@ -161,6 +164,31 @@ def test_predict_is_a_valid_submission(prepared: dict, run: Path) -> None:
     assert result.stat("polyp/triclass/pooled/balanced_accuracy").value is not None
 
 
+@pytest.mark.slow
+def test_a_run_predicts_alike_from_its_checkpoint_its_folder_and_its_safetensors(prepared: dict, run: Path,
+                                                                                 tmp_path: Path) -> None:
+    """One inference path: ``best.pt``, the run folder, and ``model.safetensors`` beside the run's ``config.yaml``
+    (what ``submit --model`` uploads and the leaderboard's child loads) give the same predictions."""
+    from safetensors.torch import save_file
+
+    from polypbench.inference.spec import META_OFFSET
+
+    out = prepared["sun"].out
+    expected = predict(run / "best.pt", out, "validation", batch_size=8)
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    folder = tmp_path / "submitted"
+    folder.mkdir()
+    (folder / "config.yaml").write_text((run / "config.yaml").read_text())
+    save_file({k: v.contiguous() for k, v in ckpt["state_dict"].items()}, str(folder / "model.safetensors"),
+              metadata={META_OFFSET: repr(float(ckpt["size_offset_mm"]))})
+    for source in (run, folder, folder / "model.safetensors"):
+        pd.testing.assert_frame_equal(predict(source, out, "validation", batch_size=8), expected)
+    (folder / "config.yaml").unlink()
+    with pytest.raises(ConfigError, match="no config.yaml beside it"):
+        predict(folder, out, "validation")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "gr_mode", "streams"),
                          [("tiny", "off", None), ("tiny-hag", "paper", "[rgb, masked]")])
 def test_triclass_fit_and_predict(prepared: dict, tmp_path: Path, model: str, gr_mode: str,
@@ -183,13 +211,17 @@ def test_gated_model_refuses_plain_step_modes(prepared: dict, tmp_path: Path) ->
 
 # --- CLI ----------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_train_then_predict(prepared: dict, tmp_path: Path) -> None:
-    out = prepared["sun"].out
+    """``--manifest`` is a typed value, never override text: a folder whose name has a comma is one folder."""
+    out = tmp_path / "sun, prepared"
+    out.symlink_to(prepared["sun"].out)
     runner = CliRunner()
     res = runner.invoke(main, ["train", "--config", "demo", "--manifest", str(out), "--out", str(tmp_path / "r"),
                                *[a for o in [*TINY, "img_size=32"] for a in ("--set", o)]])
     assert res.exit_code == 0, res.output
     assert "trained 1 epoch in" in res.stdout and (tmp_path / "r" / "best.pt").is_file()
+    assert load_config(tmp_path / "r" / "config.yaml").prepared == [str(out)]
     res = runner.invoke(main, ["predict", "--checkpoint", str(tmp_path / "r" / "best.pt"), "--manifest", str(out),
                                "--out", str(tmp_path / "p.parquet")])
     assert res.exit_code == 0, res.output

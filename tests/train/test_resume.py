@@ -52,6 +52,7 @@ def _without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- resume ------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [("gr_mode=gr",), ("model=tiny", "gr_mode=off", "device_augment=true"),
                                    ("gr_mode=paper", "paper_amp=fp16-scaler", "task=regression-paper")],
                          ids=["gr-two-optimizers", "off-device-augment", "paper-fp16-scaler"])
@@ -83,6 +84,7 @@ def test_resume_continues_bit_exactly(prepared: dict, tmp_path: Path, extra: tup
     assert len(yaml.safe_load((split / "config.yaml").read_text())["provenance"]["resumed"]) == 1
 
 
+@pytest.mark.slow
 def test_last_pt_holds_everything_to_resume(prepared: dict, tmp_path: Path) -> None:
     fit(_cfg(prepared, "epochs=1"), tmp_path)
     last = _last(tmp_path)
@@ -152,6 +154,7 @@ def _kill_after_epoch_0(line: str) -> None:
         raise Killed
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_unfinished_and_resumes(prepared: dict, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     assert run_status(tmp_path) == "new"
@@ -170,6 +173,7 @@ def test_an_interrupted_run_is_unfinished_and_resumes(prepared: dict, tmp_path: 
     assert "nothing to train" in again.describe()
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_config_and_fewer_epochs(prepared: dict, tmp_path: Path) -> None:
     fit(_cfg(prepared, "epochs=2"), tmp_path)
     with pytest.raises(ConfigError, match=r"differs from the run's \(config key 'lr': 0.003 -> 0.5\)"):
@@ -180,6 +184,7 @@ def test_resume_refuses_another_config_and_fewer_epochs(prepared: dict, tmp_path
 
 # --- refusal, overwrite, config errors ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_folder_holding_a_run_is_refused_unless_overwrite(prepared: dict, tmp_path: Path) -> None:
     fit(_cfg(prepared, "epochs=1"), tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
@@ -205,6 +210,7 @@ def test_config_errors_come_before_any_folder(prepared: dict, tmp_path: Path, ex
 
 # --- files: metrics, TensorBoard, provenance ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_metrics_csv_tensorboard_and_provenance(prepared: dict, tmp_path: Path) -> None:
     fit(_cfg(prepared, "epochs=2"), tmp_path)
     csv = pd.read_csv(tmp_path / "metrics.csv")
@@ -223,6 +229,7 @@ def test_metrics_csv_tensorboard_and_provenance(prepared: dict, tmp_path: Path) 
     assert data["pixels"]["train"]["raw_root"] == str(Path(prepared["sun"].raw).resolve())
 
 
+@pytest.mark.slow
 def test_no_tensorboard_package_no_event_files(prepared: dict, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard now fails
@@ -236,6 +243,7 @@ def _train(*args: str) -> Any:
     return CliRunner().invoke(main, ["train", *args])
 
 
+@pytest.mark.slow
 def test_cli_prints_epochs_and_resumes(prepared: dict, tmp_path: Path) -> None:
     out = tmp_path / "run"
     sets = [a for o in [*TINY, "epochs=1"] for a in ("--set", o)]

@@ -124,6 +124,7 @@ def test_gate_clipping_only_in_gate_pass() -> None:
     assert norms["main"] == pytest.approx(out["grad_norm"], rel=1e-4) and norms["main"] > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gr_mode", GR_MODES)
 def test_same_seed_same_training(gr_mode: str) -> None:
     runs = []

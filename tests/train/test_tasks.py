@@ -12,7 +12,7 @@ import torch
 
 from polypbench.errors import ConfigError
 from polypbench.evaluate import validate_predictions
-from polypbench.predict import predict
+from polypbench.inference.predict import predict
 from polypbench.train import fit, load_config
 from polypbench.train.batch import TARGETS, Batch, collate
 from polypbench.train.data import DATA
@@ -63,6 +63,7 @@ def test_balanced_cross_entropy_weighs_by_inverse_frequency() -> None:
     assert not torch.allclose(weighted.loss(raw, target), plain.loss(raw, target))
 
 
+@pytest.mark.slow
 def test_a_new_task_is_one_table_entry(prepared: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scaled = dataclasses.replace(TASKS["regression"], name="regression-scaled",
                                  coding=lambda _: SizeCoding(shift=10.25, scale=9.75, low=0.5, high=20.0))

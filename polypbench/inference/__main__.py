@@ -1,0 +1,10 @@
+"""``python -m polypbench.inference SPEC``: the sandboxed model run (:mod:`polypbench.inference.child`)."""
+
+from __future__ import annotations
+
+import sys
+
+from polypbench.inference.child import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

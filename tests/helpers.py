@@ -1,0 +1,37 @@
+"""Helpers shared by the test packages: the datasets under test, the prepared-dump record of the session
+fixtures (tests/conftest.py), and cheap copies of a dump that tests may change file by file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from polypbench import datasets as registry
+
+DATASETS = registry.synth_names()
+"""Every dataset with a synthetic generator (the registry's, so a new entry is tested without editing tests)."""
+SYNTH = {"frames_per_polyp": 2, "negatives_per_video": 1, "seed": 0}
+"""The options of the session's synthetic dumps (the ``dumps`` fixture); tests of the dumps' layout read them."""
+
+
+@dataclass
+class Prepared:
+    dataset: str
+    raw: Path
+    out: Path
+    synth: object  # polypbench.synth summary
+    report: object  # polypbench.prepare.PrepareReport
+
+
+def link_copy(src: Path, dst: Path) -> Path:
+    """A cheap copy of a dump (hard links): tests then replace single files (unlink first, never edit in place)."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    return dst
+
+
+def replace_file(path: Path, data: bytes | str) -> None:
+    """Replace a (possibly hard-linked) file without touching the shared original."""
+    path.unlink()
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
