@@ -19,14 +19,17 @@ from pathlib import Path
 
 import torch
 
+from polypbench.load.spec import PixelSpec
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def prepared_shards(root: Path, size: int, frames_per_polyp: int, workers: int) -> Path:
-    """A prepared synthetic REAL-Colon manifest with its crops materialized at ``size`` (reused when present)."""
+def prepared_shards(root: Path, spec: PixelSpec, frames_per_polyp: int, workers: int) -> Path:
+    """A prepared synthetic REAL-Colon manifest (``root/prepared``) with its crops materialized at the size and
+    margin of ``spec`` (reused when present)."""
     from polypbench.prepare import prepare
     from polypbench.shards import find_materialized, materialize
     from polypbench.synth import synthesize
@@ -36,8 +39,8 @@ def prepared_shards(root: Path, size: int, frames_per_polyp: int, workers: int) 
         synthesize("real-colon", raw, frames_per_polyp=frames_per_polyp, negatives_per_video=0, workers=workers)
     if not (prepared / "frames.parquet").is_file():
         prepare("real-colon", raw, prepared, workers=workers)
-    if find_materialized(prepared, 0.5, size) is None:
-        materialize(prepared, size=size, workers=workers)
+    if find_materialized(prepared, spec.margin, spec.size) is None:
+        materialize(prepared, size=spec.size, margin=spec.margin, workers=workers)
     return prepared
 
 
@@ -62,19 +65,21 @@ def main() -> None:
     from polypbench.train.data import build_data, model_input
     from polypbench.train.device_augment import DeviceAugment
 
-    prepared = prepared_shards(args.dir, args.size, args.frames_per_polyp, args.workers)
     device = torch.device(args.device)
+    # the demo's settings with the model's own margin (the reference 0.5), at --size
     cfg = load_config("demo", changes={
-        "prepared": [str(prepared)], "img_size": args.size, "batch_size": args.batch, "num_workers": args.workers,
-        "device": args.device, "augment": True, "device_augment": True, "device_decode": not args.no_device_decode,
-        "task": "regression", "model": args.model, "gr_mode": "gr", "frames_per_polyp_per_epoch": 1000,
-        "balance_classes": False})
+        "prepared": [str(args.dir / "prepared")], "img_size": args.size, "margin": None, "batch_size": args.batch,
+        "num_workers": args.workers, "device": args.device, "augment": True, "device_augment": True,
+        "device_decode": not args.no_device_decode, "task": "regression", "model": args.model, "gr_mode": "gr",
+        "frames_per_polyp_per_epoch": 1000, "balance_classes": False})
+    pixels = cfg.pixel_spec(augment=True)
+    prepared_shards(args.dir, pixels, args.frames_per_polyp, args.workers)
     data = build_data(cfg)
     model = create_model(cfg.model, 1).to(device).train()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     main_opt, gate_opt = build_optimizers(model, 1e-4, 1e-3, gr_mode="gr")
-    augment = DeviceAugment(cfg.img_size, cfg.seed)
+    augment = DeviceAugment.for_spec(pixels, cfg.seed)
     dtype = torch.bfloat16 if args.bf16 else None
 
     def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,7 +97,7 @@ def main() -> None:
             t0 = time.perf_counter()
             try:
                 batch = next(it)
-                x = model_input(batch, getattr(model, "streams", None), device, non_blocking=True, augment=augment)
+                x = model_input(batch, pixels, device, non_blocking=True, augment=augment)
                 y = batch.target("size_mm").to(device, non_blocking=True)
             except StopIteration:
                 break

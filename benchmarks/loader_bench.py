@@ -47,14 +47,17 @@ from torchvision.transforms import v2
 from polypbench import load_split
 from polypbench.load import crop_window
 from polypbench.load.augment import UInt8Augment
+from polypbench.load.common import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from polypbench.load.decode import dct_scale
+from polypbench.load.spec import PixelSpec
 from polypbench.prepare import prepare
 from polypbench.shards import materialize, open_shard
 from polypbench.synth import synthesize
-from polypbench.train.data import IMAGENET_MEAN, IMAGENET_STD, SampleTransform, collate, model_input
+from polypbench.train.data import SampleTransform, collate, model_input
 from polypbench.train.device_augment import DeviceAugment, WindowScale
 
-SIZE = 384
+SIZE = DEFAULT_SIZE  # the reference input
+DEVICE_INPUT = PixelSpec(size=SIZE, augment="device", streams=("rgb", "masked"))
 TARGET_RAW_RATIO = 10.0
 TARGET_SHARDS_RATE = 1200.0
 
@@ -132,8 +135,8 @@ class DeviceSide:
 
     def __getitem__(self, index: int) -> None:
         if index % self.batch == 0:
-            model_input(self.batches[(index // self.batch) % len(self.batches)], ["rgb", "masked"],
-                        torch.device("cpu"), augment=self.augment)
+            model_input(self.batches[(index // self.batch) % len(self.batches)], DEVICE_INPUT, torch.device("cpu"),
+                        augment=self.augment)
 
 
 def measure(paths: dict[str, Any], seconds: float, rounds: int) -> dict[str, tuple[int, float]]:

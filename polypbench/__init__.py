@@ -19,6 +19,7 @@ _LAZY = {
     "load_split": "polypbench.load",
     "load_polyps": "polypbench.load",
     "load_hf": "polypbench.load",
+    "PixelSpec": "polypbench.load",
     "Manifest": "polypbench.manifest",
     "score": "polypbench.evaluate",
 }

@@ -29,7 +29,7 @@ def _grid(path: Path, protocol: str, configs: list[str], folds: list[int | None]
 def test_paper_grid_runs_resumes_and_reports_failures(prepared, tmp_path: Path) -> None:
     sun = prepared["sun"].out
     broken = tmp_path / "broken.yaml"
-    broken.write_text("model: tiny-hag\ntask: triclass\nmodel_kwargs: {streams: [bogus]}\n")  # fails inside fit
+    broken.write_text("model: tiny-hag\ntask: triclass\nmodel_kwargs: {gate_init: bogus}\n")  # fails inside fit
     grid = _grid(tmp_path / "grid.yaml", "paper", ["demo", str(broken)], [0, 1, 2, 3, 4, 5], [0])
     out = tmp_path / "sweep"
     result = CliRunner().invoke(main, ["sweep", str(grid), "--manifest", str(sun), "--out", str(out),
@@ -37,7 +37,7 @@ def test_paper_grid_runs_resumes_and_reports_failures(prepared, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "12 runs: 6 trained, 0 already done, 6 failed" in result.output
     assert result.output.count("  failed: broken fold") == 6  # the summary; the progress lines said it too
-    assert "unknown stream 'bogus'" in result.output
+    assert "unknown gate_init 'bogus'" in result.output
     failed = json.loads((out / "runs" / "broken" / "fold3-seed0" / "failed.json").read_text())
     assert "Traceback" not in failed["error"] and failed["error"]
 

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from polypbench.load.spec import PixelSpec
 from polypbench.progress import Progress
 from polypbench.train.data import Loader, model_input
 from polypbench.train.tasks import Evaluation, Objective
@@ -16,19 +17,19 @@ from polypbench.train.tasks import Evaluation, Objective
 
 @torch.no_grad()
 def run_inference(model: nn.Module, loader: Loader, objective: Objective, device: torch.device,
-                  split: str = "validation", *, channels_last: bool = False, bf16: bool = False,
-                  desc: str | None = None, summary: bool = True) -> Evaluation:
+                  split: str = "validation", *, pixels: PixelSpec, channels_last: bool = False,
+                  bf16: bool = False, desc: str | None = None, summary: bool = True) -> Evaluation:
     """The model over ``loader`` in eval mode: raw and decoded outputs, targets, and the prediction frame (the
-    batches' id columns, then the task's columns: the prediction-file contract for polyps). ``channels_last`` and
+    batches' id columns, then the task's columns: the prediction-file contract for polyps). ``pixels``: the
+    pipeline the loader's batches were built for (its streams and normalisation). ``channels_last`` and
     ``bf16`` (autocast) as the config's keys of those names. ``desc``: show progress under that name
     (:class:`~polypbench.progress.Progress`; ``summary``: its closing log line)."""
     model.eval()
-    streams = getattr(model, "streams", None)
     raws, targets = [], []
     ids: dict[str, list[Any]] = {}
     with Progress(len(loader), desc or "", unit="batch", enabled=desc is not None, summary=summary) as bar:
         for batch in loader:
-            x = model_input(batch, streams, device, non_blocking=True)
+            x = model_input(batch, pixels, device, non_blocking=True)
             if channels_last and isinstance(x, torch.Tensor):
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

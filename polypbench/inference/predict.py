@@ -69,7 +69,8 @@ def predict_model(model: Model, prepared: PathOrPaths, split: str = "test", *, r
     if model.config.channels_last:
         net.to(memory_format=torch.channels_last)
     objective = TASKS[model.config.task].objective(train_cfg, model.stats)
-    df = run_inference(net, loader, objective, dev, split, channels_last=model.config.channels_last,
+    df = run_inference(net, loader, objective, dev, split, pixels=train_cfg.pixel_spec(),
+                       channels_last=model.config.channels_last,
                        bf16=model.config.bf16, desc=f"predict {split}").predictions
     log.info("predicted %d frames of %s (%s)", len(df), split, ", ".join(dirs))
     return df

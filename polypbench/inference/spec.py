@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polypbench.errors import ConfigError, PolypbenchError
-from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE
 
 DEFAULT_TASK = "regression"
 """The task of a config that names none (``TrainConfig.task``'s default too)."""
@@ -46,13 +45,14 @@ class InferenceConfig:
     """The config keys a model's predictions depend on: the architecture (``model``) and its keywords
     (``model_kwargs``), the task (its outputs and how they decode), the crop (``img_size``, ``margin``) and the
     numerics (``channels_last``, ``bf16``). Same names, types and defaults as
-    :class:`~polypbench.train.config.TrainConfig`'s fields (tested); validated when made. ``model_kwargs``: a
-    private copy, whose ``img_size`` (where given) follows ``img_size``, as training's does."""
+    :class:`~polypbench.train.config.TrainConfig`'s fields (tested); validated when made. ``img_size`` and
+    ``margin`` None: the model's own (:func:`polypbench.models.default_cfg`, resolved where the model is built).
+    ``model_kwargs``: a private copy, whose ``img_size`` (where given) follows ``img_size``, as training's does."""
 
     model: str
     task: str = DEFAULT_TASK
-    img_size: int = DEFAULT_SIZE
-    margin: float = DEFAULT_MARGIN
+    img_size: int | None = None
+    margin: float | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False
     bf16: bool = False
@@ -62,20 +62,22 @@ class InferenceConfig:
             value = getattr(self, key)
             if not isinstance(value, str) or not value or len(value) > 100:
                 raise ConfigError(f"{_key(key)}: {value!r}; expected a name")
-        if not isinstance(self.img_size, int) or isinstance(self.img_size, bool) or self.img_size < 1:
-            raise ConfigError(f"{_key('img_size')}: {self.img_size!r}; expected an integer >= 1")
+        size = self.img_size
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise ConfigError(f"{_key('img_size')}: {size!r}; expected an integer >= 1 (or null: the model's)")
         margin = self.margin
-        if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < math.inf:
-            raise ConfigError(f"{_key('margin')}: {margin!r}; expected a number >= 0")
+        if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool)
+                                   or not 0 <= margin < math.inf):
+            raise ConfigError(f"{_key('margin')}: {margin!r}; expected a number >= 0 (or null: the model's)")
         for key in ("channels_last", "bf16"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{_key(key)}: {getattr(self, key)!r} is not a boolean; expected true or false")
         if not isinstance(self.model_kwargs, Mapping) or not all(isinstance(k, str) for k in self.model_kwargs):
             raise ConfigError(f"{_key('model_kwargs')}: {self.model_kwargs!r}; expected a mapping")
         kwargs = dict(self.model_kwargs)
-        if "img_size" in kwargs:  # the model's input size follows the config's
-            kwargs["img_size"] = self.img_size
-        object.__setattr__(self, "margin", float(margin))
+        if "img_size" in kwargs and size is not None:  # the model's input size follows the config's
+            kwargs["img_size"] = size
+        object.__setattr__(self, "margin", None if margin is None else float(margin))
         object.__setattr__(self, "model_kwargs", kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,12 +132,13 @@ def submitted_config(config: Mapping[str, Any], architecture: str,
     if tasks is not None and task not in tasks:
         raise ModelError(f"config key 'task': {task!r}; expected a task the board scores: {', '.join(tasks)}")
     low, high = SUBMITTED_SIZES
-    size = values.get("img_size", DEFAULT_SIZE)
-    if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
+    size = values.get("img_size")  # None: the model's own, within the bounds
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high):
         raise ModelError(f"config key 'img_size': {size!r}; expected an integer in {low}..{high}")
     lo, hi = SUBMITTED_MARGINS
-    margin = values.get("margin", DEFAULT_MARGIN)
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not lo <= margin <= hi:
+    margin = values.get("margin")
+    if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool)
+                               or not lo <= margin <= hi):
         raise ModelError(f"config key 'margin': {margin!r}; expected a number in {lo:g}..{hi:g}")
     kwargs = values.get("model_kwargs", {})
     if not isinstance(kwargs, dict) or len(kwargs) > MAX_MODEL_KWARGS:

@@ -4,6 +4,9 @@
   collate works), from the raw frames (:class:`PolypFrames`) or from materialized shards (:class:`ShardFrames`,
   whose format :mod:`polypbench.load.shard_layout` owns); :func:`load_polyps`: one item per polyp with all its
   frames, for sequence models.
+- :class:`PixelSpec`: the pixel pipeline chosen once (source, crop, resize and augmentation, streams,
+  normalisation; :mod:`polypbench.load.spec`); :data:`STREAMS`: the input streams, one entry each
+  (:mod:`polypbench.load.streams`).
 - :func:`pad_collate`: the collate for crops of native sizes and per-polyp items of different lengths (pads).
 - :class:`FramesPerPolyp`: the polyp-balanced sampler (n frames of every polyp per epoch, seeded, DDP-aware).
 - :func:`load_hf`: a split as a ``datasets.Dataset`` with the crops.
@@ -19,6 +22,11 @@ _LAZY = {
     "PolypSequences": "polypbench.load.torch_dataset",
     "DEFAULT_MARGIN": "polypbench.load.common",
     "DEFAULT_SIZE": "polypbench.load.common",
+    "IMAGENET_MEAN": "polypbench.load.common",
+    "IMAGENET_STD": "polypbench.load.common",
+    "PixelSpec": "polypbench.load.spec",
+    "SOURCES": "polypbench.load.spec",
+    "STREAMS": "polypbench.load.streams",
     "load_split": "polypbench.load.torch_dataset",
     "load_polyps": "polypbench.load.torch_dataset",
     "pad_collate": "polypbench.load.collate",

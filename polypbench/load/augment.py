@@ -7,11 +7,16 @@ and both flips are one nearest-neighbour affine warp in Pillow (v2's rotation is
 brightness, contrast, saturation and hue are one 3x4 colour matrix (hue as a turn of the chroma plane in YIQ, the
 usual linear approximation of v2's HSV shift; no clamping between the steps, which v2 applies in random order).
 Boxes move with the image as in v2: the corners are mapped and the enclosing box clamped to the image.
+
+:class:`WindowScale` is the loader's half of device augmentation (the device's half is
+:class:`polypbench.train.device_augment.DeviceAugment`); :data:`LOADER_STEPS` picks the loader's step for a
+:class:`~polypbench.load.spec.PixelSpec`'s ``augment``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -114,3 +119,36 @@ class UInt8Augment:
         ys = torch.stack([d * x + e * y + f for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))])
         out = torch.stack([xs.amin(0), ys.amin(0), xs.amax(0), ys.amax(0)], dim=-1).clamp(0, self.size)
         return tv_tensors.BoundingBoxes(out.float(), format="XYXY", canvas_size=(self.size, self.size))
+
+
+class WindowScale:
+    """Loader-side half of device augmentation: scale a sample so that its crop window is ``img_size`` pixels a
+    side (a no-op for shards materialized at ``img_size``), keeping any context, and record the window."""
+
+    def __init__(self, img_size: int) -> None:
+        self.size = img_size
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        image = sample["image"]
+        height, width = image.shape[-2:]
+        window = sample.pop("window", None)
+        window = torch.tensor([0.0, 0.0, width, height]) if window is None else window.float()
+        scale_x = self.size / float(window[2] - window[0])
+        scale_y = self.size / float(window[3] - window[1])
+        if abs(scale_x - 1) > 0.01 or abs(scale_y - 1) > 0.01:
+            new = [max(1, round(height * scale_y)), max(1, round(width * scale_x))]
+            sample["image"] = tv_tensors.Image(F.resize(image, new, antialias=True))
+            if "boxes" in sample:
+                sample["boxes"] = F.resize(sample["boxes"], new)
+            scale = torch.tensor([new[1] / width, new[0] / height] * 2)
+            window = window * scale
+        sample["window"] = window
+        return sample
+
+
+LOADER_STEPS: dict[str, Callable[[int], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "none": lambda size: UInt8Augment(size, augment=False),
+    "loader": lambda size: UInt8Augment(size, augment=True),
+    "device": WindowScale,
+}
+"""A spec's ``augment`` (:data:`polypbench.load.spec.AUGMENTS`) -> the loader's step for crops of ``size``."""

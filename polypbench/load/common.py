@@ -1,9 +1,11 @@
 """What the torch and the Hugging Face loaders share, without importing either: the default crop (size and
-margin) and where the raw frames are.
+margin), the default normalisation, and where the raw frames are.
 
 :data:`DEFAULT_SIZE` and :data:`DEFAULT_MARGIN` are the one owner of the crop every data-layer function hands out
-by default (``crop_window``, the loaders, ``materialize``, ``export-hf``); a model's own default will derive from
-them."""
+by default (``crop_window``, the loaders, ``materialize``, ``export-hf``), for users without a model. A model's
+own input defaults are its registry entry's (:func:`polypbench.models.default_cfg`, as timm's ``default_cfg``):
+the reference models' are these values, and a training config without ``img_size`` or ``margin`` reads the
+model's. :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD` are the one owner of the normalisation constants."""
 
 from __future__ import annotations
 
@@ -21,6 +23,11 @@ DEFAULT_SIZE = 384
 DEFAULT_MARGIN = 0.5
 """Context around a polyp box in the default crop, as a fraction of the box's longer side added on each side
 (:func:`~polypbench.load.crop.crop_window`; the training configs' ``margin``)."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel mean of ImageNet's RGB pixels in [0, 1]: the normalisation of every reference model's input
+(:class:`~polypbench.load.spec.PixelSpec`'s ``mean``)."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel standard deviation matching :data:`IMAGENET_MEAN`."""
 
 
 def resolve_raw_root(manifest: Manifest, raw_root: str | Path | None) -> Path:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
 from polypbench.load.decode import read_crop
+from polypbench.load.spec import PixelSpec
 from polypbench.manifest import Manifest
 from polypbench.prepare.card import Feature, feature_types
 from polypbench.splits import select
@@ -78,6 +79,7 @@ def load_hf(prepared_dir: str | Path, split: str, raw_root: str | Path | None = 
 
     Without polypbench, ``datasets.load_dataset(prepared_dir)`` gives the same rows without images, and the
     folder written by ``polypbench export-hf`` the crops embedded."""
+    crops = PixelSpec(source="raw", size=size, margin=margin)  # the crop geometry, checked as load_split's
     manifest = Manifest.open(prepared_dir)
     root = resolve_raw_root(manifest, raw_root)
     rows = select(manifest, split, fold, protocol=protocol)
@@ -87,5 +89,5 @@ def load_hf(prepared_dir: str | Path, split: str, raw_root: str | Path | None = 
     ds = datasets.Dataset.from_pandas(rows, features=features, preserve_index=False, split=datasets.Split(split))
     if not crop:
         return ds.add_column("image", ds[FRAME_FILE]).cast_column("image", datasets.Image())
-    ds.set_transform(_Crops(size, margin))
+    ds.set_transform(_Crops(crops.size, crops.margin))
     return ds

@@ -5,53 +5,47 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from polypbench.errors import ConfigError, choice_error
+from polypbench.errors import ConfigError
+from polypbench.load.augment import LOADER_STEPS
 from polypbench.load.collate import PolypVideo
-from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, resolve_raw_root
+from polypbench.load.common import DEFAULT_SIZE, resolve_raw_root
 from polypbench.load.frames import PolypFrames, Transform
 from polypbench.load.shard_layout import find_materialized
 from polypbench.load.shards import ShardFrames
+from polypbench.load.spec import PixelOptions, PixelSpec, spec_with
 from polypbench.manifest import Manifest
 from polypbench.splits import select
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "raw", "shards")
-"""Where :func:`load_split` reads pixels from: materialized shards when present (``auto``), or one of the two."""
 
-Size = int | None | Literal["auto"]
+class Then:
+    """``first``, then ``then``: two sample transforms as one (picklable, for DataLoader workers)."""
 
-
-def resolve_size(size: Size, transform: Transform | None) -> int | None:
-    """The crop side ``size`` asks for: ``"auto"`` is :data:`DEFAULT_SIZE` without a ``transform`` and the native
-    crop size (None) with one; an int must be at least 1."""
-    if size == "auto":
-        return DEFAULT_SIZE if transform is None else None
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ConfigError(f"size {size!r}; expected a positive number of pixels, None (native crops) or 'auto'")
-    return size
-
-
-class Resized:
-    """``transform`` after resizing the crop to ``size`` x ``size`` (antialiased; the box moves with it; a shard
-    sample's ``window`` is what is resized, then dropped)."""
-
-    def __init__(self, size: int, transform: Transform | None = None) -> None:
-        from polypbench.load.augment import UInt8Augment
-
-        self.size, self.transform = size, transform
-        self.resize = UInt8Augment(size, augment=False)
+    def __init__(self, first: Transform, then: Transform) -> None:
+        self.first, self.then = first, then
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        sample = self.resize(sample)
-        return self.transform(sample) if self.transform is not None else sample
+        return self.then(self.first(sample))
+
+
+def pixel_transform(spec: PixelSpec, transform: Transform | None = None) -> Transform | None:
+    """The loader's pixel step for ``spec`` (resize and augmentation: :data:`~polypbench.load.augment.LOADER_STEPS`
+    of its ``augment``; none for native crops), then ``transform``."""
+    if spec.size is None:
+        return transform
+    step = LOADER_STEPS[spec.augment](spec.size)
+    return step if transform is None else Then(step, transform)
 
 
 def load_split(
@@ -61,61 +55,50 @@ def load_split(
     raw_root: str | Path | None = None,
     transform: Transform | None = None,
     *,
-    size: Size = "auto",
-    margin: float = DEFAULT_MARGIN,
-    decode_size: int | None = None,
-    source: str = "auto",
-    context: bool = False,
-    encoded: bool = False,
     protocol: str = "public",
+    spec: PixelSpec | None = None,
+    **pixels: Unpack[PixelOptions],
 ) -> PolypFrames:
-    """The ``split`` (train / validation / test) of a prepared manifest as a torch Dataset.
+    """The ``split`` (train / validation / test) of a prepared manifest as a torch Dataset, one sample per box.
 
     With ``fold`` k the public cross-validation folds are used instead of the default split: validation is
     fold k, train the other non-test folds. ``protocol="paper"`` uses the HAG/GR paper's per-object folds
     instead (``fold`` k required: test fold k, validation fold k + 1 mod 6; :func:`polypbench.splits.select`).
-    ``raw_root`` defaults to the folder recorded at prepare time.
+    ``raw_root`` defaults to the folder recorded at prepare time. ``transform`` receives each sample after the
+    pipeline's own resize (and augmentation).
 
-    ``size``: the side of the square crops handed out, resized before ``transform`` (antialiased; ``boxes`` move
-    with the image). ``"auto"`` (default): :data:`DEFAULT_SIZE` (384) when no ``transform`` is given, so torch's
-    default collate stacks the samples (``DataLoader(load_split(...), batch_size=4)``); with a ``transform``, the
-    crops at their native size (the transform decides the pixels, as the training loaders' do). ``None``: native
-    crops always (their sizes differ: collate with :func:`~polypbench.load.pad_collate`; torch's default collate
-    refuses them in one line). An int: that size always.
+    The pixels follow one :class:`~polypbench.load.spec.PixelSpec`: ``spec``, with any of its fields given as
+    keywords (``**pixels``) replacing the spec's (docs/loading.md). The common ones:
 
-    ``decode_size``: the training input size (see :class:`PolypFrames`; with ``size`` N, ``decode_size=N`` decodes
-    faster for the same result up to resampling). ``source``: ``raw`` decodes the raw
-    frames; ``shards`` reads crops written by ``polypbench materialize`` (:mod:`polypbench.load.shards`); ``auto``
-    (default) reads shards when ``decode_size`` is given and a complete materialization of this manifest with
-    this ``margin`` and at least ``decode_size`` pixels exists, raw frames otherwise. The samples are the same
-    either way (same rows, order, keys and types; crops of the same region at another pixel scale).
-    ``context=True`` asks shards for their stored context around the window as well (see
-    :class:`~polypbench.load.shards.ShardFrames`; for :class:`~polypbench.load.augment.UInt8Augment`, which turns the
-    image and fills the corners with real pixels); raw frames ignore it. ``encoded=True`` (training's
-    ``device_decode``) hands out the stored JPEG bytes of shards instead of pixels (see
-    :class:`~polypbench.load.shards.ShardFrames`); it needs shards and no ``size``.
+    - ``size``: the side of the square crops handed out, resized before ``transform`` (antialiased; ``boxes``
+      move with the image). ``"auto"`` (default without a ``spec``): :data:`DEFAULT_SIZE` (384) when no
+      ``transform`` is given, so torch's default collate stacks the samples; with a ``transform``, the crops at
+      their native size (the transform decides the pixels). ``None``: native crops always (collate with
+      :func:`~polypbench.load.pad_collate`; torch's default collate refuses them in one line). An int: that size.
+    - ``decode_size``: decode at the smallest JPEG scale that keeps this many pixels a side (with ``size`` N,
+      ``decode_size=N`` is faster for the same result up to resampling); with ``source="auto"`` (default) it
+      also makes the loader read materialized shards of this ``margin`` and at least that size when they exist.
+    - ``margin`` (default 0.5), ``source`` (``auto``, ``raw``, ``shards``, ``device``), ``augment`` (``none``,
+      ``loader``, ``device``), ``context``: see :class:`~polypbench.load.spec.PixelSpec`.
+
+    The samples are the same from raw frames and from shards (same rows, order, keys and types; crops of the
+    same region at another pixel scale).
     """
-    if source not in SOURCES:
-        raise choice_error("source", source, SOURCES)
-    side = None if encoded and size == "auto" else resolve_size(size, transform)
-    if encoded and side is not None:
-        raise ConfigError(f"size={side} with encoded=True: encoded samples carry JPEG bytes, not pixels to resize; "
-                          "expected size=None")
-    if side is not None:
-        transform = Resized(side, transform)
+    spec = spec_with(spec, pixels, transform=transform is not None)
     manifest = Manifest.open(prepared_dir)
     rows = select(manifest, split, fold, protocol=protocol)
+    source = spec.source_entry
     shards = None
-    if source != "raw":
-        shards = find_materialized(manifest.root, margin, decode_size, required=source == "shards")
+    if source.shards != "never":
+        shards = find_materialized(manifest.root, spec.margin, spec.decode_size, required=source.shards == "required")
     log.info("%s %s%s: %d boxes of %d polyps, from %s", manifest.dataset, split,
              "" if fold is None else f" (fold {fold})", len(rows), rows["polyp_id"].nunique(), shards or "raw frames")
+    if not source.encoded:  # JPEG bytes get no pixel step: the device decodes and augments them
+        transform = pixel_transform(spec, transform)
     if shards is not None:
-        return ShardFrames(rows, shards, transform, decode_size=decode_size, context=context, encoded=encoded)
-    if encoded:
-        raise ConfigError(f"{prepared_dir}: encoded=True hands out the JPEG crops of materialized shards; expected "
-                          "source='shards' (or 'auto' with a materialization that fits)")
-    return PolypFrames(rows, resolve_raw_root(manifest, raw_root), transform, margin, decode_size)
+        return ShardFrames(rows, shards, transform, decode_size=spec.decode_size, context=spec.context,
+                           encoded=source.encoded)
+    return PolypFrames(rows, resolve_raw_root(manifest, raw_root), transform, spec.margin, spec.decode_size)
 
 
 class PolypSequences(Dataset):
@@ -181,12 +164,10 @@ def load_polyps(
     raw_root: str | Path | None = None,
     transform: Transform | None = None,
     *,
-    size: int = DEFAULT_SIZE,
     max_frames: int | None = None,
-    margin: float = DEFAULT_MARGIN,
-    decode_size: int | None = None,
-    source: str = "auto",
     protocol: str = "public",
+    spec: PixelSpec | None = None,
+    **pixels: Unpack[PixelOptions],
 ) -> PolypSequences:
     """The ``split`` of a prepared manifest with one item per polyp (all its frames), for sequence models.
 
@@ -196,8 +177,9 @@ def load_polyps(
     :func:`~polypbench.load.pad_collate`, which pads with empty frames and reports each item's shape).
     ``transform`` receives each item (see :class:`PolypSequences`). The other arguments are :func:`load_split`'s.
     """
+    size = pixels.get("size", DEFAULT_SIZE if spec is None else spec.size)
     if size is None or size == "auto":
         raise ConfigError(f"size={size!r}: a polyp's frames are stacked into one tensor; expected size=N pixels")
-    frames = load_split(prepared_dir, split, fold, raw_root, size=size, margin=margin, decode_size=decode_size,
-                        source=source, protocol=protocol)
+    pixels["size"] = size
+    frames = load_split(prepared_dir, split, fold, raw_root, protocol=protocol, spec=spec, **pixels)
     return PolypSequences(frames, transform, max_frames)

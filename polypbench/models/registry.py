@@ -1,4 +1,11 @@
-"""Model registry (timm style): a name maps to a short factory; ``create_model`` is the only way in."""
+"""Model registry (timm style): a name maps to a short factory and its input defaults; ``create_model`` is the only
+way in.
+
+Each registered model carries its input defaults as timm models carry ``default_cfg``: a
+:class:`~polypbench.load.spec.PixelSpec` (image size, crop margin, normalisation mean and std, the streams its
+``forward`` takes). A training config without ``img_size`` or ``margin`` reads them (:func:`default_cfg`); the
+reference models' are :data:`REFERENCE_INPUT`.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +15,32 @@ from typing import TypeVar
 from torch import nn
 
 from polypbench.errors import choice_error
+from polypbench.load.spec import PixelSpec
 from polypbench.models.gates import Gate, init_gates
 
 Factory = Callable[..., nn.Module]
 F = TypeVar("F", bound=Factory)
 
+REFERENCE_INPUT = PixelSpec()
+"""The reference models' input: 384 x 384 crops with margin 0.5, ImageNet normalisation, one RGB tensor (the
+loader's defaults, :data:`~polypbench.load.common.DEFAULT_SIZE` and :data:`~polypbench.load.common.DEFAULT_MARGIN`:
+one owner of each number)."""
+
 _MODELS: dict[str, Factory] = {}
+_DEFAULTS: dict[str, PixelSpec] = {}
 
 
-def register_model(name: str) -> Callable[[F], F]:
-    """Decorator: register ``factory(num_outputs, **kw) -> nn.Module`` under ``name``."""
+def register_model(name: str, default: PixelSpec = REFERENCE_INPUT) -> Callable[[F], F]:
+    """Decorator: register ``factory(num_outputs, **kw) -> nn.Module`` under ``name``, with its input defaults
+    ``default`` (a fixed ``size``; ``streams`` as the factory's default ``streams``)."""
+    if default.size is None:
+        raise ValueError(f"model {name!r}: its default input needs a size, got None")
 
     def deco(factory: F) -> F:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = factory
+        _DEFAULTS[name] = default
         return factory
 
     return deco
@@ -31,6 +49,14 @@ def register_model(name: str) -> Callable[[F], F]:
 def list_models() -> list[str]:
     """Registered model names, sorted."""
     return sorted(_MODELS)
+
+
+def default_cfg(name: str) -> PixelSpec:
+    """The input defaults of model ``name`` (timm's ``default_cfg``): ``size`` and ``margin`` (what a training
+    config without ``img_size`` / ``margin`` uses), ``mean`` and ``std``, ``streams``."""
+    if name not in _DEFAULTS:
+        raise choice_error("model", name, _MODELS)
+    return _DEFAULTS[name]
 
 
 def create_model(name: str, num_outputs: int, **kw: object) -> nn.Module:

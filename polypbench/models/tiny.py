@@ -7,7 +7,7 @@ gated variant gates the stages, the (concatenated) embedding and the shared :cla
 their cost: the training harness's tests and the demo use it where the point is the harness, not the network.
 
 ``streams=None`` (default) takes a tensor (B, 3, H, W); ``streams=("rgb", "masked")`` (any of
-:data:`~polypbench.models.multistream.STREAM_CHANNELS`) gives one encoder per stream and takes ``{stream: tensor}``,
+:data:`polypbench.load.streams.STREAMS`) gives one encoder per stream and takes ``{stream: tensor}``,
 as ``multistream``. ``weights=`` loads a state dict of one encoder's ``backbone`` (e.g.
 ``model.encoders["rgb"].backbone.state_dict()`` of an earlier run) into every stream.
 """
@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from polypbench.errors import ConfigError, choice_error
+from polypbench.load.streams import STREAMS
 from polypbench.models.gates import gate_or_identity
 from polypbench.models.heads import Head
-from polypbench.models.multistream import STREAM_CHANNELS
+from polypbench.models.multistream import check_streams
 from polypbench.models.registry import register_model
 from polypbench.models.weights import load_backbone
 
@@ -67,15 +67,10 @@ class TinyModel(nn.Module):
                  widths: Sequence[int] = WIDTHS, weights: str | Path | None = None, head_hidden: int = 64,
                  dropout: float = 0.35) -> None:
         super().__init__()
-        names = ("rgb",) if streams is None else tuple(streams)
-        for s in names:
-            if s not in STREAM_CHANNELS:
-                raise choice_error("stream", s, STREAM_CHANNELS)
-        if not names or len(set(names)) != len(names):
-            raise ConfigError(f"streams must be non-empty and distinct, got {names!r}")
+        names = check_streams(streams)
         self.streams = None if streams is None else names
         """``None``: forward takes a tensor; otherwise the stream names it takes as a dict."""
-        self.encoders = nn.ModuleDict({s: TinyEncoder(STREAM_CHANNELS[s], widths, gated, weights) for s in names})
+        self.encoders = nn.ModuleDict({s: TinyEncoder(STREAMS[s].channels, widths, gated, weights) for s in names})
         dim = widths[-1] * len(names)
         self.embed_gate = gate_or_identity(gated, dim)
         self.head = Head(dim, num_outputs, head_hidden, dropout, gated)

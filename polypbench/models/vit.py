@@ -4,6 +4,7 @@ timm builds the ViT (``pretrained=False`` always); the gated variant assigns a :
 features to each block's ``ls1`` and ``ls2`` slot (the LayerScale slots, ``nn.Identity`` in this model), so that
 ``x = x + attn(norm1(x)) * sigmoid(g1)`` and ``x = x + mlp(norm2(x)) * sigmoid(g2)``, as in the reference code:
 two gates per block, 24 in all. The head is the shared :class:`Head` on the pooled embedding (ungated).
+``img_size`` defaults to the model's registered input size (:data:`VIT_INPUT`, the reference 384).
 """
 
 from __future__ import annotations
@@ -14,22 +15,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from polypbench.load.common import DEFAULT_SIZE
 from polypbench.models.gates import Gate
 from polypbench.models.heads import Head
-from polypbench.models.registry import register_model
+from polypbench.models.registry import REFERENCE_INPUT, register_model
 from polypbench.models.weights import load_backbone
+
+VIT_INPUT = REFERENCE_INPUT
+"""The ViT-Tiny models' input defaults (their ``img_size``; a timm checkpoint at another size is resampled)."""
 
 
 class ViTModel(nn.Module):
-    """timm ViT-Tiny/16 backbone (no classifier) -> :class:`Head`. Input (B, 3, img_size, img_size)."""
+    """timm ViT-Tiny/16 backbone (no classifier) -> :class:`Head`. Input (B, 3, img_size, img_size); ``img_size``
+    None: :data:`VIT_INPUT`'s size."""
 
     def __init__(self, num_outputs: int, *, gated: bool = False, weights: str | Path | None = None,
-                 img_size: int = DEFAULT_SIZE, head_hidden: int = 256, dropout: float = 0.35) -> None:
+                 img_size: int | None = None, head_hidden: int = 256, dropout: float = 0.35) -> None:
         super().__init__()
         from timm.models.vision_transformer import checkpoint_filter_fn, vit_tiny_patch16_384
 
-        vit = vit_tiny_patch16_384(pretrained=False, num_classes=0, img_size=img_size)
+        size = VIT_INPUT.size if img_size is None else img_size
+        vit = vit_tiny_patch16_384(pretrained=False, num_classes=0, img_size=size)
         if weights is not None:
             # timm's own filter converts its checkpoints (e.g. resamples pos_embed to img_size).
             load_backbone(vit, weights, drop_prefixes=("head.",), adapt=lambda s: checkpoint_filter_fn(s, vit),
@@ -49,13 +54,13 @@ class ViTModel(nn.Module):
         return self.head(self.forward_features(x))
 
 
-@register_model("vit-tiny")
+@register_model("vit-tiny", VIT_INPUT)
 def vit_tiny(num_outputs: int, **kw: Any) -> ViTModel:
-    """timm ViT-Tiny/16-384 (random init) with the shared head; no gates."""
+    """timm ViT-Tiny/16 (random init) with the shared head; no gates."""
     return ViTModel(num_outputs, gated=False, **kw)
 
 
-@register_model("vit-tiny-hag")
+@register_model("vit-tiny-hag", VIT_INPUT)
 def vit_tiny_hag(num_outputs: int, **kw: Any) -> ViTModel:
-    """ViT-Tiny/16-384 with a gate in each block's ls1 and ls2 slot (24 gates)."""
+    """ViT-Tiny/16 with a gate in each block's ls1 and ls2 slot (24 gates)."""
     return ViTModel(num_outputs, gated=True, **kw)

@@ -22,7 +22,7 @@ import yaml
 
 from polypbench.errors import ConfigError, choice_error
 from polypbench.inference.spec import DEFAULT_TASK, INFERENCE_KEYS, InferenceConfig
-from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE
+from polypbench.load.spec import PixelSpec
 from polypbench.schema import PROTOCOLS
 from polypbench.train.tasks import DATASETS, REGRESSION_LOSSES, TASKS, check_task
 
@@ -73,7 +73,10 @@ class TrainConfig:
     ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of each class per epoch (0: every
     image). ``batch_size`` is per process under DDP. ``device_augment`` moves the augmentation from the loader
     workers to the training device (batched; see ``polypbench.train.device_augment``); ``device_decode`` (with it,
-    and materialized shards) decodes the training crops there too (nvJPEG on a GPU).
+    and materialized shards) decodes the training crops there too (nvJPEG on a GPU). ``img_size`` and ``margin``:
+    ``None`` (the default) is the model's own (:func:`polypbench.models.default_cfg`: 384 and 0.5 for the reference
+    models); a loaded config holds the numbers. These keys, the model's streams and normalisation make the
+    config's pixel pipeline, one :class:`~polypbench.load.spec.PixelSpec` (:meth:`pixel_spec`).
     """
 
     model: str = "resnet18-hag"
@@ -89,12 +92,12 @@ class TrainConfig:
     clip_gate: float | None = 8.0
     epochs: int = 30
     batch_size: int = 32
-    img_size: int = DEFAULT_SIZE
+    img_size: int | None = None
     frames_per_polyp_per_epoch: int = 4
     augment: bool = True
     device_augment: bool = False
     device_decode: bool = False
-    margin: float = DEFAULT_MARGIN
+    margin: float | None = None
     num_workers: int = 0
     seed: int = 0
     device: str = "cpu"
@@ -119,6 +122,23 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def pixel_spec(self, augment: bool = False) -> PixelSpec:
+        """This config's pixel pipeline for a split that ``augment`` s (the training split with ``augment: true``)
+        or not: its model's input defaults (:func:`polypbench.models.default_cfg`: normalisation, streams) with
+        ``img_size`` and ``margin`` (the decode size too), the streams of ``model_kwargs``, context around the
+        crops, and where the augmentation runs (``device_augment``) and the decoding (``device_decode``)."""
+        from polypbench.models import default_cfg
+
+        model = default_cfg(self.model)
+        streams = self.model_kwargs.get("streams")
+        streams = model.streams if streams is None else streams
+        where = ("device" if self.device_augment else "loader") if augment else "none"
+        return model.replace(source="device" if augment and self.device_decode else "auto",
+                             size=model.size if self.img_size is None else self.img_size,
+                             margin=model.margin if self.margin is None else self.margin,
+                             decode_size=model.size if self.img_size is None else self.img_size,
+                             context=True, augment=where, streams=None if streams is None else tuple(streams))
 
     def inference(self) -> InferenceConfig:
         """The part of this config that inference reads (:data:`~polypbench.inference.spec.INFERENCE_KEYS`)."""
@@ -164,7 +184,7 @@ def _check_type(key: str, value: Any) -> Any:
 def _validate(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` checked against every rule (ConfigError naming the key otherwise), or a new config where a value
     follows another; ``cfg`` and the mappings it holds are left as they are."""
-    from polypbench.models import list_models
+    from polypbench.models import default_cfg, list_models
     from polypbench.train.routing import GR_MODES
     from polypbench.train.schedule import LR_SCHEDULES
 
@@ -176,13 +196,13 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
                               ("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)):
         if value not in valid:
             raise choice_error(key, value, valid)
+    model = default_cfg(cfg.model)  # None: the model's own input size and margin, written out from here on
+    cfg = dataclasses.replace(cfg, img_size=model.size if cfg.img_size is None else cfg.img_size,
+                              margin=model.margin if cfg.margin is None else cfg.margin)
     for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 1")
     check_task(cfg.task, cfg.dataset)
-    if cfg.device_decode and not cfg.device_augment:
-        raise ConfigError("config key 'device_decode': true needs device_augment: true (the loader then hands over "
-                          "JPEG bytes only)")
     if not 0 <= cfg.val_fraction < 1:
         raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} is not in [0, 1)")
     for key in ("lr", "gate_lr", "weight_decay", "margin", "num_workers", "n_bootstrap", "per_class_per_epoch"):
@@ -197,6 +217,7 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.paper_amp != "none" and (cfg.gr_mode != "paper" or cfg.bf16):
         raise ConfigError(f"config key 'paper_amp': {cfg.paper_amp!r} reproduces the reference's fp16 GradScaler step "
                           "and needs gr_mode: paper and bf16: false")
+    cfg.pixel_spec(augment=True)  # the pixel pipeline's combinations (device_decode, streams): checked there
     if "img_size" in cfg.model_kwargs:  # the model's input size follows the config's, in a new mapping
         return dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, "img_size": cfg.img_size})
     return cfg

@@ -2,15 +2,18 @@
 frames-per-polyp sampler (shared out between DDP ranks), and :func:`~polypbench.train.batch.collate`, which makes
 a typed :class:`~polypbench.train.batch.Batch` of the samples.
 
-Loader workers only decode and augment on uint8 (:class:`~polypbench.load.augment.UInt8Augment`); normalization
-and the box-masked stream are computed on whole batches on the training device (:func:`model_input`).
-:func:`build_data` returns every loader of a run, for the config's dataset kind (:data:`DATA`).
+What the loaders hand out and what the model gets is the config's pixel pipeline, one
+:class:`~polypbench.load.spec.PixelSpec` (:meth:`~polypbench.train.config.TrainConfig.pixel_spec`): loader
+workers only decode and resize or augment on uint8 (:class:`~polypbench.load.augment.UInt8Augment`); the streams
+(normalized RGB, the box-masked crop, ...) are built on whole batches on the training device (:func:`model_input`,
+one :data:`~polypbench.load.streams.STREAMS` entry each). :func:`build_data` returns every loader of a run, for
+the config's dataset kind (:data:`DATA`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,115 +29,88 @@ from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
 from polypbench.load.decode import decode_jpeg_batch
 from polypbench.load.sampler import FramesPerPolyp  # the public sampler (polypbench.load); training's too
+from polypbench.load.spec import PixelSpec
+from polypbench.load.streams import Pixels, build_streams, needs
+from polypbench.load.torch_dataset import pixel_transform
 from polypbench.train.batch import Batch, collate, pad_stack
 from polypbench.train.config import TrainConfig, config_key
-from polypbench.train.device_augment import DeviceAugment, WindowScale
+from polypbench.train.device_augment import DeviceAugment
 from polypbench.train.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-BATCH_STREAMS = ("rgb", "masked")
-"""Streams a batch provides (``rgb`` is ``image``); a multistream model may ask for any of them."""
 Loader = DataLoader[dict[str, Any]]
 """A DataLoader over per-sample dicts whose batches are :class:`~polypbench.train.batch.Batch` (:func:`collate`)."""
-
-
-def normalize_batch(images: torch.Tensor, boxes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """uint8 (B, 3, H, W) images (or float in [0, 1]) -> ``image`` (float, ImageNet-normalized) and, given
-    ``boxes`` (B, 4) XYXY in pixels, ``masked``: the same with every pixel outside the box zeroed before
-    normalization.
-
-    Runs wherever ``images`` are: the training loop calls it on the device after a uint8 copy (a quarter of the
-    bytes of float), so the loader workers only decode and augment.
-    """
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    x = images.float().div_(255) if images.dtype == torch.uint8 else images
-    out = {"image": (x - mean) / std}
-    if boxes is not None:
-        h, w = images.shape[-2:]
-        b = boxes.to(images.device).round()
-        ys = torch.arange(h, device=images.device).view(1, h, 1)
-        xs = torch.arange(w, device=images.device).view(1, 1, w)
-        inside = ((ys >= b[:, 1, None, None]) & (ys < b[:, 3, None, None]) & (xs >= b[:, 0, None, None])
-                  & (xs < b[:, 2, None, None]))
-        out["masked"] = (x * inside[:, None] - mean) / std
-    return out
 
 
 class SampleTransform:
     """One sample, CPU: resize (+ augment when training: turn, flips, colour jitter on uint8, see
     :class:`~polypbench.load.augment.UInt8Augment`) -> ``image`` normalized and, with ``mask``, ``masked`` (the
-    box-masked stream). The training loaders stop after the uint8 step and normalize whole batches on the device
-    (:func:`normalize_batch`); this per-sample form is for inspection and for users' own loops."""
+    box-masked stream). The training loaders stop after the uint8 step and build the streams of whole batches on
+    the device (:func:`model_input`); this per-sample form is for inspection and for users' own loops."""
 
     def __init__(self, img_size: int, augment: bool, mask: bool = True) -> None:
         self.geometry = UInt8Augment(img_size, augment)
-        self.mask = mask
+        self.streams = ("rgb", "masked") if mask else ("rgb",)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         sample = self.geometry(sample)
-        box = sample["boxes"].as_subclass(torch.Tensor)[:1] if self.mask else None
-        out = normalize_batch(sample["image"].as_subclass(torch.Tensor)[None], box)
-        sample["image"] = tv_tensors.Image(out["image"][0])
-        if self.mask:
-            sample["masked"] = tv_tensors.Image(out["masked"][0])
+        box = sample["boxes"].as_subclass(torch.Tensor)[:1] if "masked" in self.streams else None
+        built = build_streams(Pixels(sample["image"].as_subclass(torch.Tensor)[None], box), self.streams)
+        assert isinstance(built, dict)
+        sample["image"] = tv_tensors.Image(built["rgb"][0])
+        if "masked" in built:
+            sample["masked"] = tv_tensors.Image(built["masked"][0])
         return sample
 
 
-def model_input(batch: Batch, streams: Sequence[str] | None, device: torch.device, non_blocking: bool = False,
-                augment: DeviceAugment | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
-    """What the model's ``forward`` takes: the normalized image tensor, or ``{stream: tensor}`` for a multistream
-    model. A uint8 batch (the training loaders') is copied to ``device`` as uint8 and normalized there; with
-    ``augment`` (``device_augment: true``; the batch then carries ``window``) it is augmented there first, and a
-    batch of ``jpeg`` crops (``device_decode``) is decoded there before that."""
-    want_mask = streams is not None and "masked" in streams
-    if streams is not None:
-        missing = [s for s in streams if s not in BATCH_STREAMS]
-        if missing:
-            raise ConfigError(f"stream {missing[0]!r} is not built by the training data; expected streams from: "
-                              f"{', '.join(BATCH_STREAMS)}")
-        if want_mask and batch.box is None and batch.masked is None:
-            raise ConfigError("stream 'masked' needs polyp boxes; this dataset has none (expected streams: rgb)")
-    if batch.jpeg is not None:  # device_decode: nvJPEG on a GPU; the bytes stay on the CPU
+def batch_pixels(batch: Batch, spec: PixelSpec, device: torch.device, non_blocking: bool = False,
+                 augment: DeviceAugment | None = None) -> Pixels:
+    """The pixels of ``batch`` on ``device``, what :data:`~polypbench.load.streams.STREAMS` are built from: stored
+    JPEG crops (``source: device``) decoded there, uint8 crops copied there as uint8 (a quarter of the bytes of
+    float), then, with ``augment`` (``augment: device``; the batch then carries ``window``), augmented there.
+    A batch normalized already (:class:`SampleTransform`'s) brings its streams ready."""
+    if batch.image is not None and batch.image.dtype != torch.uint8:
+        carried = {"rgb": batch.image, "masked": batch.masked}
+        return Pixels(None, ready={k: v.to(device, non_blocking=non_blocking) for k, v in carried.items()
+                                   if v is not None})
+    if batch.jpeg is not None:  # nvJPEG on a GPU; the bytes stay on the CPU
         if augment is None:
-            raise ConfigError("encoded batches (device_decode) need device_augment=true")
+            raise ConfigError("a batch of JPEG bytes (source 'device') needs the device's augmentation; expected "
+                              "augment='device' (device_augment: true)")
         images = pad_stack(decode_jpeg_batch(batch.jpeg, device=device))
     elif batch.image is not None:
         images = batch.image.to(device, non_blocking=non_blocking)
     else:
         raise ConfigError("a batch without image or jpeg; expected samples with one of them")
-    if images.dtype == torch.uint8:
-        box = batch.box.to(device, non_blocking=non_blocking) if want_mask and batch.box is not None else None
-        if augment is not None:
-            if batch.window is None:
-                raise ConfigError("device_augment needs batches with a crop window; expected WindowScale samples")
-            images, box = augment(images, batch.window, box)
-        ready = normalize_batch(images, box)
-    else:
-        ready = {"image": images}
-        if batch.masked is not None:
-            ready["masked"] = batch.masked.to(device, non_blocking=non_blocking)
-    if streams is None:
-        return ready["image"]
-    return {s: ready["image" if s == "rgb" else "masked"] for s in streams}
+    box = None
+    if batch.box is not None and needs(spec.streams, "box"):
+        box = batch.box.to(device, non_blocking=non_blocking)
+    if augment is not None:
+        if batch.window is None:
+            raise ConfigError("device augmentation needs batches with a crop window; expected WindowScale samples "
+                              "(augment='device')")
+        images, box = augment(images, batch.window, box)
+    return Pixels(images, box, spec.mean, spec.std)
+
+
+def model_input(batch: Batch, spec: PixelSpec, device: torch.device, non_blocking: bool = False,
+                augment: DeviceAugment | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+    """What the model's ``forward`` takes: the normalized RGB tensor, or ``{stream: tensor}`` for a multistream
+    model: ``spec.streams``, each built on ``device`` from the batch's :func:`batch_pixels` by its
+    :data:`~polypbench.load.streams.STREAMS` entry. ``augment``: the device's half of ``spec.augment``
+    (:meth:`DeviceAugment.for_spec`)."""
+    return build_streams(batch_pixels(batch, spec, device, non_blocking, augment), spec.streams)
 
 
 def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDataset[dict[str, Any]]:
-    """The ``split`` of every prepared folder in ``cfg`` as one dataset."""
+    """The ``split`` of every prepared folder in ``cfg`` as one dataset, read as ``cfg.pixel_spec(augment)``
+    says."""
     if not cfg.prepared:
         raise ConfigError(f"{config_key('prepared')}: none given; expected at least one prepared manifest folder")
-    device_side = augment and cfg.device_augment
-    if device_side and cfg.device_decode:  # the loader hands over the stored JPEG bytes; nothing to transform
-        return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, margin=cfg.margin,
-                                         decode_size=cfg.img_size, source="shards", context=True, encoded=True)
-                              for d in cfg.prepared])
-    transform = WindowScale(cfg.img_size) if device_side else UInt8Augment(cfg.img_size, augment)
+    spec = cfg.pixel_spec(augment)
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
-    return ConcatDataset([load_split(d, split, cfg.fold, protocol=cfg.protocol, raw_root=r, transform=transform,
-                                     margin=cfg.margin, decode_size=cfg.img_size, context=True)
+    return ConcatDataset([load_split(d, split, cfg.fold, r, protocol=cfg.protocol, spec=spec)
                           for d, r in zip(cfg.prepared, roots, strict=True)])
 
 
@@ -256,10 +232,8 @@ def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainDat
     if len(held_out) == 0:
         raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} holds out no image; expected a fraction "
                           "in (0, 1) (validating on the test split would select checkpoints on test labels)")
-    plain = UInt8Augment(cfg.img_size, augment=False)
-    device_side = cfg.augment and cfg.device_augment
-    train = cifar.CifarImages(base_train, keep,
-                              WindowScale(cfg.img_size) if device_side else UInt8Augment(cfg.img_size, cfg.augment))
+    plain = pixel_transform(cfg.pixel_spec())
+    train = cifar.CifarImages(base_train, keep, pixel_transform(cfg.pixel_spec(cfg.augment)))
     sampler = FramesPerPolyp(train.sample_labels.tolist(), cfg.per_class_per_epoch or None, cfg.seed, rank=rank,
                              world_size=world_size)
     log.info("cifar100: %d train, %d validation (held out of train), %d test images", len(train), len(held_out),

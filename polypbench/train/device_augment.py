@@ -7,49 +7,25 @@ about as many samples per second as it decodes (docs/performance.md). Same draws
 path (turn by up to ``degrees``, flips with probability ``flip``, brightness/contrast/saturation/hue jitter as a
 colour matrix); the only difference is bilinear instead of nearest-neighbour resampling for the turn.
 
-:class:`WindowScale` samples collate into a :class:`~polypbench.train.batch.Batch` whose ``image`` is uint8 (padded
-to the batch's largest crop), ``window`` (B, 4) the crop window in image pixels (the part that becomes the model
-input; the rest is real context, so turned corners show tissue) and ``box`` (B, 4) the polyp box;
+The loader's half, :class:`~polypbench.load.augment.WindowScale` (re-exported here), makes samples that collate
+into a :class:`~polypbench.train.batch.Batch` whose ``image`` is uint8 (padded to the batch's largest crop),
+``window`` (B, 4) the crop window in image pixels (the part that becomes the model input; the rest is real
+context, so turned corners show tissue) and ``box`` (B, 4) the polyp box;
 :func:`~polypbench.train.data.model_input` hands those three to :class:`DeviceAugment`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
+
+from polypbench.load.augment import WindowScale as WindowScale  # the loader's half (re-exported)
+from polypbench.load.spec import PixelSpec
 
 _LUMA = (0.299, 0.587, 0.114)
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
-
-
-class WindowScale:
-    """Loader-side half of device augmentation: scale a sample so that its crop window is ``img_size`` pixels a
-    side (a no-op for shards materialized at ``img_size``), keeping any context, and record the window."""
-
-    def __init__(self, img_size: int) -> None:
-        self.size = img_size
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image = sample["image"]
-        height, width = image.shape[-2:]
-        window = sample.pop("window", None)
-        window = torch.tensor([0.0, 0.0, width, height]) if window is None else window.float()
-        scale_x = self.size / float(window[2] - window[0])
-        scale_y = self.size / float(window[3] - window[1])
-        if abs(scale_x - 1) > 0.01 or abs(scale_y - 1) > 0.01:
-            new = [max(1, round(height * scale_y)), max(1, round(width * scale_x))]
-            sample["image"] = tv_tensors.Image(TF.resize(image, new, antialias=True))
-            if "boxes" in sample:
-                sample["boxes"] = TF.resize(sample["boxes"], new)
-            scale = torch.tensor([new[1] / width, new[0] / height] * 2)
-            window = window * scale
-        sample["window"] = window
-        return sample
 
 
 def _color_matrices(factors: torch.Tensor, mean_gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +58,12 @@ class DeviceAugment:
         self.size, self.degrees, self.flip = img_size, degrees, flip
         self.jitter = torch.tensor([brightness, contrast, saturation, hue])
         self.generator = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def for_spec(cls, spec: PixelSpec, seed: int = 0) -> DeviceAugment | None:
+        """The device's half of ``spec``'s augmentation: a ``DeviceAugment`` making ``spec.size`` crops when
+        ``spec.augment`` is ``device``, else None (nothing to do on the device)."""
+        return cls(spec.size, seed) if spec.augment == "device" and spec.size is not None else None
 
     def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(angle in degrees, horizontal flip, vertical flip, jitter factors (n, 4)) for ``n`` samples."""

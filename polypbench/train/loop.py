@@ -42,6 +42,7 @@ from polypbench.errors import ConfigError, PolypbenchError
 from polypbench.fileio import atomic_write_json, read_json
 from polypbench.inference.build import build_model as build_inference_model
 from polypbench.inference.loop import run_inference
+from polypbench.load.spec import PixelSpec
 from polypbench.models import gate_parameters
 from polypbench.progress import Progress, duration, note
 from polypbench.train.checkpoint import BEST, LAST, TrainState
@@ -211,7 +212,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     state = build_state(cfg, model, len(data.train))
-    augmenter = DeviceAugment(cfg.img_size, cfg.seed) if cfg.augment and cfg.device_augment else None
+    pixels = cfg.pixel_spec(cfg.augment)
+    augmenter = DeviceAugment.for_spec(pixels, cfg.seed)
     state.generators = {f"loader_{name}": loader.generator for name, loader in data.loaders().items()
                         if loader.generator is not None}
     if augmenter is not None:
@@ -225,7 +227,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
         todo.last = None  # the weights and optimizer states are in place: free the checkpoint's copy
     net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]  # compiled: a Module
     step_model = distributed.wrap(net, ctx, frozen=gate_parameters(model) if cfg.gr_mode == "gr" else ())
-    step = _Step(getattr(model, "streams", None), device, augmenter, objective)
+    step = _Step(pixels, device, augmenter, objective)
 
     # Everything that can refuse the config has run: only now is the folder made or changed.
     if ctx.is_main:
@@ -247,7 +249,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
             val_loss = math.nan
             if ctx.is_main:
                 val_loss, validation = evaluate_split(cfg, objective, run_inference(
-                    net, data.validation, objective, device, channels_last=cfg.channels_last, bf16=cfg.bf16,
+                    net, data.validation, objective, device, pixels=cfg.pixel_spec(), channels_last=cfg.channels_last,
+                    bf16=cfg.bf16,
                     desc=f"validate epoch {epoch}", summary=False))
                 row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, **validation,
                                        "lr": float(state.main_opt.param_groups[0]["lr"])}
@@ -290,7 +293,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
 class _Step:
     """What turns a batch into a step's input and loss."""
 
-    streams: list[str] | None
+    pixels: PixelSpec
     device: torch.device
     augmenter: DeviceAugment | None
     objective: Objective
@@ -309,7 +312,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, step_model: nn
     target = step.objective.task.target
     with Progress(len(loader), f"epoch {epoch}/{cfg.epochs - 1}", unit="batch", enabled=show, summary=False) as bar:
         for batch in loader:
-            x = model_input(batch, step.streams, step.device, non_blocking=True, augment=step.augmenter)
+            x = model_input(batch, step.pixels, step.device, non_blocking=True, augment=step.augmenter)
             y = batch.target(target).to(step.device, non_blocking=True)
             stats = train_step(step_model, x, y, step.objective.loss, state.main_opt, state.gate_opt,
                                gr_mode=cfg.gr_mode, gate_loss_fn=step.objective.gate_loss, clip_main=cfg.clip_main,
@@ -419,6 +422,7 @@ def _score_test(cfg: TrainConfig, run_dir: Path, loader: Loader, objective: Obje
     if cfg.channels_last:
         best.to(memory_format=torch.channels_last)
     _, metrics = evaluate_split(cfg, objective, run_inference(best, loader, objective, device, "test",
+                                                              pixels=cfg.pixel_spec(),
                                                               channels_last=cfg.channels_last, bf16=cfg.bf16))
     atomic_write_json(run_dir / rundir.TEST_METRICS, metrics)
     return metrics

@@ -158,11 +158,16 @@ def test_load_hf_gives_the_crops_of_a_fold_with_class_names(prepared: dict[str, 
         assert row["box"] == pytest.approx(native[i]["boxes"][0].tolist())
     small = load_hf(out, "validation", fold=2, size=64)[0]
     assert small["image"].size == (64, 64) and max(small["box"]) <= 64
+    with pytest.raises(ConfigError, match="size 0; expected a positive number of pixels"):  # the pixel spec's check
+        load_hf(out, "validation", size=0)
     frames = load_hf(out, "validation", crop=False)
     first = frames[0]
     assert first["image"].size == (first["width"], first["height"])
 
 
-def test_encoded_samples_take_no_size(prepared: dict[str, Prepared]) -> None:
-    with pytest.raises(ConfigError, match="encoded=True"):
-        load_split(prepared["sun"].out, "test", size=64, encoded=True, source="shards")
+def test_encoded_samples_get_no_pixel_step_in_the_loader(prepared: dict[str, Prepared]) -> None:
+    """JPEG bytes (source 'device') are resized and augmented on the device only; the old keyword says so."""
+    with pytest.raises(ConfigError, match="source 'device' hands out JPEG bytes .*expected augment='device'"):
+        load_split(prepared["sun"].out, "test", size=64, source="device")
+    with pytest.raises(ConfigError, match=r"unknown pixel option 'encoded' \(encoded=True is source='device'"):
+        load_split(prepared["sun"].out, "test", encoded=True, source="shards")

@@ -93,7 +93,7 @@ def test_load_split_picks_shards_only_when_they_fit(shards: Path) -> None:
     assert isinstance(load_split(prepared, "test", source="shards"), ShardFrames)
     with pytest.raises(InputError, match="no finished materialization with margin 0.3"):
         load_split(prepared, "test", margin=0.3, source="shards")
-    with pytest.raises(ConfigError, match="expected one of: auto, raw, shards"):
+    with pytest.raises(ConfigError, match="expected one of: auto, device, raw, shards"):
         load_split(prepared, "test", source="disk")
     fold = load_split(prepared, "train", fold=1, decode_size=96)
     assert isinstance(fold, ShardFrames) and len(fold) == len(load_split(prepared, "train", fold=1))

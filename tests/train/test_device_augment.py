@@ -9,11 +9,12 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
-from polypbench.load import load_split
+from polypbench.load import PixelSpec, load_split
 from polypbench.train import fit, load_config
 from polypbench.train.data import collate, model_input
 from polypbench.train.device_augment import DeviceAugment, WindowScale
 
+TWO_STREAMS = PixelSpec(size=48, augment="device", streams=("rgb", "masked"))
 STILL = {"degrees": 0.0, "flip": 0.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
 
 
@@ -59,7 +60,7 @@ def test_window_scale_keeps_context_and_collate_pads(prepared: dict) -> None:
     assert batch.image is not None and batch.window is not None
     assert batch.image.dtype == torch.uint8 and batch.window.shape == (4, 4)
     assert torch.allclose(batch.window[:, 2] - batch.window[:, 0], torch.full((4,), 48.0), atol=1.0)
-    x = model_input(batch, ["rgb", "masked"], torch.device("cpu"), augment=DeviceAugment(48, seed=0))
+    x = model_input(batch, TWO_STREAMS, torch.device("cpu"), augment=DeviceAugment(48, seed=0))
     assert x["rgb"].shape == x["masked"].shape == (4, 3, 48, 48)
     sample = WindowScale(20)({"image": tv_tensors.Image(torch.zeros(3, 30, 40, dtype=torch.uint8)),
                               "window": torch.tensor([5.0, 5.0, 15.0, 15.0])})
@@ -101,7 +102,7 @@ def test_device_decode_trains_from_encoded_shards(prepared: dict, tmp_path: Path
     batch = next(iter(build_data(load_config("demo", base)).train))
     assert batch.image is None and batch.jpeg is not None and batch.window is not None
     assert len(batch.jpeg) == 8 and batch.window.shape == (8, 4)
-    x = model_input(batch, ["rgb", "masked"], torch.device("cpu"), augment=DeviceAugment(48, seed=0))
+    x = model_input(batch, TWO_STREAMS, torch.device("cpu"), augment=DeviceAugment(48, seed=0))
     assert x["rgb"].shape == x["masked"].shape == (8, 3, 48, 48)
     summary = fit(load_config("demo", base), tmp_path / "run")  # decode_jpeg on the CPU here, nvJPEG on a GPU
     assert summary.checkpoint.is_file()

@@ -1,0 +1,135 @@
+"""The input streams a model can take, one table entry each (:data:`STREAMS`).
+
+A stream is computed from a batch's :class:`Pixels` (the images where the model runs, after augmentation, and
+the polyp boxes) by its entry's ``build``, on whole batches; ``needs`` names what it reads besides the images, so
+a batch without it fails in one line. Adding a stream (the paper's depth map, a circular field-of-view mask) is
+adding an entry with :func:`register_stream`, not a branch: :func:`~polypbench.train.data.model_input` builds
+whatever a :class:`~polypbench.load.spec.PixelSpec` names, and the models read each stream's ``channels`` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from polypbench.errors import ConfigError
+from polypbench.load.common import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass
+class Pixels:
+    """One batch's pixels on the device the model runs on, what every stream is computed from.
+
+    ``images``: (B, 3, H, W) uint8, or float in [0, 1] (after device augmentation); ``None`` when the batch brings
+    its streams ready (``ready``: normalised already, as :class:`~polypbench.train.data.SampleTransform` makes
+    them). ``box``: (B, 4) XYXY polyp boxes in image pixels, where a requested stream needs them. ``mean``,
+    ``std``: the normalisation (:class:`~polypbench.load.spec.PixelSpec`'s).
+    """
+
+    images: torch.Tensor | None
+    box: torch.Tensor | None = None
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    ready: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    _unit: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def unit(self) -> torch.Tensor:
+        """The images as float in [0, 1] (computed once for all streams)."""
+        if self.images is None:
+            raise ConfigError(f"this batch holds normalised streams ({', '.join(self.ready)}) and no pixels to "
+                              "compute others from; expected uint8 batches (the training loaders')")
+        if self._unit is None:
+            self._unit = self.images.float().div_(255) if self.images.dtype == torch.uint8 else self.images
+        return self._unit
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, 3, H, W) in [0, 1], minus ``mean``, over ``std``, per channel."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+NEEDS = {"box": "polyp boxes"}
+"""What a stream may need besides the images (a :class:`Pixels` field), in words for its error."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One input stream: its ``name``, ``channels`` (what a model's encoder for it takes), how it is built from a
+    batch's :class:`Pixels` (``None``: models take it, but the pipeline builds none yet; you pass it yourself)
+    and what it ``needs`` besides the images (:data:`NEEDS`)."""
+
+    name: str
+    channels: int
+    build: Callable[[Pixels], torch.Tensor] | None
+    doc: str
+    needs: tuple[str, ...] = ()
+
+    def __call__(self, pixels: Pixels) -> torch.Tensor:
+        """This stream of ``pixels`` (the one the batch carries ready, if it does)."""
+        if self.name in pixels.ready:
+            return pixels.ready[self.name]
+        if self.build is None:
+            raise ConfigError(f"stream {self.name!r} is not built by the pixel pipeline; expected streams from: "
+                              f"{', '.join(built_streams())}")
+        for need in self.needs:
+            if getattr(pixels, need) is None:
+                without = [s for s in built_streams() if need not in STREAMS[s].needs]
+                raise ConfigError(f"stream {self.name!r} needs {NEEDS[need]}; this data has none (expected streams "
+                                  f"from: {', '.join(without)})")
+        return self.build(pixels)
+
+
+STREAMS: dict[str, Stream] = {}
+"""Stream name -> :class:`Stream` (:func:`register_stream` adds one)."""
+
+
+def register_stream(stream: Stream) -> Stream:
+    """Add ``stream`` to :data:`STREAMS` (a name is registered once)."""
+    if stream.name in STREAMS:
+        raise ValueError(f"stream {stream.name!r} is registered twice")
+    STREAMS[stream.name] = stream
+    return stream
+
+
+def built_streams() -> list[str]:
+    """The names of the streams the pipeline builds, sorted."""
+    return sorted(name for name, s in STREAMS.items() if s.build is not None)
+
+
+def build_streams(pixels: Pixels, streams: Sequence[str] | None) -> torch.Tensor | dict[str, torch.Tensor]:
+    """What a model's ``forward`` takes: ``{stream: tensor}`` for ``streams``, or the ``rgb`` tensor itself when
+    ``streams`` is None (single-stream models)."""
+    if streams is None:
+        return STREAMS["rgb"](pixels)
+    return {name: STREAMS[name](pixels) for name in streams}
+
+
+def needs(streams: Sequence[str] | None, what: str) -> bool:
+    """Whether one of ``streams`` (None: ``rgb``) needs ``what`` (a :data:`NEEDS` key)."""
+    return any(what in STREAMS[name].needs for name in streams or ("rgb",))
+
+
+def _rgb(pixels: Pixels) -> torch.Tensor:
+    return pixels.normalize(pixels.unit())
+
+
+def _masked(pixels: Pixels) -> torch.Tensor:
+    x, box = pixels.unit(), pixels.box
+    assert box is not None  # Stream.__call__ checked it
+    h, w = x.shape[-2:]
+    b = box.to(x.device).round()
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = ((ys >= b[:, 1, None, None]) & (ys < b[:, 3, None, None]) & (xs >= b[:, 0, None, None])
+              & (xs < b[:, 2, None, None]))
+    return pixels.normalize(x * inside[:, None])
+
+
+register_stream(Stream("rgb", 3, _rgb, "the crop around the polyp box, normalised"))
+register_stream(Stream("masked", 3, _masked, "the crop with every pixel outside the polyp box zeroed before "
+                       "normalisation (the reference code's LOC stream)", needs=("box",)))
+register_stream(Stream("depth", 1, None, "a depth map (B, 1, H, W); models take it, nothing here computes it yet: "
+                       "pass {'depth': maps} to the model yourself"))
