@@ -17,7 +17,6 @@ from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team, hash_token
 from polypbench.leaderboard.db import Database, Submission, Team
-from polypbench.load.common import DEFAULT_MARGIN
 from polypbench.manifest import Manifest
 
 from .helpers import FROZEN_TIME, MakeClient, live_server, parquet_bytes, post, predictions
@@ -355,6 +354,6 @@ def test_the_web_process_and_the_board_renderer_never_import_torch(prepared, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["loaded"] == [] and "tiny" in found["architectures"]
-    assert found["job"]["inference"] == {"model": "tiny", "task": "triclass", "img_size": 32, "margin": DEFAULT_MARGIN,
+    assert found["job"]["inference"] == {"model": "tiny", "task": "triclass", "img_size": 32, "margin": None,
                                          "model_kwargs": {}, "channels_last": False, "bf16": False}
     assert (tmp_path / "board" / "README.md").is_file()
