@@ -339,6 +339,7 @@ print(json.dumps({"loaded": loaded, "architectures": app.state.server.architectu
 """
 
 
+@pytest.mark.process  # a server in a subprocess
 def test_the_web_process_and_the_board_renderer_never_import_torch(prepared, tmp_path: Path) -> None:
     """A server with both tracks takes a model upload (the task table asked of a child process, the config parsed
     once into the inference config the job carries) and renders its board, and neither torch nor the training code

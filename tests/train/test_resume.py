@@ -276,6 +276,7 @@ def test_cli_config_mistakes_are_one_line(tmp_path: Path, override: str, message
 
 # --- the LR schedule ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains
 def test_cosine_schedule_decays_both_rates_to_zero_per_step(prepared: dict, tmp_path: Path) -> None:
     """``lr_schedule: cosine`` (the demo config's): main and gate rates fall per step from their configured values
     to zero at the run's last step; ``constant`` keeps them."""
@@ -312,6 +313,7 @@ def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
         monkeypatch.setattr(loop, "train_step", step)
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize(("where", "said"), [("after", "interrupted after epoch 0 of 0-1"),
                                              ("during", "interrupted before epoch 0 ended")])
 def test_ctrl_c_prints_the_exact_resume_command(prepared: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -330,6 +332,7 @@ def test_ctrl_c_prints_the_exact_resume_command(prepared: dict, tmp_path: Path, 
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.slow  # trains
 def test_ctrl_c_before_the_run_starts_says_nothing_was_written(prepared: dict, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     def build_data(*args: Any, **kwargs: Any) -> Any:
@@ -381,6 +384,7 @@ def test_a_tampered_last_pt_is_not_a_readable_checkpoint(one_epoch: Path, tmp_pa
     assert "--overwrite to start afresh" in res.output and "internal error" not in res.output
 
 
+@pytest.mark.slow  # trains
 def test_train_errors_name_the_flags_the_user_set(prepared: dict, tmp_path: Path) -> None:
     none = _train("--config", "demo", "--out", str(tmp_path / "a"))
     assert none.exit_code == 1 and none.output.count("\n") == 1
