@@ -1,7 +1,7 @@
 # The commands the README gives: `make demo`, `make test` and `make test-fast`. Each builds .venv with pip first.
-# `make test` (what CI runs, through .ci/run) = `make check` (ruff, mypy) + the whole test suite on 2 pytest-xdist
-# workers + the wheel check, both on one wheel built once (`make dist`). `make test-fast`: the inner loop, without
-# the slow, end-to-end, browser, PostgreSQL and process tests (markers in pyproject.toml).
+# `make test` (what CI runs, through .ci/run) = `make check` (ruff, mypy, vulture) + the whole test suite on 2
+# pytest-xdist workers + the wheel check, both on one wheel built once (`make dist`). `make test-fast`: the inner
+# loop, without the slow, end-to-end, browser, PostgreSQL and process tests (markers in pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -31,8 +31,9 @@ demo: $(STAMP)
 	$(BIN)/polypbench demo --out demo_out
 
 check: $(STAMP)
-	$(BIN)/ruff check polypbench tests benchmarks
+	$(BIN)/ruff check polypbench tests benchmarks vulture_whitelist.py
 	$(BIN)/mypy
+	$(BIN)/vulture
 
 test: check dist
 	POLYPBENCH_DIST=$(CURDIR)/$(DIST) $(PYTEST) $(XDIST)

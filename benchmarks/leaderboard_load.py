@@ -45,7 +45,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,6 @@ class Server:
     args: list[str]
     port: int
     proc: subprocess.Popen | None = None
-    restarts: list[float] = field(default_factory=list)
 
 
 def _free_port() -> int:

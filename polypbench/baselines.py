@@ -15,8 +15,6 @@ import pandas as pd
 
 from polypbench.manifest import Manifest
 
-BASELINES = ("majority",)
-
 
 def majority_baseline(prepared: Sequence[str | Path], split: str = "test", fold: int | None = None) -> pd.DataFrame:
     """Frame predictions of ``split`` (and ``fold``) of the prepared manifests: the training split's majority size

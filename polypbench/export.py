@@ -167,7 +167,7 @@ def _size_category(n: int) -> str:
 
 
 def export_card(spec: registry.DatasetSpec, parts: dict[tuple[str, int], int], size: int, margin: float,
-                quality: int, hold_rights: bool, manifest: Manifest) -> str:
+                quality: int, manifest: Manifest) -> str:
     """README.md of an export: configurations over the (split, fold) parts written, features, licence, facts."""
     splits = [s for s in schema.SPLITS if any(k[0] == s for k in parts)]
     default = {"config_name": "default", "default": True, "data_files": [
@@ -288,7 +288,7 @@ def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None
                 written += nbytes
                 bar.update(n)
         with writing(staging):
-            (staging / "README.md").write_text(export_card(spec, parts, size, margin, quality, hold_rights, manifest))
+            (staging / "README.md").write_text(export_card(spec, parts, size, margin, quality, manifest))
         atomic_write_json(staging / INFO_FILE, {
             "polypbench_version": __version__, "manifest": manifest.provenance(), "frames_sha256": frames_sha,
             "size": size, "margin": margin, "quality": quality, "rows": len(frames),

@@ -267,7 +267,7 @@ def sigterm_exits() -> Iterator[None]:
         yield
         return
 
-    def stop(signum: int, frame: FrameType | None) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
         if _SPAWNING["now"]:
             _SPAWNING["signal"] = signum  # raised once the pool has started (see _spawning)
             return

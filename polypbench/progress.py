@@ -115,5 +115,6 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, _kind: type[BaseException] | None, exc: BaseException | None,
+                 _tb: TracebackType | None) -> None:
         self.close(final=exc is None)

@@ -20,7 +20,6 @@ predictions)."""
 PROTOCOLS = ("public", "paper")
 """Evaluation protocols: ``public``, the published per-patient split and its cross-validation folds; ``paper``, the
 HAG/GR paper's per-object folds (split_manifests/paper/v1.csv: test fold k, validation fold k + 1 mod 6)."""
-CLINICAL_FIELDS = ("histology", "site", "endoscope")
 
 FRAMES_FILE = "frames.parquet"
 POLYPS_FILE = "polyps.parquet"

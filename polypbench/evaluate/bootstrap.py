@@ -128,11 +128,6 @@ class MedianSearch:
         return np.where(total > 0, (self.values[lo] + self.values[hi]) / 2.0, np.nan)
 
 
-def weighted_median(values: np.ndarray, patient: np.ndarray, weight: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Exact weighted median of ``values`` per row of ``counts`` (see :class:`MedianSearch`)."""
-    return MedianSearch.build(values, patient, weight, counts.shape[1]).median(counts)
-
-
 @dataclass(frozen=True)
 class Design:
     """How one dataset group was resampled, which is what its intervals need.

@@ -48,11 +48,6 @@ def expanded_z(n_patients: int, n_strata: int = 1, level: float = CI_LEVEL) -> f
     return float(math.sqrt(n_patients / df) * stats.t.ppf(1.0 - (1.0 - level / 100.0) / 2.0, df))
 
 
-def normal_z(level: float = CI_LEVEL) -> float:
-    """The plain two-sided normal quantile (1.96 for 95%)."""
-    return float(special.ndtri(1.0 - (1.0 - level / 100.0) / 2.0))
-
-
 def quantiles(reps: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Per trailing position, the ``q`` quantile (in [0, 1]) of the defined replicates, with numpy's default linear
     interpolation (what :func:`numpy.percentile` gives); NaN where no replicate is defined.
@@ -130,7 +125,7 @@ def bca_levels(z0: np.ndarray, a: np.ndarray, z: float) -> np.ndarray:
 
 
 def bca_interval(point: np.ndarray, reps: np.ndarray, jack: np.ndarray, strata: np.ndarray, z: float) -> np.ndarray:
-    """(2, ...) BCa interval with two-sided quantile ``z`` (:func:`expanded_z` or :func:`normal_z`).
+    """(2, ...) BCa interval with two-sided quantile ``z`` (:func:`expanded_z`, or the plain normal quantile).
 
     ``point`` (...) the observed value, ``reps`` (R, ...) the bootstrap replicates, ``jack`` (P, ...) the
     leave-one-patient-out values, ``strata`` (P,) each patient's stratum. NaN where the point value, every replicate

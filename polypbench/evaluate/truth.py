@@ -3,7 +3,7 @@
 Everything the scorer and the validator need: the polyps of the split (size, class, patient, dataset), their
 annotated frames (the keys a frame-level prediction file must cover), the patients (with their dataset as
 bootstrap stratum) and the polyps outside the split (so rows of other splits are named as such, not as unknown).
-Polyps are coded 0..n_polyps-1 in ``polyp_ids`` order (sorted by dataset, then id).
+Polyps are coded 0..n_polyps-1 in the order of the ``polyps`` table (sorted by dataset, then id).
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ ManifestLike = Manifest | str | Path
 class Truth:
     """Ground truth of ``split`` (and ``fold``).
 
-    Arrays: ``polyp_ids``, ``polyp_size``, ``polyp_patient``, ``polyp_dataset`` (per polyp code);
-    ``patient_ids``, ``patient_dataset`` (per patient code); ``frame_polyp``, ``frame_index`` (per frame row).
+    Arrays: ``polyp_size``, ``polyp_patient`` (per polyp code); ``frame_polyp``, ``frame_index`` (per frame row).
     Tables: ``polyps`` (``polyp_id``, ``dataset``, ``patient_id``, ``size_mm``, ``size_class3``, ``patient``) and
     ``patients`` (``dataset``, ``patient_id``, ``stratum``: index of its dataset in ``datasets``), in code order.
-    ``all_polyp_ids`` = ``polyp_ids`` followed by the manifests' polyps outside the selection (codes >=
+    ``all_polyp_ids`` = the ``polyps`` table's ids followed by the manifests' polyps outside the selection (codes >=
     n_polyps, their split in ``other_split``); ``known_polyps``/``known_splits`` give the same ids with every
     polyp's split.
     """
@@ -56,11 +55,7 @@ class Truth:
     other_split: np.ndarray
     protocol: str = "public"
 
-    # -- arrays per polyp / patient -------------------------------------------------------------------------
-    @property
-    def polyp_ids(self) -> np.ndarray:
-        return self.polyps["polyp_id"].to_numpy(dtype=object)
-
+    # -- arrays per polyp -------------------------------------------------------------------------------------
     @property
     def polyp_size(self) -> np.ndarray:
         return self.polyps["size_mm"].to_numpy(dtype=np.float64)
@@ -68,18 +63,6 @@ class Truth:
     @property
     def polyp_patient(self) -> np.ndarray:
         return self.polyps["patient"].to_numpy(dtype=np.int64)
-
-    @property
-    def polyp_dataset(self) -> np.ndarray:
-        return self.patients["stratum"].to_numpy(dtype=np.int64)[self.polyp_patient]
-
-    @property
-    def patient_ids(self) -> np.ndarray:
-        return (self.patients["dataset"].astype(str) + "/" + self.patients["patient_id"].astype(str)).to_numpy(object)
-
-    @property
-    def patient_dataset(self) -> np.ndarray:
-        return self.patients["stratum"].to_numpy(dtype=np.int64)
 
     # -- sizes and keys ---------------------------------------------------------------------------------------
     @property
@@ -93,10 +76,6 @@ class Truth:
     @property
     def n_frames(self) -> int:
         return len(self.frame_polyp)
-
-    @property
-    def frame_patient(self) -> np.ndarray:
-        return self.polyp_patient[self.frame_polyp]
 
     @property
     def frame_keys(self) -> np.ndarray:
@@ -116,12 +95,6 @@ class Truth:
         if self.fold is None:
             return self.split
         return f"{self.split} ({'paper fold' if self.protocol == 'paper' else 'fold'} {self.fold})"
-
-    def dataset_polyps(self, dataset: str | None) -> np.ndarray:
-        """Mask over polyps of one dataset (``None``: all)."""
-        if dataset is None:
-            return np.ones(self.n_polyps, dtype=bool)
-        return self.polyp_dataset == self.datasets.index(dataset)
 
     @classmethod
     def from_manifests(

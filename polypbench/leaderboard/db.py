@@ -193,7 +193,7 @@ class Phase(Base):
 @event.listens_for(Replicate, "before_delete")
 @event.listens_for(Verification, "before_update")
 @event.listens_for(Verification, "before_delete")
-def _append_only(mapper: Any, connection: Any, target: Any) -> None:
+def _append_only(_mapper: Any, _connection: Any, target: Any) -> None:
     raise PolypbenchError(f"{type(target).__name__.lower()} {target.id}: rows are append-only; expected no update "
                           "or delete")
 
@@ -214,7 +214,7 @@ def _sqlite_setup(engine: Engine) -> None:
     readers never wait for the writer; a busy timeout instead of "database is locked" errors."""
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, record: Any) -> None:
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver's own BEGIN handling off; ours below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")

@@ -130,7 +130,8 @@ def holds(session: Any, job_id: int, owner: str) -> Job | None:
     return job if job is not None and job.status == "running" and job.lease_owner == owner else None
 
 
-def done(session: Any, job: Job, submission_id: int | None) -> None:
+def done(job: Job, submission_id: int | None) -> None:
+    """Mark ``job`` done (a job :func:`holds` gave: the caller's transaction records it)."""
     job.status, job.finished_at, job.error = "done", utcnow(), None
     if submission_id is not None:
         job.submission_id = submission_id

@@ -24,7 +24,6 @@ from polypbench.evaluate import Replicates
 from polypbench.leaderboard.columns import Track
 from polypbench.leaderboard.db import (
     Database,
-    Job,
     Replicate,
     Submission,
     Verification,
@@ -62,7 +61,7 @@ def by_key(session: Session, team_id: int, key: str | None) -> Submission | None
 
 def record(db: Database, team_id: int, fields: Fields, scored: dict[str, Scored], *, track: Track = Track.PUBLIC,
            key: str | None = None, cap: int | None = None, primary: float | None = None,
-           hidden: dict[str, Scored] | None = None, job: Job | None = None,
+           hidden: dict[str, Scored] | None = None,
            before_commit: Callable[[Session, Submission], None] | None = None,
            now: dt.datetime | None = None) -> tuple[Submission, bool]:
     """Insert a submission (and its replicates); (submission, False), or (the earlier one, True) for a repeated

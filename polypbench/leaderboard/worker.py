@@ -197,7 +197,7 @@ class Worker:
             held = jobs.holds(session, job.id, self.owner)
             if held is None:
                 raise PolypbenchError("the worker lost the job's lease while recording it")
-            jobs.done(session, held, sub.id)
+            jobs.done(held, sub.id)
 
         live, final = scored[Part.PUBLIC], scored[Part.PRIVATE]  # the live board's part, the final ranking's
         record(self.db, job.team_id, fields, {Part.PUBLIC.value: live}, track=Track.PRIVATE, key=f"job:{job.id}",
@@ -223,7 +223,7 @@ class Worker:
                 return
             if session.scalar(select(Verification).where(Verification.submission_id == sub.id)) is None:
                 session.add(Verification(submission_id=sub.id, verified=verified, detail=detail))
-            jobs.done(session, held, None)
+            jobs.done(held, None)
         log.info("job %d: submission %d %s", job.id, sub.id, "verified" if verified else "not verified")
 
 

@@ -8,7 +8,6 @@ gradient routing then learns which channels to keep. ``gate_init="xavier"`` draw
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -63,11 +62,6 @@ def init_gates(model: nn.Module, method: str) -> None:
     for module in model.modules():
         if isinstance(module, Gate):
             GATE_INITS[method](module.logit)
-
-
-def xavier_std(num_features: int) -> float:
-    """The standard deviation of a ``xavier`` gate logit over ``num_features`` features: sqrt(2 / (n + 1))."""
-    return math.sqrt(2.0 / (num_features + 1))
 
 
 def gate_or_identity(gated: bool, num_features: int, dim: int = -1) -> nn.Module:

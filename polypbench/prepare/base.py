@@ -220,12 +220,12 @@ class Converter(abc.ABC):
         """Convert one unit (runs in a worker process), with the fingerprint of what it read."""
 
     @staticmethod
-    def fingerprint(ctx: Context, unit: Unit) -> str | None:
+    def fingerprint(ctx: Context, unit: Unit) -> str | None:  # noqa: ARG004 - the hook's signature (the default)
         """The fingerprint :meth:`convert` would return for ``unit`` now, computed without converting (a resumed
         run reuses a finished part only when it is unchanged); None when unknown (the unit is converted again)."""
         return None
 
-    def notes(self, raw: Path) -> list[str]:
+    def notes(self, raw: Path) -> list[str]:  # noqa: ARG002 - the hook's signature (the default: no notes)
         """Facts about the dump worth reporting that are not problems (e.g. negative cases without boxes)."""
         return []
 

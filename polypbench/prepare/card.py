@@ -80,7 +80,7 @@ def licence_yaml(spec: registry.DatasetSpec) -> dict[str, str]:
 class _NoAliases(yaml.SafeDumper):
     """Repeated values written out in full (no ``&id001`` anchors: not every YAML reader of the Hub takes them)."""
 
-    def ignore_aliases(self, data: Any) -> bool:
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002 - yaml's hook: no value is ever an alias
         return True
 
 

@@ -109,7 +109,8 @@ class SunConverter(Converter):
 
     unit_name = "case"
 
-    def polyps(self, raw: Path, problems: list[Problem]) -> dict[str, PolypInfo]:
+    def polyps(self, raw: Path, problems: list[Problem]) -> dict[str, PolypInfo]:  # noqa: ARG002 - an override
+        """SUN's sizes ship with polypbench (its catalog), not with the raw dump: nothing is read from ``raw``."""
         return sun_polyps(self.dataset)
 
     def units(self, raw: Path, problems: list[Problem]) -> list[Unit]:

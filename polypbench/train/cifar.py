@@ -31,7 +31,6 @@ OFFICIAL_MD5 = {
     "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
     "meta": "7973b15100ade9c7d40fb424638fde48",
 }
-NUM_CLASSES = 100
 VAL_SPLIT_SEED = 0
 """The validation part of the train split is drawn with this fixed seed, so every run validates on the same
 images whatever its training seed."""
@@ -51,8 +50,9 @@ def _md5(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _md5_of(path: Path, size: int, mtime_ns: int) -> str:
-    """MD5 of ``path`` (cached while its size and modification time stay the same)."""
+def _md5_of(path: Path, _size: int, _mtime_ns: int) -> str:
+    """MD5 of ``path``. The file's size and modification time are arguments only to key the cache: a file that
+    changes is read again."""
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -43,8 +43,9 @@ class RunConfig(Protocol):
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ColumnFn = Callable[[torch.Tensor, torch.Tensor], np.ndarray]
-"""(decoded outputs, targets) -> one prediction-file column."""
+ColumnFn = Callable[[torch.Tensor], np.ndarray]
+"""Decoded outputs -> one prediction-file column."""
+T = TypeVar("T")
 
 REGRESSION_LOSSES: dict[str, LossFn] = {"l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
 """``regression_loss`` -> loss on (predicted, target) sizes in the coding's units (mm for the default coding)."""
@@ -67,8 +68,17 @@ class TargetStats:
         return cls(float(ckpt["size_offset_mm"]), tuple(int(c) for c in ckpt.get("class_counts", ())))
 
 
-def mean_size(targets: np.ndarray, num_outputs: int) -> TargetStats:
-    """Regression: the mean training size (boxes weigh equally)."""
+def always(value: T) -> Callable[..., T]:
+    """A table entry that does not depend on the run (its config, its target statistics): ``value`` every time."""
+
+    def same(*_: object) -> T:
+        return value
+
+    return same
+
+
+def mean_size(targets: np.ndarray, _num_outputs: int) -> TargetStats:
+    """Regression: the mean training size (boxes weigh equally; the uniform signature's ``num_outputs`` is 1)."""
     return TargetStats(size_offset_mm=float(targets.astype(np.float64).mean()) if len(targets) else 0.0)
 
 
@@ -146,8 +156,8 @@ def seed_size_loss(weight_1: float, weight_2: float, threshold_1: float = 5.0, t
     return loss
 
 
-def regression_loss(cfg: RunConfig, stats: TargetStats) -> LossFn:
-    """``cfg.regression_loss`` (L1 or SmoothL1)."""
+def regression_loss(cfg: RunConfig, _stats: TargetStats) -> LossFn:
+    """``cfg.regression_loss`` (L1 or SmoothL1; the coding, not the loss, uses the target statistics)."""
     return REGRESSION_LOSSES[cfg.regression_loss]
 
 
@@ -164,11 +174,6 @@ def balanced_cross_entropy(cfg: RunConfig, stats: TargetStats) -> LossFn:
     if weight is None:
         return F.cross_entropy
     return lambda out, y: F.cross_entropy(out, y, weight=weight.to(out.device))
-
-
-def cross_entropy(cfg: RunConfig, stats: TargetStats) -> LossFn:
-    """Plain cross-entropy."""
-    return F.cross_entropy
 
 
 @dataclass
@@ -204,7 +209,7 @@ def polyp_scores(*names: tuple[str, str]) -> MetricsFn:
 def top_k(*ks: int) -> MetricsFn:
     """Top-k accuracy of the logits, ``top<k>`` for each k."""
 
-    def metrics(cfg: RunConfig, ev: Evaluation) -> dict[str, float | None]:
+    def metrics(_cfg: RunConfig, ev: Evaluation) -> dict[str, float | None]:
         out, target = ev.decoded, ev.target
         if not len(target):
             return {f"top{k}": math.nan for k in ks}
@@ -216,18 +221,14 @@ def top_k(*ks: int) -> MetricsFn:
 
 def probability(k: int) -> ColumnFn:
     """Softmax probability of class ``k``."""
-    return lambda logits, target: logits.softmax(dim=1)[:, k].numpy().astype("float64")
+    return lambda logits: logits.softmax(dim=1)[:, k].numpy().astype("float64")
 
 
-def size_column(size_mm: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+def size_column(size_mm: torch.Tensor) -> np.ndarray:
     return size_mm.numpy().astype("float64")
 
 
-def target_column(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    return target.numpy()
-
-
-def argmax_column(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+def argmax_column(logits: torch.Tensor) -> np.ndarray:
     return logits.argmax(dim=1).numpy()
 
 
@@ -235,8 +236,9 @@ def argmax_column(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
 class Task:
     """One training task (see the module docstring). ``target`` is a :class:`~polypbench.train.batch.Batch`
     field and, for polyps, the manifest column of the same name; ``columns`` are the prediction-file columns
-    written after the ids; ``headline``: the keys of ``metrics`` shown on each epoch's line (all of them go to
-    ``metrics.jsonl``)."""
+    written after the ids (``writes_target``: the targets themselves first, in a column named ``target``, where no
+    manifest holds the truth, as for CIFAR-100); ``headline``: the keys of ``metrics`` shown on each epoch's line
+    (all of them go to ``metrics.jsonl``)."""
 
     name: str
     dataset: str
@@ -248,6 +250,7 @@ class Task:
     columns: Mapping[str, ColumnFn]
     metrics: MetricsFn
     headline: tuple[str, ...] = ()
+    writes_target: bool = False
     gate_loss: Callable[[RunConfig, TargetStats], LossFn] | None = None
     """The gate pass's loss in the two-pass modes (None: the same as ``loss``)."""
 
@@ -288,8 +291,9 @@ class Objective:
         return self.coding.decode(raw)
 
     def columns(self, decoded: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
-        """The task's prediction-file columns."""
-        return {name: column(decoded, target) for name, column in self.task.columns.items()}
+        """The task's prediction-file columns (the targets' first, if it writes them)."""
+        truth = {self.task.target: target.numpy()} if self.task.writes_target else {}
+        return {**truth, **{name: column(decoded) for name, column in self.task.columns.items()}}
 
 
 POLYP_CLASS_METRICS = (("triclass", "balanced_accuracy"), ("triclass", "macro_f1"))
@@ -300,17 +304,17 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm")),
          headline=("polyp_balanced_accuracy", "polyp_mae_mm")),
     Task("regression-paper", dataset="polyp", target="size_mm", num_outputs=1, stats=mean_size,
-         coding=lambda stats: PAPER_SIZE_CODING, loss=lambda cfg, stats: seed_size_loss(3.0, 5.0),
-         gate_loss=lambda cfg, stats: seed_size_loss(5.0, 10.0),
+         coding=always(PAPER_SIZE_CODING), loss=always(seed_size_loss(3.0, 5.0)),
+         gate_loss=always(seed_size_loss(5.0, 10.0)),
          columns={"size_mm": size_column}, metrics=polyp_scores(*POLYP_CLASS_METRICS, ("size", "mae_mm")),
          headline=("polyp_balanced_accuracy", "polyp_mae_mm")),
     Task("triclass", dataset="polyp", target="size_class3", num_outputs=3, stats=class_counts,
-         coding=lambda stats: LogitCoding(), loss=balanced_cross_entropy,
+         coding=always(LogitCoding()), loss=balanced_cross_entropy,
          columns={f"p{k}": probability(k) for k in range(3)}, metrics=polyp_scores(*POLYP_CLASS_METRICS),
          headline=("polyp_balanced_accuracy",)),
     Task("classification", dataset="cifar100", target="label", num_outputs=100, stats=class_counts,
-         coding=lambda stats: LogitCoding(), loss=cross_entropy,
-         columns={"label": target_column, "pred": argmax_column}, metrics=top_k(1, 5), headline=("top1",)),
+         coding=always(LogitCoding()), loss=always(F.cross_entropy), writes_target=True,
+         columns={"pred": argmax_column}, metrics=top_k(1, 5), headline=("top1",)),
 )}
 """Every training task, by name (``TrainConfig.task``)."""
 

@@ -19,7 +19,7 @@ def test_weighted_median_equals_numpy_median_of_the_resampled_units(units: list[
     values = np.array([v for v, _ in units])
     patient = np.array([p for _, p in units])
     counts = bootstrap.resample_counts(np.zeros(6, dtype=int), 20, seed)
-    got = bootstrap.weighted_median(values, patient, np.ones(len(values)), counts)
+    got = bootstrap.MedianSearch.build(values, patient, np.ones(len(values)), 6).median(counts)
     for r, row in enumerate(counts):
         expanded = np.repeat(values, row[patient].astype(int))
         if len(expanded):
@@ -33,7 +33,7 @@ def test_weighted_median_with_many_units_uses_buckets_exactly() -> None:
     values = rng.gamma(2.0, 2.0, 50_000)
     patient = rng.integers(0, 40, len(values))
     counts = bootstrap.resample_counts(np.zeros(40, dtype=int), 25, 3)
-    got = bootstrap.weighted_median(values, patient, np.ones(len(values)), counts)
+    got = bootstrap.MedianSearch.build(values, patient, np.ones(len(values)), 40).median(counts)
     for r in (0, 1, 7, 24):
         assert got[r] == pytest.approx(np.median(np.repeat(values, counts[r][patient].astype(int))))
 

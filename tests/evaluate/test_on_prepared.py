@@ -57,7 +57,7 @@ def test_frame_numbers_outside_int32_are_refused_not_folded(prepared) -> None:
 
 
 def test_weighted_median_ties_at_half_despite_rounding() -> None:
-    from polypbench.evaluate.bootstrap import weighted_median
+    from polypbench.evaluate.bootstrap import MedianSearch
 
     # patients with 1, 1 and 3 frames (frame weights 1, 1, 1/3), the third drawn twice: weights 1, 1, 2/3, 2/3, 2/3
     # total 4, and the cumulative weight reaches exactly half at the 2nd value, so the median is (1 + 2) / 2;
@@ -65,7 +65,7 @@ def test_weighted_median_ties_at_half_despite_rounding() -> None:
     values = np.arange(5, dtype=float)
     patient = np.array([0, 1, 2, 2, 2])
     weight = np.array([1.0, 1.0, 1 / 3, 1 / 3, 1 / 3])
-    got = weighted_median(values, patient, weight, np.array([[1.0, 1.0, 2.0]]))
+    got = MedianSearch.build(values, patient, weight, 3).median(np.array([[1.0, 1.0, 2.0]]))
     assert got[0] == 1.5
 
 

@@ -262,7 +262,7 @@ def test_pages_answer_errors_with_a_page_and_the_api_with_json(sqlite_db: str, l
 
     from polypbench.leaderboard import pages as page_module
 
-    def broken(*args: Any, **kwargs: Any) -> str:
+    def broken(*_args: Any, **_kwargs: Any) -> str:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(page_module, "board_page", broken)

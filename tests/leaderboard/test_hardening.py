@@ -170,7 +170,7 @@ def test_odd_names_huge_ids_and_unexpected_errors_are_one_json_line(make_client:
 
     from polypbench.leaderboard import api
 
-    def broken(*args: Any, **kwargs: Any) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(api, "score_public", broken)

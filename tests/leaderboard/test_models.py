@@ -49,7 +49,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def site(prepared, sqlite_db: str, options: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
+def site(prepared, sqlite_db: str, options: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Public track: SUN; private track: REAL-Colon (frames and labels the participants never see)."""
     public, hidden = prepared["sun"].out, prepared["real-colon"].out
     app = create_app(sqlite_db, [public], private_labels=[hidden], **options)

@@ -118,7 +118,7 @@ def test_two_worker_processes_hold_the_cap_keys_and_rate_limit_together(server_d
         with ThreadPoolExecutor(6) as pool:
             capped = list(pool.map(lambda i: upload("capped", i), range(6)))
             retried = list(pool.map(lambda i: upload("retrying", i, key="same-key-for-all"), range(4)))
-            chatty = list(pool.map(lambda i: httpx.get(f"{url}/api/jobs", timeout=60, headers={
+            chatty = list(pool.map(lambda _: httpx.get(f"{url}/api/jobs", timeout=60, headers={
                 "Authorization": f"Bearer {tokens['chatty']}"}).status_code, range(12)))
     assert sorted(r.status_code for r in capped) == [200, 200, 429, 429, 429, 429], [r.text for r in capped]
     assert all(r.status_code == 200 for r in retried) and len({r.json()["id"] for r in retried}) == 1

@@ -85,7 +85,7 @@ def test_a_run_killed_before_or_during_publishing_never_shows_a_half_manifest(
         """Stands for kill -9: nothing after it runs."""
 
     if crash_at == "merge":
-        def card(*args: Any) -> str:
+        def card(*_args: Any) -> str:
             raise Killed()
 
         monkeypatch.setattr(engine, "dataset_card", card)

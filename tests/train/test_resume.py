@@ -308,7 +308,7 @@ def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
                 raise KeyboardInterrupt
         monkeypatch.setattr(loop, "note", note)
     else:
-        def step(*args: Any, **kwargs: Any) -> Any:
+        def step(*_args: Any, **_kwargs: Any) -> Any:
             raise KeyboardInterrupt
         monkeypatch.setattr(loop, "train_step", step)
 
@@ -335,7 +335,7 @@ def test_ctrl_c_prints_the_exact_resume_command(prepared: dict, tmp_path: Path, 
 @pytest.mark.slow  # trains
 def test_ctrl_c_before_the_run_starts_says_nothing_was_written(prepared: dict, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    def build_data(*args: Any, **kwargs: Any) -> Any:
+    def build_data(*_args: Any, **_kwargs: Any) -> Any:
         raise KeyboardInterrupt
     monkeypatch.setattr(loop, "build_data", build_data)
     res = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(tmp_path / "r"), *_sets())

@@ -45,12 +45,12 @@ def test_gr_passes_touch_only_their_parameters(name: str) -> None:
     main0, gates0 = _snapshot(main), _snapshot(gates)
     seen: dict[str, object] = {}
 
-    def at_gate_step(opt, args, kwargs):  # end of pass 1, before the gate update
+    def at_gate_step(*_hook_args):  # end of pass 1, before the gate update
         seen["main_untouched"] = _equal(main0, main)
         seen["no_main_grads"] = all(p.grad is None for p in main)
         seen["gate_grads"] = all(p.grad is not None for p in gates)
 
-    def at_main_step(opt, args, kwargs):  # end of pass 2, before the main update
+    def at_main_step(*_hook_args):  # end of pass 2, before the main update
         seen["gates_after_pass1"] = _snapshot(gates)
         seen["no_gate_grads"] = all(p.grad is None for p in gates)
         seen["main_grads"] = all(p.grad is not None for p in main)
@@ -117,8 +117,8 @@ def test_gate_clipping_only_in_gate_pass() -> None:
     def grad_norm(params):
         return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
 
-    gate_opt.register_step_pre_hook(lambda o, a, k: norms.__setitem__("gate", grad_norm(o.param_groups[0]["params"])))
-    main_opt.register_step_pre_hook(lambda o, a, k: norms.__setitem__("main", grad_norm(o.param_groups[0]["params"])))
+    gate_opt.register_step_pre_hook(lambda o, *_: norms.__setitem__("gate", grad_norm(o.param_groups[0]["params"])))
+    main_opt.register_step_pre_hook(lambda o, *_: norms.__setitem__("main", grad_norm(o.param_groups[0]["params"])))
     out = train_step(model, x, y, F.mse_loss, main_opt, gate_opt, clip_gate=1e-3, clip_main=None)
     assert out["gate_grad_norm"] > 1e-3 and norms["gate"] == pytest.approx(1e-3, rel=1e-3)
     assert norms["main"] == pytest.approx(out["grad_norm"], rel=1e-4) and norms["main"] > 1e-2

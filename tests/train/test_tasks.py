@@ -29,7 +29,9 @@ def test_every_task_is_complete(name: str) -> None:
     target = torch.tensor([3.0, 5.0, 8.0, 12.0, 20.0]) if task.target == "size_mm" else torch.tensor([0, 1, 2, 1, 0])
     assert objective.loss(raw, target).ndim == 0
     columns = objective.columns(objective.decode(raw), target)
-    assert list(columns) == list(task.columns) and all(len(v) == 5 for v in columns.values())
+    assert list(columns) == [task.target] * task.writes_target + list(task.columns)  # the targets' column first
+    assert all(len(v) == 5 for v in columns.values())
+    assert not task.writes_target or np.array_equal(columns[task.target], target.numpy())
 
 
 def test_dataset_kinds_come_from_the_table() -> None:
