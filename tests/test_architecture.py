@@ -181,5 +181,6 @@ def test_no_module_writes_the_default_crop_as_a_literal(module: str) -> None:
             found += [node.target.id] if _crop_literal(node.target.id, node.value) else []
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):  # click.option
             option = str(node.args[0].value)
-            found += [f"option {option}" for k in node.keywords if k.arg == "default" and _crop_literal(option, k.value)]
+            found += [f"option {option}" for k in node.keywords
+                      if k.arg == "default" and _crop_literal(option, k.value)]
     assert found == []
