@@ -1,7 +1,8 @@
 """The README's code blocks (and docs/loading.md's), run as written on synthetic data, so they cannot drift.
 
 Every fenced ``bash`` and ``python`` block runs, in order, in one scratch folder: the bash blocks with ``bash -eo
-pipefail`` and a ``polypbench`` command that is this checkout's, the python blocks in a fresh interpreter. The few
+pipefail`` and a ``polypbench`` command that is this checkout's, the python blocks in a fresh process. Each command
+is its own process, forked from a server that has imported torch once (:mod:`tests.forkserver`). The few
 changes from the text are the table :data:`SUBSTITUTIONS` (the synthetic dumps for ``/data/...``, a 1-epoch tiny
 training run, fewer workers on a shared CI machine), each applied to the lines that contain it. A block preceded by
 ``<!-- skip-test: reason -->`` is skipped with that reason (pytest -rs lists it). The submit block runs against
@@ -15,14 +16,16 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.forkserver import ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/loading.md")
@@ -92,6 +95,7 @@ class Workspace:
     env: dict[str, str]
     dumps: dict[str, Path]
     port: int
+    forks: ForkServer
     failed: list[str] = field(default_factory=list)
 
     def run(self, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -100,16 +104,18 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def workspace(dumps: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def workspace(dumps: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     """The scratch folder, and a bin/ first on PATH whose ``polypbench`` is this checkout's."""
     bin_dir = tmp_path_factory.mktemp("bin")
-    script = bin_dir / "polypbench"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m polypbench "$@"\n')
-    script.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    return Workspace(tmp_path_factory.mktemp("readme"), env, {name: Path(d.root) for name, d in dumps.items()},
-                     _free_port())
+    forks = ForkServer.start(env)
+    forks.shim(bin_dir)
+    try:
+        yield Workspace(tmp_path_factory.mktemp("readme"), env, {name: Path(d.root) for name, d in dumps.items()},
+                        _free_port(), forks)
+    finally:
+        forks.stop()
 
 
 def _server(ws: Workspace) -> tuple[subprocess.Popen[bytes], str]:
@@ -154,7 +160,7 @@ def test_documented_block_runs(block: Block, workspace: Workspace) -> None:
     if "polypbench submit" in code:
         server, env["TOKEN"] = _server(workspace)
     try:
-        cmd = ["bash", "-eo", "pipefail", "-c", code] if block.lang == "bash" else [sys.executable, "-c", code]
+        cmd = ["bash", "-eo", "pipefail", "-c", code] if block.lang == "bash" else workspace.forks.command("-c", code)
         result = workspace.run(cmd, env)
     finally:
         if server is not None:
