@@ -28,6 +28,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 (:class:`~polypbench.load.spec.PixelSpec`'s ``mean``)."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
 """Per-channel standard deviation matching :data:`IMAGENET_MEAN`."""
+SEED_MEAN = (0.32239652, 0.22631808, 0.17500061)
+"""Per-channel mean the seed (cosmoimd/feature-selection-gates, ``config_resnet18_FSAG_LOC_DPT.yml``) normalises
+its frames with: its polyp datasets' statistics. The seed feeds this input to MiDaS as well
+(:mod:`polypbench.models.midas`)."""
+SEED_STD = (0.31781745, 0.2405859, 0.19327126)
+"""Per-channel standard deviation matching :data:`SEED_MEAN`."""
 
 
 def resolve_raw_root(manifest: Manifest, raw_root: str | Path | None) -> Path:

@@ -45,11 +45,13 @@ def load_backbone(
     drop_prefixes: tuple[str, ...] = (),
     adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
     expected: str = "a matching state dict",
+    assign: bool = False,
 ) -> None:
     """Load ``path`` into ``module`` strictly (keys and shapes must match).
 
     ``drop_prefixes`` removes the checkpoint's own classifier (e.g. ``fc.``, ``head.``), which the model replaces;
     ``adapt`` may rewrite tensors first (e.g. the 1-channel depth stem). Any mismatch is one :class:`InputError`.
+    ``assign=True`` adopts the file's tensors instead of copying them (for a module built on the meta device).
     """
     state = read_state_dict(path)
     state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
@@ -65,5 +67,5 @@ def load_backbone(
         k = sorted(bad)[0]
         problem = f"shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)} ({len(bad)} tensors)"
         raise InputError(path, problem, expected)
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)
     log.info("loaded %d tensors from %s", len(state), path)
