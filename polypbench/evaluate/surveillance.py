@@ -73,7 +73,7 @@ class Kind(str, enum.Enum):
 ADENOMAS = frozenset({Kind.ADENOMA, Kind.ADENOMA_VILLOUS, Kind.ADENOMA_HGD})
 SSLS = frozenset({Kind.SSL, Kind.SSL_DYSPLASIA})
 SERRATED = frozenset({*SSLS, Kind.TSA, Kind.HP})
-NEOPLASTIC = frozenset({*ADENOMAS, *SERRATED})
+ADENOMA_OR_SERRATED = frozenset({*ADENOMAS, *SERRATED})
 
 ASSUMED = Kind.ADENOMA
 """The kind given to a polyp whose histology is missing or not in :data:`HISTOLOGY`."""
@@ -177,7 +177,7 @@ USMSTF_2020 = Guideline(
     "Multi-Society Task Force on Colorectal Cancer. Gastroenterology 2020;158:1131-1153. "
     "doi:10.1053/j.gastro.2019.10.026",
     (
-        Rule("normal colonoscopy (no adenoma or serrated polyp)", NEOPLASTIC, (0, 0), None, years(10)),
+        Rule("normal colonoscopy (no adenoma or serrated polyp)", ADENOMA_OR_SERRATED, (0, 0), None, years(10)),
         Rule("1-2 tubular adenomas < 10 mm", ADENOMAS, (1, 2), "<10", years(7, 10)),
         Rule("3-4 tubular adenomas < 10 mm", ADENOMAS, (3, 4), "<10", years(3, 5)),
         Rule("5-10 tubular adenomas < 10 mm", ADENOMAS, (5, 10), "<10", years(3)),
@@ -205,7 +205,7 @@ ESGE_2020 = Guideline(
     "Hassan C, et al. Post-polypectomy colonoscopy surveillance: European Society of Gastrointestinal Endoscopy "
     "(ESGE) Guideline - Update 2020. Endoscopy 2020;52:687-700. doi:10.1055/a-1185-3109",
     (
-        Rule("no adenoma or serrated polyp: screening (10 y)", NEOPLASTIC, (0, 0), None, years(10)),
+        Rule("no adenoma or serrated polyp: screening (10 y)", ADENOMA_OR_SERRATED, (0, 0), None, years(10)),
         Rule("1-4 adenomas < 10 mm with low-grade dysplasia, irrespective of villous components: back to "
              "screening (10 y)", ADENOMAS, (1, 4), "<10", years(10)),
         Rule("serrated polyps < 10 mm without dysplasia: back to screening (10 y)", SERRATED, _ANY, "<10",
