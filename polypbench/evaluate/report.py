@@ -170,7 +170,8 @@ def _clinical_sections(result: Result, source: Result | Mapping[str, Any], view:
     if rows:
         info = (result.clinical or {}).get("surveillance", {})
         pooled = info.get("patients", {}).get("pooled", {})
-        text = (f"{info.get('definition', '')}. Histology: {info.get('histology_assumption', '')}; assumed for "
+        text = (f"{info.get('definition', '')}. Histology from the manifest; {info.get('histology_assumption', '')}"
+                f"; assumed for "
                 f"{pooled.get('assumed_histology', '?')} of {pooled.get('patients', '?')} patients. Predicted "
                 f"intervals from {info.get('predicted_from', '?')}. Not scored: {info.get('not_scored', '')}. "
                 f"Not applied: {info.get('not_applied', '')}. "
