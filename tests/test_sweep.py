@@ -105,3 +105,18 @@ def test_a_run_config_takes_the_manifest_paths_as_values(tmp_path: Path) -> None
     cfg = spec.train_config()
     assert cfg.prepared == ["prepared/a,b", "c"]
     assert (cfg.fold, cfg.protocol, cfg.seed, cfg.epochs) == (spec.fold, "paper", spec.seed, 1)
+
+
+def test_the_results_table_shows_the_clinical_terms_ours_only(tmp_path: Path) -> None:
+    from polypbench.evaluate import score
+    from polypbench.sweep.aggregate import CLINICAL, ModelResult, table_rows
+    from tests.evaluate.helpers import WIDE, wide_polyp_level, write_manifest
+
+    result = score(wide_polyp_level(1.5), write_manifest(tmp_path / "real-colon", "real-colon", WIDE),
+                   n_bootstrap=50)
+    res = ModelResult("m", 1, 1, pooled={k: s.to_dict() for k, s in result.metrics.items()})
+    row = table_rows([res]).set_index("dataset").loc["pooled"]
+    assert row["USMSTF interval agreement (ours)"].startswith("1.000 [")  # a value with its interval
+    assert row["USMSTF interval later (ours)"].startswith("0.000 [")
+    assert row["size within 20% (ours)"].startswith("0.438 [")
+    assert len(CLINICAL) == 3 and not any(c.startswith("USMSTF") and "(paper)" in c for c in row.index)

@@ -33,6 +33,8 @@ VIEWS = {
     "frame": "One unit per frame row (box), every frame weight 1: the paper's view; polyps with many frames dominate.",
     "frame_patient": "One unit per frame row, weighted 1 / (the patient's number of frame rows): every patient counts "
                      "once, a patient's frames are averaged; confusion-matrix entries are patient-equivalents.",
+    "patient": "One unit per patient: the surveillance interval a guideline assigns from the patient's polyps in "
+               "this split (only those the dataset annotated), from the true and from the predicted sizes.",
 }
 """Each view's name and what its numbers mean (written into the JSON)."""
 

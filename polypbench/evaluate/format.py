@@ -25,6 +25,7 @@ from polypbench.evaluate.policy import (
     Note,
     NoteKind,
 )
+from polypbench.evaluate.surveillance import GUIDELINES, OUTCOMES
 
 
 class Shown(Protocol):
@@ -62,6 +63,10 @@ LABELS = {
     "accuracy": "accuracy", "kappa_quadratic": "kappa (quadratic)", "kappa_linear": "kappa (linear)",
     "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision", "f1": "F1",
     "mae_mm": "MAE (mm)", "median_ae_mm": "median AE (mm)", "bias_mm": "bias (mm)",
+    "loa_lower_mm": "LoA lower (mm)", "loa_upper_mm": "LoA upper (mm)", "within_1mm": "within +-1 mm",
+    "within_20pct": "within 20%", "cross_up_5mm": "<=5 -> >5 mm", "cross_down_5mm": ">5 -> <=5 mm",
+    "cross_up_10mm": "<10 -> >=10 mm", "cross_down_10mm": ">=10 -> <10 mm",
+    **{f"{g.key}_{o}": f"{g.title} {o}" for g in GUIDELINES for o in OUTCOMES},
 }
 """Column heading of each metric in tables."""
 

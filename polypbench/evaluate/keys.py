@@ -5,7 +5,8 @@ JSON document and on the leaderboard (in the spirit of WILDS's metric-group keys
 
 - ``polyp/triclass/pooled/balanced_accuracy``: a metric over all classes of a task;
 - ``polyp/triclass/real-colon/sensitivity/large``: a per-class metric (the class as its slug, see below);
-- ``frame/size/sun/mae_mm``: a size error (task ``size``: size errors do not depend on the task).
+- ``frame/size/sun/mae_mm``: a size error (task ``size``: size errors do not depend on the task);
+- ``patient/surveillance/pooled/usmstf2020_later``: a surveillance-interval share (view ``patient``).
 
 Parts never contain ``/``, so a key splits unambiguously on it. Class names (``polypbench.sizes.CLASS_SCHEMES``) contain
 spaces and ``<``/``>=``, so keys carry a slug: lower case, ``<=`` -> ``le``, ``>=`` -> ``ge``, ``<`` -> ``lt``,
@@ -18,12 +19,18 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from polypbench.evaluate.agreement import AGREEMENT_METRICS
 from polypbench.evaluate.metrics import CLASS_METRICS, KAPPA_METRICS, SIZE_METRICS, SUMMARY_METRICS
+from polypbench.evaluate.surveillance import SURVEILLANCE_METRICS
 from polypbench.sizes import CLASS_SCHEMES
 
 SEP = "/"
 SIZE_TASK = "size"
-"""The task part of size-error keys."""
+"""The task part of size-error keys (and of the measurement-agreement metrics)."""
+SURVEILLANCE_TASK = "surveillance"
+"""The task part of the surveillance-interval keys (view ``patient``: :mod:`polypbench.evaluate.surveillance`)."""
+TASKS = (*CLASS_SCHEMES, SIZE_TASK, SURVEILLANCE_TASK)
+"""Every task part a key may have, in display order: the class tasks, the size errors, the surveillance."""
 
 _SYMBOLS = (("<=", "le"), (">=", "ge"), ("<", "lt"), (">", "gt"))
 _UNSAFE = re.compile(r"[^a-z0-9.-]+")
@@ -97,8 +104,11 @@ def with_dataset(key: str, dataset: str) -> str:
 
 def candidate_keys(view: str, task: str, dataset: str) -> list[str]:
     """Every key a result may hold for one view, task (or ``size``) and dataset, in display order: the summary
-    metrics and kappas, then each per-class metric class by class; for ``size`` the size errors."""
+    metrics and kappas, then each per-class metric class by class; for ``size`` the size errors and the measurement
+    agreement; for ``surveillance`` each guideline's agreement, later and earlier shares."""
     if task == SIZE_TASK:
-        return [metric_key(view, task, dataset, m) for m in SIZE_METRICS]
+        return [metric_key(view, task, dataset, m) for m in (*SIZE_METRICS, *AGREEMENT_METRICS)]
+    if task == SURVEILLANCE_TASK:
+        return [metric_key(view, task, dataset, m) for m in SURVEILLANCE_METRICS]
     keys = [metric_key(view, task, dataset, m) for m in (*SUMMARY_METRICS, *KAPPA_METRICS)]
     return keys + [metric_key(view, task, dataset, m, c) for m in CLASS_METRICS for c in class_slugs(task)]

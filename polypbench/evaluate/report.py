@@ -24,10 +24,12 @@ import numpy as np
 
 from polypbench import __version__
 from polypbench.errors import InputError
+from polypbench.evaluate.agreement import AGREEMENT_METRICS
 from polypbench.evaluate.format import LABELS, LEGEND, format_count, format_notes, format_stat, format_support
-from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, group_key, metric_key
+from polypbench.evaluate.keys import SIZE_TASK, SURVEILLANCE_TASK, TASKS, candidate_keys, group_key, metric_key
 from polypbench.evaluate.metrics import CLASS_METRICS, SIZE_METRICS
 from polypbench.evaluate.result import VIEW_TITLES, Result, lookup
+from polypbench.evaluate.surveillance import GUIDELINES, OUTCOMES
 from polypbench.fileio import atomic_write, read_text, writing
 from polypbench.sizes import CLASS_SCHEMES, DIMINUTIVE_MAX_MM, LARGE_MIN_MM
 from polypbench.templating import render
@@ -112,7 +114,7 @@ def _class_table(result: Result, view: str, task: str, dataset: str) -> Table:
 def _notes_table(result: Result, view: str) -> Table | None:
     """Every number of ``view`` whose interval is flagged or withheld: key, the number, what it rests on, why."""
     rows = []
-    for task in [*CLASS_SCHEMES, SIZE_TASK]:
+    for task in TASKS:
         for ds in result.datasets:
             for key in candidate_keys(view, task, ds):
                 stat = lookup(result, key)
@@ -147,6 +149,36 @@ def _view_sections(result: Result, source: Result | Mapping[str, Any], view: str
     sizes = _metric_table(result, source, view, SIZE_TASK, SIZE_METRICS)
     if sizes:
         out.append(Section(3, f"{prefix}size errors", table=sizes, anchor=f"{view}-size-errors"))
+    return out + _clinical_sections(result, source, view, prefix)
+
+
+def _clinical_sections(result: Result, source: Result | Mapping[str, Any], view: str, prefix: str = ""
+                       ) -> list[Section]:
+    """Measurement agreement (per polyp) and the surveillance intervals (per patient), with what they assume."""
+    out = []
+    agreement = _metric_table(result, source, view, SIZE_TASK, ("bias_mm", *AGREEMENT_METRICS))
+    if view == "polyp" and agreement:
+        out.append(Section(3, f"{prefix}measurement agreement (Bland-Altman, within, threshold crossings)",
+                           text=(result.clinical or {}).get("agreement"), table=agreement,
+                           anchor=f"{view}-agreement"))
+    rows = []
+    for g in GUIDELINES:
+        for ds in result.datasets:
+            stats = [lookup(source, metric_key(view, SURVEILLANCE_TASK, ds, f"{g.key}_{o}")) for o in OUTCOMES]
+            if stats[0] is not None:
+                rows.append([g.title, ds, format_support(stats[0]), *[format_stat(st) for st in stats]])
+    if rows:
+        info = (result.clinical or {}).get("surveillance", {})
+        pooled = info.get("patients", {}).get("pooled", {})
+        text = (f"{info.get('definition', '')}. Histology from the manifest; {info.get('histology_assumption', '')}"
+                f"; assumed for "
+                f"{pooled.get('assumed_histology', '?')} of {pooled.get('patients', '?')} patients. Predicted "
+                f"intervals from {info.get('predicted_from', '?')}. Not scored: {info.get('not_scored', '')}. "
+                f"Not applied: {info.get('not_applied', '')}. "
+                + " ".join(f"{g.title}: {g.citation}." for g in GUIDELINES))
+        out.append(Section(3, f"{prefix}surveillance intervals", text=text, table=(
+            ["guideline", "dataset", "polyps / patients scored", *OUTCOMES[:1], "later (unsafe)", *OUTCOMES[2:]],
+            rows), anchor=f"{view}-surveillance"))
     return out
 
 

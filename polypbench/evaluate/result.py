@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from polypbench.evaluate.agreement import AGREEMENT_METRICS
 from polypbench.evaluate.format import FLAG, LABELS, LEGEND, format_notes, format_p, format_stat
-from polypbench.evaluate.keys import SIZE_TASK, class_slugs, metric_key, parse_key
+from polypbench.evaluate.keys import SIZE_TASK, SURVEILLANCE_TASK, class_slugs, metric_key, parse_key
 from polypbench.evaluate.metrics import SIZE_METRICS
 from polypbench.evaluate.stat import Stat
+from polypbench.evaluate.surveillance import GUIDELINES, OUTCOMES
 from polypbench.fileio import atomic_write
 from polypbench.sizes import CLASS_SCHEMES
 
@@ -33,6 +35,7 @@ VIEW_TITLES = {
     "polyp": "Per polyp (HEADLINE: frame predictions aggregated per polyp)",
     "frame": "Per frame (every frame row counts once: the paper's view)",
     "frame_patient": "Per frame, patient-weighted (each patient's frames averaged: every patient counts once)",
+    "patient": "Per patient: surveillance interval from the predicted vs the true sizes (same polyps, same histology)",
 }
 TABLE_METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "kappa_quadratic")
 """The metrics of the terminal table (the report shows all of them)."""
@@ -120,6 +123,7 @@ class Result:
     comparison: dict[str, Any] | None = None
     polyp_table: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     kept_replicates: dict[str, Replicates] = field(default_factory=dict, repr=False, compare=False)
+    clinical: dict[str, Any] | None = None
 
     @property
     def datasets(self) -> list[str]:
@@ -162,6 +166,7 @@ class Result:
             "metrics": self.metrics,
             "confusion_matrices": self.confusion_matrices,
             "comparison": self.comparison,
+            "clinical": self.clinical,
         })
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -201,6 +206,41 @@ class Result:
         if size_rows:
             text += "\n\n" + _table(["size", *[LABELS[m] for m in SIZE_METRICS]], size_rows)
         return text + _notes(flagged, notes)
+
+    def agreement_table(self, view: str = "polyp") -> str:
+        """Measurement agreement per dataset (Bland-Altman bias and limits, within +-1 mm and 20%), then the
+        threshold crossings; empty without size predictions."""
+        groups = (("agreement", ("bias_mm", *AGREEMENT_METRICS[:4])), ("crossing", AGREEMENT_METRICS[4:]))
+        parts = []
+        for title, names in groups:
+            rows = []
+            for ds in self.datasets:
+                stats = [lookup(self, metric_key(view, SIZE_TASK, ds, m)) for m in names]
+                if any(s is not None for s in stats):
+                    rows.append([ds, *[format_stat(s, m) for s, m in zip(stats, names, strict=True)]])
+            if rows:
+                parts.append(_table([title, *[LABELS[m] for m in names]], rows))
+        return "\n\n".join(parts)
+
+    def surveillance_table(self) -> str:
+        """Per guideline and dataset: the patients scored, the agreement, later and earlier shares; then what was
+        assumed or left out (``clinical``); empty when the result has no surveillance numbers."""
+        rows = []
+        for g in GUIDELINES:
+            for ds in self.datasets:
+                stats = [lookup(self, metric_key("patient", SURVEILLANCE_TASK, ds, f"{g.key}_{o}")) for o in OUTCOMES]
+                if stats[0] is not None:
+                    rows.append([g.title, ds, str(stats[0].n_patients), *[format_stat(s) for s in stats]])
+        if not rows:
+            return ""
+        text = _table(["guideline", "dataset", "patients", *OUTCOMES[:1], "later (unsafe)", *OUTCOMES[2:]], rows)
+        info = (self.clinical or {}).get("surveillance", {})
+        pooled = info.get("patients", {}).get("pooled", {})
+        if pooled:
+            left = ", ".join(f"{g.title} {pooled[g.key]['not_scored']}" for g in GUIDELINES if g.key in pooled)
+            text += (f"\n  histology assumed for {pooled['assumed_histology']} of {pooled['patients']} patients "
+                     f"({info.get('histology_assumption', '')}); not scored: {left}")
+        return text
 
     COMPARISON_HEADER = ("task", "dataset", "metric", "this", "other", "this - other", "P(this > other)")
 
@@ -245,7 +285,13 @@ class Result:
             f"{b['seed']}); kappa quadratic; {FLAG} and no CI explained under the tables",
         ]
         for view in self.views:
+            if view == "patient":
+                table = self.surveillance_table()
+                lines += ["", VIEW_TITLES[view], table] if table else []
+                continue
             lines += ["", VIEW_TITLES[view], self.view_table(view, notes=view == "polyp")]
+            if view == "polyp" and self.agreement_table():
+                lines += ["", "Measurement agreement (per polyp: predicted - true)", self.agreement_table()]
         if self.comparison:
             lines += ["", f"Comparison: this = {self.predictions['name']}, other = {self.comparison['other']['name']}"
                       f"; this minus other on the same patient resamples (every view in the JSON): "

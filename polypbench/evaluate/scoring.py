@@ -16,6 +16,11 @@ import numpy as np
 import pandas as pd
 
 from polypbench.evaluate.aggregate import AGGREGATION, VIEWS, Units, class_source, frame_units, per_polyp, polyp_units
+from polypbench.evaluate.agreement import AGREEMENT_METRICS, CROSSINGS, RATES, patient_sums
+from polypbench.evaluate.agreement import DEFINITION as AGREEMENT_DEFINITION
+from polypbench.evaluate.agreement import UNDEFINED as AGREEMENT_UNDEFINED
+from polypbench.evaluate.agreement import from_sums as agreement_from_sums
+from polypbench.evaluate.agreement import support as agreement_support
 from polypbench.evaluate.bootstrap import (
     Design,
     MedianSearch,
@@ -24,17 +29,18 @@ from polypbench.evaluate.bootstrap import (
     per_patient_sums,
     summarize,
 )
-from polypbench.evaluate.intervals import CI_LEVEL, TIE_TOL, ratio_se
-from polypbench.evaluate.keys import SIZE_TASK, group_key, metric_key
+from polypbench.evaluate.intervals import CI_LEVEL, TIE_TOL, ratio_se, widen_at_bounds
+from polypbench.evaluate.keys import SIZE_TASK, SURVEILLANCE_TASK, group_key, metric_key
 from polypbench.evaluate.metrics import COMPONENTS, UNDEFINED, classification, kappas, size_errors
 from polypbench.evaluate.metrics import support as metric_support
 from polypbench.evaluate.policy import ClassSupport
 from polypbench.evaluate.ranking import Replicates, resamples_fingerprint
 from polypbench.evaluate.result import Result
 from polypbench.evaluate.stat import Stat
+from polypbench.evaluate.surveillance import ASSUMED, ASSUMPTION, GUIDELINES, OUTCOMES, Kind, assign, kind_of, outcomes
 from polypbench.evaluate.truth import ManifestLike, Truth, load_truth
 from polypbench.evaluate.validate import ValidPredictions, max_rows, read_bounded, validate_predictions
-from polypbench.sizes import CLASS_SCHEMES, size_class, triclass_to_task
+from polypbench.sizes import CLASS_SCHEMES, size_class, size_class2, triclass_to_task
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,9 @@ Predictions: TypeAlias = pd.DataFrame | str | Path
 Samples: TypeAlias = dict[str, Any]
 """view -> {"tasks": {task: {group: {metric: array (1+R+P, ...)}}}, "size": {group: {metric: array}} | None,
 "size_se": {group: {metric: array}} | None, "confusion": {task: {group: (K, K) array}},
-"support": {task: {group: {"polyps"|"patients": metrics.support dict}}}}."""
+"support": {task: {group: {"polyps"|"patients": metrics.support dict}}},
+"agreement": {group: (metrics, support)} (polyp view, with sizes), "surveillance": {group: (metrics, support)} and
+"clinical" (the patient view: the surveillance's description and counts)}."""
 KeepReplicates: TypeAlias = Collection[str] | bool
 INTERVAL_METHOD = (
     f"{CI_LEVEL:g}% expanded BCa interval over the replicates where the metric is defined (bias-corrected "
@@ -164,6 +172,105 @@ def _view_samples(stats: _PatientStats, counts: np.ndarray, groups: list[_Group]
     return out
 
 
+def _agreement_samples(truth: Truth, size: np.ndarray, counts: np.ndarray, groups: list[_Group]) -> dict[str, Any]:
+    """Per group, the measurement-agreement metrics of every row of ``counts`` and their support
+    (:mod:`polypbench.evaluate.agreement`)."""
+    sums = patient_sums(truth.polyp_patient, truth.polyp_size, size, truth.n_patients)
+    return {g.name: (agreement_from_sums(counts[:, g.mask] @ sums[g.mask]), agreement_support(sums[g.mask]))
+            for g in groups}
+
+
+SURVEILLANCE_DEFINITION = (
+    "per patient, the follow-up interval a guideline assigns from the number, histology and size (< 10 mm or "
+    ">= 10 mm) of the patient's polyps in this split, once from the true sizes and once from the predicted ones "
+    "(same polyps, same histology); the shortest interval of the rows that match. agreement: same interval; later: "
+    "the predicted interval is longer (the patient would come back too late); earlier: shorter. Shares of the scored "
+    "patients. A patient has only the polyps its dataset annotated. See docs/scoring.md")
+
+
+def _surveillance_samples(truth: Truth, size: np.ndarray | None, class3: np.ndarray, counts: np.ndarray,
+                          groups: list[_Group]) -> Samples:
+    """The patient view: per group each guideline's agreement, later and earlier shares (every row of ``counts``)
+    with their support, and the description of what was assumed and counted (``clinical``)."""
+    n_patients, patient = truth.n_patients, truth.polyp_patient
+    found = [kind_of(h) for h in truth.polyps["histology"]]
+    kinds: list[Kind] = [ASSUMED if k is None else k for k in found]
+    assumed = np.bincount(patient, weights=[k is None for k in found], minlength=n_patients) > 0
+    pred_large = size_class2(size).astype(bool) if size is not None else np.asarray(class3) == 2
+    polyps = np.bincount(patient, minlength=n_patients).astype(np.float64)
+    values: dict[str, dict[str, np.ndarray]] = {g.name: {} for g in groups}
+    support: dict[str, dict[str, tuple[int, int]]] = {g.name: {} for g in groups}
+    counted: dict[str, dict[str, Any]] = {g.name: {"patients": int(g.mask.sum()),
+                                                   "assumed_histology": int((assumed & g.mask).sum())}
+                                          for g in groups}
+    for gl in GUIDELINES:
+        a = assign(gl, patient, kinds, truth.polyp_size, pred_large, n_patients)
+        per = outcomes(a)
+        for g in groups:
+            m = g.mask
+            scored = counts[:, m] @ per["scored"][m]
+            sup = (int((polyps * per["scored"])[m].sum()), int(per["scored"][m].sum()))
+            for o in OUTCOMES:
+                name = f"{gl.key}_{o}"
+                values[g.name][name] = np.divide(counts[:, m] @ per[o][m], scored,
+                                                 out=np.full(len(counts), np.nan), where=scored > 0)
+                support[g.name][name] = sup
+            counted[g.name][gl.key] = {"scored": sup[1], "not_scored": int(m.sum()) - sup[1],
+                                       "size_sensitive": int((a.size_sensitive & a.scored & m).sum())}
+    clinical = {
+        "definition": SURVEILLANCE_DEFINITION,
+        "predicted_from": "size_mm (per-polyp median)" if size is not None else
+                          "the triclass decision (large = >= 10 mm): no size_mm given",
+        "histology_assumption": ASSUMPTION,
+        "guidelines": {gl.key: {"title": gl.title, "citation": gl.citation,
+                                "rows": [{"finding": r.finding, "interval": r.interval.label} for r in gl.rows]}
+                       for gl in GUIDELINES},
+        "not_applied": "piecemeal resection of lesions >= 20 mm (the datasets do not record how a polyp was "
+                       "resected)",
+        "not_scored": "patients with a cancer (outside both tables) or whom no row covers",
+        "patients": counted,
+    }
+    return {"tasks": {}, "confusion": {}, "support": {}, "size": None, "size_se": None,
+            "surveillance": {g.name: (values[g.name], support[g.name]) for g in groups}, "clinical": clinical}
+
+
+def _rate_interval(samples: np.ndarray, design: Design, n_items: int) -> np.ndarray:
+    """The expanded BCa interval of a share, widened by Wilson's bound when it is observed at 0 or 1."""
+    ci = metric_interval("", samples, design)
+    if design.n_replicates == 0:
+        return ci
+    point = samples[0]
+    return widen_at_bounds(point, ci, point[None], np.ones(1), np.array([n_items]), design.z)
+
+
+def _agreement_stats(view: str, g: _Group, samples: Samples) -> dict[str, tuple[Stat, np.ndarray]]:
+    values, support = samples["agreement"][g.name]
+    out = {}
+    for name in AGREEMENT_METRICS:
+        arr = values[name]
+        n_pol, n_pat = support[name]
+        classes: tuple[ClassSupport, ...] = ()
+        if name in CROSSINGS:
+            task, k = CROSSINGS[name]
+            classes = (ClassSupport(f"truly {CLASS_SCHEMES[task][k]}", n_pol, n_pat),)
+        ci = _rate_interval(arr, g.design, n_pat) if name in RATES else metric_interval(name, arr, g.design)
+        stat = summarize(arr, AGREEMENT_UNDEFINED[name], g.design, ci=ci, classes=classes, n_polyps=n_pol,
+                         n_patients=n_pat)
+        out[metric_key(view, SIZE_TASK, g.name, name)] = (stat, arr)
+    return out
+
+
+def _surveillance_stats(view: str, g: _Group, samples: Samples) -> dict[str, tuple[Stat, np.ndarray]]:
+    values, support = samples["surveillance"][g.name]
+    out = {}
+    for name, arr in values.items():
+        n_pol, n_pat = support[name]
+        stat = summarize(arr, "no patient scored (every one outside the guideline's table)", g.design,
+                         ci=_rate_interval(arr, g.design, n_pat), n_polyps=n_pol, n_patients=n_pat)
+        out[metric_key(view, SURVEILLANCE_TASK, g.name, name)] = (stat, arr)
+    return out
+
+
 def _class_supports(name: str, classes: Sequence[str], support: dict[str, dict[str, np.ndarray]]
                     ) -> list[tuple[ClassSupport, ...]]:
     """Per class (per-class metrics) or once (others): the classes the metric rests on, for the policy."""
@@ -229,6 +336,11 @@ def _view_stats(view: str, samples: Samples, groups: list[_Group]) -> dict[str, 
     if samples["size"] is not None:
         for g in groups:
             out.update(_size_stats(view, g, samples))
+    for g in groups:
+        if samples.get("agreement"):
+            out.update(_agreement_stats(view, g, samples))
+        if samples.get("surveillance"):
+            out.update(_surveillance_stats(view, g, samples))
     return out
 
 
@@ -299,12 +411,16 @@ def _run(pred: ValidPredictions, truth: Truth, counts: np.ndarray, groups: list[
     """Samples of every view. The patient-weighted frame view reuses the frame statistics: a patient's frames all
     weigh 1 / (its frame count), so scaling its column of ``counts`` by that is the same weighting."""
     out = {"polyp": _view_samples(_patient_stats(polyp_units(pred, truth), truth, groups), counts, groups)}
+    size, class3 = per_polyp(pred, truth)
+    if size is not None:
+        out["polyp"]["agreement"] = _agreement_samples(truth, size, counts, groups)
     if pred.level == "frame":
         units = frame_units(pred, truth)
         stats = _patient_stats(units, truth, groups)
         out["frame"] = _view_samples(stats, counts, groups)
         frames_per_patient = np.bincount(units.patient, minlength=truth.n_patients).astype(np.float64)
         out["frame_patient"] = _view_samples(stats, counts, groups, scale=1.0 / frames_per_patient)
+    out["patient"] = _surveillance_samples(truth, size, class3, counts, groups)
     return out
 
 
@@ -319,6 +435,15 @@ def _kept(stats: dict[str, tuple[Stat, np.ndarray]], keep: KeepReplicates, group
         design = designs[key.split("/")[2]]
         point, reps, jack = design.split(stats[key][1])
         out[key] = Replicates(key, float(point), reps.copy(), jack.copy(), design.strata.copy(), fingerprint)
+    return out
+
+
+def _clinical(samples: dict[str, Samples]) -> dict[str, Any]:
+    """The JSON's ``clinical`` section: what the surveillance intervals assumed and counted, and what the
+    measurement-agreement metrics mean."""
+    out: dict[str, Any] = {"surveillance": samples["patient"]["clinical"]}
+    if samples["polyp"].get("agreement"):
+        out["agreement"] = AGREEMENT_DEFINITION
     return out
 
 
@@ -340,6 +465,7 @@ def _result(pred: ValidPredictions, truth: Truth, samples: dict[str, Samples], g
         metrics={k: stat for k, (stat, _) in stats.items()},
         confusion_matrices={k: v for view, s in samples.items() for k, v in _confusion_matrices(view, s).items()},
         polyp_table=_polyp_table(pred, truth),
+        clinical=_clinical(samples),
         kept_replicates=_kept(stats, keep, groups, fingerprint),
     )
     return result, stats

@@ -36,7 +36,8 @@ class Truth:
     """Ground truth of ``split`` (and ``fold``).
 
     Arrays: ``polyp_size``, ``polyp_patient`` (per polyp code); ``frame_polyp``, ``frame_index`` (per frame row).
-    Tables: ``polyps`` (``polyp_id``, ``dataset``, ``patient_id``, ``size_mm``, ``size_class3``, ``patient``) and
+    Tables: ``polyps`` (``polyp_id``, ``dataset``, ``patient_id``, ``size_mm``, ``size_class3``, ``histology``
+    (None where the manifest has none), ``patient``) and
     ``patients`` (``dataset``, ``patient_id``, ``stratum``: index of its dataset in ``datasets``), in code order.
     ``all_polyp_ids`` = the ``polyps`` table's ids followed by the manifests' polyps outside the selection (codes >=
     n_polyps, their split in ``other_split``); ``known_polyps``/``known_splits`` give the same ids with every
@@ -110,8 +111,8 @@ class Truth:
         where = ", ".join(str(m.root) for m in opened)
         polyps, frames, everything, info = [], [], [], []
         for m in opened:
-            polyps.append(select(m, split, fold, table="polyps", protocol=protocol)[
-                ["polyp_id", "dataset", "patient_id", "size_mm", "size_class3"]])
+            polyps.append(select(m, split, fold, table="polyps", protocol=protocol).reindex(
+                columns=["polyp_id", "dataset", "patient_id", "size_mm", "size_class3", "histology"]))
             frames.append(select(m, split, fold, protocol=protocol)[["polyp_id", "frame_index"]])
             known = m.polyps[["polyp_id", "split"]]
             if protocol == "paper" and fold is not None:  # name other rows by their split under this protocol

@@ -54,6 +54,11 @@ COLUMNS = {
     "kappa_quadratic": ("kappa (quadr.)", "polyp/triclass/pooled/kappa_quadratic", True),
     "binary10_f1": ("<10 mm vs >=10 mm macro F1", "polyp/binary10/pooled/macro_f1", True),
     "mae_mm": ("MAE mm", "polyp/size/pooled/mae_mm", False),
+    # secondary, clinical terms (docs/scoring.md): the surveillance interval per patient, sizes within 20%
+    "interval_agreement": ("interval agreement (USMSTF 2020)", "patient/surveillance/pooled/usmstf2020_agreement",
+                           True),
+    "interval_later": ("interval later (USMSTF 2020)", "patient/surveillance/pooled/usmstf2020_later", False),
+    "within_20pct": ("size within 20%", "polyp/size/pooled/within_20pct", True),
 }
 """Metric columns of the board; the first is the primary (ranking) metric. Every submission stores the bootstrap
 replicates of these keys (per scope) for rank groups, rank stability and comparisons."""

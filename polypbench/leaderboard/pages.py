@@ -13,10 +13,9 @@ from urllib.parse import urlencode
 
 from polypbench.evaluate import Stat, format_stat, lookup, parse_key
 from polypbench.evaluate.format import LEGEND, format_interval, format_notes, format_p, format_support, format_value
-from polypbench.evaluate.keys import SIZE_TASK, candidate_keys, class_slugs
+from polypbench.evaluate.keys import TASKS, candidate_keys, class_slugs
 from polypbench.leaderboard.board import RANKING_TEST, Board, Comparison, cells, entry_track, metric_key, support
 from polypbench.leaderboard.columns import COLUMNS, TEXT_SORTS, Track
-from polypbench.sizes import CLASS_SCHEMES
 from polypbench.templating import render
 
 NOTES = {
@@ -106,7 +105,7 @@ def _views(result: dict[str, Any]) -> list[tuple[str, list[tuple[str, list[tuple
     views = []
     for view in result.get("views", {}):
         groups = []
-        for task in [*CLASS_SCHEMES, SIZE_TASK]:
+        for task in TASKS:
             for ds in result.get("counts", {}):
                 found = [(key, lookup(result, key)) for key in candidate_keys(view, task, ds)]
                 rows = [(_label(key), format_stat(stat, key), format_support(stat), format_notes(stat), key)

@@ -2,7 +2,8 @@
 
 - **The paper's way**: every run's test predictions scored per FRAME (the paper's unit), then the mean and standard
   deviation of each metric over the runs (the folds, times the seeds).
-- **Ours**: one prediction file per model scored per POLYP with 95% patient-bootstrap intervals. On the paper
+- **Ours**: one prediction file per model scored per POLYP with 95% patient-bootstrap intervals, and in clinical terms
+  (:data:`CLINICAL`: the surveillance interval per patient, sizes within 20%). On the paper
   protocol it is the out-of-fold file (each polyp predicted by the run that held it out: the test folds of the
   first seed together cover every polyp once); on the public split, the first seed's test predictions.
 
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 METRICS = {("triclass", "macro_f1"): "triclass F1", ("triclass", "balanced_accuracy"): "triclass bal. acc.",
            ("binary10", "macro_f1"): "<10 vs >=10 mm F1", ("size", "mae_mm"): "MAE mm"}
 """(task, metric) -> column label: the paper's headline F1s (macro), balanced accuracy and the size error."""
+CLINICAL = {("patient", "surveillance", "usmstf2020_agreement"): "USMSTF interval agreement",
+            ("patient", "surveillance", "usmstf2020_later"): "USMSTF interval later",
+            ("polyp", "size", "within_20pct"): "size within 20%"}
+"""(view, task, metric) -> column label: clinical terms (docs/scoring.md), ours only (per patient or per polyp,
+with intervals; the paper reports none of them)."""
 OOF_FILE = "oof_predictions.parquet"
 
 
@@ -112,8 +118,9 @@ def aggregate(grid: Grid, specs: Sequence[RunSpec], outcomes: Sequence[Outcome],
             pooled.to_json(path.with_name("result.json"))
             res.predictions, res.note = str(path), what
             for dataset in pooled.datasets:
-                for task, metric in METRICS:
-                    key = metric_key("polyp", task, dataset, metric)
+                keys = [("polyp", task, metric) for task, metric in METRICS] + list(CLINICAL)
+                for view, task, metric in keys:
+                    key = metric_key(view, task, dataset, metric)
                     if key in pooled.metrics:
                         res.pooled[key] = pooled.metrics[key].to_dict()
         results.append(res)
@@ -181,6 +188,9 @@ def table_rows(results: Sequence[ModelResult]) -> pd.DataFrame:
                 row[f"{label} (paper)"] = _mean_std(per_run, metric)
                 stat = lookup(res.pooled, metric_key("polyp", task, dataset, metric))  # from its JSON form
                 row[f"{label} (ours)"] = format_stat(stat, metric)
+            for (view, task, metric), label in CLINICAL.items():
+                clinical = lookup(res.pooled, metric_key(view, task, dataset, metric))
+                row[f"{label} (ours)"] = format_stat(clinical, metric)
             row["ours: predictions"] = res.note or ""
             rows.append(row)
     return pd.DataFrame(rows)
@@ -196,7 +206,9 @@ def write_tables(grid: Grid, results: Sequence[ModelResult], out: Path) -> list[
             "(paper): the paper's way: each run's test predictions scored per frame, mean ± sd over the runs (n: the "
             "runs where the metric is defined). (ours): one prediction file per model scored per polyp with its "
             "95% patient-bootstrap interval († flags an interval resting on little data; see docs/scoring.md). "
-            "F1 is macro F1.", ""]
+            "F1 is macro F1. USMSTF interval agreement / later: per patient, the surveillance interval (USMSTF 2020) "
+            "from the predicted sizes equals / is longer than the one from the true sizes; size within 20%: per "
+            "polyp (docs/scoring.md, \"Clinical terms\").", ""]
     cells = [list(table.columns), *table.astype(str).to_numpy().tolist()] if len(table) else [["(no runs)"]]
     lines = ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
     lines.insert(1, "|" + "---|" * len(cells[0]))

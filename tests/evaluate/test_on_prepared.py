@@ -128,6 +128,14 @@ def test_the_real_colon_public_test_split_shows_support_flags_and_withheld_inter
     assert LEGEND in res.output and LEGEND in page and LEGEND in md
     assert "<td>polyp/triclass/real-colon/sensitivity/small</td>" in page  # the report's flagged-intervals table
     assert "<td>1 / 1</td>" in page  # per-class support: the one large polyp of one patient
+    # clinical terms (issue #22): surveillance intervals from the manifest's histology, and Bland-Altman
+    surveillance = doc["clinical"]["surveillance"]["patients"]["real-colon"]
+    assert surveillance["assumed_histology"] == 0 and surveillance["usmstf2020"]["scored"] == 8
+    for key in ("patient/surveillance/real-colon/usmstf2020_later", "patient/surveillance/pooled/esge2020_agreement",
+                "polyp/size/real-colon/loa_lower_mm", "polyp/size/real-colon/cross_up_10mm"):
+        assert m[key]["value"] is not None, key
+    for text in ("USMSTF 2020", "ESGE 2020", "later (unsafe)", "LoA lower (mm)"):
+        assert text in res.output and text in page and text in md, text
 
 
 def test_one_patient_gives_no_interval(tmp_path) -> None:

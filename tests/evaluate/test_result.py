@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from polypbench.evaluate import Note, NoteKind, Stat, compare, format_stat, lookup, metric_key, parse_key, score
-from polypbench.evaluate.keys import candidate_keys, class_slug, class_slugs, with_dataset
+from polypbench.evaluate.keys import TASKS, candidate_keys, class_slug, class_slugs, with_dataset
 from polypbench.sizes import CLASS_SCHEMES
 
 from .helpers import frames, polyp_level, wide_polyp_level
@@ -51,7 +51,7 @@ def test_lookup_reads_the_result_and_its_json_alike(small_manifest: Path, tmp_pa
     for key, stat in result.comparison["metrics"].items():
         assert lookup(doc["comparison"], key) == lookup(result.comparison, key) == stat, key
     # every key the scorer writes is one the readers enumerate (nothing hidden from the report and the board)
-    enumerated = {k for v in result.views for t in [*CLASS_SCHEMES, "size"] for d in result.datasets
+    enumerated = {k for v in result.views for t in TASKS for d in result.datasets
                   for k in candidate_keys(v, t, d)}
     assert set(result.metrics) <= enumerated
     assert lookup(doc, "polyp/binary5/pooled/kappa_quadratic") is None  # absent, not an error

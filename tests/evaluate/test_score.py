@@ -23,7 +23,7 @@ def test_score_is_exported_lazily() -> None:
 
 def test_hand_computed_polyp_level_result(small_manifest: Path) -> None:
     result = score(polyp_level(), small_manifest, n_bootstrap=50, seed=1)
-    assert result.predictions["class_source"] == "class3" and list(result.views) == ["polyp"]
+    assert result.predictions["class_source"] == "class3" and list(result.views) == ["polyp", "patient"]
     np.testing.assert_array_equal(result.confusion_matrices["polyp/triclass/pooled"], HAND_CM)
     assert result.stat("polyp/triclass/pooled/accuracy").value == pytest.approx(4 / 6)
     assert result.stat("polyp/triclass/pooled/specificity/large").value == pytest.approx(3 / 4)
@@ -67,7 +67,7 @@ def test_frame_views_and_their_weights(small_manifest: Path) -> None:
     pred = truth_class.copy()
     pred[:2] = 2                                   # patient A's two A_1 frames wrong
     result = score(frames(class3=pred), small_manifest, n_bootstrap=0)
-    assert list(result.views) == ["polyp", "frame", "frame_patient"]
+    assert list(result.views) == ["polyp", "frame", "frame_patient", "patient"]
     assert result.stat("frame/triclass/pooled/accuracy").value == pytest.approx(12 / 14)
     # patient-weighted: A has 5 frames, 2 wrong (3/5 right); B and C all right: (3/5 + 1 + 1) / 3
     assert result.stat("frame_patient/triclass/pooled/accuracy").value == pytest.approx((0.6 + 2) / 3)
@@ -117,7 +117,7 @@ def test_json_layout(small_manifest: Path, tmp_path: Path) -> None:
     assert doc["manifests"][0]["split_version"] == "v1" and doc["manifests"][0]["split_sha256"] == "real-colon-hash"
     assert doc["bootstrap"]["replicates"] == 40 and doc["bootstrap"]["unit"] == "patient"
     assert "median" in doc["aggregation"]["size_mm"]
-    assert set(doc["views"]) == {"polyp", "frame", "frame_patient"}
+    assert set(doc["views"]) == {"polyp", "frame", "frame_patient", "patient"}
     metrics = doc["metrics"]
     entry = metrics["frame/binary5/real-colon/macro_f1"]
     assert set(entry) >= {"value", "ci95", "n_polyps", "n_patients"} and entry["n_polyps"] == 6
