@@ -20,6 +20,7 @@ from polypbench.evaluate.plots import calibration, limits_of_agreement
 from polypbench.evaluate.report import Extras, write_report
 from polypbench.leaderboard.columns import PRIMARY
 from polypbench.manifest import Manifest
+from tests.helpers import link_copy
 
 from .helpers import frame_predictions
 
@@ -110,6 +111,24 @@ def test_the_gallery_puts_the_missed_polyps_first(prepared, tmp_path: Path) -> N
     assert first.count('src="data:image/jpeg;base64,') >= 1 and "+30.0 mm" in first
     assert "class votes" in first and "right" in gallery[gallery.index(f'data-polyp="{shown[3]}"'):]
     assert not EXTERNAL.search(page) and len(page) < 3_000_000
+
+
+def test_the_gallery_reads_materialized_shards_without_raw(prepared, tmp_path: Path) -> None:
+    from polypbench.evaluate.gallery import THUMB
+    from polypbench.shards import materialize
+
+    data = prepared["real-colon"]
+    out = link_copy(data.out, tmp_path / "prepared")
+    materialize(out, size=THUMB, workers=1, raw_root=data.raw)
+    preds, missed = _missing_known_polyps(out, tmp_path)
+    res = CliRunner().invoke(main, ["evaluate", str(preds), "--manifest", str(out), "--bootstrap", "0",
+                                    "--report", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    gallery = page[page.index('id="gallery"'):page.index('id="tables"')]
+    assert re.findall(r'data-polyp="([^"]+)"', gallery)[:3] == missed and "no frames at hand" not in gallery
+    first = gallery[gallery.index(f'data-polyp="{missed[0]}"'):gallery.index(f'data-polyp="{missed[1]}"')]
+    assert first.count('src="data:image/jpeg;base64,') >= 1
 
 
 def test_raw_folders_pair_with_manifests(prepared, tmp_path: Path) -> None:
