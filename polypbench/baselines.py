@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from polypbench.errors import InputError
 from polypbench.manifest import Manifest
 
 
@@ -26,6 +27,9 @@ def majority_baseline(prepared: Sequence[str | Path], split: str = "test", fold:
     manifests = [Manifest.open(d) for d in prepared]
     train = pd.concat([select(m, "train", fold, table="polyps", protocol=protocol) for m in manifests],
                       ignore_index=True)
+    if train.empty:
+        raise InputError(prepared[0], f"no training polyps (fold {fold}, protocol {protocol})",
+                         "a manifest with a train split to take the majority class from")
     majority = int(train["size_class3"].value_counts().sort_index().idxmax())  # ties: the smaller class
     median = float(train["size_mm"].median())
     rows = pd.concat([select(m, split, fold, protocol=protocol) for m in manifests], ignore_index=True)

@@ -8,15 +8,19 @@ the same split, seed and replicate count, so on the same patient resamples).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from polypbench.errors import InputError
 from polypbench.evaluate.format import LABELS, format_interval, format_p, format_stat, format_value
 from polypbench.evaluate.keys import parse_key
 from polypbench.evaluate.result import Result, lookup
 from polypbench.evaluate.scoring import score
 from polypbench.sizes import CLASS_SCHEMES
+
+log = logging.getLogger(__name__)
 
 BASELINE_NAME = "majority baseline"
 WORST_SHOWN = 3
@@ -24,13 +28,17 @@ WORST_SHOWN = 3
 
 
 def baseline_result(manifests: Sequence[str | Path], *, split: str, fold: int | None, protocol: str,
-                    n_bootstrap: int, seed: int) -> Result:
+                    n_bootstrap: int, seed: int) -> Result | None:
     """The majority baseline (:func:`polypbench.baselines.majority_baseline`: the training split's majority class
     and median size for every frame) scored on the same selection, replicates and seed as the file it is shown
-    beside."""
+    beside; None (logged) when the manifests have no training polyps to take the majority from."""
     from polypbench.baselines import majority_baseline
 
-    frames = majority_baseline(manifests, split, fold, protocol)
+    try:
+        frames = majority_baseline(manifests, split, fold, protocol)
+    except InputError as exc:
+        log.warning("no majority baseline in the report: %s", exc)
+        return None
     return score(frames, list(manifests), split=split, fold=fold, protocol=protocol, n_bootstrap=n_bootstrap,
                  seed=seed, name=BASELINE_NAME)
 

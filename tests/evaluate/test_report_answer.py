@@ -153,3 +153,17 @@ def test_compare_prints_one_compact_table(small_manifest: Path, tmp_path: Path) 
     mae = next(ln for ln in lines if ln.startswith("MAE (mm)"))
     doc = json.loads((tmp_path / "c.json").read_text())
     assert "-2.00" in mae and f"{doc['comparison']['metrics']['polyp/size/pooled/mae_mm']['p_greater']:.3f}" in mae
+
+
+def test_without_a_training_split_the_report_has_no_baseline(tmp_path: Path) -> None:
+    from .helpers import TEST, write_manifest
+
+    manifest = write_manifest(tmp_path / "real-colon", "real-colon", TEST)  # test polyps only
+    frame_predictions().to_csv(tmp_path / "p.csv", index=False)
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "p.csv"), "--manifest", str(manifest), "--bootstrap",
+                                    "0", "--report", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    card = _between((tmp_path / "r.html").read_text(), "headline", "</section>")
+    assert "majority baseline" not in card and "macro F1" in card
+    res = CliRunner().invoke(main, ["baseline", "--manifest", str(manifest), "--out", str(tmp_path / "b.csv")])
+    assert res.exit_code != 0 and "no training polyps" in res.output and "Traceback" not in res.output
