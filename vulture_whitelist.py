@@ -52,3 +52,8 @@ _.downgrade
 _.undefined_replicates  # evaluate.Stat: to_dict/from_dict walk dataclasses.fields (the JSON's key)
 _.weights_bytes  # jobs.NewJob -> Job(**asdict(new)); Job.weights_bytes, a column of the jobs table
 _.primary_value  # Submission.primary_value, a column of the submissions table (migration 0001), written on insert
+
+# Read only by the report's Jinja2 templates (polypbench/templates/report.html.j2, report.md.j2)
+_.caption  # report.Picture.caption, gallery.Tile.caption: figure captions
+_.spread  # gallery.Entry.spread: the spread of a polyp's frame predictions
+_.children  # report.Entry.children: the contents list's sub-entries

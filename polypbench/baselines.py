@@ -13,17 +13,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from polypbench.errors import InputError
 from polypbench.manifest import Manifest
 
 
-def majority_baseline(prepared: Sequence[str | Path], split: str = "test", fold: int | None = None) -> pd.DataFrame:
-    """Frame predictions of ``split`` (and ``fold``) of the prepared manifests: the training split's majority size
-    class and median polyp size, pooled over the manifests (each polyp counted once)."""
+def majority_baseline(prepared: Sequence[str | Path], split: str = "test", fold: int | None = None,
+                      protocol: str = "public") -> pd.DataFrame:
+    """Frame predictions of ``split`` (and ``fold``, under ``protocol``: :func:`polypbench.splits.select`) of the
+    prepared manifests: the training split's majority size class and median polyp size, pooled over the manifests
+    (each polyp counted once)."""
+    from polypbench.splits import select
+
     manifests = [Manifest.open(d) for d in prepared]
-    train = pd.concat([m.select("train", fold, table="polyps") for m in manifests], ignore_index=True)
+    train = pd.concat([select(m, "train", fold, table="polyps", protocol=protocol) for m in manifests],
+                      ignore_index=True)
+    if train.empty:
+        raise InputError(prepared[0], f"no training polyps (fold {fold}, protocol {protocol})",
+                         "a manifest with a train split to take the majority class from")
     majority = int(train["size_class3"].value_counts().sort_index().idxmax())  # ties: the smaller class
     median = float(train["size_mm"].median())
-    rows = pd.concat([m.select(split, fold) for m in manifests], ignore_index=True)
+    rows = pd.concat([select(m, split, fold, protocol=protocol) for m in manifests], ignore_index=True)
     out = rows[["polyp_id", "frame_index"]].copy()
     out["size_mm"] = median
     for k in range(3):

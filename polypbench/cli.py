@@ -425,11 +425,14 @@ def demo(out: Path, frames_per_polyp: int, seed: int, threads: int, workers: int
                    "and P(PREDICTIONS > it), all from the same patient resamples.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="The run folder behind PREDICTIONS (`polypbench train --out`): the report's header names its "
-                   "model, config and code.")
+                   "model, config and code, and plots its training curves.")
+@click.option("--raw", "raw_roots", type=click.Path(path_type=Path, exists=True, file_okay=False), multiple=True,
+              help="Raw dump folder, one per --manifest in the same order: the report's failure gallery shows the "
+                   "crops of the polyps most wrong [default: a materialized prepared folder's shards, if any].")
 @_one_line_errors
 def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: int | None, protocol: str,
              json_path: Path | None, report_path: Path | None, bootstrap: int, seed: int, other: Path | None,
-             run_dir: Path | None) -> None:
+             run_dir: Path | None, raw_roots: tuple[Path, ...]) -> None:
     """Score a PREDICTIONS file (Parquet or CSV) against the SPLIT of the prepared manifests.
 
     Headline numbers are per polyp (frame predictions aggregated per polyp); frame-level numbers follow.
@@ -437,29 +440,43 @@ def evaluate(predictions: Path, manifests: tuple[Path, ...], split: str, fold: i
     "(no CI: reason)" replaces one that no resampling can give honestly (docs/scoring.md).
     An invalid file is refused with every problem on its own line, and nothing is scored.
 
+    The report (--report) leads with the board's primary metric, its interval and support, the majority
+    baseline on the same polyps and, with --compare, the paired difference and P(A > B); then plots, the failure
+    gallery (frames from --raw or materialized shards) and the full tables. With --compare the terminal gets one
+    compact table of the board's metrics.
+
     \b
     Example:
       polypbench evaluate preds.parquet --manifest prepared/real-colon --json result.json --report report.html
       polypbench evaluate a.parquet --manifest prepared/sun --compare b.parquet
-      polypbench evaluate preds.parquet --manifest prepared/sun --report report.html --run runs/r18-hag
+      polypbench evaluate preds.parquet --manifest prepared/sun --report report.html --run runs/r18-hag --raw /data/sun
     """
     from polypbench.evaluate import compare, score
-    from polypbench.evaluate.report import evaluation_meta, write_report
+    from polypbench.leaderboard.columns import COLUMNS, PRIMARY
 
     if other is None:
         result = score(predictions, list(manifests), split=split, fold=fold, protocol=protocol,
                        n_bootstrap=bootstrap, seed=seed)
+        click.echo(result.summary_table())
     else:
         result = compare(predictions, other, list(manifests), split=split, fold=fold, protocol=protocol,
                          n_bootstrap=bootstrap, seed=seed)
-    click.echo(result.summary_table())
+        click.echo(result.compact_comparison([key for _, key, _ in COLUMNS.values()]))
     if json_path is not None:
         result.to_json(json_path)
         click.echo(f"wrote {json_path}")
     if report_path is not None:
+        from polypbench.evaluate.gallery import frames_at_hand
+        from polypbench.evaluate.headline import baseline_result
+        from polypbench.evaluate.report import Extras, evaluation_meta, run_history, write_report
+
         meta = evaluation_meta(predictions, manifests, split=split, fold=fold, protocol=protocol, other=other,
                                run_dir=run_dir)
-        for path in write_report(result, report_path, meta):
+        extras = Extras(baseline_result(manifests, split=split, fold=fold, protocol=protocol, n_bootstrap=bootstrap,
+                                        seed=seed),
+                        run_history(run_dir) if run_dir is not None else None,
+                        frames_at_hand(manifests, raw_roots))
+        for path in write_report(result, report_path, meta, primary=PRIMARY, extras=extras):
             click.echo(f"wrote {path}")
 
 

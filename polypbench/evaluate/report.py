@@ -1,26 +1,25 @@
 """Human reports of a :class:`Result`: a self-contained HTML page and a Markdown twin.
 
-Both open with a header (polypbench version, date, the prediction file, and the model and config where the caller
-knows them: ``meta``) and a contents list, then one section per view (the headline per-polyp view with its flagged
-intervals, per-class tables and confusion matrices), the comparison, and a predicted-vs-true size plot (matplotlib
-Agg, embedded as base64 PNG in the HTML; a PNG file beside the Markdown). Every section has an anchor; numbers
-with their intervals stay on one line (wide tables scroll sideways). Both are rendered from the same
-:func:`sections` with the templates ``report.html.j2`` (autoescaped) and ``report.md.j2``.
+The page leads with the answer (:mod:`~polypbench.evaluate.headline`: the primary metric with its interval and
+support, the majority baseline on the same polyps, the paired difference of a comparison, the polyps most wrong),
+then the pictures (:mod:`~polypbench.evaluate.plots`: confusion heatmaps, predicted vs true size over the class
+bands, Bland-Altman, a reliability diagram with probabilities, training curves with a run), the failure gallery
+when frames are at hand (:mod:`~polypbench.evaluate.gallery`), and the full tables last, each view folded
+(``<details>``). Images are embedded as data URIs, so the page is one file. The Markdown twin has the card and the
+same tables, and the size plot as a PNG beside it. Both are rendered from the same :func:`sections` with the
+templates ``report.html.j2`` (autoescaped) and ``report.md.j2``.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeAlias
-
-import numpy as np
 
 from polypbench import __version__
 from polypbench.errors import InputError
@@ -38,42 +37,6 @@ Table: TypeAlias = tuple[list[str], list[list[str]]]
 """(header, rows) of formatted cells."""
 
 _METRICS = ("macro_f1", "weighted_f1", "balanced_accuracy", "accuracy", "kappa_quadratic", "kappa_linear")
-JITTER_MM = 0.3
-"""Half-width of the horizontal jitter of the size plot: true sizes are whole millimetres, so polyps of one size
-would sit on one line; each point moves by a fixed pseudo-random amount of at most this much."""
-
-
-def jittered(sizes: Sequence[float] | Any) -> np.ndarray:
-    """The plot's x positions: each size moved by at most :data:`JITTER_MM`, the same moves for the same number
-    of polyps (a seeded generator), so a report is reproducible."""
-    values = np.asarray(sizes, dtype=float)
-    return values + np.random.default_rng(0).uniform(-JITTER_MM, JITTER_MM, len(values))
-
-
-def size_plot_png(result: Result) -> bytes | None:
-    """Predicted vs true size per polyp (PNG bytes), or None without size predictions."""
-    table = result.polyp_table
-    if table is None or table["pred_size_mm"].isna().all():
-        return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    top = float(max(table["size_mm"].max(), table["pred_size_mm"].max(), LARGE_MIN_MM)) * 1.08
-    for name, part in table.assign(_x=jittered(table["size_mm"])).groupby("dataset", sort=True):
-        ax.scatter(part["_x"], part["pred_size_mm"], s=18, alpha=0.6, label=f"{name} ({len(part)})")
-    ax.plot([0, top], [0, top], color="grey", lw=1, label="predicted = true")
-    for t in (DIMINUTIVE_MAX_MM, LARGE_MIN_MM):
-        ax.axvline(t, color="grey", lw=0.6, ls=":")
-        ax.axhline(t, color="grey", lw=0.6, ls=":")
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"true size (mm; jittered by up to ±{JITTER_MM:g} mm)",
-           ylabel="predicted size (mm, per-polyp median)", title="Predicted vs true size, per polyp")
-    ax.legend(loc="upper left", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
 
 
 @dataclass(frozen=True)
@@ -230,8 +193,9 @@ def _headline_details(result: Result, view: str) -> list[Section]:
     return out
 
 
-PLOT_HEADING = "Predicted vs true size"
-PLOT_ANCHOR = "size-plot"
+RESERVED = ("contents", "about", "headline", "pictures", "gallery", "tables", "confusion", "size-plot",
+            "bland-altman", "reliability", "training")
+"""Anchors of the page's fixed parts (the table sections get others)."""
 
 
 def _slug(text: str) -> str:
@@ -241,7 +205,7 @@ def _slug(text: str) -> str:
 def _anchored(out: list[Section]) -> list[Section]:
     """Each section with a unique anchor: the one it was given (a view's name, ``polyp-triclass``), else made of
     its heading (a confusion matrix's of its per-class table's)."""
-    seen: dict[str, int] = {PLOT_ANCHOR: 1, "contents": 1}
+    seen: dict[str, int] = dict.fromkeys(RESERVED, 1)
     anchored = []
     parent = ""
     for section in out:
@@ -256,23 +220,123 @@ def _anchored(out: list[Section]) -> list[Section]:
 
 @dataclass(frozen=True)
 class Entry:
-    """One line of the contents list: a level-2 section and its level-3 subsections."""
+    """One line of the contents list and its sub-entries."""
 
     heading: str
     anchor: str
     children: list[Entry]
 
 
-def contents(parts: Sequence[Section], plot: bool) -> list[Entry]:
-    """The contents list: every level-2 section with its level-3 subsections, and the size plot."""
-    entries: list[Entry] = []
+@dataclass(frozen=True)
+class Fold:
+    """A level-2 section of the tables with everything under it: one ``<details>`` of the page."""
+
+    heading: str
+    anchor: str
+    sections: list[Section]
+
+
+def folds(parts: Sequence[Section]) -> list[Fold]:
+    """The table sections grouped under their level-2 heading."""
+    out: list[Fold] = []
     for s in parts:
         if s.level == 2:
-            entries.append(Entry(s.heading, s.anchor, []))
-        elif s.level == 3 and entries:
-            entries[-1].children.append(Entry(s.heading, s.anchor, []))
-    if plot:
-        entries.append(Entry(PLOT_HEADING, PLOT_ANCHOR, []))
+            out.append(Fold(s.heading, s.anchor, [s]))
+        elif out:
+            out[-1].sections.append(s)
+    return out
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One plot of the page: its anchor, title, the PNG (bytes; embedded as a data URI) and what it shows."""
+
+    anchor: str
+    title: str
+    png: bytes
+    caption: str
+
+    @property
+    def uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode()
+
+
+def pictures(result: Result, history: Sequence[Mapping[str, Any]] | None = None) -> list[Picture]:
+    """The report's plots, each where its input exists: confusion heatmaps (per polyp, triclass, pooled), predicted
+    vs true size, Bland-Altman, a reliability diagram (probabilities given), training curves (``history``)."""
+    from polypbench.evaluate import plots
+
+    out = []
+    cm = result.confusion_matrices.get(group_key("polyp", "triclass", "pooled"))
+    if cm is not None:
+        out.append(Picture("confusion", "Confusion matrix (per polyp, triclass)",
+                           plots.confusion_png(cm, CLASS_SCHEMES["triclass"]),
+                           "Rows true class, columns predicted; left the polyp counts, right each row divided by its "
+                           "true polyps (the diagonal is each class's sensitivity)."))
+    table = result.polyp_table
+    size = plots.size_plot_png(table)
+    if size is not None:
+        out.append(Picture("size-plot", "Predicted vs true size", size,
+                           f"One point per polyp (the median of its frame predictions). The shaded squares are the "
+                           f"size classes ({DIMINUTIVE_MAX_MM:g} and {LARGE_MIN_MM:g} mm, polypbench.sizes): a point "
+                           "inside its square is classed right by its size; the grey line is predicted = true."))
+    agreement = plots.bland_altman_png(table)
+    if agreement is not None:
+        png, loa = agreement
+        out.append(Picture("bland-altman", "Bland-Altman: predicted - true size", png,
+                           f"Bias {loa.bias:+.2f} mm, 95% limits of agreement {loa.lower:+.2f} to {loa.upper:+.2f} mm "
+                           f"(bias -+ 1.96 SD of the per-polyp differences, {loa.n} polyps)."))
+    reliability = plots.reliability_png(table)
+    if reliability is not None:
+        png, cal = reliability
+        out.append(Picture("reliability", "Reliability of the class probabilities", png,
+                           f"Per polyp, the highest mean class probability (confidence) against how often that class "
+                           f"is the true one, in {len(cal.counts)} bins; expected calibration error (ECE) "
+                           f"{cal.ece:.3f} over {cal.n} polyps: the polyp-weighted mean gap between the bars and the "
+                           "diagonal."))
+    curves = plots.training_png(history) if history else None
+    if curves is not None:
+        out.append(Picture("training", "Training curves", curves,
+                           f"Per epoch of the run's {HISTORY_FILE} ({len(history or ())} epochs)."))
+    return out
+
+
+HISTORY_FILE = "metrics.jsonl"
+"""The per-epoch history a run folder holds (written by :mod:`polypbench.train.rundir`, ``METRICS_JSONL``)."""
+
+
+def run_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run's :data:`HISTORY_FILE` (empty when the run has none); a line that is not a JSON
+    object is one error naming the file and line."""
+    import json
+
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            raise InputError(path, f"line {n} is not a JSON object", "one JSON object per epoch")
+        rows.append(row)
+    return rows
+
+
+def contents(folded: Sequence[Fold], shown: Sequence[Picture], gallery: bool) -> list[Entry]:
+    """The contents list: the headline, the pictures (one entry each), the gallery, the folded tables (one entry
+    per view) and what produced the report."""
+    entries = [Entry("Headline", "headline", [])]
+    if shown:
+        entries.append(Entry("Pictures", "pictures", [Entry(p.title, p.anchor, []) for p in shown]))
+    if gallery:
+        entries.append(Entry("Failure gallery", "gallery", []))
+    entries.append(Entry("Tables", "tables", [Entry(f.heading, f.anchor, []) for f in folded]))
+    entries.append(Entry("About this report", "about", []))
     return entries
 
 
@@ -330,42 +394,72 @@ def evaluation_meta(predictions: str | Path, manifests: Sequence[str | Path], *,
     return meta
 
 
-def _context(result: Result, meta: Mapping[str, object] | None, plot: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Extras:
+    """What a report shows beyond the :class:`Result`: ``baseline`` (the majority baseline scored on the same
+    polyps, :func:`~polypbench.evaluate.headline.baseline_result`), ``history`` (a run's per-epoch rows,
+    :func:`run_history`) and ``frames`` (where the frames are, for the gallery:
+    :func:`~polypbench.evaluate.gallery.frames_at_hand`)."""
+
+    baseline: Result | None = None
+    history: Sequence[Mapping[str, Any]] | None = None
+    frames: Any = None  # polypbench.evaluate.gallery.FramesAtHand
+
+
+def _context(result: Result, primary: str, meta: Mapping[str, object] | None, extras: Extras | None,
+             html: bool) -> dict[str, Any]:
+    from polypbench.evaluate.gallery import MAX_BYTES, build_gallery
+    from polypbench.evaluate.headline import headline
+
+    extras = extras or Extras()
     parts = sections(result)
+    folded = folds(parts)
+    shown = pictures(result, extras.history) if html else []
+    gallery = None
+    if html and extras.frames is not None:
+        gallery = build_gallery(result.polyp_table, result.frame_table, extras.frames)
     return {"title": f"polypbench evaluation: {result.predictions['name']}", "header": header(result, meta),
-            "sections": parts, "contents": contents(parts, plot), "plot_heading": PLOT_HEADING,
-            "plot_anchor": PLOT_ANCHOR}
+            "card": headline(result, primary, extras.baseline), "sections": parts, "folds": folded,
+            "pictures": shown, "gallery": gallery, "gallery_cap_mb": f"{MAX_BYTES / 1e6:.1f}",
+            "contents": contents(folded, shown, gallery is not None)}
 
 
-def render_html(result: Result, png: bytes | None = None, meta: Mapping[str, object] | None = None) -> str:
-    """The self-contained HTML report (``png``: the size plot, drawn here when not given; ``meta``: header rows
-    beyond version, date and predictions, see :func:`header`)."""
-    png = png if png is not None else size_plot_png(result)
-    return render("report.html.j2", **_context(result, meta, True),
-                  png=base64.b64encode(png).decode() if png is not None else None)
+def render_html(result: Result, *, primary: str, meta: Mapping[str, object] | None = None,
+                extras: Extras | None = None) -> str:
+    """The self-contained HTML report, led by the card of metric key ``primary`` (the board's primary metric,
+    ``polypbench.leaderboard.PRIMARY``); ``meta``: header rows beyond version, date and predictions, see
+    :func:`header`; ``extras``: baseline, run history and frames (:class:`Extras`)."""
+    return render("report.html.j2", **_context(result, primary, meta, extras, True))
 
 
-def render_markdown(result: Result, plot_name: str | None = None, meta: Mapping[str, object] | None = None) -> str:
-    """The Markdown report; ``plot_name`` is the size plot's file name beside it (None: no plot)."""
-    return render("report.md.j2", **_context(result, meta, plot_name is not None), plot_name=plot_name)
+def render_markdown(result: Result, *, primary: str, plot_name: str | None = None,
+                    meta: Mapping[str, object] | None = None, extras: Extras | None = None) -> str:
+    """The Markdown report (card and tables); ``plot_name`` is the size plot's file name beside it (None: no
+    plot)."""
+    return render("report.md.j2", **_context(result, primary, meta, extras, False), plot_name=plot_name)
 
 
-def write_report(result: Result, path: str | Path, meta: Mapping[str, object] | None = None) -> list[Path]:
-    """Write ``path`` (HTML), the Markdown twin (``.md``) and, with size predictions, the plot (``.png``).
-    ``meta``: extra header rows, e.g. ``{"prediction file": ..., "model": ..., "config": ...}``."""
+def write_report(result: Result, path: str | Path, meta: Mapping[str, object] | None = None, *, primary: str,
+                 extras: Extras | None = None) -> list[Path]:
+    """Write ``path`` (HTML), the Markdown twin (``.md``) and, with size predictions, the size plot (``.png``).
+    ``primary``: the headline card's metric key; ``meta``: extra header rows, e.g. ``{"prediction file": ...,
+    "model": ..., "config": ...}``; ``extras``: see :class:`Extras`."""
+    from polypbench.evaluate.plots import size_plot_png
+
     path = Path(path)
     html_path = path if path.suffix.lower() in (".html", ".htm") else path.with_suffix(".html")
     written = [html_path]
     with writing(html_path.parent):
         html_path.parent.mkdir(parents=True, exist_ok=True)
-    png = size_plot_png(result)
-    atomic_write(html_path, render_html(result, png, meta))
+    atomic_write(html_path, render_html(result, primary=primary, meta=meta, extras=extras))
+    png = size_plot_png(result.polyp_table)
     plot = None
     if png is not None:
         plot = html_path.with_suffix(".png")
         atomic_write(plot, png)
         written.append(plot)
     md = html_path.with_suffix(".md")
-    atomic_write(md, render_markdown(result, plot.name if plot else None, meta))
+    atomic_write(md, render_markdown(result, primary=primary, plot_name=plot.name if plot else None, meta=meta,
+                                     extras=extras))
     written.append(md)
     return written

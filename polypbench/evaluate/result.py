@@ -106,7 +106,8 @@ class Result:
     each view, headline first, to what its numbers mean; ``counts`` gives per dataset (and ``pooled``) the numbers of
     polyps, patients and frames. ``comparison`` (from :func:`~polypbench.evaluate.compare`) holds ``other`` (the other
     file's description), ``definition``, ``metrics`` (the paired differences, same keys) and ``other_metrics``.
-    ``polyp_table`` (not in the JSON) has one row per polyp with truth and aggregated prediction, for reports.
+    ``polyp_table`` (not in the JSON) has one row per polyp with truth and aggregated prediction, for reports;
+    ``frame_table`` (not in the JSON; frame-level files only) one row per frame with its predicted size and class.
     ``kept_replicates`` (not in the JSON) holds the replicate vectors asked for with ``score(...,
     keep_replicates=...)``; read them with :meth:`replicates`.
     """
@@ -122,6 +123,7 @@ class Result:
     confusion_matrices: dict[str, np.ndarray]
     comparison: dict[str, Any] | None = None
     polyp_table: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    frame_table: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     kept_replicates: dict[str, Replicates] = field(default_factory=dict, repr=False, compare=False)
     clinical: dict[str, Any] | None = None
 
@@ -273,6 +275,32 @@ class Result:
         found = self.comparison_rows(view, TABLE_METRICS)
         shown = [(key, s) for key, _, stats in found for s in stats]
         return _table(list(self.COMPARISON_HEADER), [row for _, row, _ in found]) + _notes(shown, False)
+
+    COMPACT_HEADER = ("metric", "dataset", "this", "other", "this - other", "P(this > other)")
+
+    def compact_comparison(self, keys: Sequence[str]) -> str:
+        """The comparison as one compact table: per metric key of ``keys`` (pooled keys; each dataset's too when
+        there are several), this file, the other, the paired difference with its interval and P(this > other),
+        then the legend when a shown interval is flagged or withheld."""
+        if not self.comparison:
+            return ""
+        rows, shown = [], []
+        datasets = ["pooled", *[d for d in self.datasets if d != "pooled"]] if len(self.datasets) > 2 else ["pooled"]
+        for key in keys:
+            view, task, _, metric, cls = parse_key(key)
+            for ds in datasets:
+                k = metric_key(view, task, ds, metric, cls)
+                diff = lookup(self.comparison, k)
+                if diff is None:
+                    continue
+                this, other = lookup(self, k), lookup(self.comparison["other_metrics"], k)
+                label = LABELS[metric] + ("" if task in (SIZE_TASK, "triclass") else f" ({task})")
+                rows.append([label, ds, format_stat(this, k), format_stat(other, k), format_stat(diff, k),
+                             format_p(diff)])
+                shown += [(k, s) for s in (this, diff) if s is not None]
+        head = (f"{self.predictions['name']} (this) vs {self.comparison['other']['name']} (other), per polyp, on "
+                f"the same {self.bootstrap['replicates']} patient resamples (every view and metric: --json, --report)")
+        return head + "\n" + _table(list(self.COMPACT_HEADER), rows) + _notes(shown, False)
 
     def summary_table(self) -> str:
         """Human-readable summary for the terminal: every view, headline first, and the comparison if any."""

@@ -15,7 +15,17 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from polypbench.evaluate.aggregate import AGGREGATION, VIEWS, Units, class_source, frame_units, per_polyp, polyp_units
+from polypbench.evaluate.aggregate import (
+    AGGREGATION,
+    VIEWS,
+    Units,
+    class_source,
+    decide_class3,
+    frame_units,
+    group_mean,
+    per_polyp,
+    polyp_units,
+)
 from polypbench.evaluate.agreement import AGREEMENT_METRICS, CROSSINGS, RATES, patient_sums
 from polypbench.evaluate.agreement import DEFINITION as AGREEMENT_DEFINITION
 from polypbench.evaluate.agreement import UNDEFINED as AGREEMENT_UNDEFINED
@@ -392,11 +402,29 @@ def _counts_table(truth: Truth) -> dict[str, dict[str, int]]:
 
 
 def _polyp_table(pred: ValidPredictions, truth: Truth) -> pd.DataFrame:
+    """One row per polyp: truth, the aggregated prediction and, with probabilities, their per-polyp means
+    (``pred_p0..2``, what a reliability diagram reads)."""
     size, class3 = per_polyp(pred, truth)
     table = truth.polyps[["polyp_id", "dataset", "patient_id", "size_mm"]].copy()
     table["size_class3"] = size_class(table["size_mm"].to_numpy(np.float64), "triclass")
     table["pred_size_mm"] = size if size is not None else np.nan
     table["pred_class3"] = class3
+    if pred.probs is not None:
+        probs = pred.probs if pred.level == "polyp" else group_mean(truth.frame_polyp, pred.probs, truth.n_polyps)
+        for k in range(probs.shape[1]):
+            table[f"pred_p{k}"] = probs[:, k]
+    return table
+
+
+def _frame_table(pred: ValidPredictions, truth: Truth) -> pd.DataFrame | None:
+    """One row per frame of a frame-level file (None for a polyp-level one): its keys, predicted size and class,
+    for the spread of a polyp's frame predictions in the report's gallery."""
+    if pred.level != "frame":
+        return None
+    table = pd.DataFrame({"polyp_id": truth.polyps["polyp_id"].to_numpy()[truth.frame_polyp],
+                          "frame_index": truth.frame_index})
+    table["pred_size_mm"] = pred.size_mm if pred.size_mm is not None else np.nan
+    table["pred_class3"] = decide_class3(pred.size_mm, pred.probs, pred.class3)
     return table
 
 
@@ -466,6 +494,7 @@ def _result(pred: ValidPredictions, truth: Truth, samples: dict[str, Samples], g
         confusion_matrices={k: v for view, s in samples.items() for k, v in _confusion_matrices(view, s).items()},
         polyp_table=_polyp_table(pred, truth),
         clinical=_clinical(samples),
+        frame_table=_frame_table(pred, truth),
         kept_replicates=_kept(stats, keep, groups, fingerprint),
     )
     return result, stats

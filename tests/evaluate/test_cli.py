@@ -41,7 +41,7 @@ def test_evaluate_compare(small_manifest: Path, tmp_path: Path) -> None:
                                     "--compare", str(tmp_path / "b.csv"), "--bootstrap", "20",
                                     "--json", str(tmp_path / "c.json")])
     assert res.exit_code == 0, res.output
-    assert "minus" in res.output and "P(this > other)" in res.output
+    assert "this - other" in res.output and "P(this > other)" in res.output
     doc = json.loads((tmp_path / "c.json").read_text())
     bias = doc["comparison"]["metrics"]["polyp/size/pooled/bias_mm"]
     assert bias["value"] == -1.0 and bias["p_greater"] == 0.0  # a's bias is lower in every replicate

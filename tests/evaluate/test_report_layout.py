@@ -12,14 +12,16 @@ from click.testing import CliRunner
 import polypbench
 from polypbench.cli import main
 from polypbench.evaluate import score
-from polypbench.evaluate.report import JITTER_MM, jittered, write_report
+from polypbench.evaluate.plots import JITTER_MM, jittered
+from polypbench.evaluate.report import write_report
+from polypbench.leaderboard.columns import PRIMARY
 
 from .helpers import frames
 
 
 def test_header_contents_and_anchors(small_manifest: Path, tmp_path: Path) -> None:
     result = score(frames(size_mm=np.arange(14.0).tolist()), small_manifest, n_bootstrap=10, name="preds.parquet")
-    html_path, _, md_path = write_report(result, tmp_path / "r.html",
+    html_path, _, md_path = write_report(result, tmp_path / "r.html", primary=PRIMARY,
                                          meta={"model": "tiny-hag", "config": "runs/x/config.yaml", "empty": ""})
     page, md = html_path.read_text(), md_path.read_text()
     head = page[:page.index("</header>")]
@@ -30,10 +32,10 @@ def test_header_contents_and_anchors(small_manifest: Path, tmp_path: Path) -> No
     assert "- model: tiny-hag" in md and f"- polypbench: {polypbench.__version__}" in md
     ids = re.findall(r'id="([^"]+)"', page)
     links = re.findall(r'href="#([^"]+)"', page)
-    assert len(ids) == len(set(ids)) and set(links) <= set(ids) and len(set(links)) > 10
-    for view in result.views:  # one anchored section per view, listed in the contents
+    assert len(ids) == len(set(ids)) and set(links) <= set(ids) and len(set(links)) > 8
+    for view in result.views:  # one anchored, folded section per view, listed in the contents
         anchor = view.replace("_", "-")
-        assert f'<h2 id="{anchor}">' in page and f'href="#{anchor}"' in page
+        assert f'<details id="{anchor}">' in page and f'href="#{anchor}"' in page
     assert set(re.findall(r"\]\(#([^)]+)\)", md)) <= set(re.findall(r'<a id="([^"]+)"></a>', md))
     css = page[page.index("<style>"):page.index("</style>")]
     assert re.search(r"td,th\{[^}]*white-space:nowrap", css) and ".scroll{overflow-x:auto" in css
