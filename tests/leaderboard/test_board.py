@@ -144,7 +144,7 @@ def test_rank_groups_on_the_board_test_each_entry_against_the_one_just_above(dat
     assert board.stability_ids == ids and len(board.distribution) == 3 and board.n_replicates == 2000
     assert board.rows[0]["stability"]["rank_95"][0] == 1 and board.rows[3]["stability"] is None
     page = board_page(board, [Track.PUBLIC])
-    cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
+    cells = re.findall(r'<tr><td>([^<]*)</td><td class="wrap"><a href="/teams/[^"]*">([^<]*)</a></td>', page)
     assert cells == [("1", "a"), ("1", "b"), ("1", "c"), ("-", "d")]
     assert RANKING_TEST in html.unescape(page) and "30 / 75" not in page and "75 / 30" in page
 
@@ -195,6 +195,8 @@ def test_a_board_cell_is_split_from_the_stat_never_from_its_words() -> None:
     assert r["metrics"]["macro_f1"] == withheld and r["metrics"]["kappa_quadratic"] == flagged  # Stats, typed
     r.update(rank=None, stability=None)
     page = board_page(Board(Track.PUBLIC, "pooled", "macro_f1", "macro_f1", [r], ["pooled"]), [Track.PUBLIC])
-    assert '<td class="num" title="no CI: x [y]">0.500 <span class="ci">(no CI: x [y])</span>' in page
-    assert '<td class="num" title="12 patients">0.800 <span class="ci">[0.700, 0.900]\u2020</span>' in page
+    assert ('<td class="num primary" title="no CI: x [y]"><span class="v">0.500</span> '
+            '<span class="ci why">(no CI: x [y])</span>') in page  # a reason may wrap
+    assert ('<td class="num" title="12 patients"><span class="v">0.800</span> '
+            '<span class="ci">[0.700, 0.900]\u2020</span>') in page  # an interval never does
     assert row_json(r)["metrics"]["kappa_quadratic"] == flagged.to_dict()  # the API's form of the row
