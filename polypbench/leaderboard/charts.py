@@ -24,8 +24,6 @@ MUTED = "#475569"
 """The colour of the other metrics' charts."""
 LABEL_CHARS = 34
 """Entry labels are cut to this many characters (with an ellipsis): a long method name never squeezes the plot."""
-_RC = {"svg.fonttype": "none", "font.family": "sans-serif",
-       "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"], "svg.hashsalt": "polypbench"}
 _LOCK = threading.Lock()
 """``rc_context`` changes matplotlib's global settings while a chart is written: one chart at a time."""
 
@@ -71,7 +69,7 @@ def whisker_chart(points: Sequence[Point], metric: str, *, higher_is_better: boo
 
     color = ACCENT if primary else MUTED
     n = max(len(points), 1)
-    with _LOCK, matplotlib.rc_context(_RC):
+    with _LOCK, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "polypbench"}):  # text as text
         fig = Figure(figsize=(width_in, 0.7 + 0.3 * n), dpi=96, layout="constrained")
         FigureCanvasSVG(fig)
         ax = fig.add_subplot()

@@ -184,7 +184,9 @@ def _tables(result: dict[str, Any]) -> list[dict[str, Any]]:
             if not columns:
                 continue
             keys = {ds: candidate_keys(view, task, ds) for ds in columns}
-            rows, notes, first = [], [], {}
+            rows: list[dict[str, Any]] = []
+            notes: list[str] = []
+            first: dict[str, str] = {}
             for i, key in enumerate(keys[columns[0]]):
                 found = [(ds, keys[ds][i], lookup(result, keys[ds][i])) for ds in columns]
                 if all(stat is None for _, _, stat in found):
