@@ -108,7 +108,7 @@ def _charts(board: Board) -> list[dict[str, Any]]:
         return []
     out = []
     for name, (label, key, higher) in COLUMNS.items():
-        points = [Point(f"{'-' if r.get('rank') is None else r['rank']}  {r['team']}: {r['method']}",
+        points = [Point(f"{'-' if r.get('rank') is None else r['rank']} {r['team']}: {r['method']}",
                         r["metrics"][name]) for r in board.rows]
         primary = key == PRIMARY
         draw = partial(whisker_chart, points, label, higher_is_better=higher, unit_interval=not key.endswith("_mm"),

@@ -200,3 +200,25 @@ def test_a_board_cell_is_split_from_the_stat_never_from_its_words() -> None:
     assert ('<td class="num" title="12 patients"><span class="v">0.800</span> '
             '<span class="ci">[0.700, 0.900]\u2020</span>') in page  # an interval never does
     assert row_json(r)["metrics"]["kappa_quadratic"] == flagged.to_dict()  # the API's form of the row
+
+
+def test_a_chart_draws_what_the_scorer_decided_and_names_as_written() -> None:
+    """The whisker chart (matplotlib SVG): an undefined value says so, a withheld interval is marked "no CI", a
+    label with ``$`` is drawn as written (never as mathtext), a long one is cut; the x axis says which way is
+    better."""
+    import base64
+
+    from polypbench.leaderboard.charts import LABEL_CHARS, Point, whisker_chart
+
+    withheld = Stat(0.5, None, ci_reason=Note(NoteKind.PATIENTS, patients=1), n_polyps=9, n_patients=1)
+    flagged = Stat(0.8, (0.7, 0.9), flags=(Note(NoteKind.PATIENTS, patients=12),), n_polyps=30, n_patients=12)
+    points = [Point("1 a: $\\alpha$ cost", flagged), Point("2 b: " + "m" * 60, withheld), Point("- c: broken",
+                                                                                          Stat(None, None))]
+    uri = whisker_chart(points, "macro F1", higher_is_better=True, unit_interval=True)
+    assert uri.startswith("data:image/svg+xml;base64,")
+    svg = base64.b64decode(uri.split(",", 1)[1]).decode()
+    assert "1 a: $\\alpha$ cost" in svg and "\u03b1" not in svg and "no CI" in svg and "undefined" in svg
+    assert "macro F1 (higher is better)" in svg
+    assert "2 b: " + "m" * (LABEL_CHARS - 6) + "\u2026" in svg and "m" * (LABEL_CHARS - 5) not in svg
+    assert "lower is better" in base64.b64decode(whisker_chart(points[:1], "MAE mm", higher_is_better=False,
+                                                               unit_interval=False).split(",", 1)[1]).decode()
