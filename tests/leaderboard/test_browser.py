@@ -3,7 +3,7 @@
 What a person sees on the board: the title, the primary metric's whisker chart, each team's best entry in rank
 order with its 95% CI and rank group, badges explained in a legend, the sort links, the dataset filter, two entries
 compared through the form, a submission's compact page reached by clicking its link, a team's page; and every page
-(the board, a dataset's board, a submission, a team, a 404) fits 1280x800 and 390x844 with every image loaded
+(the REAL-Colon board, a submission, a team, a 404) fits 1280x800 and 390x844 with every image loaded
 (tests/browser.py's ``check_layout``; screenshots under ``$POLYPBENCH_ARTIFACTS`` or pytest's tmp dir). Everything
 stays on 127.0.0.1. One browser and one server for the module.
 """
@@ -190,7 +190,7 @@ def test_every_page_fits_a_laptop_and_a_phone(chromium: Any, site: dict[str, Any
     The REAL-Colon board (withheld and flagged intervals, the widest cells) fits 1280 px without scrolling its
     table."""
     url, sub = site["url"], site["created"]["alpha-noisy"]["id"]
-    pages = {"board": "/", "board-real-colon": "/?scope=real-colon", "submission": f"/submissions/{sub}",
+    pages = {"board-real-colon": "/?scope=real-colon", "submission": f"/submissions/{sub}",
              "team": "/teams/alpha-lab", "error-404": "/nowhere"}
     for name, path in pages.items():
         found = check_layout(chromium, url + path, f"leaderboard-{name}", artifacts)
