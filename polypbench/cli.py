@@ -792,7 +792,7 @@ def submit(predictions: Path | None, server: str, token: str, method: str, decla
         if predictions is not None:
             raise PolypbenchError("give PREDICTIONS (public track) or --model RUN_DIR (private track), not both")
         queued = client.submit_model(model_dir, server, token, method, paper_url=paper, code_url=code)
-        click.echo(f"job {queued['id']} {queued['status']}: {server.rstrip('/')}{queued['url']}")
+        click.echo(f"job {queued['id']} {queued['status']}: {server.rstrip('/')}{queued.get('page', queued['url'])}")
         if wait:
             state = client.wait_job(server, token, queued["id"])
             click.echo(f"job {state['id']} {state['status']}" + (f": {state['error']}" if state["error"] else "")
@@ -817,7 +817,8 @@ def submit(predictions: Path | None, server: str, token: str, method: str, decla
     click.echo(client.describe(body, server))
     if run_dir is not None:
         queued = client.upload_checkpoint(body["id"], run_dir, server, token)
-        click.echo(f"checkpoint queued for verification: job {queued['id']} ({server.rstrip('/')}{queued['url']})")
+        click.echo(f"checkpoint queued for verification: job {queued['id']} "
+                   f"({server.rstrip('/')}{queued.get('page', queued['url'])})")
 
 
 @main.command()

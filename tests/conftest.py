@@ -124,3 +124,20 @@ def prepared(dumps: dict[str, object], tmp_path_factory: pytest.TempPathFactory)
         return out
 
     return _made_once(tmp_path_factory, "prepared", make)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One headless Chromium per test module (tests/browser.py: skips without one, fails under ``CI=true``)."""
+    from tests import browser
+
+    with browser.chromium() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder for screenshots of the browser tests: ``$POLYPBENCH_ARTIFACTS``, else pytest's tmp dir."""
+    from tests.browser import artifacts_dir
+
+    return artifacts_dir(tmp_path_factory.mktemp("artifacts"))

@@ -31,6 +31,7 @@ from polypbench.leaderboard.auth import TeamRef, current_team
 from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, metric_key, row_json, scopes_of
 from polypbench.leaderboard.columns import COLUMNS, PRIMARY, Track
 from polypbench.leaderboard.db import MAX_ID, Job, Submission, scored_today, utc
+from polypbench.leaderboard.db import Team as TeamRow
 from polypbench.leaderboard.records import Fields, by_key, entry, record, verifications
 from polypbench.leaderboard.scoring import score_public
 from polypbench.leaderboard.server import Server, error
@@ -329,6 +330,29 @@ def load_entry(s: Server, sub_id: int) -> dict[str, Any] | None:
             return None
         reveal = Track(sub.track) is Track.PRIVATE and s.closed(Track.PRIVATE)
         return entry(sub, verifications(session, [sub.id]).get(sub.id), reveal=reveal)
+
+
+def load_team(s: Server, name: str) -> dict[str, Any] | None:
+    """A team's page: its entries (newest first, both tracks, as :func:`load_entry` shows each) and its jobs
+    (newest first, at most 100, as :func:`.jobs.describe` gives them); None for an unknown team."""
+    with s.db.sessions() as session:
+        team = session.scalar(select(TeamRow).where(TeamRow.name == name))
+        if team is None:
+            return None
+        subs = session.scalars(select(Submission).where(Submission.team_id == team.id)
+                               .order_by(Submission.id.desc())).all()
+        found = verifications(session, [sub.id for sub in subs])
+        closed = s.closed(Track.PRIVATE) if any(Track(sub.track) is Track.PRIVATE for sub in subs) else False
+        entries = [entry(sub, found.get(sub.id), reveal=closed and Track(sub.track) is Track.PRIVATE)
+                   for sub in subs]
+        queued = session.scalars(select(Job).where(Job.team_id == team.id).order_by(Job.id.desc()).limit(100)).all()
+        return {"team": team.name, "entries": entries, "jobs": [jobs.describe(j) for j in queued]}
+
+
+def job_team(s: Server, job_id: int) -> str | None:
+    """The name of the team that queued job ``job_id``; None for an unknown job."""
+    with s.db.sessions() as session:
+        return session.scalar(select(TeamRow.name).join(Job, Job.team_id == TeamRow.id).where(Job.id == job_id))
 
 
 @router.get("/submissions/{sub_id}")

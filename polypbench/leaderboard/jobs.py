@@ -163,11 +163,12 @@ def _failed(session: Any, job: Job, message: str) -> None:
 
 
 def describe(job: Job) -> dict[str, Any]:
-    """A job as its team sees it."""
+    """A job as its team sees it; ``page``: where a browser shows it (on its team's page)."""
     def when(t: dt.datetime | None) -> str | None:
         return None if t is None else t.strftime("%Y-%m-%d %H:%M:%S UTC")
 
     return {"id": job.id, "kind": job.kind, "status": job.status, "attempts": job.attempts, "method": job.method,
             "architecture": job.architecture, "weights_sha256": job.weights_sha256, "created": when(job.created_at),
             "started": when(job.started_at), "finished": when(job.finished_at), "error": job.error,
-            "submission_id": job.submission_id, "url": f"/api/jobs/{job.id}"}
+            "submission_id": job.submission_id, "url": f"/api/jobs/{job.id}",
+            "page": f"/jobs/{job.id}"}

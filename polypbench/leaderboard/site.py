@@ -1,15 +1,24 @@
-"""The HTML pages (no JavaScript): the board, a submission, two entries compared, rank stability. Their errors are
-pages too (:func:`polypbench.leaderboard.app.respond`)."""
+"""The HTML pages (no JavaScript): the board, a submission, a team (its entries and jobs), two entries compared,
+rank stability; ``/jobs/{id}`` (the page ``polypbench submit`` prints for a queued model) redirects to its team's
+page. Their errors are pages too (:func:`polypbench.leaderboard.app.respond`), a 404 included."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from polypbench.leaderboard import pages
-from polypbench.leaderboard.api import ServerDep, SubmissionId, board_for, comparison, load_entry
+from polypbench.leaderboard.api import (
+    ServerDep,
+    SubmissionId,
+    board_for,
+    comparison,
+    job_team,
+    load_entry,
+    load_team,
+)
 from polypbench.leaderboard.db import MAX_ID
 
 router = APIRouter()
@@ -32,6 +41,22 @@ def detail_html(s: ServerDep, sub_id: SubmissionId) -> str:
     if found is None:
         raise HTTPException(404, f"submission {sub_id} not found")  # answered as a page (app.respond)
     return pages.detail_page(found)
+
+
+@router.get("/teams/{name:path}", response_class=HTMLResponse)
+def team_html(s: ServerDep, name: str) -> str:
+    found = load_team(s, name)
+    if found is None:
+        raise HTTPException(404, f"team {name!r} not found")  # answered as a page (app.respond)
+    return pages.team_page(found["team"], found["entries"], found["jobs"])
+
+
+@router.get("/jobs/{job_id}")
+def job_html(s: ServerDep, job_id: SubmissionId) -> RedirectResponse:
+    team = job_team(s, job_id)
+    if team is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    return RedirectResponse(f"{pages.team_href(team)}#job-{job_id}", status_code=303)
 
 
 @router.get("/compare", response_class=HTMLResponse)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,11 @@ from polypbench.evaluate import format_stat, lookup
 from polypbench.evaluate.format import LEGEND, format_support
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team, hash_token
+from polypbench.leaderboard.client import describe
 from polypbench.leaderboard.db import Database, Submission, Team
+from polypbench.leaderboard.jobs import NewJob, claim, enqueue, fail
+from polypbench.leaderboard.jobs import describe as describe_job
+from polypbench.leaderboard.pages import team_href
 from polypbench.manifest import Manifest
 
 from .helpers import FROZEN_TIME, MakeClient, live_server, parquet_bytes, post, predictions
@@ -57,8 +63,10 @@ def test_a_valid_file_is_scored_with_aggregate_metrics_only(make_client: MakeCli
     stat = lookup(result, large)
     assert stat is not None and stat.value == 1.0 and stat.n_polyps and stat.n_patients
     shown = html.escape(format_stat(stat, large), quote=False)  # as the scorer decides: interval, flag or no CI
-    assert f"<td>sensitivity (&gt;=10 mm)</td><td>{shown}</td><td>{format_support(stat)}</td>" in detail
-    assert f"<code>{large}</code>" in detail  # and the key to fetch it by
+    # its row in the folded table of all metrics, with the key to fetch it by (hover) and, as it rests on fewer
+    # polyps than its dataset's column, its own support
+    cell = f'<span title="{large}">{shown}</span> <span class="muted small">({format_support(stat)})</span>'
+    assert re.search(rf"<td>sensitivity \(&gt;=10 mm\)</td>(?:(?!</tr>).)*{re.escape(cell)}", detail), detail
     if stat.flags or stat.ci_reason:
         assert html.escape(LEGEND, quote=False) in detail
     pages = [res.text, client.get("/").text, detail,
@@ -241,6 +249,52 @@ def test_pages_escape_user_text(make_client: MakeClient, database: Database, lab
         assert "<script>" not in page and "<b>team" not in page and "&lt;script&gt;" in page
 
 
+def test_the_urls_submit_prints_open_as_pages(make_client: MakeClient, token: str, labels: Path,
+                                             database: Database) -> None:
+    """What `polypbench submit` prints opens in a browser, without a token: a scored file's submission page, and a
+    queued job's page (``/jobs/<id>``: its team's page at the job's row, with its status, its reason when it failed
+    and the submission it belongs to). A team's page lists its entries and jobs; a name with ``/`` and spaces works."""
+    client = make_client()
+    body = post(client, token, parquet_bytes(predictions(labels)), method="team-entry").json()
+    printed = describe(body, "http://testserver/").splitlines()[0].rsplit(" ", 1)[1]
+    page = client.get(printed)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "team-entry" in page.text and f"submission {body['id']}" in page.text
+
+    with database.sessions() as session:
+        team_id = session.scalars(select(Team.id).where(Team.name == "team-a")).one()
+    new = NewJob(kind="verify", method="team-entry", architecture="tiny", config="{}", weights_sha256="0" * 64,
+                 weights_bytes=1, submission_id=body["id"])
+    failing, _ = enqueue(database, team_id, new)
+    waiting, _ = enqueue(database, team_id, replace(new, kind="model", submission_id=None, method="queued-model"))
+    claimed = claim(database, "w1", 60.0)
+    assert claimed is not None and claimed.id == failing.id
+    fail(database, failing.id, "w1", "weights do not fit the architecture 'tiny'", retry=False)
+    links = [describe_job(job)["page"] for job in (failing, waiting)]
+    assert links == [f"/jobs/{failing.id}", f"/jobs/{waiting.id}"]
+    moved = client.get(links[0], follow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["location"] == f"/teams/team-a#job-{failing.id}"
+    team = client.get(links[0])  # followed, as a browser does
+    assert team.status_code == 200 and team.headers["content-type"].startswith("text/html")
+    rows = dict(re.findall(r'<tr id="job-(\d+)">(.*?)</tr>', team.text))
+    assert set(rows) == {str(failing.id), str(waiting.id)}
+    assert '<span class="status failed">failed</span>' in rows[str(failing.id)]
+    assert "weights do not fit the architecture" in rows[str(failing.id)]
+    assert f'<a href="/submissions/{body["id"]}">' in rows[str(failing.id)]
+    assert '<span class="status queued">queued</span>' in rows[str(waiting.id)] and "queued-model" in team.text
+    assert f'<tr id="submission-{body["id"]}">' in team.text  # its entries
+    assert "0" * 64 not in team.text  # no weights hash
+
+    add_team(database, "a/b lab")
+    other = client.get(team_href("a/b lab"))
+    assert team_href("a/b lab") == "/teams/a%2Fb%20lab" and other.status_code == 200
+    assert "team a/b lab" in other.text and "No scored entries yet" in other.text and "No jobs" in other.text
+    for path, message in [("/teams/nobody", "team &#39;nobody&#39; not found"), ("/jobs/999", "job 999 not found")]:
+        missing = client.get(path)
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert message in missing.text
+
+
 def test_pages_answer_errors_with_a_page_and_the_api_with_json(sqlite_db: str, labels: Path,
                                                                options: dict[str, Any],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,6 +364,10 @@ WEB_PROCESS = """
 import json, sys
 from fastapi.testclient import TestClient
 from polypbench.leaderboard.app import create_app
+from polypbench.leaderboard.client import describe
+from polypbench.leaderboard.jobs import NewJob, claim, enqueue, fail
+from polypbench.leaderboard.jobs import describe as describe_job
+from polypbench.leaderboard.pages import team_href
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.board import export, render
 from polypbench.leaderboard.db import Database

@@ -144,7 +144,7 @@ def test_rank_groups_on_the_board_test_each_entry_against_the_one_just_above(dat
     assert board.stability_ids == ids and len(board.distribution) == 3 and board.n_replicates == 2000
     assert board.rows[0]["stability"]["rank_95"][0] == 1 and board.rows[3]["stability"] is None
     page = board_page(board, [Track.PUBLIC])
-    cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
+    cells = re.findall(r'<tr><td>([^<]*)</td><td class="wrap"><a href="/teams/[^"]*">([^<]*)</a></td>', page)
     assert cells == [("1", "a"), ("1", "b"), ("1", "c"), ("-", "d")]
     assert RANKING_TEST in html.unescape(page) and "30 / 75" not in page and "75 / 30" in page
 
@@ -195,6 +195,30 @@ def test_a_board_cell_is_split_from_the_stat_never_from_its_words() -> None:
     assert r["metrics"]["macro_f1"] == withheld and r["metrics"]["kappa_quadratic"] == flagged  # Stats, typed
     r.update(rank=None, stability=None)
     page = board_page(Board(Track.PUBLIC, "pooled", "macro_f1", "macro_f1", [r], ["pooled"]), [Track.PUBLIC])
-    assert '<td class="num" title="no CI: x [y]">0.500 <span class="ci">(no CI: x [y])</span>' in page
-    assert '<td class="num" title="12 patients">0.800 <span class="ci">[0.700, 0.900]\u2020</span>' in page
+    assert ('<td class="num primary" title="no CI: x [y]"><span class="v">0.500</span> '
+            '<span class="ci why">(no CI: x [y])</span>') in page  # a reason may wrap
+    assert ('<td class="num" title="12 patients"><span class="v">0.800</span> '
+            '<span class="ci">[0.700, 0.900]\u2020</span>') in page  # an interval never does
     assert row_json(r)["metrics"]["kappa_quadratic"] == flagged.to_dict()  # the API's form of the row
+
+
+def test_a_chart_draws_what_the_scorer_decided_and_names_as_written() -> None:
+    """The whisker chart (matplotlib SVG): an undefined value says so, a withheld interval is marked "no CI", a
+    label with ``$`` is drawn as written (never as mathtext), a long one is cut; the x axis says which way is
+    better."""
+    import base64
+
+    from polypbench.leaderboard.charts import LABEL_CHARS, Point, whisker_chart
+
+    withheld = Stat(0.5, None, ci_reason=Note(NoteKind.PATIENTS, patients=1), n_polyps=9, n_patients=1)
+    flagged = Stat(0.8, (0.7, 0.9), flags=(Note(NoteKind.PATIENTS, patients=12),), n_polyps=30, n_patients=12)
+    points = [Point("1 a: $\\alpha$ cost", flagged), Point("2 b: " + "m" * 60, withheld), Point("- c: broken",
+                                                                                          Stat(None, None))]
+    uri = whisker_chart(points, "macro F1", higher_is_better=True, unit_interval=True)
+    assert uri.startswith("data:image/svg+xml;base64,")
+    svg = base64.b64decode(uri.split(",", 1)[1]).decode()
+    assert "1 a: $\\alpha$ cost" in svg and "\u03b1" not in svg and "no CI" in svg and "undefined" in svg
+    assert "macro F1 (higher is better)" in svg
+    assert "2 b: " + "m" * (LABEL_CHARS - 6) + "\u2026" in svg and "m" * (LABEL_CHARS - 5) not in svg
+    assert "lower is better" in base64.b64decode(whisker_chart(points[:1], "MAE mm", higher_is_better=False,
+                                                               unit_interval=False).split(",", 1)[1]).decode()
