@@ -195,6 +195,9 @@ def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1,
                           "expected prepared manifests with training polyps")
     sampler = FramesPerPolyp(polyp_keys(data), cfg.frames_per_polyp_per_epoch, cfg.seed, rank=rank,
                              world_size=world_size, rule=cfg.frame_sampler)
+    if sampler.skipped and not sampler.groups:
+        raise ConfigError(f"config key 'frame_sampler': 'seed' skips polyps with a single frame, and all "
+                          f"{sampler.skipped} training polyps have one; expected frame_sampler: replacement")
     if sampler.skipped:
         text = (f"frame_sampler seed: {sampler.skipped} training polyps with a single frame skipped (the seed's "
                 "sampler takes none of them)")

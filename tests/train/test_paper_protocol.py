@@ -350,3 +350,36 @@ def test_validation_subset_scored_per_polyp() -> None:
     ev = Evaluation("validation", frame, torch.zeros(3, 1), torch.zeros(3), torch.zeros(3))
     out = per_polyp(ev).predictions
     assert out.columns.tolist() == ["polyp_id", "size_mm"] and out["size_mm"].tolist() == [2.0, 7.0]
+
+
+def test_fit_with_the_seed_protocol_keys(prepared: dict[str, Any], tmp_path: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """One tiny run with the seed's keys: SUN frames keyed by image number (the synthetic SUN repeats every image
+    number once: half its boxes dropped, the count printed), validation at epochs 0, 2, ... on a per-polyp subset
+    scored per polyp, warm restarts per batch; the seed's sampler on those single-frame polyps refuses in one
+    line."""
+    import logging
+
+    import pandas as pd
+
+    from polypbench.train import fit
+    from polypbench.train.data import polyp_data
+
+    keys = ["model=tiny-hag", "task=regression-paper", "gr_mode=paper", "img_size=32", "epochs=2", "batch_size=16",
+            "frames_per_polyp_per_epoch=2", "n_bootstrap=0", "augment=false", f"prepared=[{prepared['sun'].out}]",
+            "seed_sun_frames=true", "val_every=2", "val_frames_per_polyp=1", "lr_schedule=cosine_restarts",
+            "min_lr=1e-4", "lr=1e-3"]
+    cfg = load_config("demo", keys)
+    full = polyp_data(load_config("demo", [*keys, "seed_sun_frames=false"]))
+    data = polyp_data(cfg)
+    n_train, n_kept = len(full.train.dataset), len(data.train.dataset)
+    assert n_kept * 2 == n_train and f"seed_sun_frames: {n_train - n_kept} SUN train frames dropped" in data.notes[0]
+    with caplog.at_level(logging.INFO, logger="polypbench"):
+        summary = fit(cfg, tmp_path / "run")
+    assert "SUN train frames dropped" in caplog.text
+    rows = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert rows["val_loss"].notna().tolist() == [True, False] and summary.best_epoch == 0
+    assert rows["val_polyp_mae_mm"].notna().tolist() == [True, False]  # scored per polyp on the subset
+    assert rows["lr"].iloc[0] < 1e-3
+    with pytest.raises(ConfigError, match="all .* training polyps have one; expected frame_sampler: replacement"):
+        polyp_data(load_config("demo", [*keys, "frame_sampler=seed"]))
