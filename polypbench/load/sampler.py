@@ -7,11 +7,20 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+RULES = ("replacement", "seed", "subset")
+"""How a polyp's frames are drawn (``rule``; the config key ``frame_sampler`` takes the first two; ``subset`` is
+the seed's rule without the skip, for validation subsets)."""
+
 
 class FramesPerPolyp(Sampler[int]):
     """Each epoch, ``n`` frames of every polyp (every group of equal ``keys``; without replacement when it has that
     many), shuffled; ``n=None`` takes every sample once. Seeded by ``seed`` and the epoch (call :meth:`set_epoch`),
     so a run is reproducible and epochs differ.
+
+    ``rule="replacement"`` (default): every polyp gives ``n`` frames, drawn with replacement where it has fewer.
+    ``rule="seed"``: the HAG/GR seed code's ``InstanceSampler``: min(``n``, available) frames without replacement,
+    and polyps with a single frame are skipped (its ``len(available_frames) > 1`` test), counted in
+    :attr:`skipped`.
 
     A polyp of 3,000 frames and one of 30 then weigh the same in training (the training loop uses it with
     ``frames_per_polyp_per_epoch``). ``keys``: one key per sample in dataset order, e.g.
@@ -23,14 +32,27 @@ class FramesPerPolyp(Sampler[int]):
     """
 
     def __init__(self, keys: Sequence[object], n: int | None, seed: int = 0, *, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, rule: str = "replacement") -> None:
+        if rule not in RULES:
+            from polypbench.errors import choice_error
+
+            raise choice_error("frame_sampler", rule, RULES)
         groups: dict[object, list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
         self.groups = list(groups.values())
-        self.n, self.seed, self.epoch = n, seed, 0
+        self.skipped = 0
+        """Polyps left out of every epoch (``rule="seed"``: those with a single frame)."""
+        if rule == "seed" and n is not None:
+            self.skipped = sum(len(g) == 1 for g in self.groups)
+            self.groups = [g for g in self.groups if len(g) > 1]
+        self.n, self.seed, self.epoch, self.rule = n, seed, 0, rule
         self.rank, self.world_size = rank, world_size
-        self.total = len(keys) if n is None else n * len(self.groups)
+        if n is None:
+            self.total = sum(len(g) for g in self.groups)
+        else:
+            self.total = (sum(min(n, len(g)) for g in self.groups) if rule in ("seed", "subset")
+                          else n * len(self.groups))
 
     @classmethod
     def for_dataset(cls, dataset: object, n: int | None, seed: int = 0, *, rank: int = 0,
@@ -54,7 +76,10 @@ class FramesPerPolyp(Sampler[int]):
         if self.n is None:
             order = np.concatenate(self.groups) if self.groups else np.array([], dtype=np.int64)
         else:
-            picks = [rng.choice(g, self.n, replace=len(g) < self.n) for g in self.groups]
+            if self.rule in ("seed", "subset"):
+                picks = [rng.choice(g, min(self.n, len(g)), replace=False) for g in self.groups]
+            else:
+                picks = [rng.choice(g, self.n, replace=len(g) < self.n) for g in self.groups]
             order = np.concatenate(picks) if picks else np.array([], dtype=np.int64)
         order = rng.permutation(order)
         if self.world_size > 1 and len(order):

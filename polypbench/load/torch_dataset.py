@@ -24,7 +24,10 @@ from polypbench.manifest import Manifest
 from polypbench.splits import select
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Unpack
+
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ def load_split(
     *,
     protocol: str = "public",
     spec: PixelSpec | None = None,
+    keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     **pixels: Unpack[PixelOptions],
 ) -> PolypFrames:
     """The ``split`` (train / validation / test) of a prepared manifest as a torch Dataset, one sample per box.
@@ -81,12 +85,16 @@ def load_split(
     - ``margin`` (default 0.5), ``source`` (``auto``, ``raw``, ``shards``, ``device``), ``augment`` (``none``,
       ``loader``, ``device``), ``context``: see :class:`~polypbench.load.spec.PixelSpec`.
 
+    ``keep``: a function of the split's manifest rows returning the rows to use (a subset, in order).
+
     The samples are the same from raw frames and from shards (same rows, order, keys and types; crops of the
     same region at another pixel scale).
     """
     spec = spec_with(spec, pixels, transform=transform is not None)
     manifest = Manifest.open(prepared_dir)
     rows = select(manifest, split, fold, protocol=protocol)
+    if keep is not None:  # e.g. the seed's SUN frame set (config key seed_sun_frames)
+        rows = keep(rows)
     source = spec.source_entry
     shards = None
     if source.shards != "never":

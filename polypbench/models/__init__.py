@@ -15,9 +15,10 @@ from polypbench.models.registry import (
     create_model,
     default_cfg,
     gate_parameters,
+    imagenet_weights,
     list_models,
     register_model,
 )
 
-__all__ = ["REFERENCE_INPUT", "Gate", "create_model", "default_cfg", "gate_parameters", "list_models",
-           "register_model"]
+__all__ = ["REFERENCE_INPUT", "Gate", "create_model", "default_cfg", "gate_parameters", "imagenet_weights",
+           "list_models", "register_model"]

@@ -26,7 +26,7 @@ from polypbench.load.streams import STREAMS
 from polypbench.models.gates import gate_or_identity
 from polypbench.models.heads import Head
 from polypbench.models.registry import REFERENCE_INPUT, register_model
-from polypbench.models.resnet import EMBED_DIM, ResNetEncoder
+from polypbench.models.resnet import EMBED_DIM, RESNET18_IMAGENET, ResNetEncoder
 
 DEFAULT_STREAMS = ("rgb", "masked")
 MULTISTREAM_INPUT = REFERENCE_INPUT.replace(streams=DEFAULT_STREAMS)
@@ -73,13 +73,13 @@ class MultiStreamModel(nn.Module):
         return self.head(self.forward_features(x))
 
 
-@register_model("multistream", MULTISTREAM_INPUT)
+@register_model("multistream", MULTISTREAM_INPUT, RESNET18_IMAGENET)
 def multistream_plain(num_outputs: int, **kw: Any) -> MultiStreamModel:
     """One ResNet-18 per stream, fused head; no gates."""
     return MultiStreamModel(num_outputs, gated=False, **kw)
 
 
-@register_model("multistream-hag", MULTISTREAM_INPUT)
+@register_model("multistream-hag", MULTISTREAM_INPUT, RESNET18_IMAGENET)
 def multistream_hag(num_outputs: int, **kw: Any) -> MultiStreamModel:
     """Multi-stream ResNet-18 with gates after every stage of every stream, on the fused embedding and the head."""
     return MultiStreamModel(num_outputs, gated=True, **kw)

@@ -17,6 +17,7 @@ from torch import nn
 from polypbench.errors import choice_error
 from polypbench.load.spec import PixelSpec
 from polypbench.models.gates import Gate, init_gates
+from polypbench.models.weights import CachedWeights
 
 Factory = Callable[..., nn.Module]
 F = TypeVar("F", bound=Factory)
@@ -28,11 +29,14 @@ one owner of each number)."""
 
 _MODELS: dict[str, Factory] = {}
 _DEFAULTS: dict[str, PixelSpec] = {}
+_IMAGENET: dict[str, CachedWeights | None] = {}
 
 
-def register_model(name: str, default: PixelSpec = REFERENCE_INPUT) -> Callable[[F], F]:
+def register_model(name: str, default: PixelSpec = REFERENCE_INPUT,
+                   imagenet: CachedWeights | None = None) -> Callable[[F], F]:
     """Decorator: register ``factory(num_outputs, **kw) -> nn.Module`` under ``name``, with its input defaults
-    ``default`` (a fixed ``size``; ``streams`` as the factory's default ``streams``)."""
+    ``default`` (a fixed ``size``; ``streams`` as the factory's default ``streams``) and where its backbone's
+    published ImageNet weights are cached (``imagenet``; None: it has none)."""
     if default.size is None:
         raise ValueError(f"model {name!r}: its default input needs a size, got None")
 
@@ -41,6 +45,7 @@ def register_model(name: str, default: PixelSpec = REFERENCE_INPUT) -> Callable[
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = factory
         _DEFAULTS[name] = default
+        _IMAGENET[name] = imagenet
         return factory
 
     return deco
@@ -57,6 +62,13 @@ def default_cfg(name: str) -> PixelSpec:
     if name not in _DEFAULTS:
         raise choice_error("model", name, _MODELS)
     return _DEFAULTS[name]
+
+
+def imagenet_weights(name: str) -> CachedWeights | None:
+    """Where model ``name``'s backbone ImageNet weights are cached (config key ``weights: imagenet``), or None."""
+    if name not in _IMAGENET:
+        raise choice_error("model", name, _MODELS)
+    return _IMAGENET[name]
 
 
 def create_model(name: str, num_outputs: int, **kw: object) -> nn.Module:

@@ -17,9 +17,13 @@ from torchvision.models import resnet18
 from polypbench.models.gates import gate_or_identity
 from polypbench.models.heads import Head
 from polypbench.models.registry import register_model
-from polypbench.models.weights import load_backbone
+from polypbench.models.weights import CachedWeights, load_backbone
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
+RESNET18_IMAGENET = CachedWeights(hub_file="resnet18-f37072fd.pth",
+                                  url="https://download.pytorch.org/models/resnet18-f37072fd.pth")
+"""torchvision's ``ResNet18_Weights.IMAGENET1K_V1`` (what the seed's ``resnet18(pretrained=True)`` loads), in the
+torch hub cache under torchvision's file name."""
 EMBED_DIM = 512
 
 
@@ -84,13 +88,13 @@ class ResNetModel(nn.Module):
         return self.head(self.forward_features(x))
 
 
-@register_model("resnet18")
+@register_model("resnet18", imagenet=RESNET18_IMAGENET)
 def resnet18_plain(num_outputs: int, **kw: Any) -> ResNetModel:
     """torchvision ResNet-18 with the shared head; no gates."""
     return ResNetModel(num_outputs, gated=False, **kw)
 
 
-@register_model("resnet18-hag")
+@register_model("resnet18-hag", imagenet=RESNET18_IMAGENET)
 def resnet18_hag(num_outputs: int, **kw: Any) -> ResNetModel:
     """ResNet-18 with six gates: after layer1-4, on the embedding, on the head's hidden layer."""
     return ResNetModel(num_outputs, gated=True, **kw)

@@ -18,8 +18,13 @@ from torch import nn
 from polypbench.models.gates import Gate
 from polypbench.models.heads import Head
 from polypbench.models.registry import REFERENCE_INPUT, register_model
-from polypbench.models.weights import load_backbone
+from polypbench.models.weights import CachedWeights, load_backbone
 
+VIT_TINY_IMAGENET = CachedWeights(hf_repo="timm/vit_tiny_patch16_384.augreg_in21k_ft_in1k",
+                                  url="https://huggingface.co/timm/vit_tiny_patch16_384.augreg_in21k_ft_in1k")
+"""timm's default ``vit_tiny_patch16_384`` weights (ImageNet-21k, fine-tuned on ImageNet-1k at 384), in the
+Hugging Face cache. The seed ships its own ViT-T ImageNet-1k file (``gr_checkpoints/miccai24_FSG_GR_vit.zip``):
+give that as ``weights: PATH``."""
 VIT_INPUT = REFERENCE_INPUT
 """The ViT-Tiny models' input defaults (their ``img_size``; a timm checkpoint at another size is resampled)."""
 
@@ -46,6 +51,22 @@ class ViTModel(nn.Module):
         self.backbone = vit
         self.head = Head(vit.num_features, num_outputs, head_hidden, dropout, gated=False)
 
+    def reference_parameters(self) -> list[nn.Parameter]:
+        """The parameters in the seed FSGViT's order (what the ``paper`` step's joint clip sums in): its two gates
+        are parameters of each block itself, listed before the block's layers; everything else in module order."""
+        blocks = {id(p): block for block in self.backbone.blocks for p in block.parameters()}
+        order: list[nn.Parameter] = []
+        seen: set[int] = set()
+        for p in self.parameters():
+            block = blocks.get(id(p))
+            group = [p] if block is None else [
+                *(g.logit for g in (block.ls1, block.ls2) if isinstance(g, Gate)), *block.parameters()]
+            for q in group:
+                if id(q) not in seen:
+                    seen.add(id(q))
+                    order.append(q)
+        return order
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled (class-token) embedding, (B, 192)."""
         return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
@@ -54,13 +75,13 @@ class ViTModel(nn.Module):
         return self.head(self.forward_features(x))
 
 
-@register_model("vit-tiny", VIT_INPUT)
+@register_model("vit-tiny", VIT_INPUT, VIT_TINY_IMAGENET)
 def vit_tiny(num_outputs: int, **kw: Any) -> ViTModel:
     """timm ViT-Tiny/16 (random init) with the shared head; no gates."""
     return ViTModel(num_outputs, gated=False, **kw)
 
 
-@register_model("vit-tiny-hag", VIT_INPUT)
+@register_model("vit-tiny-hag", VIT_INPUT, VIT_TINY_IMAGENET)
 def vit_tiny_hag(num_outputs: int, **kw: Any) -> ViTModel:
     """ViT-Tiny/16 with a gate in each block's ls1 and ls2 slot (24 gates)."""
     return ViTModel(num_outputs, gated=True, **kw)

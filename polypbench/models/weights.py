@@ -1,9 +1,13 @@
-"""Load a local backbone checkpoint (torchvision or timm state dict) strictly, with one-line errors."""
+"""Load a local backbone checkpoint (torchvision or timm state dict) strictly, with one-line errors; find a
+backbone's published ImageNet weights in the local torch hub or Hugging Face cache (:class:`CachedWeights`,
+the config key ``weights: imagenet``). Nothing here downloads."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,8 +30,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "weights file not found", "a local torchvision/timm state-dict file")
+    obj: object
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # timm's files on the Hugging Face hub
+            from safetensors.torch import load_file
+
+            obj = load_file(path)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or non-tensor pickles
         raise InputError(path, f"cannot read weights ({type(exc).__name__})", "a torch state dict") from None
     for key in ("state_dict", "model"):
@@ -69,3 +79,55 @@ def load_backbone(
         raise InputError(path, problem, expected)
     module.load_state_dict(state, strict=True, assign=assign)
     log.info("loaded %d tensors from %s", len(state), path)
+
+
+WEIGHTS_CHOICES = ("none", "imagenet")
+"""The config key ``weights``: ``none`` (random init), ``imagenet`` (the backbone's published ImageNet weights,
+from the local cache: :class:`CachedWeights`), or anything else: the path of a local state-dict file."""
+
+
+@dataclass(frozen=True)
+class CachedWeights:
+    """Where a backbone's published ImageNet weights lie once downloaded by their own library: torchvision's file
+    ``hub_file`` in the torch hub cache (``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/hub/checkpoints``),
+    or timm's ``hf_repo`` in the Hugging Face cache (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``).
+    ``url``: where the file comes from, for the message when it is missing."""
+
+    hub_file: str | None = None
+    hf_repo: str | None = None
+    url: str = ""
+
+    def locate(self) -> Path:
+        """The cached file, or an :class:`InputError` naming the file looked for (never a download)."""
+        if self.hub_file is not None:
+            path = Path(torch.hub.get_dir()) / "checkpoints" / self.hub_file
+            if path.is_file():
+                return path
+        else:
+            assert self.hf_repo is not None
+            from huggingface_hub import constants, try_to_load_from_cache
+
+            for name in ("model.safetensors", "pytorch_model.bin"):
+                found = try_to_load_from_cache(self.hf_repo, name)
+                if isinstance(found, str) and os.path.isfile(found):
+                    return Path(found)
+            folder = "models--" + self.hf_repo.replace("/", "--")
+            path = Path(constants.HF_HUB_CACHE) / folder / "snapshots" / "*" / "model.safetensors"
+        raise InputError(path, "ImageNet weights not in the local cache (nothing is downloaded)",
+                         f"that file (from {self.url}), or weights: PATH naming a local copy")
+
+
+def resolve_weights(weights: str, model: str, imagenet: CachedWeights | None) -> Path | None:
+    """The backbone file the config key ``weights`` names for ``model`` (whose ImageNet file is ``imagenet``,
+    None where it has none): None for ``none``, the cached file for ``imagenet``, else the path itself (checked
+    when loaded)."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        if imagenet is None:
+            from polypbench.errors import ConfigError
+
+            raise ConfigError(f"config key 'weights': model {model!r} has no published ImageNet weights; expected "
+                              "none or a PATH")
+        return imagenet.locate()
+    return Path(weights)

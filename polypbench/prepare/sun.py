@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polypbench.errors import InputError
 from polypbench.fileio import decode_text
@@ -31,6 +32,9 @@ from polypbench.prepare.inputs import (
 )
 from polypbench.prepare.problems import Problem, ProblemError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _LINE = re.compile(r"^(\S+\.jpg)\s+(-?\d+),(-?\d+),(-?\d+),(-?\d+),(\d+)\s*$")
 POLYP, NON_POLYP = 0, 1
 """The class ids SUN defines ("class_id of 0 and 1 represent polyp and non-polyp frames"); any other is refused."""
@@ -44,7 +48,22 @@ def sun_frame_index(name: str) -> int:
     match = _IMAGE.search(name)
     if match is None:
         raise ValueError(name)
-    return int(match.group(1)) * 10000 + int(match.group(2))
+    return int(match.group(1)) * SEGMENT_STRIDE + int(match.group(2))
+
+
+SEGMENT_STRIDE = 10000
+"""``frame_index`` = segment * SEGMENT_STRIDE + image number (:func:`sun_frame_index`)."""
+
+
+def seed_frames(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The SUN rows the HAG/GR seed code keeps, and how many it drops: it keys a SUN frame by (case, image number)
+    only (``extract_info``: ``image_{int:03d}``) and ``drop_duplicates`` on that key, so of frames whose image numbers
+    repeat across a case's acquisition segments it keeps the first in annotation order (our row order)."""
+    import pandas as pd
+
+    image = rows["frame_index"].to_numpy() % SEGMENT_STRIDE
+    dup = pd.DataFrame({"polyp": rows["polyp_id"].to_numpy(), "image": image}).duplicated().to_numpy()
+    return rows[~dup], int(dup.sum())
 
 
 def sun_polyps(dataset: str) -> dict[str, PolypInfo]:

@@ -30,9 +30,14 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEVICES = ("cpu", "cuda")
-PAPER_AMP = ("none", "fp16-scaler")
-"""``paper_amp``: ``fp16-scaler`` reproduces the reference's fp16 GradScaler step with gr_mode paper
-(docs/models.md); ``none`` (recommended; bf16 autocast needs no scaler)."""
+PAPER_AMP = ("none", "fp16-scaler", "auto")
+"""``paper_amp``: ``fp16-scaler`` reproduces the reference's fp16 autocast and GradScaler step (gr_mode paper or
+off; docs/models.md), on the CPU too (there in fp32, scaler still scaling, for tests); ``auto`` (the ``-paper``
+configs): ``fp16-scaler`` on CUDA, ``none`` on the CPU, as the seed's ``torch.cuda.amp`` autocast and GradScaler
+switch themselves off without CUDA; ``none`` (recommended; bf16 autocast needs no scaler)."""
+FRAME_SAMPLERS = ("replacement", "seed")
+"""``frame_sampler``: how ``frames_per_polyp_per_epoch`` frames are drawn per polyp (see
+:class:`~polypbench.load.sampler.FramesPerPolyp`)."""
 PROVENANCE_KEY = "provenance"
 """The block of a run's ``config.yaml`` that records what else decided the result (versions, data, pixel
 source); :func:`load_config` skips it, so a run's ``config.yaml`` is itself a config to rerun."""
@@ -66,9 +71,19 @@ class TrainConfig:
     ``prepared``: prepared manifest folders trained on jointly; ``raw_roots``: one raw root per prepared folder
     (empty: the roots recorded at prepare time). ``fold``: ``None`` = the default public split, k = cross-validation
     fold k; with ``protocol: paper`` the paper's per-object folds (k = the test fold, k + 1 mod 6 validation).
-    ``paper_amp: fp16-scaler`` reproduces the reference's fp16 GradScaler step (gr_mode paper only).
-    ``lr_schedule``: ``constant`` or ``cosine`` (both rates decay to zero over the run, per step; see
-    ``polypbench.train.schedule``). ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows
+    ``paper_amp: fp16-scaler`` reproduces the reference's fp16 GradScaler step (gr_mode paper or off; ``auto``: on
+    CUDA only, see :data:`PAPER_AMP`).
+    ``lr_schedule``: ``constant``, ``cosine`` (both rates decay to zero over the run, per step) or
+    ``cosine_restarts`` (the seed's warm restarts every ``lr_t0`` epochs, None: ``epochs``, down to ``min_lr``,
+    stepped per batch at ``epoch + i / n``); ``lr_schedule_gates: false`` keeps the gate rate constant (see
+    ``polypbench.train.schedule``). ``frame_sampler``: ``replacement`` (every polyp gives
+    ``frames_per_polyp_per_epoch`` frames, drawn with replacement where it has fewer) or ``seed`` (the seed's rule:
+    min(N, available) without replacement, single-frame polyps skipped and counted). ``val_every``: validate every
+    k-th epoch (epochs 0, k, 2k, ...); ``val_frames_per_polyp``: validate on at most that many frames per polyp,
+    drawn afresh each time (None: every frame). ``weights``: the backbone's init, ``none``, ``imagenet`` (the
+    published file from the local torch hub / Hugging Face cache, never downloaded) or a PATH.
+    ``seed_sun_frames``: keep only the SUN frames the seed keeps (one per image number; the count dropped is
+    printed). ``model_kwargs`` go to ``create_model`` (an ``img_size`` there always follows
     ``img_size``). CIFAR-100 (``dataset: cifar100``) reads ``data_root``, validates on a fixed held-out
     ``val_fraction`` of its train split and draws ``per_class_per_epoch`` images of each class per epoch (0: every
     image). ``batch_size`` is per process under DDP. ``device_augment`` moves the augmentation from the loader
@@ -115,6 +130,14 @@ class TrainConfig:
     data_root: str | None = None
     val_fraction: float = 0.1
     per_class_per_epoch: int = 0
+    min_lr: float = 0.0
+    lr_t0: int | None = None
+    lr_schedule_gates: bool = True
+    frame_sampler: str = "replacement"
+    val_every: int = 1
+    val_frames_per_polyp: int | None = None
+    weights: str = "none"
+    seed_sun_frames: bool = False
 
     @property
     def num_outputs(self) -> int:
@@ -193,19 +216,22 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
                               REGRESSION_LOSSES), ("device", cfg.device, DEVICES),
                               ("dataset", cfg.dataset, DATASETS), ("protocol", cfg.protocol, PROTOCOLS),
                               ("paper_amp", cfg.paper_amp, PAPER_AMP),
+                              ("frame_sampler", cfg.frame_sampler, FRAME_SAMPLERS),
                               ("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)):
         if value not in valid:
             raise choice_error(key, value, valid)
     model = default_cfg(cfg.model)  # None: the model's own input size and margin, written out from here on
     cfg = dataclasses.replace(cfg, img_size=model.size if cfg.img_size is None else cfg.img_size,
                               margin=model.margin if cfg.margin is None else cfg.margin)
-    for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch"):
-        if getattr(cfg, key) < 1:
+    for key in ("epochs", "batch_size", "img_size", "frames_per_polyp_per_epoch", "val_every", "lr_t0",
+                "val_frames_per_polyp"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 1")
     check_task(cfg.task, cfg.dataset)
     if not 0 <= cfg.val_fraction < 1:
         raise ConfigError(f"config key 'val_fraction': {cfg.val_fraction} is not in [0, 1)")
-    for key in ("lr", "gate_lr", "weight_decay", "margin", "num_workers", "n_bootstrap", "per_class_per_epoch"):
+    for key in ("lr", "gate_lr", "weight_decay", "margin", "num_workers", "n_bootstrap", "per_class_per_epoch",
+                "min_lr"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key {key!r}: {getattr(cfg, key)} must be >= 0")
     if cfg.raw_roots and len(cfg.raw_roots) != len(cfg.prepared):
@@ -214,9 +240,11 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.protocol == "paper" and (cfg.fold is None or cfg.dataset != "polyp"):
         raise ConfigError("config key 'protocol': 'paper' needs polyp manifests and a test fold (fold: 0..5; "
                           "validation is fold + 1 mod 6)")
-    if cfg.paper_amp != "none" and (cfg.gr_mode != "paper" or cfg.bf16):
+    if cfg.paper_amp != "none" and (cfg.gr_mode == "gr" or cfg.bf16):
         raise ConfigError(f"config key 'paper_amp': {cfg.paper_amp!r} reproduces the reference's fp16 GradScaler step "
-                          "and needs gr_mode: paper and bf16: false")
+                          "and needs gr_mode: paper (or off) and bf16: false")
+    if not cfg.weights:
+        raise ConfigError("config key 'weights': empty; expected none, imagenet or the path of a local state dict")
     cfg.pixel_spec(augment=True)  # the pixel pipeline's combinations (device_decode, streams): checked there
     if "img_size" in cfg.model_kwargs:  # the model's input size follows the config's, in a new mapping
         return dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, "img_size": cfg.img_size})

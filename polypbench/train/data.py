@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
@@ -103,15 +104,37 @@ def model_input(batch: Batch, spec: PixelSpec, device: torch.device, non_blockin
     return build_streams(batch_pixels(batch, spec, device, non_blocking, augment), spec.streams)
 
 
-def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDataset[dict[str, Any]]:
+def split_dataset(cfg: TrainConfig, split: str, *, augment: bool,
+                  notes: list[str] | None = None) -> ConcatDataset[dict[str, Any]]:
     """The ``split`` of every prepared folder in ``cfg`` as one dataset, read as ``cfg.pixel_spec(augment)``
-    says."""
+    says; with ``seed_sun_frames`` only the SUN frames the seed keeps (the count dropped is appended to
+    ``notes`` and logged)."""
     if not cfg.prepared:
         raise ConfigError(f"{config_key('prepared')}: none given; expected at least one prepared manifest folder")
     spec = cfg.pixel_spec(augment)
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
-    return ConcatDataset([load_split(d, split, cfg.fold, r, protocol=cfg.protocol, spec=spec)
-                          for d, r in zip(cfg.prepared, roots, strict=True)])
+    dropped = [0]
+
+    def seed_sun(rows: pd.DataFrame) -> pd.DataFrame:
+        from polypbench.prepare.sun import seed_frames
+
+        if not len(rows) or set(rows["dataset"].astype(str)) != {"sun"}:
+            return rows
+        kept, n = seed_frames(rows)
+        dropped[0] += n
+        return kept
+
+    keep = seed_sun if cfg.seed_sun_frames else None
+    parts = [load_split(d, split, cfg.fold, r, protocol=cfg.protocol, spec=spec, keep=keep)
+             for d, r in zip(cfg.prepared, roots, strict=True)]
+    data: ConcatDataset[dict[str, Any]] = ConcatDataset(parts)
+    if cfg.seed_sun_frames:
+        text = (f"seed_sun_frames: {dropped[0]} SUN {split} frames dropped (the seed keys them by image number "
+                "and drops the repeats)")
+        log.info(text)
+        if notes is not None:
+            notes.append(text)
+    return data
 
 
 def polyp_column(dataset: Dataset[dict[str, Any]], column: str) -> np.ndarray:
@@ -145,6 +168,9 @@ class TrainData:
     test: Loader | None
     train_targets: np.ndarray
     sources: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the data left out (single-frame polyps the seed's sampler skips, SUN frames the seed drops): printed
+    when training starts."""
 
     def loaders(self) -> dict[str, Loader]:
         """The loaders by split name (``train``, ``validation``, and ``test`` where fit scores it)."""
@@ -158,22 +184,38 @@ def _loader(cfg: TrainConfig, data: Dataset[dict[str, Any]], sampler: Sampler[in
                       generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.num_workers > 0)
 
 
-def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> tuple[Loader, FramesPerPolyp]:
-    """The polyp training loader (augmented when ``cfg.augment``) and its sampler (call ``set_epoch`` each
-    epoch); under DDP this rank's share of each epoch."""
-    data = split_dataset(cfg, "train", augment=cfg.augment)
+def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1,
+                 notes: list[str] | None = None) -> tuple[Loader, FramesPerPolyp]:
+    """The polyp training loader (augmented when ``cfg.augment``) and its sampler (``frame_sampler``'s rule; call
+    ``set_epoch`` each epoch); under DDP this rank's share of each epoch. What is left out goes to ``notes``."""
+    data = split_dataset(cfg, "train", augment=cfg.augment, notes=notes)
     if len(data) == 0:
         fold = "" if cfg.fold is None else f" (fold {cfg.fold}, protocol {cfg.protocol})"
         raise ConfigError(f"{config_key('prepared')}: the train split of {', '.join(cfg.prepared)}{fold} is empty; "
                           "expected prepared manifests with training polyps")
     sampler = FramesPerPolyp(polyp_keys(data), cfg.frames_per_polyp_per_epoch, cfg.seed, rank=rank,
-                             world_size=world_size)
+                             world_size=world_size, rule=cfg.frame_sampler)
+    if sampler.skipped and not sampler.groups:
+        raise ConfigError(f"config key 'frame_sampler': 'seed' skips polyps with a single frame, and all "
+                          f"{sampler.skipped} training polyps have one; expected frame_sampler: replacement")
+    if sampler.skipped:
+        text = (f"frame_sampler seed: {sampler.skipped} training polyps with a single frame skipped (the seed's "
+                "sampler takes none of them)")
+        log.info(text)
+        if notes is not None:
+            notes.append(text)
     return _loader(cfg, data, sampler), sampler
 
 
-def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None) -> Loader:
-    """Every frame of ``split``, in manifest order, without augmentation."""
-    return _loader(cfg, split_dataset(cfg, split, augment=False), batch_size=batch_size)
+def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None, frames_per_polyp: int | None = None,
+                notes: list[str] | None = None) -> Loader:
+    """Every frame of ``split``, in manifest order, without augmentation; with ``frames_per_polyp`` at most that
+    many frames of each polyp, drawn without replacement (every polyp keeps at least its one frame), afresh for
+    each epoch of the sampler (``loader.sampler.set_epoch``)."""
+    data = split_dataset(cfg, split, augment=False, notes=notes)
+    sampler = None if frames_per_polyp is None else FramesPerPolyp(polyp_keys(data), frames_per_polyp, cfg.seed,
+                                                                   rule="subset")
+    return _loader(cfg, data, sampler, batch_size=batch_size)
 
 
 def pixel_source(part: Dataset[dict[str, Any]]) -> dict[str, Any]:
@@ -213,11 +255,12 @@ def polyp_sources(cfg: TrainConfig, loaders: dict[str, Loader]) -> list[dict[str
 
 def polyp_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
     """Train and validation loaders over the prepared polyp manifests of ``cfg``."""
-    train, sampler = train_loader(cfg, rank, world_size)
+    notes: list[str] = []
+    train, sampler = train_loader(cfg, rank, world_size, notes)
     targets = polyp_column(train.dataset, TASKS[cfg.task].target)  # the manifest column of the target's name
-    validation = eval_loader(cfg, "validation")
+    validation = eval_loader(cfg, "validation", frames_per_polyp=cfg.val_frames_per_polyp, notes=notes)
     return TrainData(train, sampler, validation, None, targets,
-                     polyp_sources(cfg, {"train": train, "validation": validation}))
+                     polyp_sources(cfg, {"train": train, "validation": validation}), notes)
 
 
 def cifar_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:

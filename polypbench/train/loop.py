@@ -22,6 +22,7 @@ bit for bit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -43,11 +44,12 @@ from polypbench.fileio import atomic_write_json, read_json
 from polypbench.inference.build import build_model as build_inference_model
 from polypbench.inference.loop import run_inference
 from polypbench.load.spec import PixelSpec
-from polypbench.models import gate_parameters
+from polypbench.models import gate_parameters, imagenet_weights
+from polypbench.models.weights import resolve_weights
 from polypbench.progress import Progress, duration, note
 from polypbench.train.checkpoint import BEST, LAST, TrainState
 from polypbench.train.config import TrainConfig, read_provenance, save_config
-from polypbench.train.data import Loader, TrainData, build_data, model_input
+from polypbench.train.data import FramesPerPolyp, Loader, TrainData, build_data, model_input
 from polypbench.train.device_augment import DeviceAugment
 from polypbench.train.provenance import provenance, resumed
 from polypbench.train.routing import build_optimizers, train_step
@@ -128,23 +130,35 @@ class RunSummary:
                 "test": self.test, "start_epoch": self.start_epoch, "seconds": self.seconds}
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The configured model (random init unless ``model_kwargs`` names local weights), built as inference builds
-    it (:func:`polypbench.inference.build.build_model`)."""
-    return build_inference_model(cfg.inference())
+def build_model(cfg: TrainConfig, *, init: bool = False) -> nn.Module:
+    """The configured model, built as inference builds it (:func:`polypbench.inference.build.build_model`): random
+    init unless ``model_kwargs`` names local weights, or, with ``init`` (the model a run starts from), the
+    backbone file the config key ``weights`` names (:func:`~polypbench.models.weights.resolve_weights`)."""
+    spec = cfg.inference()
+    path = resolve_weights(cfg.weights, cfg.model, imagenet_weights(cfg.model)) if init else None
+    if path is not None:
+        spec = dataclasses.replace(spec, model_kwargs={**spec.model_kwargs, "weights": str(path)})
+    return build_inference_model(spec)
 
 
 def build_state(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int = 1) -> TrainState:
     """The training state of ``model``: its main and gate optimizers (:func:`build_optimizers`), the LR schedule
     (``lr_schedule``: none for ``constant``, over ``epochs * steps_per_epoch`` iterations otherwise) and the AMP
-    GradScaler where the config asks for one (``paper_amp: fp16-scaler``: the reference's, initial scale 2^16).
+    GradScaler where the config asks for one (:func:`uses_scaler`: the reference's, initial scale 2^16).
     Whatever is set here is saved in ``last.pt`` and restored on resume; the loop steps the ``scheduler`` after
     every iteration."""
     main_opt, gate_opt = build_optimizers(model, cfg.lr, cfg.gate_lr, gr_mode=cfg.gr_mode,
                                           weight_decay=cfg.weight_decay)
-    scheduler = build_schedule(cfg.lr_schedule, [main_opt, gate_opt], cfg.epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler(cfg.device, init_scale=2.0**16) if cfg.paper_amp == "fp16-scaler" else None
+    scheduled = [main_opt, gate_opt] if cfg.lr_schedule_gates else [main_opt]
+    scheduler = build_schedule(cfg.lr_schedule, scheduled, cfg.epochs * steps_per_epoch,
+                               steps_per_epoch=steps_per_epoch, t0=cfg.lr_t0 or cfg.epochs, min_lr=cfg.min_lr)
+    scaler = torch.amp.GradScaler(cfg.device, init_scale=2.0**16) if uses_scaler(cfg) else None
     return TrainState(model, main_opt, gate_opt, scheduler=scheduler, scaler=scaler)
+
+
+def uses_scaler(cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` trains with the reference's GradScaler: ``paper_amp: fp16-scaler``, or ``auto`` on CUDA."""
+    return cfg.paper_amp == "fp16-scaler" or (cfg.paper_amp == "auto" and cfg.device == "cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -158,7 +172,17 @@ def evaluate_split(cfg: TrainConfig, objective: Objective, ev: Evaluation) -> tu
     validation split) or ``<split>_*``."""
     prefix = "val" if ev.split == "validation" else ev.split
     loss = float(objective.loss(ev.raw, ev.target)) if len(ev.target) else math.nan
+    if ev.split == "validation" and cfg.dataset == "polyp" and cfg.val_frames_per_polyp is not None:
+        ev = per_polyp(ev)  # a subset of each polyp's frames: scored per polyp (the mean of its frames)
     return loss, {f"{prefix}_loss": loss, **{f"{prefix}_{k}": v for k, v in objective.task.metrics(cfg, ev).items()}}
+
+
+def per_polyp(ev: Evaluation) -> Evaluation:
+    """``ev`` with polyp-level predictions: each polyp's task columns averaged over its evaluated frames (what the
+    scorer takes when not every frame was predicted: ``val_frames_per_polyp``)."""
+    frame = ev.predictions.drop(columns=["frame_index"], errors="ignore")
+    keys = [c for c in ("dataset", "polyp_id") if c in frame]
+    return dataclasses.replace(ev, predictions=frame.groupby(keys, sort=False).mean(numeric_only=True).reset_index())
 
 
 def fit(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunSummary:
@@ -208,7 +232,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
     task = TASKS[cfg.task]
     target_stats = task.fit_stats(data.train_targets)
     objective = task.objective(cfg, target_stats)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg, init=True).to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     state = build_state(cfg, model, len(data.train))
@@ -248,14 +272,19 @@ def _fit(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, ctx: distributed.Di
             means = _train_epoch(cfg, epoch, state, step_model, data.train, step, show=ctx.is_main)
             val_loss = math.nan
             if ctx.is_main:
-                val_loss, validation = evaluate_split(cfg, objective, run_inference(
-                    net, data.validation, objective, device, pixels=cfg.pixel_spec(), channels_last=cfg.channels_last,
-                    bf16=cfg.bf16,
-                    desc=f"validate epoch {epoch}", summary=False))
+                validation: dict[str, float | None] = {}
+                validated = epoch % cfg.val_every == 0  # val_every: epochs 0, k, 2k, ...
+                if validated:
+                    if isinstance(data.validation.sampler, FramesPerPolyp):  # val_frames_per_polyp: a new draw
+                        data.validation.sampler.set_epoch(epoch)
+                    val_loss, validation = evaluate_split(cfg, objective, run_inference(
+                        net, data.validation, objective, device, pixels=cfg.pixel_spec(),
+                        channels_last=cfg.channels_last, bf16=cfg.bf16, desc=f"validate epoch {epoch}",
+                        summary=False))
                 row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, **validation,
                                        "lr": float(state.main_opt.param_groups[0]["lr"])}
                 row["seconds"] = time.perf_counter() - t0
-                row["best"] = best.update(epoch, val_loss)
+                row["best"] = validated and best.update(epoch, val_loss)
                 if row["best"]:
                     checkpoint.save(_weights(cfg, model, target_stats, epoch, val_loss), run_dir / BEST)
                 history.append(row)
@@ -372,6 +401,7 @@ def _start_line(cfg: TrainConfig, run_dir: Path, todo: rundir.Plan, data: TrainD
             f"{len(data.train)} batches of {cfg.batch_size}")
     pixels = [f"{s['dataset']} {_pixels(s['pixels']['train'])}" for s in data.sources if "pixels" in s]
     text = f"train {what} -> {run_dir}" + (f"; pixels: {', '.join(pixels)}" if pixels else "")
+    text += "".join(f"; {n}" for n in data.notes)
     if todo.mode == "resume":
         text = f"resuming after epoch {todo.start_epoch - 1} (last.pt): {text}"
     return text

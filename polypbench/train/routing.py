@@ -14,7 +14,9 @@ faithful reproduction: both passes call ``backward`` over all parameters into sh
 gate pass every gradient (gates and main) is jointly clipped to ``clip_gate`` and NaN/Inf are zeroed, then the gate
 optimizer steps; the main pass *adds* its gradients, everything is jointly clipped to ``clip_main`` (gate gradients
 count in that norm) and NaN-zeroed, then the main optimizer steps. So the main update uses
-clip(grad of gate loss) + grad of main loss.
+clip(grad of gate loss) + grad of main loss. The joint clips sum the norms in the seed model's parameter order
+(:func:`reference_order`: gates first), so that with the ``regression-paper`` coding the step is bit-identical to
+the seed's (``tests/train/test_paper_protocol.py``).
 
 ``gr_mode="paper"`` with a ``scaler`` (``paper_amp: fp16-scaler``) also reproduces the reference's fp16 GradScaler
 sequence, defect included: each pass backpropagates the SCALED loss into every parameter, unscales only the
@@ -24,7 +26,9 @@ the loss scale (2^16 at the start): the clip coefficient is set by the scaled on
 optimizer whose unscaled gradients held inf/NaN, and ``scaler.update`` runs after each pass, as in the reference.
 Without a scaler (the recommended default, with bf16 autocast) the clip sees only true gradients.
 
-``gr_mode="off"``: one ordinary step; the gates are trained by the main optimizer (their own param group).
+``gr_mode="off"``: one ordinary step; the gates are trained by the main optimizer (their own param group). With a
+``scaler`` it is the reference's single pass (its baselines): scaled backward, unscale, clip, NaN to zero, scaler
+step and update.
 
 Both forward passes run in the model's current mode, so BatchNorm statistics update twice per GR step and
 dropout draws two masks, as in the reference.
@@ -87,6 +91,21 @@ def build_optimizers(
     if not gates:
         raise ConfigError(f"gr_mode {gr_mode!r} needs a gated model (a -hag variant); use gr_mode='off'")
     return optimizer(main, lr=lr, weight_decay=weight_decay), optimizer(gates, lr=gate_lr, weight_decay=0.0)
+
+
+def reference_order(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter of ``model`` in the order the seed code's model lists them, the order its joint
+    ``clip_grad_norm_`` sums in (the total norm of a clip depends on that order by an ulp): the model's own
+    ``reference_parameters()`` where it has one (the ViT's gates lead each block), else the gates first and then
+    the rest in module order (the seed's FSGNetR18 holds every gate as a parameter of the model itself, which a
+    module lists before its children's)."""
+    model = unwrap(model)
+    own = getattr(model, "reference_parameters", None)
+    if callable(own):
+        return list(own())
+    gates = gate_parameters(model)
+    ids = {id(p) for p in gates}
+    return [*gates, *(p for p in model.parameters() if id(p) not in ids)]
 
 
 def _params(opt: Optimizer) -> list[nn.Parameter]:
@@ -167,14 +186,25 @@ def train_step(
     if (gate_opt is None) != (gr_mode == "off"):
         need = "no gate optimizer" if gr_mode == "off" else "a gate optimizer"
         raise ConfigError(f"gr_mode {gr_mode!r} takes {need}; build both with build_optimizers(gr_mode=...)")
-    if scaler is not None and gr_mode != "paper":
-        raise ConfigError(f"a GradScaler (paper_amp) reproduces the reference's paper step; gr_mode {gr_mode!r} "
-                          "takes none (expected gr_mode='paper', or bf16 autocast without a scaler)")
+    if scaler is not None and gr_mode == "gr":
+        raise ConfigError("a GradScaler (paper_amp) reproduces the reference's steps; gr_mode 'gr' takes none "
+                          "(expected gr_mode='paper' or 'off', or bf16 autocast without a scaler)")
     if channels_last:
         x = _to_channels_last(x)
     gate_loss_fn = gate_loss_fn or loss_fn
     main_params = _params(main_opt)
 
+    if gr_mode == "off" and scaler is not None:  # the reference's single pass (its baselines) under its scaler
+        main_opt.zero_grad(set_to_none=True)
+        loss = _loss(model, x, y, loss_fn, autocast_dtype)
+        scaler.scale(loss).backward()
+        scaler.unscale_(main_opt)
+        every = reference_order(model)
+        norm = _clip(every, clip_main)
+        _nan_to_zero(every)
+        scaler.step(main_opt)
+        scaler.update()
+        return {"loss": loss.item(), "grad_norm": norm}
     if gr_mode == "off":
         main_opt.zero_grad(set_to_none=True)
         loss = _loss(model, x, y, loss_fn, autocast_dtype)
@@ -192,7 +222,7 @@ def train_step(
         return _paper_scaled_step(model, x, y, loss_fn, gate_loss_fn, main_opt, gate_opt, scaler, clip_main,
                                   clip_gate, autocast_dtype)
     if gr_mode == "paper":
-        every = list(model.parameters())
+        every = reference_order(model)
         main_opt.zero_grad(set_to_none=True)
         gate_opt.zero_grad(set_to_none=True)
         gate_loss = _loss(model, x, y, gate_loss_fn, autocast_dtype)
@@ -235,7 +265,7 @@ def _paper_scaled_step(model: nn.Module, x: Batch, y: torch.Tensor, loss_fn: Los
                        autocast_dtype: torch.dtype | None) -> dict[str, float]:
     """The paper step under the reference's fp16 GradScaler (see the module docstring: one optimizer unscaled,
     then a joint clip over every parameter; ``.grad`` shared between the passes)."""
-    every = list(model.parameters())
+    every = reference_order(model)
     main_opt.zero_grad(set_to_none=True)
     gate_opt.zero_grad(set_to_none=True)
     stats: dict[str, float] = {}

@@ -135,8 +135,31 @@ class LogitCoding:
         return raw.float()
 
 
-PAPER_SIZE_CODING = SizeCoding(shift=10.25, scale=9.75, low=0.5, high=22.0)
-"""The seed's target scaler: ``(size - 0.5) / 19.5 * 2 - 1`` = ``(size - 10.25) / 9.75``; its inverse clips to
+@dataclass(frozen=True)
+class RangeCoding:
+    """Sizes min-max scaled from [``lo``, ``hi``] mm to [-1, 1], in float32 and in the seed's own operation order
+    (its ``utils.Scaler``): ``((size - lo) / (hi - lo)) * 2 - 1``, decoded ``((t + 1) / 2) * (hi - lo) + lo`` and
+    clipped to [``low``, ``high``]. In real arithmetic that is ``(size - 10.25) / 9.75``, but in float32 the two
+    forms differ by one ulp for sizes in 5.5-15 mm; the seed's order makes the ``paper`` step bit-identical to the
+    seed's."""
+
+    lo: float = 0.5
+    hi: float = 20.0
+    low: float = 0.5
+    high: float = 22.0
+
+    def outputs(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw[:, 0].float()
+
+    def encode(self, target: torch.Tensor) -> torch.Tensor:
+        return ((target.float() - self.lo) / (self.hi - self.lo)) * 2 - 1
+
+    def decode(self, raw: torch.Tensor) -> torch.Tensor:
+        return (((self.outputs(raw) + 1) / 2) * (self.hi - self.lo) + self.lo).clamp(self.low, self.high)
+
+
+PAPER_SIZE_CODING = RangeCoding(lo=0.5, hi=20.0, low=0.5, high=22.0)
+"""The seed's target scaler: ``((size - 0.5) / 19.5) * 2 - 1`` in float32; its inverse clips to
 [0.5 mm, 1.1 x 20 mm]."""
 
 

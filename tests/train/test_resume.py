@@ -290,7 +290,8 @@ def test_cosine_schedule_decays_both_rates_to_zero_per_step(prepared: dict, tmp_
     fit(_cfg(prepared, "epochs=2", "lr_schedule=constant"), tmp_path / "flat")
     assert set(pd.read_csv(tmp_path / "flat" / "metrics.csv")["lr"]) == {0.003}
     assert _last(tmp_path / "flat")["scheduler"] is None
-    with pytest.raises(ConfigError, match="unknown lr_schedule 'linear'; expected one of: constant, cosine"):
+    with pytest.raises(ConfigError, match="unknown lr_schedule 'linear'; expected one of: constant, cosine, "
+                                          "cosine_restarts"):
         _cfg(prepared, "lr_schedule=linear")
 
 
