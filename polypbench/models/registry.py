@@ -26,21 +26,29 @@ REFERENCE_INPUT = PixelSpec()
 loader's defaults, :data:`~polypbench.load.common.DEFAULT_SIZE` and :data:`~polypbench.load.common.DEFAULT_MARGIN`:
 one owner of each number)."""
 
+DEVICES = ("cpu", "cuda")
+"""What a model is meant to train on (:func:`meant_for`): ``cpu`` (minutes on a laptop) or ``cuda`` (a GPU)."""
+
 _MODELS: dict[str, Factory] = {}
 _DEFAULTS: dict[str, PixelSpec] = {}
+_DEVICES: dict[str, str] = {}
 
 
-def register_model(name: str, default: PixelSpec = REFERENCE_INPUT) -> Callable[[F], F]:
+def register_model(name: str, default: PixelSpec = REFERENCE_INPUT, *, device: str = "cuda") -> Callable[[F], F]:
     """Decorator: register ``factory(num_outputs, **kw) -> nn.Module`` under ``name``, with its input defaults
-    ``default`` (a fixed ``size``; ``streams`` as the factory's default ``streams``)."""
+    ``default`` (a fixed ``size``; ``streams`` as the factory's default ``streams``) and the ``device`` it is meant
+    to train on (one of :data:`DEVICES`)."""
     if default.size is None:
         raise ValueError(f"model {name!r}: its default input needs a size, got None")
+    if device not in DEVICES:
+        raise ValueError(f"model {name!r}: device {device!r}; expected one of {', '.join(DEVICES)}")
 
     def deco(factory: F) -> F:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = factory
         _DEFAULTS[name] = default
+        _DEVICES[name] = device
         return factory
 
     return deco
@@ -57,6 +65,13 @@ def default_cfg(name: str) -> PixelSpec:
     if name not in _DEFAULTS:
         raise choice_error("model", name, _MODELS)
     return _DEFAULTS[name]
+
+
+def meant_for(name: str) -> str:
+    """The device model ``name`` is meant to train on (``polypbench configs`` lists it): ``cpu`` or ``cuda``."""
+    if name not in _DEVICES:
+        raise choice_error("model", name, _MODELS)
+    return _DEVICES[name]
 
 
 def create_model(name: str, num_outputs: int, **kw: object) -> nn.Module:
