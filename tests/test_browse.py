@@ -142,18 +142,27 @@ def _without_raw_root(prepared: Prepared, dst: Path) -> Path:
     return copy
 
 
-def test_without_frames_the_pages_say_why_and_a_missing_frame_is_counted(prepared, tmp_path: Path) -> None:
+def test_without_a_raw_dump_shards_give_real_colon_thumbnails_and_sun_pages_say_why(prepared, tmp_path: Path) -> None:
+    from polypbench.shards import materialize
+
     sun = _without_raw_root(prepared["sun"], tmp_path / "sun")
+    real_colon = _without_raw_root(prepared["real-colon"], tmp_path / "real-colon")
+    materialize(real_colon, size=64, margin=0.5, workers=1, raw_root=prepared["real-colon"].raw)
+    printed = run_browse(sun, real_colon, "--out", tmp_path / "site", "--frames", "1")
+    assert "sun: 100 polyp pages, no pictures" in printed and "real-colon: 132 polyp pages, 132 thumbnails" in printed
+    page = (tmp_path / "site" / "sun" / "polyp-case1.html").read_text()
+    assert "No pictures: no raw dump" in page and "does not allow copying" in page and "<img" not in page
+    page = (tmp_path / "site" / "real-colon" / "polyp-001-001_1.html").read_text()
+    assert "materialize" in page and '<img src="thumbs/001-001_1-' in page
+
+
+def test_a_missing_frame_is_counted_and_named_on_its_page(prepared, tmp_path: Path) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw-real-colon")
     first = pq.read_table(prepared["real-colon"].out / schema.FRAMES_FILE).to_pandas().sort_values(
         ["polyp_id", "frame_index"]).iloc[0]
     (raw / first["frame_path"]).unlink()
-    printed = run_browse(sun, prepared["real-colon"].out, "--out", tmp_path / "site")
-    assert "sun: 100 polyp pages, no pictures" in printed
-    page = (tmp_path / "site" / "sun" / "polyp-case1.html").read_text()
-    assert "No pictures: no raw dump" in page and "does not allow copying" in page and "<img" not in page
-    printed = run_browse(prepared["real-colon"].out, "--raw", raw, "--out", tmp_path / "site")
-    assert "1 frames missing or unreadable" in printed
+    printed = run_browse(prepared["real-colon"].out, "--raw", raw, "--out", tmp_path / "site", "--frames", "1")
+    assert "131 thumbnails; 1 frames missing or unreadable" in printed
     page = (tmp_path / "site" / "real-colon" / f"polyp-{first['polyp_id'].split('/', 1)[1]}.html").read_text()
     assert f"{first['frame_path']} is missing" in page
 
