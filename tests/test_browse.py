@@ -156,12 +156,17 @@ def test_without_a_raw_dump_shards_give_real_colon_thumbnails_and_sun_pages_say_
     assert "materialize" in page and '<img src="thumbs/001-001_1-' in page
 
 
-def test_a_missing_frame_is_counted_and_named_on_its_page(prepared, tmp_path: Path) -> None:
+def test_a_missing_frame_is_counted_and_named_and_an_earlier_site_replaced(prepared, tmp_path: Path) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw-real-colon")
     first = pq.read_table(prepared["real-colon"].out / schema.FRAMES_FILE).to_pandas().sort_values(
         ["polyp_id", "frame_index"]).iloc[0]
     (raw / first["frame_path"]).unlink()
-    printed = run_browse(prepared["real-colon"].out, "--raw", raw, "--out", tmp_path / "site", "--frames", "1")
+    earlier = tmp_path / "site"  # an earlier site is replaced as a whole
+    earlier.mkdir()
+    (earlier / "browse.json").write_text("{}")
+    (earlier / "gone.html").write_text("a page of a polyp since removed")
+    printed = run_browse(prepared["real-colon"].out, "--raw", raw, "--out", earlier, "--frames", "1")
+    assert not (earlier / "gone.html").exists() and (earlier / "browse.json").stat().st_size > 2
     assert "131 thumbnails; 1 frames missing or unreadable" in printed
     page = (tmp_path / "site" / "real-colon" / f"polyp-{first['polyp_id'].split('/', 1)[1]}.html").read_text()
     assert f"{first['frame_path']} is missing" in page

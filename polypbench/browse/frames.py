@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,3 +203,22 @@ class ShardReader:
             crop = image.convert("RGB").crop((left, top, right, bottom))
         x0, y0, x1, y1 = (float(values[c]) for c in BOX_COLUMNS)
         return _save(crop, (x0 - left, y0 - top, x1 - left, y1 - top), size, target, key[1], None)
+
+
+Picture = Callable[[pd.Series], FrameView]
+"""A frame row of the manifest -> its picture on the polyp page (writing its thumbnail, if any)."""
+
+
+def pictures(source: Source, thumbs: Path, size: int) -> Picture:
+    """How :class:`Source` ``source`` pictures a frame: a thumbnail written into ``thumbs`` (from the raw frame or
+    the stored crop), a link to the raw frame, or no picture."""
+    if source.kind == "links" and source.raw is not None:
+        raw = source.raw
+        return lambda row: linked_view(row, raw)
+    if source.kind == "thumbs" and source.raw is not None:
+        raw = source.raw
+        return lambda row: raw_thumb(row, raw, size, thumbs / thumb_name(str(row["polyp_id"]), int(row["frame_index"])))
+    if source.kind == "thumbs" and source.shards is not None:
+        reader = ShardReader(source.shards)
+        return lambda row: reader.thumb(row, size, thumbs / thumb_name(str(row["polyp_id"]), int(row["frame_index"])))
+    return lambda row: FrameView(int(row["frame_index"]))

@@ -31,16 +31,7 @@ import pandas as pd
 from polypbench import __version__, schema
 from polypbench import datasets as registry
 from polypbench.browse import plots
-from polypbench.browse.frames import (
-    FrameView,
-    ShardReader,
-    Source,
-    choose_source,
-    linked_view,
-    raw_thumb,
-    safe_name,
-    thumb_name,
-)
+from polypbench.browse.frames import choose_source, pictures, safe_name
 from polypbench.errors import ConfigError, InputError
 from polypbench.fileio import atomic_write_json, publish_dir, read_json, writing
 from polypbench.manifest import Manifest
@@ -151,21 +142,6 @@ def _problems(manifest: Manifest) -> dict[str, Any]:
     return {"found": True, "rows": rows, "skipped": report.get("skipped", 0), "notes": report.get("notes") or []}
 
 
-def _views(rows: pd.DataFrame, source: Source, shards: ShardReader | None, folder: Path, size: int) -> list[FrameView]:
-    views = []
-    for _, row in rows.iterrows():
-        if source.kind == "links" and source.raw is not None:
-            views.append(linked_view(row, source.raw))
-        elif source.kind == "thumbs":
-            target = folder / "thumbs" / thumb_name(str(row["polyp_id"]), int(row["frame_index"]))
-            views.append(raw_thumb(row, source.raw, size, target) if source.raw is not None
-                         else shards.thumb(row, size, target) if shards is not None
-                         else FrameView(int(row["frame_index"]), missing="no source"))
-        else:
-            views.append(FrameView(int(row["frame_index"])))
-    return views
-
-
 def _polyp_facts(p: pd.Series) -> dict[str, str]:
     """A polyp page's facts, label -> text, in the order shown."""
     return {"dataset": str(p["dataset"]), "size": _mm(p["size_mm"]), "class": plots.CLASSES[int(p["size_class3"])],
@@ -185,25 +161,25 @@ def _write_dataset(manifest: Manifest, raw: Path | None, staging: Path, frames_p
         (folder / "plots").mkdir(parents=True)
         if source.kind == "thumbs":
             (folder / "thumbs").mkdir()
-    shards = ShardReader(source.shards) if source.kind == "thumbs" and source.shards is not None else None
+    picture = pictures(source, folder / "thumbs", size)
     polyps = manifest.polyps.fillna({"histology": "", "site": "", "endoscope": ""})
     polyps = polyps.iloc[sorted(range(len(polyps)), key=lambda i: _natural(str(polyps["polyp_id"].iat[i])))]
     frames = manifest.frames
     by_polyp = dict(tuple(frames.groupby("polyp_id", sort=False)))
     pages: dict[str, str] = {}
-    for pid in polyps["polyp_id"]:
-        name, n = safe_name(str(pid)), 1
-        while f"polyp-{name}.html" in pages.values():  # two ids that differ only in replaced characters
+    for pid in polyps["polyp_id"].astype(str):
+        name, n = f"polyp-{safe_name(pid)}.html", 1
+        while name in pages.values():  # two ids that differ only in replaced characters
             n += 1
-            name = f"{safe_name(str(pid))}-{n}"
-        pages[str(pid)] = f"polyp-{name}.html"
+            name = f"polyp-{safe_name(pid)}-{n}.html"
+        pages[pid] = name
     summary = DatasetSummary(spec.name, source.kind, polyps=len(polyps))
     index_rows = []
     ids = list(polyps["polyp_id"].astype(str))
     for i, (_, p) in enumerate(polyps.iterrows()):
         pid = str(p["polyp_id"])
         shown = pick_frames(by_polyp.get(pid, frames.iloc[:0]), frames_per_polyp)
-        views = _views(shown, source, shards, folder, size)
+        views = [picture(row) for _, row in shown.iterrows()]
         summary.thumbs += sum(1 for v in views if v.src and source.kind == "thumbs")
         summary.links += sum(1 for v in views if v.src and source.kind == "links")
         summary.missing += sum(1 for v in views if v.missing)
