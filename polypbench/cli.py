@@ -301,6 +301,51 @@ def export_hf(prepared: Path, raw_root: Path | None, out: Path, size: int, margi
     click.echo(report.describe())
 
 
+@main.command()
+@click.argument("prepared", nargs=-1, required=True,
+                type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--raw", "raw_roots", multiple=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Raw dump folder, once per PREPARED in the same order [default: the ones recorded at prepare "
+                   "time, where they still exist].")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the site (replaced as a whole; open OUT/index.html).")
+@click.option("--frames", "frames_per_polyp", type=click.IntRange(1), default=8, show_default=True,
+              help="Most frames shown per polyp (evenly spaced).")
+@click.option("--thumb-size", type=click.IntRange(32, 1024), default=160, show_default=True,
+              help="Side of a frame's picture, in pixels.")
+@_one_line_errors
+def browse(prepared: tuple[Path, ...], raw_roots: tuple[Path, ...], out: Path, frames_per_polyp: int,
+           thumb_size: int) -> None:
+    """Write a static dataset browser of PREPARED folders into OUT (open OUT/index.html; no server).
+
+    One overview per dataset (class balance per split and fold, sizes, frames per polyp, patients, the problems
+    prepare counted) and one page per polyp (its frames with the box, size, class, split, fold, patient,
+    histology, video); the index searches and filters the polyps. REAL-Colon gets thumbnails in OUT; SUN and
+    SUN-SEG frames are never copied: their pages show your own raw frames through file:// links.
+
+    \b
+    Example:
+      polypbench browse prepared/real-colon prepared/sun --raw /data/real-colon --raw /data/SUN --out site
+    """
+    from polypbench.browse import browse as run
+
+    click.echo(run(prepared, out, raw_roots, frames_per_polyp=frames_per_polyp, size=thumb_size).describe())
+
+
+@main.command()
+@_one_line_errors
+def configs() -> None:
+    """List the packaged training configs (use one with `polypbench train --config NAME`).
+
+    \b
+    Example:
+      polypbench configs
+    """
+    from polypbench.train.config import packaged_summary
+
+    click.echo(packaged_summary())
+
+
 @main.group()
 def splits() -> None:
     """The fixed public splits (split_manifests/): show, verify, regenerate; and the paper's protocol."""

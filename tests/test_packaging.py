@@ -40,6 +40,8 @@ def test_the_wheel_carries_split_manifests_byte_for_byte(wheel: Path) -> None:
         prefix = "polypbench/split_manifests/"
         packaged = {n[len(prefix):]: zf.read(n) for n in zf.namelist() if n.startswith(prefix) and n.endswith(".csv")}
         assert "polypbench/configs/demo.yaml" in zf.namelist()
+        assert {"polypbench/configs/demo-regression.yaml", "polypbench/templates/browse_polyp.html.j2"} <= set(
+            zf.namelist())
         assert "polypbench/catalog/sun/cases.csv" in zf.namelist()
     assert packaged == canonical
 

@@ -107,6 +107,16 @@ def shard_paths(root: Path, info: dict[str, Any]) -> list[Path]:
     return [root / s["path"] for s in info["shards"]]
 
 
+def open_shard(path: Path) -> pa.Table:
+    """A shard as a memory-mapped Arrow table (nothing is read until a value is touched)."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            return pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(path, f"unreadable shard ({str(exc).splitlines()[0]})",
+                         "an Arrow file written by `polypbench materialize` (rerun it)") from None
+
+
 def find_materialized(prepared_dir: str | Path, margin: float, decode_size: int | None, *,
                       required: bool = False) -> Path | None:
     """The materialization of ``prepared_dir`` to read for ``margin`` and input size ``decode_size``.

@@ -20,17 +20,7 @@ import torch
 from polypbench.errors import InputError
 from polypbench.load.decode import Box, box_in_crop, decode_window
 from polypbench.load.frames import PolypFrames, Transform
-from polypbench.load.shard_layout import BOX_COLUMNS, WINDOW_COLUMNS, read_spec, shard_paths
-
-
-def open_shard(path: Path) -> pa.Table:
-    """A shard as a memory-mapped Arrow table (nothing is read until a value is touched)."""
-    try:
-        with pa.memory_map(str(path)) as source:
-            return pa.ipc.open_file(source).read_all()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(path, f"unreadable shard ({str(exc).splitlines()[0]})",
-                         "an Arrow file written by `polypbench materialize` (rerun it)") from None
+from polypbench.load.shard_layout import BOX_COLUMNS, WINDOW_COLUMNS, open_shard, read_spec, shard_paths
 
 
 def shard_index(root: Path) -> tuple[list[Path], pd.DataFrame]:

@@ -3,7 +3,8 @@ and a tiny CNN (``tiny``, ``tiny-hag``) for smoke tests and CI.
 
 ``create_model(name, num_outputs, **kw)`` builds one (see ``list_models()``); ``gate_parameters(model)`` returns
 the gate parameters that gradient routing trains separately; ``default_cfg(name)`` a model's input defaults (image
-size, crop margin, normalisation, streams). Nothing here downloads weights.
+size, crop margin, normalisation, streams), ``meant_for(name)`` the device it is meant to train on. Nothing here
+downloads weights.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from polypbench.models.registry import (
     gate_parameters,
     imagenet_weights,
     list_models,
+    meant_for,
     register_model,
 )
 
 __all__ = ["REFERENCE_INPUT", "Gate", "create_model", "default_cfg", "gate_parameters", "imagenet_weights",
-           "list_models", "register_model"]
+           "list_models", "meant_for", "register_model"]

@@ -27,18 +27,25 @@ REFERENCE_INPUT = PixelSpec()
 loader's defaults, :data:`~polypbench.load.common.DEFAULT_SIZE` and :data:`~polypbench.load.common.DEFAULT_MARGIN`:
 one owner of each number)."""
 
+DEVICES = ("cpu", "cuda")
+"""What a model is meant to train on (:func:`meant_for`): ``cpu`` (minutes on a laptop) or ``cuda`` (a GPU)."""
+
 _MODELS: dict[str, Factory] = {}
 _DEFAULTS: dict[str, PixelSpec] = {}
 _IMAGENET: dict[str, CachedWeights | None] = {}
+_DEVICES: dict[str, str] = {}
 
 
-def register_model(name: str, default: PixelSpec = REFERENCE_INPUT,
-                   imagenet: CachedWeights | None = None) -> Callable[[F], F]:
+def register_model(name: str, default: PixelSpec = REFERENCE_INPUT, imagenet: CachedWeights | None = None, *,
+                   device: str = "cuda") -> Callable[[F], F]:
     """Decorator: register ``factory(num_outputs, **kw) -> nn.Module`` under ``name``, with its input defaults
-    ``default`` (a fixed ``size``; ``streams`` as the factory's default ``streams``) and where its backbone's
-    published ImageNet weights are cached (``imagenet``; None: it has none)."""
+    ``default`` (a fixed ``size``; ``streams`` as the factory's default ``streams``), where its backbone's
+    published ImageNet weights are cached (``imagenet``; None: it has none) and the ``device`` it is meant to train
+    on (one of :data:`DEVICES`)."""
     if default.size is None:
         raise ValueError(f"model {name!r}: its default input needs a size, got None")
+    if device not in DEVICES:
+        raise ValueError(f"model {name!r}: device {device!r}; expected one of {', '.join(DEVICES)}")
 
     def deco(factory: F) -> F:
         if name in _MODELS:
@@ -46,6 +53,7 @@ def register_model(name: str, default: PixelSpec = REFERENCE_INPUT,
         _MODELS[name] = factory
         _DEFAULTS[name] = default
         _IMAGENET[name] = imagenet
+        _DEVICES[name] = device
         return factory
 
     return deco
@@ -69,6 +77,13 @@ def imagenet_weights(name: str) -> CachedWeights | None:
     if name not in _IMAGENET:
         raise choice_error("model", name, _MODELS)
     return _IMAGENET[name]
+
+
+def meant_for(name: str) -> str:
+    """The device model ``name`` is meant to train on (``polypbench configs`` lists it): ``cpu`` or ``cuda``."""
+    if name not in _DEVICES:
+        raise choice_error("model", name, _MODELS)
+    return _DEVICES[name]
 
 
 def create_model(name: str, num_outputs: int, **kw: object) -> nn.Module:

@@ -89,13 +89,13 @@ class TinyModel(nn.Module):
         return self.head(self.forward_features(x))
 
 
-@register_model("tiny")
+@register_model("tiny", device="cpu")
 def tiny(num_outputs: int, **kw: Any) -> TinyModel:
     """A tiny CNN (three conv stages) with the shared head; no gates. For smoke tests and CI."""
     return TinyModel(num_outputs, gated=False, **kw)
 
 
-@register_model("tiny-hag")
+@register_model("tiny-hag", device="cpu")
 def tiny_hag(num_outputs: int, **kw: Any) -> TinyModel:
     """The tiny CNN with gates after each stage, on the embedding and on the head's hidden layer (5 gates)."""
     return TinyModel(num_outputs, gated=True, **kw)

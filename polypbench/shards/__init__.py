@@ -12,7 +12,7 @@ from polypbench.lazy import lazy_exports
 
 _LAZY = {
     "ShardFrames": "polypbench.load.shards",
-    "open_shard": "polypbench.load.shards",
+    "open_shard": "polypbench.load.shard_layout",
     "shard_index": "polypbench.load.shards",
     "find_materialized": "polypbench.load.shard_layout",
     "materialized_dir": "polypbench.load.shard_layout",

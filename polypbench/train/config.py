@@ -291,6 +291,21 @@ def packaged_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
+def packaged_summary() -> str:
+    """The packaged configurations as a compact table: name, task, model, input size (the config's ``img_size``,
+    else the model's :func:`~polypbench.models.default_cfg`) and the device it is meant for (the model's,
+    :func:`~polypbench.models.meant_for`)."""
+    from polypbench.models import default_cfg, meant_for
+
+    rows = [["config", "task", "model", "img_size", "device", "data"]]
+    for name in packaged_configs():
+        cfg = load_config(name)
+        size = cfg.img_size if cfg.img_size is not None else default_cfg(cfg.model).size
+        rows.append([name, cfg.task, cfg.model, str(size), meant_for(cfg.model), cfg.dataset])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
 def resolve_config(name_or_path: str | Path) -> Path:
     """A YAML path as given, or the packaged config of that bare name."""
     path = Path(name_or_path)
