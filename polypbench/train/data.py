@@ -91,7 +91,30 @@ def batch_pixels(batch: Batch, spec: PixelSpec, device: torch.device, non_blocki
             raise ConfigError("device augmentation needs batches with a crop window; expected WindowScale samples "
                               "(augment='device')")
         images, box = augment(images, batch.window, box)
-    return Pixels(images, box, spec.mean, spec.std)
+    mask = None if batch.mask is None else batch.mask.to(device, non_blocking=non_blocking)
+    depth_net = depth_network(spec.depth_weights, device) if needs(spec.streams, "depth_net") else None
+    return Pixels(images, box, spec.mean, spec.std, mask=mask, fov=spec.fov_mask, noise=spec.noise,
+                  depth_net=depth_net)
+
+
+_DEPTH_NETS: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def depth_network(weights: str | None, device: torch.device) -> torch.nn.Module:
+    """The frozen depth network (MiDaS v2.1, :func:`polypbench.models.midas.build_midas`) of ``weights`` (a
+    ``midas_v21_384.pt`` path, or ``random``: random weights, for tests and smoke runs) on ``device``, built once
+    per process."""
+    from polypbench.load.spec import RANDOM_DEPTH_WEIGHTS
+    from polypbench.models.midas import build_midas
+
+    if weights is None:
+        raise ConfigError("the depth stream needs depth_weights: the path of midas_v21_384.pt, or "
+                          f"{RANDOM_DEPTH_WEIGHTS!r} for tests and smoke runs")
+    key = (weights, str(device))
+    if key not in _DEPTH_NETS:
+        net = build_midas(None if weights == RANDOM_DEPTH_WEIGHTS else weights)
+        _DEPTH_NETS[key] = net.to(device).eval()
+    return _DEPTH_NETS[key]
 
 
 def model_input(batch: Batch, spec: PixelSpec, device: torch.device, non_blocking: bool = False,
