@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from torch import nn
 
 from polypbench.cli import main
-from polypbench.train import load_config
 from polypbench.train import data as train_data
+from polypbench.train import load_config
 
 TINY = ["img_size=32", "epochs=1", "batch_size=32", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]
 
@@ -48,7 +48,8 @@ def midas(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     train_data._DEPTH_NETS.clear()
 
 
-def test_fsg_r18_loc_paper_trains_on_cpu_with_online_depth(prepared: dict, tmp_path: Path, midas: None) -> None:
+@pytest.mark.usefixtures("midas")
+def test_fsg_r18_loc_paper_trains_on_cpu_with_online_depth(prepared: dict, tmp_path: Path) -> None:
     sets = [a for o in [*TINY, "depth_weights=random"] for a in ("--set", o)]
     res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(prepared["sun"].out),
                                     "--out", str(tmp_path / "r"), *sets])
