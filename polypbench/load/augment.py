@@ -28,6 +28,8 @@ from torchvision.transforms.v2 import functional as F
 from polypbench.load.spec import RECIPES, Recipe
 
 LUMA = np.array([0.299, 0.587, 0.114])
+MAPS = ("mask", "depth")
+"""Float (1, H, W) maps a sample may carry over its image, resized and moved with it (nearest neighbour)."""
 NO_JITTER = (1.0, 1.0, 1.0, 0.0)
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
@@ -56,8 +58,9 @@ class UInt8Augment:
     workers are seeded as for v2 transforms.
 
     A sample with a ``mask`` (float (1, H, W): the box mask, :class:`~polypbench.load.PolypFrames` with
-    ``mask=True``) has it resized (antialiased) and turned and flipped with the image (nearest neighbour), as the
-    seed code moves its box mask with its frame. :meth:`of_recipe` makes one for a :data:`RECIPES` entry.
+    ``mask=True``) or a stored ``depth`` map (:data:`MAPS`) has it resized (antialiased) and turned and flipped
+    with the image (nearest neighbour), as the seed code moves its box mask with its frame. :meth:`of_recipe`
+    makes one for a :data:`RECIPES` entry.
     """
 
     def __init__(self, img_size: int, augment: bool = True, *, degrees: float = 20.0, flip: float = 0.5,
@@ -80,7 +83,8 @@ class UInt8Augment:
         return angle, u[1] < self.flip, u[2] < self.flip, factors
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image, boxes, mask = sample["image"], sample.get("boxes"), sample.get("mask")
+        image, boxes = sample["image"], sample.get("boxes")
+        maps = {k: sample[k] for k in MAPS if k in sample}
         height, width = image.shape[-2:]
         window = sample.pop("window", None)
         left, top, right, bottom = (0.0, 0.0, float(width), float(height)) if window is None else window.tolist()
@@ -89,7 +93,7 @@ class UInt8Augment:
             new = [round(height * scale_y), round(width * scale_x)]
             image = F.resize(image, new, antialias=True)
             boxes = F.resize(boxes, new) if boxes is not None else None
-            mask = F.resize(mask, new, antialias=True) if mask is not None else None
+            maps = {k: F.resize(v, new, antialias=True) for k, v in maps.items()}
             scale_x, scale_y = new[1] / width, new[0] / height
             left, top, right, bottom = left * scale_x, top * scale_y, right * scale_x, bottom * scale_y
             height, width = new
@@ -108,12 +112,12 @@ class UInt8Augment:
             sample["image"] = tv_tensors.Image(image)
         if boxes is not None:
             sample["boxes"] = self._move_boxes(boxes, forward)
-        if mask is not None:
-            sample["mask"] = self._move_mask(mask, forward) if warp else mask
+        for key, value in maps.items():
+            sample[key] = self._move_map(value, forward) if warp else value
         return sample
 
-    def _move_mask(self, mask: torch.Tensor, forward: tuple[float, ...]) -> torch.Tensor:
-        """The float (1, H, W) ``mask`` warped by ``forward`` onto the output (nearest neighbour, 0 outside)."""
+    def _move_map(self, mask: torch.Tensor, forward: tuple[float, ...]) -> torch.Tensor:
+        """The float (1, H, W) map warped by ``forward`` onto the output (nearest neighbour, 0 outside)."""
         a, b, c, d, e, f = forward
         inverse = (a, d, -a * c - d * f, b, e, -b * c - e * f)
         pil = Image.fromarray(mask[0].float().numpy())  # float32: mode F

@@ -5,8 +5,7 @@ margin), the default normalisation, and where the raw frames are.
 by default (``crop_window``, the loaders, ``materialize``, ``export-hf``), for users without a model. A model's
 own input defaults are its registry entry's (:func:`polypbench.models.default_cfg`, as timm's ``default_cfg``):
 the reference models' are these values, and a training config without ``img_size`` or ``margin`` reads the
-model's. :data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`, :data:`SEED_MEAN` and :data:`SEED_STD` are the one owner of the
-normalisation constants."""
+model's. :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD` are the one owner of the normalisation constants."""
 
 from __future__ import annotations
 
@@ -30,10 +29,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 """Per-channel standard deviation matching :data:`IMAGENET_MEAN`."""
 SEED_MEAN = (0.32239652, 0.22631808, 0.17500061)
-"""Per-channel mean of the HAG/GR seed code's polyp frames (its ``image_preprocessing: mean``): a
-:class:`~polypbench.load.spec.PixelSpec`'s ``normalize: seed``."""
+"""Per-channel mean the seed (cosmoimd/feature-selection-gates, ``config_resnet18_FSAG_LOC_DPT.yml``) normalises
+its frames with: its polyp datasets' statistics. The seed feeds this input to MiDaS as well
+(:mod:`polypbench.models.midas`)."""
 SEED_STD = (0.31781745, 0.2405859, 0.19327126)
-"""Per-channel standard deviation matching :data:`SEED_MEAN` (the seed's ``image_preprocessing: std``)."""
+"""Per-channel standard deviation matching :data:`SEED_MEAN`."""
 
 
 def resolve_raw_root(manifest: Manifest, raw_root: str | Path | None) -> Path:

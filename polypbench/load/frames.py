@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -17,6 +17,9 @@ from polypbench.load.collate import CropImage
 from polypbench.load.common import DEFAULT_MARGIN
 from polypbench.load.decode import Box, decode_crop, decode_frame
 from polypbench.load.geometry import box_coverage
+
+if TYPE_CHECKING:
+    from polypbench.load.depth_store import DepthStore
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 """A sample transform: receives and returns the sample dict (torchvision transforms v2 handle it as is)."""
@@ -38,7 +41,8 @@ class PolypFrames(Dataset):
     ``frame='full'`` hands out the whole frame instead of the crop (the box in frame coordinates). ``mask=True``
     adds ``mask``: float32 (1, H, W), the part of each pixel the box covers (1 inside, 0 outside at full
     resolution: the seed code's box mask; :func:`~polypbench.load.geometry.box_coverage`), which the pixel step
-    moves with the image.
+    moves with the image. ``depth`` (``depth: shards``): a :class:`~polypbench.load.depth_store.DepthStore` of
+    these rows; samples then carry ``depth`` (1, H, W), the stored map pasted into the frame, moved with it too.
     """
 
     def __init__(
@@ -51,9 +55,10 @@ class PolypFrames(Dataset):
         *,
         frame: str = "crop",
         mask: bool = False,
+        depth: DepthStore | None = None,
     ) -> None:
         self.rows = rows.reset_index(drop=True)
-        self.frame, self.mask = frame, mask
+        self.frame, self.mask, self.depth = frame, mask, depth
         self.raw_root = Path(raw_root) if raw_root is not None else None
         self.transform = transform
         self.margin = margin
@@ -100,6 +105,8 @@ class PolypFrames(Dataset):
         }
         if self.mask:
             sample["mask"] = self._box_mask(index, crop, box)
+        if self.depth is not None:
+            sample["depth"] = self.depth.canvas(index, crop.shape[-2], crop.shape[-1])
         return sample
 
     def _labels(self, index: int) -> dict[str, Any]:

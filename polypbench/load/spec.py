@@ -281,15 +281,18 @@ def _check_streams(spec: PixelSpec) -> None:
         if "mask" in needs and spec.augment == "device":
             raise ConfigError(f"stream {name!r} needs the box mask, which the loader moves with the frame; expected "
                               "augment 'none' or 'loader', not 'device' (in a training config: device_augment: false)")
-        if "depth_net" in needs:
+        if "depth" in needs:
             _check_depth(spec, name)
 
 
 def _check_depth(spec: PixelSpec, name: str) -> None:
-    if spec.depth_weights is None:
+    if spec.depth == "online" and spec.depth_weights is None:
         raise ConfigError(f"stream {name!r} needs the depth network's weights; expected depth_weights: the path of "
                           "midas_v21_384.pt (https://github.com/isl-org/MiDaS/releases/tag/v2_1), or "
                           f"{RANDOM_DEPTH_WEIGHTS!r} for tests and smoke runs")
+    if spec.depth == "shards" and spec.frame != "full":
+        raise ConfigError(f"stream {name!r} with depth 'shards': the stored maps lie in the whole frame; expected "
+                          "frame 'full' (or depth 'online')")
     if spec.size is None or spec.size % 32:
         raise ConfigError(f"stream {name!r} with size {spec.size!r}: the depth network takes sides that are "
                           "multiples of 32; expected size=N with N % 32 == 0 (the seed code's is 384)")

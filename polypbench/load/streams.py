@@ -33,8 +33,9 @@ class Pixels:
     ``std``: the normalisation (:class:`~polypbench.load.spec.PixelSpec`'s). ``mask``: (B, 1, H, W) float box
     masks moved with the images (the loader's, where a stream needs them). ``fov``: multiply every stream by the
     circular field-of-view mask. ``noise``: the standard deviation of the Gaussian noise added to the [0, 1]
-    pixels, then clamped (the training augmentation's last step; 0: none). ``depth_net``: the depth network, where
-    a stream needs one.
+    pixels, then clamped (the training augmentation's last step; 0: none). ``depth_net``: the depth network, or
+    ``depth_maps`` (B, 1, H, W): stored depth maps moved with the images (``depth: shards``), where a stream needs
+    depth.
     """
 
     images: torch.Tensor | None
@@ -46,6 +47,7 @@ class Pixels:
     fov: bool = False
     noise: float = 0.0
     depth_net: DepthNet | None = None
+    depth_maps: torch.Tensor | None = None
     _unit: torch.Tensor | None = field(default=None, init=False, repr=False)
     _normalized: torch.Tensor | None = field(default=None, init=False, repr=False)
 
@@ -59,6 +61,11 @@ class Pixels:
             if self.noise:
                 self._unit = (self._unit + torch.randn_like(self._unit) * self.noise).clamp_(0, 1)
         return self._unit
+
+    @property
+    def depth(self) -> DepthNet | torch.Tensor | None:
+        """What the depth stream reads: the stored maps, else the network (None: neither)."""
+        return self.depth_maps if self.depth_maps is not None else self.depth_net
 
     def normalized(self) -> torch.Tensor:
         """:meth:`unit` normalised, times the field-of-view mask with ``fov`` (computed once for all streams)."""
@@ -78,7 +85,7 @@ class Pixels:
 
 
 NEEDS = {"box": "polyp boxes", "mask": "box masks moved with the frame (the loader's; augment 'none' or 'loader')",
-         "depth_net": "a depth network (depth_weights)"}
+         "depth": "a depth network (depth_weights) or stored depth maps (depth: shards)"}
 """What a stream may need besides the images (a :class:`Pixels` field), in words for its error."""
 
 
@@ -162,9 +169,13 @@ def _masked_frame(pixels: Pixels) -> torch.Tensor:
 
 
 def _depth(pixels: Pixels) -> torch.Tensor:
-    assert pixels.mask is not None and pixels.depth_net is not None  # Stream.__call__ checked them
+    assert pixels.mask is not None  # Stream.__call__ checked it
+    windows = depth_windows(pixels.mask)
+    if pixels.depth_maps is not None:  # stored maps, moved with the frame: cut as the network's input is
+        return minmax(pixels.in_view(crop_resize(pixels.depth_maps.float(), windows)))
+    assert pixels.depth_net is not None  # Stream.__call__ checked it
     x = pixels.normalized()
-    crops = crop_resize(x, depth_windows(pixels.mask))
+    crops = crop_resize(x, windows)
     with torch.no_grad():
         if x.device.type == "cuda":  # the seed code's autocast (fp16 on CUDA); full precision elsewhere
             with torch.autocast("cuda", dtype=torch.float16):
@@ -182,4 +193,5 @@ register_stream(Stream("masked_frame", 3, _masked_frame, "the normalised frame t
 register_stream(Stream("depth", 1, _depth, "the depth network's map of the expanded box crop (the box's mask "
                        "bounds grown by half their extent on each side, clipped, resized bilinearly with "
                        "align_corners to the image size), field-of-view masked, min-max scaled per map (the seed "
-                       "code's depth stream)", needs=("mask", "depth_net")))
+                       "code's depth stream; depth 'shards': the stored map of the un-augmented frame, moved with "
+                       "the frame and cut the same way)", needs=("mask", "depth")))

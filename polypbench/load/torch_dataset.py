@@ -99,11 +99,16 @@ def load_split(
     if not source.encoded:  # JPEG bytes get no pixel step: the device decodes and augments them
         transform = pixel_transform(spec, transform)
     mask = needs(spec.streams, "mask")
+    depth = None
+    if spec.depth == "shards" and needs(spec.streams, "depth") and spec.size is not None:
+        from polypbench.load.depth_store import DepthStore
+
+        depth = DepthStore(manifest.root, spec.size, rows, normalize=spec.normalize, fov_mask=spec.fov_mask)
     if shards is not None:
         return ShardFrames(rows, shards, transform, decode_size=spec.decode_size, context=spec.context,
                            encoded=source.encoded, mask=mask)
     return PolypFrames(rows, resolve_raw_root(manifest, raw_root), transform, spec.margin, spec.decode_size,
-                       frame=spec.frame, mask=mask)
+                       frame=spec.frame, mask=mask, depth=depth)
 
 
 class PolypSequences(Dataset):

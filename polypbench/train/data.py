@@ -92,9 +92,10 @@ def batch_pixels(batch: Batch, spec: PixelSpec, device: torch.device, non_blocki
                               "(augment='device')")
         images, box = augment(images, batch.window, box)
     mask = None if batch.mask is None else batch.mask.to(device, non_blocking=non_blocking)
-    depth_net = depth_network(spec.depth_weights, device) if needs(spec.streams, "depth_net") else None
+    stored = None if batch.depth is None else batch.depth.to(device, non_blocking=non_blocking)
+    online = stored is None and spec.depth == "online" and needs(spec.streams, "depth")
     return Pixels(images, box, spec.mean, spec.std, mask=mask, fov=spec.fov_mask, noise=spec.noise,
-                  depth_net=depth_net)
+                  depth_net=depth_network(spec.depth_weights, device) if online else None, depth_maps=stored)
 
 
 _DEPTH_NETS: dict[tuple[str, str], torch.nn.Module] = {}

@@ -17,6 +17,7 @@ from torch import nn
 from polypbench.cli import main
 from polypbench.train import data as train_data
 from polypbench.train import load_config
+from tests.helpers import link_copy
 
 TINY = ["img_size=32", "epochs=1", "batch_size=32", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]
 
@@ -28,6 +29,8 @@ class _StandInMidas(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 1, 3, padding=1)
+        nn.init.constant_(self.conv.weight, 1 / 27)  # deterministic: a blur of the channels' sum
+        nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)[:, 0]
@@ -67,3 +70,31 @@ def test_the_depth_stream_without_weights_is_one_line() -> None:
     assert res.exit_code != 0 and res.output.count("\n") == 1
     assert "stream 'depth' needs the depth network's weights; expected depth_weights: the path of " \
            "midas_v21_384.pt" in res.output
+
+
+@pytest.mark.usefixtures("midas")
+def test_depth_shards_are_the_online_maps_moved_with_the_frame(prepared: dict, tmp_path: Path) -> None:
+    """``materialize --depth-weights`` stores the online stream's maps; read back without augmentation the shard
+    stream is the online one up to the resampling of the paste (a per-map correlation near 1); then a run trains
+    on them."""
+    from polypbench.load import load_split
+    from polypbench.train.batch import collate
+    from polypbench.train.data import model_input
+
+    out = link_copy(prepared["sun"].out, tmp_path / "sun")  # materialize writes into it
+    res = CliRunner().invoke(main, ["materialize", str(out), "--size", "32", "--depth-weights", "random"])
+    assert res.exit_code == 0, res.output
+    cfg = load_config("fsg-r18-loc-paper", [*TINY, "depth_weights=random", f"prepared=[{out}]"])
+    online = cfg.pixel_spec()
+    stored = online.replace(depth="shards")
+    device = torch.device("cpu")
+    x = [model_input(collate([load_split(out, "validation", spec=s)[i] for i in range(8)]), s, device)["depth"]
+         for s in (online, stored)]
+    a, b = (t.flatten(1) - t.flatten(1).mean(1, keepdim=True) for t in x)
+    correlation = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    assert correlation.min() > 0.9 and not torch.equal(x[0], x[1])
+    train_data._DEPTH_NETS.clear()
+    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(out), "--out",
+                                    str(tmp_path / "r"), *[a for o in [*TINY, "depth=shards"] for a in ("--set", o)]])
+    assert res.exit_code == 0, res.output
+    assert not train_data._DEPTH_NETS  # the run read the stored maps: no network built
