@@ -285,11 +285,15 @@ def _check_streams(spec: PixelSpec) -> None:
             _check_depth(spec, name)
 
 
+def depth_weights_error(name: str = "depth") -> ConfigError:
+    """The one line for a ``depth`` stream computed online without ``depth_weights`` (raised where the network
+    would be built: a config without them still loads, to be completed with ``depth_weights=PATH``)."""
+    return ConfigError(f"stream {name!r} needs the depth network's weights; expected depth_weights: the path of "
+                       "midas_v21_384.pt (https://github.com/isl-org/MiDaS/releases/tag/v2_1), or "
+                       f"{RANDOM_DEPTH_WEIGHTS!r} for tests and smoke runs")
+
+
 def _check_depth(spec: PixelSpec, name: str) -> None:
-    if spec.depth == "online" and spec.depth_weights is None:
-        raise ConfigError(f"stream {name!r} needs the depth network's weights; expected depth_weights: the path of "
-                          "midas_v21_384.pt (https://github.com/isl-org/MiDaS/releases/tag/v2_1), or "
-                          f"{RANDOM_DEPTH_WEIGHTS!r} for tests and smoke runs")
     if spec.depth == "shards" and spec.frame != "full":
         raise ConfigError(f"stream {name!r} with depth 'shards': the stored maps lie in the whole frame; expected "
                           "frame 'full' (or depth 'online')")

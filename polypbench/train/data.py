@@ -29,7 +29,7 @@ from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
 from polypbench.load.decode import decode_jpeg_batch
 from polypbench.load.sampler import FramesPerPolyp  # the public sampler (polypbench.load); training's too
-from polypbench.load.spec import PixelSpec
+from polypbench.load.spec import PixelSpec, depth_weights_error
 from polypbench.load.streams import Pixels, build_streams, needs
 from polypbench.load.torch_dataset import pixel_transform
 from polypbench.train.batch import Batch, collate, pad_stack
@@ -109,8 +109,7 @@ def depth_network(weights: str | None, device: torch.device) -> torch.nn.Module:
     from polypbench.models.midas import build_midas
 
     if weights is None:
-        raise ConfigError("the depth stream needs depth_weights: the path of midas_v21_384.pt, or "
-                          f"{RANDOM_DEPTH_WEIGHTS!r} for tests and smoke runs")
+        raise depth_weights_error()
     key = (weights, str(device))
     if key not in _DEPTH_NETS:
         net = build_midas(None if weights == RANDOM_DEPTH_WEIGHTS else weights)
@@ -133,6 +132,8 @@ def split_dataset(cfg: TrainConfig, split: str, *, augment: bool) -> ConcatDatas
     if not cfg.prepared:
         raise ConfigError(f"{config_key('prepared')}: none given; expected at least one prepared manifest folder")
     spec = cfg.pixel_spec(augment)
+    if spec.depth == "online" and spec.depth_weights is None and needs(spec.streams, "depth"):
+        raise depth_weights_error()  # before any data is read
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
     return ConcatDataset([load_split(d, split, cfg.fold, r, protocol=cfg.protocol, spec=spec)
                           for d, r in zip(cfg.prepared, roots, strict=True)])

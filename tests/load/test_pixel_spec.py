@@ -35,8 +35,6 @@ from tests.helpers import Prepared
     ({"streams": ()}, "expected distinct stream names, at least one"),
     ({"streams": ("rgb", "infrared")}, "stream 'infrared' is not built by the pixel pipeline; expected streams "
                                        "from: depth, masked, masked_frame, rgb"),
-    ({"streams": ("depth",)}, "stream 'depth' needs the depth network's weights; expected depth_weights: the path "
-                              "of midas_v21_384.pt"),
     ({"streams": ("depth",), "depth_weights": "random", "size": 40}, "stream 'depth' with size 40: the depth "
                                                                      "network takes sides that are multiples of 32"),
     ({"streams": ("masked_frame",), "augment": "device"}, "stream 'masked_frame' needs the box mask, which the "

@@ -65,8 +65,9 @@ def test_fsg_r18_loc_paper_trains_on_cpu_with_online_depth(prepared: dict, tmp_p
     assert ("random", "cpu") in train_data._DEPTH_NETS  # the depth stream ran the network
 
 
-def test_the_depth_stream_without_weights_is_one_line() -> None:
-    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--out", "unused"])
+def test_the_depth_stream_without_weights_is_one_line(prepared: dict, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(prepared["sun"].out),
+                                    "--out", str(tmp_path / "r")])
     assert res.exit_code != 0 and res.output.count("\n") == 1
     assert "stream 'depth' needs the depth network's weights; expected depth_weights: the path of " \
            "midas_v21_384.pt" in res.output
