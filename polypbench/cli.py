@@ -245,9 +245,12 @@ def verify(prepared: Path, raw_root: Path | None, hash_frames: bool, workers: in
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel processes [default: CPU count].")
 @click.option("--raw", "raw_root", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Raw dump folder [default: the one recorded at prepare time].")
+@click.option("--depth-weights", default=None, metavar="PATH",
+              help="Write the depth maps of `depth: shards` instead of crops: MiDaS v2.1's midas_v21_384.pt "
+                   "(`random`: random weights, tests and smoke runs), with the seed's normalisation and mask.")
 @_one_line_errors
 def materialize(prepared: Path, size: int, margin: float, context: float, quality: int, workers: int | None,
-                raw_root: Path | None) -> None:
+                raw_root: Path | None, depth_weights: str | None) -> None:
     """Pre-cut every box's crop of PREPARED into JPEG shards, which training then reads instead of raw frames.
 
     Resumable (finished videos are kept) and deterministic. Training and `load_split(..., decode_size=N)` use the
@@ -257,6 +260,17 @@ def materialize(prepared: Path, size: int, margin: float, context: float, qualit
     Example:
       polypbench materialize prepared/real-colon --size 384 --margin 0.5 --workers 8
     """
+    if depth_weights is not None:
+        import torch
+
+        from polypbench.shards import materialize_depth
+        from polypbench.train.data import depth_network
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        root = materialize_depth(prepared, depth_network(depth_weights, device), size=size, weights=depth_weights,
+                                 raw_root=raw_root, device=device)
+        click.echo(f"wrote {root}")
+        return
     from polypbench.shards import materialize as run
 
     root = run(prepared, size=size, margin=margin, context=context, quality=quality, workers=workers,

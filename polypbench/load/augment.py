@@ -25,7 +25,11 @@ from PIL import Image, ImageStat
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from polypbench.load.spec import RECIPES, Recipe
+
 LUMA = np.array([0.299, 0.587, 0.114])
+MAPS = ("mask", "depth")
+"""Float (1, H, W) maps a sample may carry over its image, resized and moved with it (nearest neighbour)."""
 NO_JITTER = (1.0, 1.0, 1.0, 0.0)
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
@@ -52,12 +56,24 @@ class UInt8Augment:
     than the crop: the window is what becomes the output, and a turn fills its corners with the real pixels
     around it instead of black. ``window`` is dropped. Random draws use torch's generator, so DataLoader
     workers are seeded as for v2 transforms.
+
+    A sample with a ``mask`` (float (1, H, W): the box mask, :class:`~polypbench.load.PolypFrames` with
+    ``mask=True``) or a stored ``depth`` map (:data:`MAPS`) has it resized (antialiased) and turned and flipped
+    with the image (nearest neighbour), as the seed code moves its box mask with its frame. :meth:`of_recipe`
+    makes one for a :data:`RECIPES` entry.
     """
 
     def __init__(self, img_size: int, augment: bool = True, *, degrees: float = 20.0, flip: float = 0.5,
                  brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.02) -> None:
         self.size, self.augment, self.degrees, self.flip = img_size, augment, degrees, flip
         self.jitter = (brightness, contrast, saturation, hue)
+
+    @classmethod
+    def of_recipe(cls, img_size: int, augment: bool, recipe: Recipe = RECIPES["polypbench"]) -> UInt8Augment:
+        """The loader's step for ``recipe`` (its turn, flips and jitter; its noise is added on the device)."""
+        b, c, s, h = recipe.jitter
+        return cls(img_size, augment, degrees=recipe.degrees, flip=recipe.flip, brightness=b, contrast=c,
+                   saturation=s, hue=h)
 
     def _draw(self) -> tuple[float, bool, bool, tuple[float, float, float, float]]:
         u = torch.rand(7).tolist()
@@ -68,6 +84,7 @@ class UInt8Augment:
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         image, boxes = sample["image"], sample.get("boxes")
+        maps = {k: sample[k] for k in MAPS if k in sample}
         height, width = image.shape[-2:]
         window = sample.pop("window", None)
         left, top, right, bottom = (0.0, 0.0, float(width), float(height)) if window is None else window.tolist()
@@ -76,6 +93,7 @@ class UInt8Augment:
             new = [round(height * scale_y), round(width * scale_x)]
             image = F.resize(image, new, antialias=True)
             boxes = F.resize(boxes, new) if boxes is not None else None
+            maps = {k: F.resize(v, new, antialias=True) for k, v in maps.items()}
             scale_x, scale_y = new[1] / width, new[0] / height
             left, top, right, bottom = left * scale_x, top * scale_y, right * scale_x, bottom * scale_y
             height, width = new
@@ -94,7 +112,17 @@ class UInt8Augment:
             sample["image"] = tv_tensors.Image(image)
         if boxes is not None:
             sample["boxes"] = self._move_boxes(boxes, forward)
+        for key, value in maps.items():
+            sample[key] = self._move_map(value, forward) if warp else value
         return sample
+
+    def _move_map(self, mask: torch.Tensor, forward: tuple[float, ...]) -> torch.Tensor:
+        """The float (1, H, W) map warped by ``forward`` onto the output (nearest neighbour, 0 outside)."""
+        a, b, c, d, e, f = forward
+        inverse = (a, d, -a * c - d * f, b, e, -b * c - e * f)
+        pil = Image.fromarray(mask[0].float().numpy())  # float32: mode F
+        pil = pil.transform((self.size, self.size), Image.Transform.AFFINE, inverse, resample=Image.Resampling.NEAREST)
+        return torch.from_numpy(np.array(pil))[None]
 
     def _pixels(self, image: torch.Tensor, forward: tuple[float, ...] | None,
                 factors: tuple[float, float, float, float]) -> torch.Tensor:
@@ -146,9 +174,10 @@ class WindowScale:
         return sample
 
 
-LOADER_STEPS: dict[str, Callable[[int], Callable[[dict[str, Any]], dict[str, Any]]]] = {
-    "none": lambda size: UInt8Augment(size, augment=False),
-    "loader": lambda size: UInt8Augment(size, augment=True),
-    "device": WindowScale,
+LOADER_STEPS: dict[str, Callable[[int, Recipe], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "none": lambda size, _recipe: UInt8Augment(size, augment=False),
+    "loader": lambda size, recipe: UInt8Augment.of_recipe(size, True, recipe),
+    "device": lambda size, _recipe: WindowScale(size),
 }
-"""A spec's ``augment`` (:data:`polypbench.load.spec.AUGMENTS`) -> the loader's step for crops of ``size``."""
+"""A spec's ``augment`` (:data:`polypbench.load.spec.AUGMENTS`) -> the loader's step for crops of ``size`` and the
+spec's augmentation recipe (:data:`polypbench.load.spec.RECIPES`)."""

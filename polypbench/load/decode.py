@@ -105,6 +105,20 @@ def decode_crop(path: str | Path, box: tuple[int, int, int, int], margin: float 
     return _to_chw(crop), box_in
 
 
+def decode_frame(path: str | Path, target: int | None = None) -> tuple[torch.Tensor, int]:
+    """The whole frame at ``path`` (uint8 CHW), decoded at the smallest DCT scale that keeps its shorter side
+    >= ``target`` (``None``: full resolution), and the factor k applied (a full-resolution x is x / k in it).
+
+    Raises :class:`InputError` naming the file when the frame cannot be read.
+    """
+    try:
+        with Image.open(path) as image:
+            k = draft_scale(image, min(image.width, image.height), target)
+            return _to_chw(image), k
+    except (OSError, SyntaxError) as exc:
+        raise unreadable_frame(path, exc) from None
+
+
 def decode_window(data: bytes, window: tuple[int, int, int, int] | None = None, target: int | None = None, *,
                   name: str | Path = "<jpeg>") -> tuple[torch.Tensor, int]:
     """Decode the ``window`` (left, top, right, bottom; None: the whole image) of an encoded image such as a

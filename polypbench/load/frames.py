@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -15,7 +15,11 @@ from torchvision import tv_tensors
 from polypbench.errors import InputError
 from polypbench.load.collate import CropImage
 from polypbench.load.common import DEFAULT_MARGIN
-from polypbench.load.decode import Box, decode_crop
+from polypbench.load.decode import Box, decode_crop, decode_frame
+from polypbench.load.geometry import box_coverage
+
+if TYPE_CHECKING:
+    from polypbench.load.depth_store import DepthStore
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 """A sample transform: receives and returns the sample dict (torchvision transforms v2 handle it as is)."""
@@ -33,6 +37,12 @@ class PolypFrames(Dataset):
     ``decode_size`` (the training input size) lets JPEG frames decode at 1/2, 1/4 or 1/8 scale in the DCT domain
     while the crop keeps at least that many pixels a side; ``None`` decodes at full resolution. The crop covers
     the same region either way (:func:`~polypbench.load.crop_window`); only its pixel scale differs.
+
+    ``frame='full'`` hands out the whole frame instead of the crop (the box in frame coordinates). ``mask=True``
+    adds ``mask``: float32 (1, H, W), the part of each pixel the box covers (1 inside, 0 outside at full
+    resolution: the seed code's box mask; :func:`~polypbench.load.geometry.box_coverage`), which the pixel step
+    moves with the image. ``depth`` (``depth: shards``): a :class:`~polypbench.load.depth_store.DepthStore` of
+    these rows; samples then carry ``depth`` (1, H, W), the stored map pasted into the frame, moved with it too.
     """
 
     def __init__(
@@ -42,8 +52,13 @@ class PolypFrames(Dataset):
         transform: Transform | None = None,
         margin: float = DEFAULT_MARGIN,
         decode_size: int | None = None,
+        *,
+        frame: str = "crop",
+        mask: bool = False,
+        depth: DepthStore | None = None,
     ) -> None:
         self.rows = rows.reset_index(drop=True)
+        self.frame, self.mask, self.depth = frame, mask, depth
         self.raw_root = Path(raw_root) if raw_root is not None else None
         self.transform = transform
         self.margin = margin
@@ -65,17 +80,34 @@ class PolypFrames(Dataset):
         frame_path = str(self._columns["frame_path"][index])
         if self.raw_root is None:
             raise InputError(frame_path, "no raw root to read the frame from", "raw_root= the folder of the dump")
+        if self.frame == "full":
+            image, k = decode_frame(self.raw_root / frame_path, self.decode_size)
+            x0, y0, x1, y1 = self._box(index)
+            return image, (x0 / k, y0 / k, x1 / k, y1 / k)
         return decode_crop(self.raw_root / frame_path, self._box(index), self.margin, self.decode_size)
+
+    def _box_mask(self, index: int, crop: torch.Tensor, box: Box) -> torch.Tensor:
+        """The box mask of sample ``index`` over ``crop`` (whose coordinates ``box`` is in)."""
+        full = self._box(index)
+        height, width = crop.shape[-2:]
+        k = (full[2] - full[0]) / (box[2] - box[0]) if box[2] > box[0] else 1.0
+        window = (full[0] - box[0] * k, full[1] - box[1] * k, 0.0, 0.0)  # the crop's origin in full pixels
+        return torch.from_numpy(box_coverage(full, window, k, height, width))[None]
 
     def _sample(self, index: int) -> dict[str, Any]:
         """Sample ``index`` before ``transform``."""
         crop, box = self._crop(index)
-        return {
+        sample = {
             "image": CropImage(crop),
             "boxes": tv_tensors.BoundingBoxes(torch.tensor([box], dtype=torch.float32), format="XYXY",
                                               canvas_size=(crop.shape[1], crop.shape[2])),
             **self._labels(index),
         }
+        if self.mask:
+            sample["mask"] = self._box_mask(index, crop, box)
+        if self.depth is not None:
+            sample["depth"] = self.depth.canvas(index, crop.shape[-2], crop.shape[-1])
+        return sample
 
     def _labels(self, index: int) -> dict[str, Any]:
         """The targets and ids of sample ``index``."""

@@ -57,12 +57,13 @@ class ShardFrames(PolypFrames):
     """
 
     def __init__(self, rows: pd.DataFrame, root: str | Path, transform: Transform | None = None, *,
-                 decode_size: int | None = None, context: bool = False, encoded: bool = False) -> None:
+                 decode_size: int | None = None, context: bool = False, encoded: bool = False,
+                 mask: bool = False) -> None:
         self.root = Path(root)
         info = read_spec(self.root)
         if info is None:
             raise InputError(self.root, "no finished materialization here", "`polypbench materialize` run to the end")
-        super().__init__(rows, None, transform, float(info["margin"]), decode_size)
+        super().__init__(rows, None, transform, float(info["margin"]), decode_size, mask=mask)
         self.size, self.context, self.encoded = int(info["size"]), context, encoded
         self.paths, index = shard_index(self.root)
         keys = self.rows[["polyp_id", "frame_index"]].astype({"frame_index": "int64"})

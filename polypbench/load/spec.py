@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from polypbench.errors import ConfigError, choice_error
-from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, SEED_MEAN, SEED_STD
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,53 @@ AUGMENTS: dict[str, str] = {
 :data:`polypbench.load.augment.LOADER_STEPS`."""
 
 
+FRAMES: dict[str, str] = {
+    "crop": "the square crop_window around the box (margin times its longer side added on each side), resized to "
+            "size x size",
+    "full": "the whole frame resized to size x size, aspect not kept (the HAG/GR seed code's input); raw frames "
+            "only (shards hold crops)",
+}
+"""What part of a frame the pipeline hands out (a spec's ``frame``)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training augmentation (an entry of :data:`RECIPES`): a turn by U(-degrees, degrees), horizontal and
+    vertical flips each with probability ``flip``, colour jitter (brightness, contrast, saturation, hue), then
+    Gaussian noise of standard deviation ``noise`` on [0, 1] pixels, clamped to [0, 1] (0: none)."""
+
+    doc: str
+    degrees: float
+    flip: float
+    jitter: tuple[float, float, float, float]
+    noise: float = 0.0
+
+
+RECIPES: dict[str, Recipe] = {
+    "polypbench": Recipe("turn U(+-20 deg), h/v flips 0.5, jitter (.2, .2, .2, .02), no noise", 20.0, 0.5,
+                         (0.2, 0.2, 0.2, 0.02)),
+    "seed": Recipe("the HAG/GR seed code's PairedTCombo1: turn U(+-30 deg), h/v flips 0.5, jitter (.15, .15, .15, "
+                   ".01), Gaussian noise sigma 0.01 then clamp", 30.0, 0.5, (0.15, 0.15, 0.15, 0.01), noise=0.01),
+}
+"""Training augmentations by name (a spec's ``augment_recipe``), applied where ``augment`` says, in this order:
+turn, flips, jitter (on uint8 in the loader, or on the device), then the noise (on the device, on [0, 1])."""
+
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "seed": (SEED_MEAN, SEED_STD),
+}
+"""Named per-channel normalisations (a spec's ``normalize``): (mean, std) of RGB pixels in [0, 1]."""
+
+DEPTHS: dict[str, str] = {
+    "online": "the depth network runs on every batch, on the augmented frame (the seed code's way: exact)",
+    "shards": "depth maps computed once by `polypbench materialize --depth-weights` and moved with the frame's "
+              "augmentation (fast)",
+}
+"""Where the ``depth`` stream's maps come from (a spec's ``depth``)."""
+RANDOM_DEPTH_WEIGHTS = "random"
+"""``depth_weights: random``: a randomly initialised depth network, for tests and smoke runs only."""
+
+
 class PixelOptions(TypedDict, total=False):
     """The :class:`PixelSpec` fields as keywords (:func:`polypbench.load_split`'s ``**pixels``); ``size`` also
     takes ``"auto"`` there."""
@@ -76,6 +123,12 @@ class PixelOptions(TypedDict, total=False):
     streams: Sequence[str] | None
     mean: Sequence[float]
     std: Sequence[float]
+    frame: str
+    fov_mask: bool
+    augment_recipe: str
+    normalize: str | None
+    depth: str
+    depth_weights: str | None
 
 
 @dataclass(frozen=True)
@@ -95,6 +148,16 @@ class PixelSpec:
     - ``streams``: what the model takes (:data:`~polypbench.load.streams.STREAMS` names): ``None`` is one
       tensor of the RGB crop (single-stream models), a tuple a ``{stream: tensor}`` dict.
     - ``mean``, ``std``: the per-channel normalisation of the RGB streams (default ImageNet's).
+    - ``frame``: what part of the frame is handed out (:data:`FRAMES`: ``crop`` around the box, or the ``full``
+      frame resized to size x size).
+    - ``fov_mask``: multiply every stream by the circular field-of-view mask (1 where the pixel's centre, on a
+      [-1, 1] grid of the image, lies within radius 1 of its centre; the seed code's circular crop).
+    - ``augment_recipe``: the training augmentation (:data:`RECIPES`: ``polypbench`` or ``seed``).
+    - ``normalize``: a named normalisation (:data:`NORMALIZATIONS`: ``imagenet``, ``seed``) that sets ``mean``
+      and ``std``; ``None``: ``mean`` and ``std`` as given.
+    - ``depth``, ``depth_weights``: where the ``depth`` stream's maps come from (:data:`DEPTHS`: ``online`` or
+      ``shards``) and the depth network's weights file (``midas_v21_384.pt``; ``random``: random weights, for
+      tests and smoke runs).
     """
 
     source: str = "auto"
@@ -106,13 +169,31 @@ class PixelSpec:
     streams: tuple[str, ...] | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    frame: str = "crop"
+    fov_mask: bool = False
+    augment_recipe: str = "polypbench"
+    normalize: str | None = None
+    depth: str = "online"
+    depth_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("streams", "mean", "std"):  # lists (YAML, keywords) become tuples: the spec is hashable
             value = getattr(self, name)
             if isinstance(value, Sequence) and not isinstance(value, (str, tuple)):
                 object.__setattr__(self, name, tuple(value))
+        if self.normalize is not None:
+            _named_normalization(self)
         _check(self)
+
+    @property
+    def recipe(self) -> Recipe:
+        """This spec's training augmentation (:data:`RECIPES` entry of ``augment_recipe``)."""
+        return RECIPES[self.augment_recipe]
+
+    @property
+    def noise(self) -> float:
+        """The Gaussian noise the device adds to this spec's pixels: the recipe's when the spec augments, else 0."""
+        return self.recipe.noise if self.augment != "none" else 0.0
 
     @property
     def source_entry(self) -> Source:
@@ -132,12 +213,30 @@ def _pixel_count(name: str, value: object, none: str) -> None:
         raise ConfigError(f"{name} {value!r}; expected a positive number of pixels or None ({none})")
 
 
+def _named_normalization(spec: PixelSpec) -> None:
+    """Set ``mean`` and ``std`` from ``normalize``; mean and std of another name (a spec replaced from another
+    normalisation) are replaced, values of none are refused (give either)."""
+    if spec.normalize not in NORMALIZATIONS:
+        raise choice_error("normalize", spec.normalize, NORMALIZATIONS)
+    given = (tuple(spec.mean), tuple(spec.std))
+    if given not in NORMALIZATIONS.values():
+        raise ConfigError(f"normalize {spec.normalize!r} with mean {spec.mean!r} and std {spec.std!r}; expected "
+                          "either a named normalisation or your own mean and std (normalize: null)")
+    object.__setattr__(spec, "mean", NORMALIZATIONS[spec.normalize][0])
+    object.__setattr__(spec, "std", NORMALIZATIONS[spec.normalize][1])
+
+
 def _check(spec: PixelSpec) -> None:
     """Every rule a spec obeys, each field and each combination; the one place they are checked."""
-    if spec.source not in SOURCES:
-        raise choice_error("source", spec.source, SOURCES)
-    if spec.augment not in AUGMENTS:
-        raise choice_error("augment", spec.augment, AUGMENTS)
+    for name, table in (("source", SOURCES), ("augment", AUGMENTS), ("frame", FRAMES),
+                        ("augment_recipe", RECIPES), ("depth", DEPTHS)):
+        if getattr(spec, name) not in table:
+            raise choice_error(name, getattr(spec, name), table)
+    if not isinstance(spec.fov_mask, bool):
+        raise ConfigError(f"fov_mask {spec.fov_mask!r}; expected true or false")
+    if spec.depth_weights is not None and (not isinstance(spec.depth_weights, str) or not spec.depth_weights):
+        raise ConfigError(f"depth_weights {spec.depth_weights!r}; expected the path of midas_v21_384.pt (or "
+                          f"{RANDOM_DEPTH_WEIGHTS!r}: random weights, for tests and smoke runs)")
     _pixel_count("size", spec.size, "native crops")
     _pixel_count("decode_size", spec.decode_size, "full resolution")
     if isinstance(spec.margin, bool) or not isinstance(spec.margin, (int, float)) or not spec.margin >= 0:
@@ -153,20 +252,24 @@ def _check(spec: PixelSpec) -> None:
             raise ConfigError(f"{name} {value!r}; expected three numbers, one per RGB channel"
                               + (", each > 0" if name == "std" else ""))
     if spec.streams is not None:
-        _check_streams(spec.streams)
+        _check_streams(spec)
     if spec.augment != "none" and spec.size is None:
         raise ConfigError(f"augment {spec.augment!r} with size=None: the augmentation makes size x size crops; "
                           "expected size=N")
+    if spec.frame == "full" and (spec.source_entry.shards == "required" or spec.augment == "device"):
+        raise ConfigError(f"frame 'full' with source {spec.source!r} and augment {spec.augment!r}: whole frames are "
+                          "read from the raw frames and augmented in the loader; expected source 'auto' or 'raw' "
+                          "and augment 'none' or 'loader'")
     if spec.source_entry.encoded and spec.augment != "device":
         raise ConfigError(f"source {spec.source!r} hands out JPEG bytes that only the training device decodes and "
                           f"augments; expected augment='device', not {spec.augment!r} (in a training config: "
                           "device_decode: true needs device_augment: true)")
 
 
-def _check_streams(streams: object) -> None:
-    from polypbench.load.streams import built_streams
+def _check_streams(spec: PixelSpec) -> None:
+    from polypbench.load.streams import STREAMS, built_streams
 
-    built = built_streams()
+    built, streams = built_streams(), spec.streams
     if not isinstance(streams, tuple) or not streams or len(set(streams)) != len(streams):
         raise ConfigError(f"streams {streams!r}; expected distinct stream names, at least one (or None: one RGB "
                           f"tensor) from: {', '.join(built)}")
@@ -174,6 +277,29 @@ def _check_streams(streams: object) -> None:
         if name not in built:
             raise ConfigError(f"stream {name!r} is not built by the pixel pipeline; expected streams from: "
                               f"{', '.join(built)}")
+        needs = STREAMS[name].needs
+        if "mask" in needs and spec.augment == "device":
+            raise ConfigError(f"stream {name!r} needs the box mask, which the loader moves with the frame; expected "
+                              "augment 'none' or 'loader', not 'device' (in a training config: device_augment: false)")
+        if "depth" in needs:
+            _check_depth(spec, name)
+
+
+def depth_weights_error(name: str = "depth") -> ConfigError:
+    """The one line for a ``depth`` stream computed online without ``depth_weights`` (raised where the network
+    would be built: a config without them still loads, to be completed with ``depth_weights=PATH``)."""
+    return ConfigError(f"stream {name!r} needs the depth network's weights; expected depth_weights: the path of "
+                       "midas_v21_384.pt (https://github.com/isl-org/MiDaS/releases/tag/v2_1), or "
+                       f"{RANDOM_DEPTH_WEIGHTS!r} for tests and smoke runs")
+
+
+def _check_depth(spec: PixelSpec, name: str) -> None:
+    if spec.depth == "shards" and spec.frame != "full":
+        raise ConfigError(f"stream {name!r} with depth 'shards': the stored maps lie in the whole frame; expected "
+                          "frame 'full' (or depth 'online')")
+    if spec.size is None or spec.size % 32:
+        raise ConfigError(f"stream {name!r} with size {spec.size!r}: the depth network takes sides that are "
+                          "multiples of 32; expected size=N with N % 32 == 0 (the seed code's is 384)")
 
 
 def spec_with(spec: PixelSpec | None, options: PixelOptions, *, transform: bool) -> PixelSpec:

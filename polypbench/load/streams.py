@@ -16,6 +16,11 @@ import torch
 
 from polypbench.errors import ConfigError
 from polypbench.load.common import IMAGENET_MEAN, IMAGENET_STD
+from polypbench.load.geometry import crop_resize, depth_windows, fov_mask, minmax
+
+DepthNet = Callable[[torch.Tensor], torch.Tensor]
+"""A depth network: (B, 3, H, W) float images -> (B, H, W) relative inverse depth (MiDaS v2.1,
+:func:`polypbench.models.midas.build_midas`), frozen."""
 
 
 @dataclass
@@ -25,7 +30,12 @@ class Pixels:
     ``images``: (B, 3, H, W) uint8, or float in [0, 1] (after device augmentation); ``None`` when the batch brings
     its streams ready (``ready``: normalised already, as :class:`~polypbench.train.data.SampleTransform` makes
     them). ``box``: (B, 4) XYXY polyp boxes in image pixels, where a requested stream needs them. ``mean``,
-    ``std``: the normalisation (:class:`~polypbench.load.spec.PixelSpec`'s).
+    ``std``: the normalisation (:class:`~polypbench.load.spec.PixelSpec`'s). ``mask``: (B, 1, H, W) float box
+    masks moved with the images (the loader's, where a stream needs them). ``fov``: multiply every stream by the
+    circular field-of-view mask. ``noise``: the standard deviation of the Gaussian noise added to the [0, 1]
+    pixels, then clamped (the training augmentation's last step; 0: none). ``depth_net``: the depth network, or
+    ``depth_maps`` (B, 1, H, W): stored depth maps moved with the images (``depth: shards``), where a stream needs
+    depth.
     """
 
     images: torch.Tensor | None
@@ -33,16 +43,39 @@ class Pixels:
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
     ready: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    fov: bool = False
+    noise: float = 0.0
+    depth_net: DepthNet | None = None
+    depth_maps: torch.Tensor | None = None
     _unit: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _normalized: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def unit(self) -> torch.Tensor:
-        """The images as float in [0, 1] (computed once for all streams)."""
+        """The images as float in [0, 1], with the ``noise`` added and clamped (computed once for all streams)."""
         if self.images is None:
             raise ConfigError(f"this batch holds normalised streams ({', '.join(self.ready)}) and no pixels to "
                               "compute others from; expected uint8 batches (the training loaders')")
         if self._unit is None:
             self._unit = self.images.float().div_(255) if self.images.dtype == torch.uint8 else self.images
+            if self.noise:
+                self._unit = (self._unit + torch.randn_like(self._unit) * self.noise).clamp_(0, 1)
         return self._unit
+
+    @property
+    def depth(self) -> DepthNet | torch.Tensor | None:
+        """What the depth stream reads: the stored maps, else the network (None: neither)."""
+        return self.depth_maps if self.depth_maps is not None else self.depth_net
+
+    def normalized(self) -> torch.Tensor:
+        """:meth:`unit` normalised, times the field-of-view mask with ``fov`` (computed once for all streams)."""
+        if self._normalized is None:
+            self._normalized = self.in_view(self.normalize(self.unit()))
+        return self._normalized
+
+    def in_view(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, H, W) times the circular field-of-view mask with ``fov``; ``x`` itself without."""
+        return x * fov_mask(x.shape[-2], x.shape[-1], device=x.device) if self.fov else x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (B, 3, H, W) in [0, 1], minus ``mean``, over ``std``, per channel."""
@@ -51,7 +84,8 @@ class Pixels:
         return (x - mean) / std
 
 
-NEEDS = {"box": "polyp boxes"}
+NEEDS = {"box": "polyp boxes", "mask": "box masks moved with the frame (the loader's; augment 'none' or 'loader')",
+         "depth": "a depth network (depth_weights) or stored depth maps (depth: shards)"}
 """What a stream may need besides the images (a :class:`Pixels` field), in words for its error."""
 
 
@@ -76,7 +110,8 @@ class Stream:
                               f"{', '.join(built_streams())}")
         for need in self.needs:
             if getattr(pixels, need) is None:
-                without = [s for s in built_streams() if need not in STREAMS[s].needs]
+                without = [s for s in built_streams()
+                           if all(getattr(pixels, n) is not None for n in STREAMS[s].needs)]
                 raise ConfigError(f"stream {self.name!r} needs {NEEDS[need]}; this data has none (expected streams "
                                   f"from: {', '.join(without)})")
         return self.build(pixels)
@@ -113,7 +148,7 @@ def needs(streams: Sequence[str] | None, what: str) -> bool:
 
 
 def _rgb(pixels: Pixels) -> torch.Tensor:
-    return pixels.normalize(pixels.unit())
+    return pixels.normalized()
 
 
 def _masked(pixels: Pixels) -> torch.Tensor:
@@ -125,11 +160,38 @@ def _masked(pixels: Pixels) -> torch.Tensor:
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     inside = ((ys >= b[:, 1, None, None]) & (ys < b[:, 3, None, None]) & (xs >= b[:, 0, None, None])
               & (xs < b[:, 2, None, None]))
-    return pixels.normalize(x * inside[:, None])
+    return pixels.in_view(pixels.normalize(x * inside[:, None]))
 
 
-register_stream(Stream("rgb", 3, _rgb, "the crop around the polyp box, normalised"))
+def _masked_frame(pixels: Pixels) -> torch.Tensor:
+    assert pixels.mask is not None  # Stream.__call__ checked it
+    return pixels.normalized() * pixels.mask.to(pixels.normalized().device).clamp(0, 1)
+
+
+def _depth(pixels: Pixels) -> torch.Tensor:
+    assert pixels.mask is not None  # Stream.__call__ checked it
+    windows = depth_windows(pixels.mask)
+    if pixels.depth_maps is not None:  # stored maps, moved with the frame: cut as the network's input is
+        return minmax(pixels.in_view(crop_resize(pixels.depth_maps.float(), windows)))
+    assert pixels.depth_net is not None  # Stream.__call__ checked it
+    x = pixels.normalized()
+    crops = crop_resize(x, windows)
+    with torch.no_grad():
+        if x.device.type == "cuda":  # the seed code's autocast (fp16 on CUDA); full precision elsewhere
+            with torch.autocast("cuda", dtype=torch.float16):
+                maps = pixels.depth_net(crops)
+        else:
+            maps = pixels.depth_net(crops)
+    return minmax(pixels.in_view(maps.float()[:, None]))
+
+
+register_stream(Stream("rgb", 3, _rgb, "the crop (or frame) normalised"))
 register_stream(Stream("masked", 3, _masked, "the crop with every pixel outside the polyp box zeroed before "
-                       "normalisation (the reference code's LOC stream)", needs=("box",)))
-register_stream(Stream("depth", 1, None, "a depth map (B, 1, H, W); models take it, nothing here computes it yet: "
-                       "pass {'depth': maps} to the model yourself"))
+                       "normalisation", needs=("box",)))
+register_stream(Stream("masked_frame", 3, _masked_frame, "the normalised frame times the box mask moved with it "
+                       "(the seed code's LOC stream, its masked_rgb: frame 'full')", needs=("mask",)))
+register_stream(Stream("depth", 1, _depth, "the depth network's map of the expanded box crop (the box's mask "
+                       "bounds grown by half their extent on each side, clipped, resized bilinearly with "
+                       "align_corners to the image size), field-of-view masked, min-max scaled per map (the seed "
+                       "code's depth stream; depth 'shards': the stored map of the un-augmented frame, moved with "
+                       "the frame and cut the same way)", needs=("mask", "depth")))

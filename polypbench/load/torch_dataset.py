@@ -20,6 +20,7 @@ from polypbench.load.frames import PolypFrames, Transform
 from polypbench.load.shard_layout import find_materialized
 from polypbench.load.shards import ShardFrames
 from polypbench.load.spec import PixelOptions, PixelSpec, spec_with
+from polypbench.load.streams import needs
 from polypbench.manifest import Manifest
 from polypbench.splits import select
 
@@ -47,7 +48,7 @@ def pixel_transform(spec: PixelSpec, transform: Transform | None = None) -> Tran
     of its ``augment``; none for native crops), then ``transform``."""
     if spec.size is None:
         return transform
-    step = LOADER_STEPS[spec.augment](spec.size)
+    step = LOADER_STEPS[spec.augment](spec.size, spec.recipe)
     return step if transform is None else Then(step, transform)
 
 
@@ -83,7 +84,9 @@ def load_split(
       ``decode_size=N`` is faster for the same result up to resampling); with ``source="auto"`` (default) it
       also makes the loader read materialized shards of this ``margin`` and at least that size when they exist.
     - ``margin`` (default 0.5), ``source`` (``auto``, ``raw``, ``shards``, ``device``), ``augment`` (``none``,
-      ``loader``, ``device``), ``context``: see :class:`~polypbench.load.spec.PixelSpec`.
+      ``loader``, ``device``), ``context``, ``frame`` (``crop``, ``full``), ``augment_recipe``: see
+      :class:`~polypbench.load.spec.PixelSpec`. Where ``streams`` need the box mask (``masked_frame``, ``depth``)
+      the samples carry ``mask``, moved with the image.
 
     ``keep``: a function of the split's manifest rows returning the rows to use (a subset, in order).
 
@@ -97,16 +100,23 @@ def load_split(
         rows = keep(rows)
     source = spec.source_entry
     shards = None
-    if source.shards != "never":
+    if source.shards != "never" and spec.frame == "crop":  # shards hold crops; whole frames come from raw frames
         shards = find_materialized(manifest.root, spec.margin, spec.decode_size, required=source.shards == "required")
     log.info("%s %s%s: %d boxes of %d polyps, from %s", manifest.dataset, split,
              "" if fold is None else f" (fold {fold})", len(rows), rows["polyp_id"].nunique(), shards or "raw frames")
     if not source.encoded:  # JPEG bytes get no pixel step: the device decodes and augments them
         transform = pixel_transform(spec, transform)
+    mask = needs(spec.streams, "mask")
+    depth = None
+    if spec.depth == "shards" and needs(spec.streams, "depth") and spec.size is not None:
+        from polypbench.load.depth_store import DepthStore
+
+        depth = DepthStore(manifest.root, spec.size, rows, normalize=spec.normalize, fov_mask=spec.fov_mask)
     if shards is not None:
         return ShardFrames(rows, shards, transform, decode_size=spec.decode_size, context=spec.context,
-                           encoded=source.encoded)
-    return PolypFrames(rows, resolve_raw_root(manifest, raw_root), transform, spec.margin, spec.decode_size)
+                           encoded=source.encoded, mask=mask)
+    return PolypFrames(rows, resolve_raw_root(manifest, raw_root), transform, spec.margin, spec.decode_size,
+                       frame=spec.frame, mask=mask, depth=depth)
 
 
 class PolypSequences(Dataset):

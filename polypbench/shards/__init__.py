@@ -17,6 +17,7 @@ _LAZY = {
     "find_materialized": "polypbench.load.shard_layout",
     "materialized_dir": "polypbench.load.shard_layout",
     "materialize": "polypbench.shards.write",
+    "materialize_depth": "polypbench.shards.depth",
 }
 # Lazy, so that materialize's worker processes start without importing torch.
 __getattr__ = lazy_exports(__name__, _LAZY)

@@ -33,7 +33,9 @@ class Batch:
     :class:`~polypbench.train.data.SampleTransform`; ``None`` when the loader hands over ``jpeg`` instead (the
     stored JPEG crops, decoded on the training device: ``device_decode``). ``window`` (B, 4): the crop window in
     image pixels (device augmentation); ``box`` (B, 4): the polyp box in image pixels, XYXY; ``masked``: the
-    normalized box-masked stream, where the samples already carry it.
+    normalized box-masked stream, where the samples already carry it; ``mask`` (B, 1, H, W): the float box masks
+    moved with the images, where a stream needs them; ``depth`` (B, 1, H, W): stored depth maps moved with them
+    (``depth: shards``).
     Targets: ``size_mm`` (B,) float32 and ``size_class3`` (B,) int64 for polyps, ``label`` (B,) int64 for
     CIFAR-100. Ids (lists): ``polyp_id``, ``frame_index``, ``dataset``, ``patient_id`` for polyps, ``index``
     (position in the official split) for CIFAR-100.
@@ -44,6 +46,8 @@ class Batch:
     window: torch.Tensor | None = None
     box: torch.Tensor | None = None
     masked: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    depth: torch.Tensor | None = None
     size_mm: torch.Tensor | None = None
     size_class3: torch.Tensor | None = None
     label: torch.Tensor | None = None
@@ -80,8 +84,8 @@ class Batch:
         return pinned
 
 
-SAMPLE_KEYS = ("image", "jpeg", "window", "boxes", "masked", *TARGETS, "polyp_id", "frame_index", "dataset",
-               "patient_id", "index")
+SAMPLE_KEYS = ("image", "jpeg", "window", "boxes", "masked", "mask", "depth", *TARGETS, "polyp_id", "frame_index",
+               "dataset", "patient_id", "index")
 """Per-sample dict keys that :func:`collate` reads (``boxes`` holds one box per polyp sample)."""
 
 
@@ -111,6 +115,8 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> Batch:
         window=stacked("window"),
         box=None if boxes is None else torch.stack([b[0] for b in boxes]),
         masked=stacked("masked"),
+        mask=stacked("mask"),
+        depth=stacked("depth"),
         size_mm=stacked("size_mm"),
         size_class3=stacked("size_class3"),
         label=stacked("label"),

@@ -90,8 +90,12 @@ class TrainConfig:
     workers to the training device (batched; see ``polypbench.train.device_augment``); ``device_decode`` (with it,
     and materialized shards) decodes the training crops there too (nvJPEG on a GPU). ``img_size`` and ``margin``:
     ``None`` (the default) is the model's own (:func:`polypbench.models.default_cfg`: 384 and 0.5 for the reference
-    models); a loaded config holds the numbers. These keys, the model's streams and normalisation make the
-    config's pixel pipeline, one :class:`~polypbench.load.spec.PixelSpec` (:meth:`pixel_spec`).
+    models); a loaded config holds the numbers. ``frame`` (``crop`` | ``full``), ``fov_mask``, ``augment_recipe``
+    (``polypbench`` | ``seed``), ``normalize`` (``imagenet`` | ``seed``; ``None``: the model's), ``depth``
+    (``online`` | ``shards``) and ``depth_weights`` (``midas_v21_384.pt``, or ``random`` for tests and smoke runs)
+    are the :class:`~polypbench.load.spec.PixelSpec` fields of those names (docs/loading.md). These keys, the
+    model's streams and normalisation make the config's pixel pipeline, one
+    :class:`~polypbench.load.spec.PixelSpec` (:meth:`pixel_spec`).
     """
 
     model: str = "resnet18-hag"
@@ -138,6 +142,12 @@ class TrainConfig:
     val_frames_per_polyp: int | None = None
     weights: str = "none"
     seed_sun_frames: bool = False
+    frame: str = "crop"
+    fov_mask: bool = False
+    augment_recipe: str = "polypbench"
+    normalize: str | None = None
+    depth: str = "online"
+    depth_weights: str | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -150,7 +160,8 @@ class TrainConfig:
         """This config's pixel pipeline for a split that ``augment`` s (the training split with ``augment: true``)
         or not: its model's input defaults (:func:`polypbench.models.default_cfg`: normalisation, streams) with
         ``img_size`` and ``margin`` (the decode size too), the streams of ``model_kwargs``, context around the
-        crops, and where the augmentation runs (``device_augment``) and the decoding (``device_decode``)."""
+        crops, where the augmentation runs (``device_augment``) and the decoding (``device_decode``), and the
+        frame geometry, augmentation recipe, normalisation and depth keys of the same names."""
         from polypbench.models import default_cfg
 
         model = default_cfg(self.model)
@@ -161,7 +172,10 @@ class TrainConfig:
                              size=model.size if self.img_size is None else self.img_size,
                              margin=model.margin if self.margin is None else self.margin,
                              decode_size=model.size if self.img_size is None else self.img_size,
-                             context=True, augment=where, streams=None if streams is None else tuple(streams))
+                             context=True, augment=where, streams=None if streams is None else tuple(streams),
+                             frame=self.frame, fov_mask=self.fov_mask, augment_recipe=self.augment_recipe,
+                             normalize=model.normalize if self.normalize is None else self.normalize,
+                             depth=self.depth, depth_weights=self.depth_weights)
 
     def inference(self) -> InferenceConfig:
         """The part of this config that inference reads (:data:`~polypbench.inference.spec.INFERENCE_KEYS`)."""

@@ -30,7 +30,7 @@ from polypbench.load import PolypFrames, load_split
 from polypbench.load.augment import UInt8Augment
 from polypbench.load.decode import decode_jpeg_batch
 from polypbench.load.sampler import FramesPerPolyp  # the public sampler (polypbench.load); training's too
-from polypbench.load.spec import PixelSpec
+from polypbench.load.spec import PixelSpec, depth_weights_error
 from polypbench.load.streams import Pixels, build_streams, needs
 from polypbench.load.torch_dataset import pixel_transform
 from polypbench.train.batch import Batch, collate, pad_stack
@@ -92,7 +92,30 @@ def batch_pixels(batch: Batch, spec: PixelSpec, device: torch.device, non_blocki
             raise ConfigError("device augmentation needs batches with a crop window; expected WindowScale samples "
                               "(augment='device')")
         images, box = augment(images, batch.window, box)
-    return Pixels(images, box, spec.mean, spec.std)
+    mask = None if batch.mask is None else batch.mask.to(device, non_blocking=non_blocking)
+    stored = None if batch.depth is None else batch.depth.to(device, non_blocking=non_blocking)
+    online = stored is None and spec.depth == "online" and needs(spec.streams, "depth")
+    return Pixels(images, box, spec.mean, spec.std, mask=mask, fov=spec.fov_mask, noise=spec.noise,
+                  depth_net=depth_network(spec.depth_weights, device) if online else None, depth_maps=stored)
+
+
+_DEPTH_NETS: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def depth_network(weights: str | None, device: torch.device) -> torch.nn.Module:
+    """The frozen depth network (MiDaS v2.1, :func:`polypbench.models.midas.build_midas`) of ``weights`` (a
+    ``midas_v21_384.pt`` path, or ``random``: random weights, for tests and smoke runs) on ``device``, built once
+    per process."""
+    from polypbench.load.spec import RANDOM_DEPTH_WEIGHTS
+    from polypbench.models.midas import build_midas
+
+    if weights is None:
+        raise depth_weights_error()
+    key = (weights, str(device))
+    if key not in _DEPTH_NETS:
+        net = build_midas(None if weights == RANDOM_DEPTH_WEIGHTS else weights)
+        _DEPTH_NETS[key] = net.to(device).eval()
+    return _DEPTH_NETS[key]
 
 
 def model_input(batch: Batch, spec: PixelSpec, device: torch.device, non_blocking: bool = False,
@@ -112,6 +135,8 @@ def split_dataset(cfg: TrainConfig, split: str, *, augment: bool,
     if not cfg.prepared:
         raise ConfigError(f"{config_key('prepared')}: none given; expected at least one prepared manifest folder")
     spec = cfg.pixel_spec(augment)
+    if spec.depth == "online" and spec.depth_weights is None and needs(spec.streams, "depth"):
+        raise depth_weights_error()  # before any data is read
     roots: list[str | None] = list(cfg.raw_roots) or [None] * len(cfg.prepared)
     dropped = [0]
 

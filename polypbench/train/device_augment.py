@@ -61,9 +61,14 @@ class DeviceAugment:
 
     @classmethod
     def for_spec(cls, spec: PixelSpec, seed: int = 0) -> DeviceAugment | None:
-        """The device's half of ``spec``'s augmentation: a ``DeviceAugment`` making ``spec.size`` crops when
-        ``spec.augment`` is ``device``, else None (nothing to do on the device)."""
-        return cls(spec.size, seed) if spec.augment == "device" and spec.size is not None else None
+        """The device's half of ``spec``'s augmentation: a ``DeviceAugment`` making ``spec.size`` crops with the
+        spec's recipe (its noise: :class:`~polypbench.load.streams.Pixels`) when ``spec.augment`` is ``device``,
+        else None (nothing to do on the device)."""
+        if spec.augment != "device" or spec.size is None:
+            return None
+        b, c, s, h = spec.recipe.jitter
+        return cls(spec.size, seed, degrees=spec.recipe.degrees, flip=spec.recipe.flip, brightness=b, contrast=c,
+                   saturation=s, hue=h)
 
     def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(angle in degrees, horizontal flip, vertical flip, jitter factors (n, 4)) for ``n`` samples."""

@@ -34,8 +34,20 @@ from tests.helpers import Prepared
     ({"streams": ("rgb", "rgb")}, "expected distinct stream names, at least one (or None: one RGB tensor)"),
     ({"streams": ()}, "expected distinct stream names, at least one"),
     ({"streams": ("rgb", "infrared")}, "stream 'infrared' is not built by the pixel pipeline; expected streams "
-                                       "from: masked, rgb"),
-    ({"streams": ("depth",)}, "stream 'depth' is not built by the pixel pipeline"),
+                                       "from: depth, masked, masked_frame, rgb"),
+    ({"streams": ("depth",), "depth_weights": "random", "size": 40}, "stream 'depth' with size 40: the depth "
+                                                                     "network takes sides that are multiples of 32"),
+    ({"streams": ("masked_frame",), "augment": "device"}, "stream 'masked_frame' needs the box mask, which the "
+                                                          "loader moves with the frame; expected augment 'none' or "
+                                                          "'loader', not 'device'"),
+    ({"frame": "window"}, "unknown frame 'window'; expected one of: crop, full"),
+    ({"frame": "full", "source": "shards"}, "frame 'full' with source 'shards' and augment 'none': whole frames "
+                                            "are read from the raw frames"),
+    ({"augment_recipe": "timm"}, "unknown augment_recipe 'timm'; expected one of: polypbench, seed"),
+    ({"normalize": "cifar"}, "unknown normalize 'cifar'; expected one of: imagenet, seed"),
+    ({"normalize": "seed", "mean": (0.5, 0.5, 0.5)}, "normalize 'seed' with mean (0.5, 0.5, 0.5)"),
+    ({"fov_mask": "yes"}, "fov_mask 'yes'; expected true or false"),
+    ({"depth": "cache"}, "unknown depth 'cache'; expected one of: online, shards"),
     ({"augment": "loader", "size": None}, "augment 'loader' with size=None: the augmentation makes size x size "
                                           "crops; expected size=N"),
     ({"source": "device"}, "source 'device' hands out JPEG bytes that only the training device decodes and "
@@ -125,7 +137,8 @@ def test_a_stream_without_what_it_needs_fails_in_one_line() -> None:
     with pytest.raises(ConfigError, match=r"stream 'masked' needs polyp boxes; this data has none \(expected "
                                           r"streams from: rgb\)"):
         build_streams(Pixels(images), ("rgb", "masked"))
-    with pytest.raises(ConfigError, match="stream 'depth' is not built by the pixel pipeline"):
+    with pytest.raises(ConfigError, match=r"stream 'depth' needs box masks moved with the frame .*; this data has "
+                                          r"none \(expected streams from: rgb\)"):
         build_streams(Pixels(images), ("depth",))
     ready = Pixels(None, ready={"rgb": torch.zeros(1, 3, 4, 4)})  # normalised already (SampleTransform)
     assert torch.equal(build_streams(ready, None), torch.zeros(1, 3, 4, 4))

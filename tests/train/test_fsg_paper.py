@@ -1,0 +1,75 @@
+"""The released FSG-R18 of the seed code as a config (fsg-r18-loc-paper): masked full frame + MiDaS depth, trained
+end to end on CPU at a tiny size with random MiDaS and ResNet weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from polypbench.cli import main
+from polypbench.train import data as train_data
+from polypbench.train import load_config
+from tests.helpers import link_copy
+
+TINY = ["weights=none", "img_size=32", "epochs=1", "batch_size=32", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]
+
+
+@pytest.fixture
+def midas() -> Iterator[None]:
+    """The depth networks a test built are dropped after it (train.data caches them per weights and device)."""
+    yield
+    train_data._DEPTH_NETS.clear()
+
+
+@pytest.mark.usefixtures("midas")
+def test_fsg_r18_loc_paper_trains_on_cpu_with_online_depth(prepared: dict, tmp_path: Path) -> None:
+    sets = [a for o in [*TINY, "depth_weights=random"] for a in ("--set", o)]
+    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(prepared["sun"].out),
+                                    "--out", str(tmp_path / "r"), *sets])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "best.pt").is_file()
+    cfg = load_config(tmp_path / "r" / "config.yaml")
+    spec = cfg.pixel_spec(cfg.augment)
+    assert spec.streams == ("masked_frame", "depth") and (spec.frame, spec.fov_mask, spec.augment_recipe) == (
+        "full", True, "seed") and spec.normalize == "seed" and spec.noise == 0.01
+    assert ("random", "cpu") in train_data._DEPTH_NETS  # the depth stream ran the network
+
+
+def test_the_depth_stream_without_weights_is_one_line(prepared: dict, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(prepared["sun"].out),
+                                    "--out", str(tmp_path / "r")])
+    assert res.exit_code != 0 and res.output.count("\n") == 1
+    assert "stream 'depth' needs the depth network's weights; expected depth_weights: the path of " \
+           "midas_v21_384.pt" in res.output
+
+
+@pytest.mark.usefixtures("midas")
+def test_depth_shards_are_the_online_maps_moved_with_the_frame(prepared: dict, tmp_path: Path) -> None:
+    """``materialize --depth-weights`` stores the online stream's maps; read back without augmentation the shard
+    stream is the online one up to the resampling of the paste (a per-map correlation near 1); then a run trains
+    on them."""
+    from polypbench.load import load_split
+    from polypbench.train.batch import collate
+    from polypbench.train.data import model_input
+
+    out = link_copy(prepared["sun"].out, tmp_path / "sun")  # materialize writes into it
+    res = CliRunner().invoke(main, ["materialize", str(out), "--size", "32", "--depth-weights", "random"])
+    assert res.exit_code == 0, res.output
+    cfg = load_config("fsg-r18-loc-paper", [*TINY, "depth_weights=random", f"prepared=[{out}]"])
+    online = cfg.pixel_spec()
+    stored = online.replace(depth="shards")
+    device = torch.device("cpu")
+    x = [model_input(collate([load_split(out, "validation", spec=s)[i] for i in range(8)]), s, device)["depth"]
+         for s in (online, stored)]
+    a, b = (t.flatten(1) - t.flatten(1).mean(1, keepdim=True) for t in x)
+    correlation = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    assert correlation.min() > 0.9 and not torch.equal(x[0], x[1])
+    train_data._DEPTH_NETS.clear()
+    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(out), "--out",
+                                    str(tmp_path / "r"), *[a for o in [*TINY, "depth=shards"] for a in ("--set", o)]])
+    assert res.exit_code == 0, res.output
+    assert not train_data._DEPTH_NETS  # the run read the stored maps: no network built
