@@ -254,7 +254,8 @@ def test_paper_configs_carry_the_seed_protocol(name: str) -> None:
     assert (cfg.lr_schedule, cfg.lr_schedule_gates, cfg.frame_sampler) == ("cosine_restarts", False, "seed")
     assert (cfg.val_every, cfg.val_frames_per_polyp, cfg.weights, cfg.paper_amp) == (2, 300, "imagenet", "auto")
     assert cfg.lr_t0 in (None, cfg.epochs)
-    assert {"resnet18-hag-paper": 5e-6, "fsg-r18-loc-paper": 5e-6, "vit-tiny-hag-paper": 1e-5}.get(name, cfg.lr) == cfg.min_lr
+    min_lr = {"resnet18-hag-paper": 5e-6, "fsg-r18-loc-paper": 5e-6, "vit-tiny-hag-paper": 1e-5}
+    assert min_lr.get(name, cfg.lr) == cfg.min_lr
     assert not uses_scaler(cfg) and uses_scaler(dataclasses.replace(cfg, device="cuda"))  # fp16 + scaler on CUDA
     if name == "resnet18-hag-paper":
         small = load_config(name, ["model_kwargs={gate_init: xavier, head_hidden: 8, dropout: 0.0}", "img_size=32"])
