@@ -11,6 +11,8 @@
 #      device_decode on: nvJPEG), from benchmarks/data_wait.py
 #   4. the nvJPEG decode test (tests/load/test_decode.py, the CUDA case)
 #   5. a 1-GPU NCCL DDP smoke run: torchrun --nproc_per_node 1 -m polypbench train (device cuda)
+#   6. the released FSG-R18 (fsg-r18-loc-paper: masked frame + MiDaS depth) trained 2 epochs with random MiDaS and
+#      ResNet weights, depth online and then from shards (`materialize --depth-weights`): images/s of epoch 1
 # Results: $OUT/gpu_check.md (or ./gpu_check.md without $OUT): copy the numbers into docs/performance.md.
 # Needs python3 with torch, torchvision, timm, pyarrow, pandas, scikit-learn, pillow, pyyaml, click, tqdm and jinja2
 # (the GPU machines here have them) plus defusedxml: set WHEELS=dir to install missing wheels from a folder.
@@ -64,4 +66,26 @@ step "5. 1-GPU DDP smoke run (torchrun, $([ "$DEVICE" = cuda ] && echo NCCL || e
   rm -rf '$WORK/ddp' && '$PY' -m torch.distributed.run --standalone --nproc_per_node 1 -m polypbench train \
     --config demo --manifest '$WORK/data/prepared' --set device=$DEVICE --set epochs=1 --set img_size=$RES \
     --set num_workers=2 --out '$WORK/ddp' && ls '$WORK/ddp'"
+fsg_run() {  # fsg_run online|shards: train fsg-r18-loc-paper 2 epochs, print epoch 1's images/s (not validated)
+  local depth="$1" data="$WORK/data/prepared" run="$WORK/fsg-$1"
+  if [ "$depth" = shards ]; then
+    "$PY" -m polypbench materialize "$data" --size "$RES" --depth-weights random || return 1
+  fi
+  rm -rf "$run"
+  "$PY" -m polypbench train --config fsg-r18-loc-paper --manifest "$data" --out "$run" --set "device=$DEVICE" \
+    --set weights=none --set depth_weights=random --set "depth=$depth" --set "img_size=$RES" \
+    --set "batch_size=$((BATCH / 4))" --set epochs=2 --set val_every=2 --set frame_sampler=replacement \
+    --set "frames_per_polyp_per_epoch=$FPP" --set "num_workers=$WORKERS" >"$run.log" 2>&1 || { tail -20 "$run.log"; return 1; }
+  "$PY" -c '
+import json, sys
+from polypbench.manifest import Manifest
+run, fpp, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+seconds = [json.loads(line) for line in open(run + "/metrics.jsonl")][-1]["seconds"]
+frames = Manifest.open(data).frames.query("split == \"train\"")["polyp_id"].nunique() * fpp
+print(f"epoch 1: {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} img/s")' "$run" "$FPP" "$data"
+}
+export -f fsg_run
+export PY WORK RES BATCH FPP WORKERS DEVICE
+step "6a. fsg-r18-loc-paper (masked frame + MiDaS depth), depth online" 150 bash -c 'fsg_run online'
+step "6b. fsg-r18-loc-paper, depth from shards (materialize --depth-weights first)" 240 bash -c 'fsg_run shards'
 echo "[gpu_check] results: $RESULTS"

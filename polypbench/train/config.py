@@ -281,7 +281,7 @@ def in_terms_of(message: str, names: dict[str, str]) -> str:
 
 def unknown_key(key: str) -> str:
     """``unknown config key 'epoch'; did you mean 'epochs'?`` (every valid key when none is close)."""
-    close = difflib.get_close_matches(key, FIELDS, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(key, FIELDS, n=3, cutoff=0.7)
     if close:
         return f"unknown config key {key!r}; did you mean {' or '.join(repr(c) for c in close)}?"
     return f"unknown config key {key!r}; expected one of: {', '.join(FIELDS)}"

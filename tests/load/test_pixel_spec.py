@@ -92,7 +92,7 @@ def test_load_split_reads_a_spec_or_its_fields(prepared: dict[str, Prepared]) ->
     assert load_polyps(out, "test", spec=PixelSpec(size=32))[0]["image"].shape[1:] == (3, 32, 32)
     # as small as a torchvision dataset: where, which split, the transform, and the pixels as one value
     assert list(inspect.signature(load_split).parameters) == ["prepared_dir", "split", "fold", "raw_root",
-                                                              "transform", "protocol", "spec", "pixels"]
+                                                              "transform", "protocol", "spec", "keep", "pixels"]
 
 
 @pytest.fixture

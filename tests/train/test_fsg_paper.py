@@ -57,6 +57,9 @@ def test_depth_shards_are_the_online_maps_moved_with_the_frame(prepared: dict, t
     from polypbench.train.data import model_input
 
     out = link_copy(prepared["sun"].out, tmp_path / "sun")  # materialize writes into it
+    net = train_data.depth_network("random", torch.device("cpu"))  # the cached network every step below uses
+    with torch.no_grad():  # random MiDaS ends in a ReLU of mostly negative values: shift it so the maps vary
+        net.scratch.output_conv[4].bias.fill_(1.0)
     res = CliRunner().invoke(main, ["materialize", str(out), "--size", "32", "--depth-weights", "random"])
     assert res.exit_code == 0, res.output
     cfg = load_config("fsg-r18-loc-paper", [*TINY, "depth_weights=random", f"prepared=[{out}]"])

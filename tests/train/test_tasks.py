@@ -88,5 +88,5 @@ def test_collate_makes_a_typed_batch_and_refuses_unknown_keys() -> None:
     assert batch.ids() == {"index": [0, 1]} and torch.equal(batch.target("label"), torch.tensor([0, 1]))
     with pytest.raises(ConfigError, match="batch target 'size_mm' is not in this data; expected one of: label"):
         batch.target("size_mm")
-    with pytest.raises(ConfigError, match="sample key 'depth' has no place in a training batch"):
-        collate([{**samples[0], "depth": torch.zeros(1, 4, 4)}])
+    with pytest.raises(ConfigError, match="sample key 'heatmap' has no place in a training batch"):
+        collate([{**samples[0], "heatmap": torch.zeros(1, 4, 4)}])
