@@ -178,9 +178,10 @@ def metric_interval(name: str, samples: np.ndarray, design: Design, *, values: M
                     se: np.ndarray | None = None) -> np.ndarray:
     """(2, ...) the interval of metric ``name`` from its samples (rows: point, replicates, jackknife; any trailing
     shape): the bootstrap-t for :data:`STUDENTIZED` metrics given their per-row standard errors ``se``, its distances
-    from the value stretched by the small-sample :func:`~polypbench.evaluate.intervals.expansion` (clipped at 0
-    for MAE), else the expanded BCa interval, widened by Wilson's bound
-    (:func:`~polypbench.evaluate.intervals.widen_at_bounds`) for class rates and class means at 0 or 1.
+    from the value stretched by the small-sample :func:`~polypbench.evaluate.intervals.expansion` (Student's t
+    with the patients' kurtosis in its degrees of freedom; clipped at 0 for MAE), else the expanded BCa interval,
+    widened by Wilson's bound (:func:`~polypbench.evaluate.intervals.widen_at_bounds`) for class rates and class
+    means at 0 or 1.
 
     ``values``: the task's other metrics' samples (the per-class rates a class mean averages, classes on the last
     axis); ``confusion`` the observed confusion matrix (..., K, K) (weighted F1's weights); ``patients`` the patient
@@ -189,10 +190,9 @@ def metric_interval(name: str, samples: np.ndarray, design: Design, *, values: M
     if design.n_replicates == 0:
         return np.full((2, *samples.shape[1:]), np.nan)
     if name in STUDENTIZED and se is not None:
-        point, reps, _ = design.split(samples)
+        point, reps, jack = design.split(samples)
         se_point, se_reps, _ = design.split(se)
-        stretch = expansion(design.n_patients, design.n_strata)
-        ci = studentized_interval(point, reps, se_point, se_reps, expand=stretch)
+        ci = studentized_interval(point, reps, se_point, se_reps, expand=expansion(jack, design.strata))
         return np.maximum(ci, 0.0) if name == "mae_mm" else ci
     ci = bca(samples, design)
     if values is None or patients is None:

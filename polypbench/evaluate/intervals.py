@@ -48,14 +48,52 @@ def expanded_z(n_patients: int, n_strata: int = 1, level: float = CI_LEVEL) -> f
     return float(math.sqrt(n_patients / df) * stats.t.ppf(1.0 - (1.0 - level / 100.0) / 2.0, df))
 
 
-def expansion(n_patients: int, n_strata: int = 1, level: float = CI_LEVEL) -> float:
-    """:func:`expanded_z` over the normal quantile: the factor by which the bootstrap-t's distances from the value are
-    stretched (1.10 at 20 patients, 1.045 at 40, 1.01 at 150); NaN when n - H < 1.
+def influence(jack: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """(P, ...) empirical influence of each patient from the leave-one-patient-out values ``jack`` (P, ...): within
+    stratum h (n_h patients), U_i = (n_h - 1) (mean_h - jack_i)."""
+    jack = np.asarray(jack, dtype=np.float64)
+    strata = np.asarray(strata)
+    u = np.zeros_like(jack)
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        part = jack[idx]
+        u[idx] = (len(idx) - 1) * (part.mean(axis=0) - part)
+    return u
 
-    The bootstrap-t alone covers 0.92-0.93 for MAE and bias at 20-40 patients with 1-4 polyps each (the size errors
-    are skewed and clustered); the same expansion as the BCa interval's brings it to 0.938-0.953
-    (``benchmarks/ci_coverage.py``)."""
-    return expanded_z(n_patients, n_strata, level) / float(special.ndtri(1.0 - (1.0 - level / 100.0) / 2.0))
+
+def kurtosis_df(jack: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """(...) Student's degrees of freedom of a variance estimate from heavy-tailed patients:
+    1 / (1 / (n - H) + max(k - 3, 0) / (2n)), k = n sum U^4 / (sum U^2)^2 the kurtosis of the patients' influence
+    values (:func:`influence`), within [1, n - H] (n - H when every U is 0; NaN where a value is undefined).
+
+    The variance of a sample variance is about 2 / df + (k - 3) / n in units of its square: with few patients and
+    a skewed or lumpy metric (a mean of skewed size errors; two near-equal models that differ on a few patients) the
+    plain n - H overstates how well the standard error is known, and the t quantile is too small."""
+    strata = np.asarray(strata)
+    n, h = len(strata), len(np.unique(strata))
+    u = influence(jack, strata)
+    u2 = (u**2).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kurt = np.where(u2 > 0, n * (u**4).sum(axis=0) / np.where(u2 > 0, u2, 1.0) ** 2, 3.0)
+        df = 1.0 / (1.0 / max(n - h, 1) + np.maximum(kurt - 3.0, 0.0) / (2.0 * n))
+    return np.where(np.isnan(kurt), np.nan, np.clip(df, 1.0, max(n - h, 1)))
+
+
+def expansion(jack: np.ndarray, strata: np.ndarray, level: float = CI_LEVEL) -> np.ndarray:
+    """(...) the factor by which the bootstrap-t's distances from the value are stretched:
+    sqrt(n / (n - H)) t_{1 - alpha/2}(df) / z_{1 - alpha/2}, df from :func:`kurtosis_df` (the BCa interval's
+    expansion, :func:`expanded_z`, with the degrees of freedom of a heavy-tailed variance); NaN when n - H < 1.
+
+    The bootstrap-t alone covers 0.91-0.93 for MAE and bias at 20 patients with 1-4 polyps each (the size errors
+    are skewed and clustered); stretched, 0.935 or more from 15 patients on (``benchmarks/ci_coverage.py``)."""
+    strata = np.asarray(strata)
+    n, h = len(strata), len(np.unique(strata))
+    if n - h < 1:
+        return np.full(np.shape(jack)[1:], np.nan)
+    tail = 1.0 - (1.0 - level / 100.0) / 2.0
+    df = kurtosis_df(jack, strata)
+    factor = math.sqrt(n / (n - h)) * stats.t.ppf(tail, np.nan_to_num(df, nan=1.0)) / float(special.ndtri(tail))
+    return np.where(np.isnan(df), np.nan, factor)
 
 
 def quantiles(reps: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -92,12 +130,7 @@ def acceleration(jack: np.ndarray, strata: np.ndarray) -> np.ndarray:
     definition then hinges on one patient).
     """
     jack = np.asarray(jack, dtype=np.float64)
-    strata = np.asarray(strata)
-    u = np.zeros_like(jack)
-    for s in np.unique(strata):
-        idx = np.flatnonzero(strata == s)
-        part = jack[idx]
-        u[idx] = (len(idx) - 1) * (part.mean(axis=0) - part)
+    u = influence(jack, strata)
     num = (u**3).sum(axis=0)
     den = 6.0 * (u**2).sum(axis=0) ** 1.5
     a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -148,7 +181,7 @@ def bca_interval(point: np.ndarray, reps: np.ndarray, jack: np.ndarray, strata: 
 
 
 def studentized_interval(point: np.ndarray, reps: np.ndarray, se_point: np.ndarray, se_reps: np.ndarray,
-                         level: float = CI_LEVEL, expand: float = 1.0) -> np.ndarray:
+                         level: float = CI_LEVEL, expand: float | np.ndarray = 1.0) -> np.ndarray:
     """(2, ...) bootstrap-t interval [value - e q_hi SE, value - e q_lo SE], q the quantiles of (replicate - value)
     / SE*, e = ``expand``.
 
@@ -219,9 +252,8 @@ def paired_t(point: np.ndarray, reps: np.ndarray, jack: np.ndarray, strata: np.n
 
     value +- t_{1 - alpha/2}(df) SE, SE the larger of the stratified jackknife standard error
     sqrt(sum_h (n_h - 1) / n_h sum_i (jack_i - mean_h)^2) and the bootstrap's (the replicates' sd, expanded by
-    sqrt(n / (n - H)) as :func:`expanded_z`); df = 1 / (1 / (n - H) + max(k - 3, 0) / (2n)) with k the kurtosis of
-    the patients' influence values (Student's t with the degrees of freedom a heavy-tailed variance estimate has:
-    two near-equal models differ on few patients). p = 2 T_df(-|value| / SE): p < alpha exactly when the interval
+    sqrt(n / (n - H)) as :func:`expanded_z`); df from :func:`kurtosis_df` (two near-equal models differ on a few
+    patients: a heavy-tailed variance estimate). p = 2 T_df(-|value| / SE): p < alpha exactly when the interval
     excludes 0. The BCa interval of a difference covered only 0.89-0.94 at 10-150 patients, this one 0.947 or more
     from 20 patients on, and the test separates two equal entries 3.5-4.5% of the time
     (``benchmarks/ranking_error.py``). A zero SE gives the zero-width interval (p 1 at a zero difference, else 0);
@@ -231,26 +263,19 @@ def paired_t(point: np.ndarray, reps: np.ndarray, jack: np.ndarray, strata: np.n
     reps = np.asarray(reps, dtype=np.float64)
     jack = np.asarray(jack, dtype=np.float64)
     strata = np.asarray(strata)
-    n = len(strata)
-    h = len(np.unique(strata))
-    u = np.zeros_like(jack)
+    n, h = len(strata), len(np.unique(strata))
     var_jack = np.zeros(point.shape)
     for s in np.unique(strata):
-        idx = np.flatnonzero(strata == s)
-        part = jack[idx]
-        u[idx] = (len(idx) - 1) * (part.mean(axis=0) - part)
-        var_jack = var_jack + (len(idx) - 1) / len(idx) * ((part - part.mean(axis=0)) ** 2).sum(axis=0)
+        part = jack[strata == s]
+        var_jack = var_jack + (len(part) - 1) / len(part) * ((part - part.mean(axis=0)) ** 2).sum(axis=0)
     defined = (~np.isnan(reps)).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         var_boot = np.where(defined > 1, np.nanvar(np.where(defined > 1, reps, 0.0), axis=0, ddof=1), np.nan)
         se = np.sqrt(np.maximum(var_jack, var_boot * n / max(n - h, 1)))
-        u2 = (u**2).sum(axis=0)
-        kurt = np.where(u2 > 0, n * (u**4).sum(axis=0) / np.where(u2 > 0, u2, 1.0) ** 2, 3.0)
     if n - h < 1:
         nan = np.full(point.shape, np.nan)
         return np.stack([nan, nan]), nan
-    df = np.clip(1.0 / (1.0 / (n - h) + np.maximum(kurt - 3.0, 0.0) / (2.0 * n)), 1.0, n - h)
-    df = np.nan_to_num(df, nan=1.0)
+    df = np.nan_to_num(kurtosis_df(jack, strata), nan=1.0)
     q = stats.t.ppf(1.0 - (1.0 - level / 100.0) / 2.0, df)
     ci = np.stack([point - q * se, point + q * se])
     tol = TIE_TOL * np.maximum(np.abs(point), 1.0)
