@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polypbench.evaluate import Note, NoteKind, Stat, score
+from polypbench.evaluate import Note, NoteKind, Stat, compare, lookup, score
 from polypbench.evaluate.policy import ClassSupport, judge
 from polypbench.evaluate.ranking import (
     Replicates,
@@ -155,6 +155,26 @@ def test_mean_size_error_differences_need_15_patients() -> None:
     assert mae.ci95 is None and mae.ci_reason == Note(NoteKind.PATIENTS, patients=10)
     f1 = compare_pair(1.0, 2.0, reps[0], reps[1] + 1, jack[0], jack[1] + 1, strata, metric="macro_f1")
     assert f1.ci95 is not None and Note(NoteKind.PATIENTS, patients=10) in f1.flags
+
+
+def test_evaluate_compare_slash_compare_and_rank_groups_share_one_statistic(wide_manifest: Path) -> None:
+    """``evaluate --compare`` (scoring.compare), the leaderboard's /compare (compare_replicates on stored
+    replicates, with each entry's own Stat) and its rank groups give the same difference and the same verdict."""
+    a, b = wide_polyp_level(0.5), wide_polyp_level(3.0)
+    keys = [KEY, "polyp/triclass/pooled/accuracy", "polyp/size/pooled/median_ae_mm"]
+    kept = [score(x, wide_manifest, n_bootstrap=200, seed=3, keep_replicates=keys) for x in (a, b)]
+    cli = compare(a, b, wide_manifest, n_bootstrap=200, seed=3).comparison
+    assert cli is not None
+    separated = []
+    for key in keys:
+        sides = [r.stat(key) for r in kept]
+        board = compare_replicates(kept[0].replicates(key), kept[1].replicates(key), sides=sides)
+        assert lookup(cli, key) == board, key
+        groups = rank_groups([r.replicates(key) for r in kept], stats=sides)
+        apart = groups.rank[0] != groups.rank[1]
+        assert apart == (board.p_value is not None and board.p_value < 0.05), key
+        separated.append(apart)
+    assert True in separated  # the offsets differ by 2.5 mm: some metric tells them apart
 
 
 def test_replicates_from_a_score_rank_and_compare(wide_manifest: Path) -> None:
