@@ -234,12 +234,12 @@ def compare_pair(value_a: float, value_b: float, replicates_a: np.ndarray, repli
 
     Its value, its interval and ``p_value``, the two-sided test of no difference that the interval inverts (p < 0.05
     exactly when the 95% interval excludes 0; :func:`~polypbench.evaluate.intervals.paired_t`: Student's t with the
-    larger of the jackknife and bootstrap standard errors), and ``p_greater`` = P(A > B) over the replicates where
-    both are defined (ties counted half). Under
-    the scorer's rule (:mod:`polypbench.evaluate.policy`): too few patients for ``metric``, mostly undefined; and
-    ``sides``, the two entries' own Stats of the metric: when either has no honest interval (a class from one
-    patient), neither has the difference (the same reason), and their class flags are the difference's too. A
-    withheld difference has no ``p_value``: rank groups never separate on it.
+    larger of the jackknife and bootstrap standard errors, its longer side stretched as the replicates' skew),
+    and ``p_greater`` = P(A > B) over the replicates where both are defined (ties counted half). Under the scorer's
+    rule (:mod:`polypbench.evaluate.policy`): too few patients for ``metric``, mostly undefined; and ``sides``, the
+    two entries' own Stats of the metric: when either has no honest interval (a class from one patient), neither has
+    the difference (the same reason), and their class flags are the difference's too. A withheld difference has no
+    ``p_value``: rank groups never separate on it.
     """
     d = np.asarray(replicates_a, dtype=np.float64) - np.asarray(replicates_b, dtype=np.float64)
     jack = np.asarray(jackknife_a, dtype=np.float64) - np.asarray(jackknife_b, dtype=np.float64)
