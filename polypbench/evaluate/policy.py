@@ -46,8 +46,9 @@ FEW_PATIENTS = 20
 10 and 20 patients, are where intervals come closest to falling short of 95%; docs/scoring.md)."""
 MIN_PATIENTS_BY_METRIC = {"mae_mm": 15, "bias_mm": 15}
 """Metrics (by name; their paired differences too) needing more patients than :data:`MIN_PATIENTS` for an interval:
-the mean size errors, whose bootstrap-t covers 0.928-0.965 at 10 patients and 0.935 or more from 12 patients on
-(``benchmarks/ci_coverage.py``; 15 keeps a margin)."""
+the mean size errors: their interval covers 0.82-0.90 at 10 patients as the old one did, and stretched as now about
+0.92-0.97 (short for a poor model's MAE); 0.928-0.964 at 15, 0.937 or more from 20 patients on
+(``benchmarks/ci_coverage.py``, docs/scoring.md)."""
 
 
 def min_patients(metric: str | None) -> int:
