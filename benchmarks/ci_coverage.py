@@ -1,17 +1,18 @@
 """Coverage of the scorer's 95% intervals on clustered data: the old percentile interval vs the expanded BCa one.
 
-The simulation of issue #12. A population of patients, each with 1 + Poisson(1.5) polyps; true sizes log-normal
+The simulation of issues #12 and #22. A population of patients, each with 1-4 polyps (uniform); true sizes log-normal
 (median 5 mm, log-sd 0.6: about 50% diminutive, 38% small, 12% large); a predicted size is
 ``true * exp(u_patient + e_polyp + bias)`` with a patient-level error u ~ N(0, s_u^2) shared by the patient's polyps and
 a polyp-level error e ~ N(0, s_e^2); classes come from the predicted size (``polypbench.sizes``). Several effect
-sizes (model qualities, below) and 10 / 40 / 150 patients per test set. Each simulated test set is scored the
+sizes (model qualities, below) and 10 / 15 / 20 / 40 / 150 patients per test set. Each simulated test set is scored the
 scorer's way: per-patient sufficient statistics, a (1 + R, P) count matrix of stratified patient resamples plus
 the P leave-one-patient-out rows, the library's metrics (``polypbench.evaluate.metrics``), its intervals
-(``polypbench.evaluate.intervals``) and its no-honest-interval rule (``polypbench.evaluate.honesty``).
+(``polypbench.evaluate.intervals``) and its no-honest-interval rule (``polypbench.evaluate.policy``).
 
 The population value of each metric is exact (numerical integration, not simulation): polyp-level metrics are
 ratios of sums over patients, whose limit is the per-polyp expectation, e.g. the population confusion matrix
-P(true class i, predicted class j) and MAE = E[true size] E|exp(u + e + bias) - 1|.
+P(true class i, predicted class j), MAE = E[true size] E|exp(u + e + bias) - 1| and bias = E[true size]
+(exp(bias + s^2 / 2) - 1).
 
 Reported per (effect, patients, metric): how often the point value is defined, how often an interval is given
 (the rest: the point is undefined, or the rule withholds the interval), and among test sets with an interval the
@@ -37,8 +38,8 @@ from polypbench.sizes import CLASS_SCHEMES, DIMINUTIVE_MAX_MM, LARGE_MIN_MM
 
 LOG_MEDIAN, LOG_SD = math.log(5.0), 0.6
 """True sizes: log-normal."""
-MEAN_POLYPS_EXTRA = 1.5
-"""Polyps per patient: 1 + Poisson(1.5)."""
+MAX_POLYPS = 4
+"""Polyps per patient: uniform on 1..4 (the issue's simulation)."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ EFFECTS = (
     Effect("fair", 0.25, 0.20),
     Effect("poor", 0.40, 0.30, 0.10),
 )
-PATIENTS = (10, 20, 40, 150)
-METRICS = ("triclass/balanced_accuracy", "triclass/macro_f1", "triclass/accuracy", "size/mae_mm",
+PATIENTS = (10, 15, 20, 40, 150)
+METRICS = ("triclass/balanced_accuracy", "triclass/macro_f1", "triclass/accuracy", "size/mae_mm", "size/bias_mm",
            "binary10/balanced_accuracy")
 """The metrics the coverage goal is about (task/metric)."""
 TO_BINARY10 = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -83,14 +84,17 @@ def population_values(effect: Effect) -> dict[str, float]:
     abs_rel = np.trapezoid(np.abs(np.exp(e + effect.bias) - 1.0) * np.exp(-0.5 * (e / s) ** 2), e) / (
         s * math.sqrt(2 * math.pi))
     mean_size = math.exp(LOG_MEDIAN + LOG_SD**2 / 2)
-    return {"triclass/balanced_accuracy": float(tri["balanced_accuracy"]), "triclass/macro_f1": float(tri["macro_f1"]),
+    bias = mean_size * (math.exp(effect.bias + s**2 / 2) - 1.0)
+    return {"size/bias_mm": bias,
+            "triclass/balanced_accuracy": float(tri["balanced_accuracy"]), "triclass/macro_f1": float(tri["macro_f1"]),
             "triclass/accuracy": float(tri["accuracy"]), "size/mae_mm": mean_size * abs_rel,
             "binary10/balanced_accuracy": float(bin10["balanced_accuracy"])}
 
 
 def simulate_stats(rng: np.random.Generator, effect: Effect, n_sets: int, n_patients: int) -> tuple[np.ndarray, ...]:
-    """Per test set and patient: triclass confusion cells (D, P, 9) and size sums (D, P, 2: polyps, |error|)."""
-    per_patient = 1 + rng.poisson(MEAN_POLYPS_EXTRA, (n_sets, n_patients))
+    """Per test set and patient: triclass confusion cells (D, P, 9) and size sums (D, P, 3: polyps, |error|,
+    error)."""
+    per_patient = rng.integers(1, MAX_POLYPS + 1, (n_sets, n_patients))
     patient = np.repeat(np.arange(n_sets * n_patients), per_patient.ravel())
     n = len(patient)
     log_true = rng.normal(LOG_MEDIAN, LOG_SD, n)
@@ -101,8 +105,9 @@ def simulate_stats(rng: np.random.Generator, effect: Effect, n_sets: int, n_pati
     p3 = (pred > DIMINUTIVE_MAX_MM).astype(int) + (pred >= LARGE_MIN_MM)
     size = n_sets * n_patients
     cells = np.bincount(patient * 9 + t3 * 3 + p3, minlength=size * 9).reshape(n_sets, n_patients, 9)
-    sums = np.stack([per_patient.ravel().astype(float), np.bincount(patient, np.abs(pred - true), size)], axis=1)
-    return cells.astype(np.float64), sums.reshape(n_sets, n_patients, 2)
+    sums = np.stack([per_patient.ravel().astype(float), np.bincount(patient, np.abs(pred - true), size),
+                     np.bincount(patient, pred - true, size)], axis=1)
+    return cells.astype(np.float64), sums.reshape(n_sets, n_patients, 3)
 
 
 def count_rows(rng: np.random.Generator, n_sets: int, n_patients: int, n_replicates: int) -> np.ndarray:
@@ -125,6 +130,8 @@ class Scored:
     samples: dict[str, np.ndarray]
     new: dict[str, np.ndarray]
     classes: dict[str, list[tuple[ClassSupport, ...]]]
+    plain_t: dict[str, np.ndarray]
+    """The size errors' bootstrap-t without the small-sample expansion (the ablation)."""
 
 
 def _classes(task: str, polyps: np.ndarray, patients: np.ndarray) -> list[tuple[ClassSupport, ...]]:
@@ -144,6 +151,7 @@ def score_batch(counts: np.ndarray, cells: np.ndarray, sums: np.ndarray, n_repli
     samples: dict[str, np.ndarray] = {}
     new: dict[str, np.ndarray] = {}
     classes: dict[str, list[tuple[ClassSupport, ...]]] = {}
+    plain_t: dict[str, np.ndarray] = {}
     none: list[tuple[ClassSupport, ...]] = [()] * d
     for task, m in (("triclass", np.eye(3)), ("binary10", TO_BINARY10)):
         cm = np.einsum("ik,drij,jl->drkl", m, cm3, m)
@@ -161,16 +169,19 @@ def score_batch(counts: np.ndarray, cells: np.ndarray, sums: np.ndarray, n_repli
                                        patients=patients)
             comp = metrics.COMPONENTS.get(name)
             classes[key] = _classes(task, polyps[comp], patients[comp]) if comp else none
-    s = np.einsum("drp,dpk->drk", counts, sums)
-    a, w = sums[..., 1], sums[..., 0]
-    cols = np.stack([a * a, a * w, w * w, a, w], axis=-1)  # per patient: a^2, aw, w^2, a, w (one stratum)
-    mom = np.einsum("drp,dpk->drk", counts, cols)
-    se = intervals.ratio_se(mom[..., 3], mom[..., 4], mom[..., None, 0:3], mom[..., None, 3:5], np.array([n]))
-    mae = (s[..., 1] / s[..., 0]).T
-    samples["size/mae_mm"] = mae
-    new["size/mae_mm"] = metric_interval("mae_mm", mae, design, se=se.T)
-    classes["size/mae_mm"] = none
-    return Scored(samples, new, classes)
+    w = sums[..., 0]
+    for name, col in (("mae_mm", 1), ("bias_mm", 2)):
+        a = sums[..., col]
+        cols = np.stack([a * a, a * w, w * w, a, w], axis=-1)  # per patient: a^2, aw, w^2, a, w (one stratum)
+        mom = np.einsum("drp,dpk->drk", counts, cols)
+        se = intervals.ratio_se(mom[..., 3], mom[..., 4], mom[..., None, 0:3], mom[..., None, 3:5], np.array([n]))
+        value = (mom[..., 3] / mom[..., 4]).T
+        samples[f"size/{name}"] = value
+        new[f"size/{name}"] = metric_interval(name, value, design, se=se.T)
+        plain_t[f"size/{name}"] = intervals.studentized_interval(value[0], value[1:1 + n_replicates], se.T[0],
+                                                                 se.T[1:1 + n_replicates])
+        classes[f"size/{name}"] = none
+    return Scored(samples, new, classes, plain_t)
 
 
 @dataclass
@@ -208,7 +219,12 @@ def run_cell(rng: np.random.Generator, effect: Effect, n_patients: int, n_sets: 
             point, reps = arr[0], arr[1:1 + n_replicates]
             old = intervals.percentile_interval(reps)
             design = Design(n_replicates, np.arange(n_patients), np.zeros(n_patients, dtype=np.int64))
-            plain = bca(arr, design) if ablation else np.full_like(old, np.nan)  # no widening, no bootstrap-t
+            if not ablation:
+                plain = np.full_like(old, np.nan)
+            elif key in scored.plain_t:  # the size errors: the bootstrap-t without the expansion
+                plain = scored.plain_t[key]
+            else:  # the expanded BCa interval without Wilson's widening
+                plain = bca(arr, design)
             undefined = np.isnan(reps).sum(axis=0)
             t, v = tallies[key], truth[key]
             t.sets += d
@@ -218,7 +234,8 @@ def run_cell(rng: np.random.Generator, effect: Effect, n_patients: int, n_sets: 
                 if not np.isnan(old[:, i]).any():  # the old scorer: any defined replicate gave an interval
                     t.old_given += 1
                     t.old_covered += int(old[0, i] <= v <= old[1, i])
-                verdict = judge(n_patients, scored.classes[key][i], int(undefined[i]), n_replicates)
+                verdict = judge(n_patients, scored.classes[key][i], int(undefined[i]), n_replicates,
+                                metric=key.split("/")[1])
                 if verdict.ci_reason is None and not np.isnan(ci[:, i]).any():
                     t.new_given += 1
                     t.new_covered += int(ci[0, i] <= v <= ci[1, i])
@@ -235,7 +252,8 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=2000, help="bootstrap replicates per test set")
     ap.add_argument("--quick", action="store_true", help="200 test sets, 1000 replicates (about 10x faster)")
     ap.add_argument("--ablation", action="store_true",
-                    help="also the expanded BCa interval alone (no Wilson widening, no bootstrap-t for MAE)")
+                    help="also the interval without its last correction: the expanded BCa interval without "
+                         "Wilson's widening; for MAE and bias the bootstrap-t without the small-sample expansion")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sims, reps = (200, 1000) if args.quick else (args.sims, args.replicates)
@@ -245,7 +263,7 @@ def main() -> None:
           "sets given one (Monte Carlo SE); old: the percentile interval, given whenever the value is defined; new: "
           "the scorer's interval and rule; given: share of test sets with an interval; flagged: share of those "
           "shown with a dagger.\n")
-    extra = " expanded BCa alone |" if args.ablation else ""
+    extra = " ablation |" if args.ablation else ""
     print("| effect | metric (population value) | patients | old: coverage | new: coverage | new: given | "
           "new: flagged |" + extra)
     print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if args.ablation else ""))

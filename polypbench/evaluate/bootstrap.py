@@ -18,6 +18,7 @@ import numpy as np
 from polypbench.evaluate.intervals import (
     bca_interval,
     expanded_z,
+    expansion,
     jackknife_counts,
     studentized_interval,
     widen_at_bounds,
@@ -176,9 +177,11 @@ def metric_interval(name: str, samples: np.ndarray, design: Design, *, values: M
                     confusion: np.ndarray | None = None, patients: Mapping[str, np.ndarray] | None = None,
                     se: np.ndarray | None = None) -> np.ndarray:
     """(2, ...) the interval of metric ``name`` from its samples (rows: point, replicates, jackknife; any trailing
-    shape): the bootstrap-t for :data:`STUDENTIZED` metrics given their per-row standard errors ``se`` (clipped at 0
-    for MAE), else the expanded BCa interval, widened by Wilson's bound
-    (:func:`~polypbench.evaluate.intervals.widen_at_bounds`) for class rates and class means at 0 or 1.
+    shape): the bootstrap-t for :data:`STUDENTIZED` metrics given their per-row standard errors ``se``, its distances
+    from the value stretched by the small-sample :func:`~polypbench.evaluate.intervals.expansion` (Student's t
+    with the patients' kurtosis in its degrees of freedom; clipped at 0 for MAE), else the expanded BCa interval,
+    widened by Wilson's bound (:func:`~polypbench.evaluate.intervals.widen_at_bounds`) for class rates and class
+    means at 0 or 1.
 
     ``values``: the task's other metrics' samples (the per-class rates a class mean averages, classes on the last
     axis); ``confusion`` the observed confusion matrix (..., K, K) (weighted F1's weights); ``patients`` the patient
@@ -187,9 +190,9 @@ def metric_interval(name: str, samples: np.ndarray, design: Design, *, values: M
     if design.n_replicates == 0:
         return np.full((2, *samples.shape[1:]), np.nan)
     if name in STUDENTIZED and se is not None:
-        point, reps, _ = design.split(samples)
+        point, reps, jack = design.split(samples)
         se_point, se_reps, _ = design.split(se)
-        ci = studentized_interval(point, reps, se_point, se_reps)
+        ci = studentized_interval(point, reps, se_point, se_reps, expand=expansion(jack, design.strata))
         return np.maximum(ci, 0.0) if name == "mae_mm" else ci
     ci = bca(samples, design)
     if values is None or patients is None:
@@ -223,11 +226,12 @@ def undefined_count(samples: np.ndarray, design: Design) -> np.ndarray:
 
 def summarize(samples: np.ndarray, reason: str, design: Design, *, ci: np.ndarray | None = None,
               classes: tuple[ClassSupport, ...] = (), n_polyps: int | None = None, n_patients: int | None = None,
-              class_polyps: tuple[int, ...] | None = None, p_greater: float | None = None) -> Stat:
+              class_polyps: tuple[int, ...] | None = None, metric: str | None = None) -> Stat:
     """The Stat of one metric from its (1 + R + P,) samples (row 0 the point value; NaN = undefined).
 
     ``ci`` (2,): its interval when computed elsewhere (default: :func:`bca`); ``classes``: the classes it rests on,
-    for the rule of :mod:`polypbench.evaluate.policy`; the rest is copied into the Stat.
+    for the rule of :mod:`polypbench.evaluate.policy`, with ``metric`` (its name: the rule's per-metric minimum of
+    patients); the rest is copied into the Stat.
     """
     point = float(samples[0])
     r = design.n_replicates
@@ -235,14 +239,13 @@ def summarize(samples: np.ndarray, reason: str, design: Design, *, ci: np.ndarra
     ci = bca(samples, design) if ci is None else ci
 
     def stat(value: float | None, interval: tuple[float, float] | None, **kw: Any) -> Stat:
-        return Stat(value, interval, n_polyps=n_polyps, n_patients=n_patients, class_polyps=class_polyps,
-                    p_greater=p_greater, **kw)
+        return Stat(value, interval, n_polyps=n_polyps, n_patients=n_patients, class_polyps=class_polyps, **kw)
 
     if np.isnan(point):
         return stat(None, None, undefined_replicates=undefined, reason=reason)
     if r == 0:
         return stat(point, None)
-    verdict = judge(design.n_patients, classes, undefined, r)
+    verdict = judge(design.n_patients, classes, undefined, r, metric=metric)
     if verdict.ci_reason is None and np.isnan(ci).any():
         verdict = Verdict(Note(NoteKind.NO_REPLICATE if undefined == r else NoteKind.NOT_COMPUTABLE), ())
     if verdict.ci_reason is not None:

@@ -53,7 +53,7 @@ MM_DIGITS = 2
 """Decimals of size errors in mm."""
 FLAG = "\u2020"
 """Marks an interval with flags (a dagger)."""
-LEGEND = (f"{FLAG} the interval rests on little support: fewer than {FEW_POLYPS} polyps of a class, fewer than "
+LEGEND = (f"{FLAG} the interval rests on little support: fewer than {FEW_POLYPS} polyps of a class, at most "
           f"{FEW_PATIENTS} patients, or only part of the resamples (the metric undefined in the rest); "
           "no CI (with the reason) = no honest interval exists")
 """The legend of :data:`FLAG` and of 'no CI', printed under every table that may show them."""

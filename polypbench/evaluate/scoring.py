@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -39,12 +39,12 @@ from polypbench.evaluate.bootstrap import (
     per_patient_sums,
     summarize,
 )
-from polypbench.evaluate.intervals import CI_LEVEL, TIE_TOL, ratio_se, widen_at_bounds
-from polypbench.evaluate.keys import SIZE_TASK, SURVEILLANCE_TASK, group_key, metric_key
+from polypbench.evaluate.intervals import CI_LEVEL, ratio_se, widen_at_bounds
+from polypbench.evaluate.keys import SIZE_TASK, SURVEILLANCE_TASK, group_key, metric_key, parse_key
 from polypbench.evaluate.metrics import COMPONENTS, UNDEFINED, classification, kappas, size_errors
 from polypbench.evaluate.metrics import support as metric_support
 from polypbench.evaluate.policy import ClassSupport
-from polypbench.evaluate.ranking import Replicates, resamples_fingerprint
+from polypbench.evaluate.ranking import Replicates, compare_pair, resamples_fingerprint
 from polypbench.evaluate.result import Result
 from polypbench.evaluate.stat import Stat
 from polypbench.evaluate.surveillance import ASSUMED, ASSUMPTION, GUIDELINES, OUTCOMES, Kind, assign, kind_of, outcomes
@@ -66,7 +66,8 @@ INTERVAL_METHOD = (
     f"{CI_LEVEL:g}% expanded BCa interval over the replicates where the metric is defined (bias-corrected "
     "and accelerated, acceleration from the leave-one-patient-out jackknife, normal quantile expanded to "
     "sqrt(n/(n-H)) t(n-H) for n patients in H datasets), widened by Wilson's bound for class rates observed at 0 or "
-    "1; MAE and bias: bootstrap-t (studentized, linearization standard errors); see docs/scoring.md")
+    "1; MAE and bias: bootstrap-t (studentized, linearization standard errors) with the same small-sample "
+    "expansion; see docs/scoring.md")
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,7 @@ def _size_stats(view: str, g: _Group, samples: Samples) -> dict[str, tuple[Stat,
     for name, arr in values.items():
         ci = metric_interval(name, arr, g.design, se=se.get(name))
         stat = summarize(arr, UNDEFINED[name], g.design, ci=ci, n_polyps=int(sup["polyps"]["all"]),
-                         n_patients=int(sup["patients"]["all"]))
+                         n_patients=int(sup["patients"]["all"]), metric=name)
         out[metric_key(view, SIZE_TASK, g.name, name)] = (stat, arr)
     return out
 
@@ -359,18 +360,10 @@ def _confusion_matrices(view: str, samples: Samples) -> dict[str, np.ndarray]:
             for name, cm in groups.items()}
 
 
-def _p_greater(d: np.ndarray) -> float | None:
-    """Share of replicates (both defined) with a positive difference, ties (within TIE_TOL) counted half."""
-    d = d[~np.isnan(d)]
-    if not len(d):
-        return None
-    tol = TIE_TOL
-    return float(((d > tol).sum() + 0.5 * (np.abs(d) <= tol).sum()) / len(d))
-
-
 def _difference_stats(a: dict[str, tuple[Stat, np.ndarray]], b: dict[str, tuple[Stat, np.ndarray]],
                       groups: list[_Group]) -> dict[str, Stat]:
-    """Per metric present in both: the per-row difference a - b, its expanded BCa interval and P(A > B)."""
+    """Per metric present in both: :func:`~polypbench.evaluate.ranking.compare_pair` of the two files' samples (the
+    statistic the leaderboard's ``/compare`` and rank groups use), under the rule applied to both files' own Stats."""
     designs = {g.name: g.design for g in groups}
     out = {}
     for key, (stat_a, col_a) in a.items():
@@ -378,15 +371,17 @@ def _difference_stats(a: dict[str, tuple[Stat, np.ndarray]], b: dict[str, tuple[
             continue
         stat_b, col_b = b[key]
         design = designs[key.split("/")[2]]
-        d = col_a - col_b
-        n_pol = min(stat_a.n_polyps or 0, stat_b.n_polyps or 0)
-        n_pat = min(stat_a.n_patients or 0, stat_b.n_patients or 0)
-        p = _p_greater(d[1:1 + design.n_replicates]) if design.n_replicates else None
-        stat = summarize(d, "undefined for either file", design, n_polyps=n_pol, n_patients=n_pat, p_greater=p)
-        withheld = stat_a.ci_reason or stat_b.ci_reason  # a side without an honest interval: no paired one either
-        if withheld and stat.value is not None:
-            stat = replace(stat, ci95=None, ci_reason=withheld, flags=(), replicates=None)
-        out[key] = stat
+        if design.n_replicates == 0:
+            value = col_a[0] - col_b[0]
+            out[key] = Stat(None if np.isnan(value) else float(value), None,
+                            reason="undefined for either file" if np.isnan(value) else None,
+                            n_polyps=min(stat_a.n_polyps or 0, stat_b.n_polyps or 0),
+                            n_patients=min(stat_a.n_patients or 0, stat_b.n_patients or 0))
+            continue
+        point_a, reps_a, jack_a = design.split(col_a)
+        point_b, reps_b, jack_b = design.split(col_b)
+        out[key] = compare_pair(float(point_a), float(point_b), reps_a, reps_b, jack_a, jack_b, design.strata,
+                                sides=(stat_a, stat_b), metric=parse_key(key).metric)
     return out
 
 
@@ -559,8 +554,11 @@ def compare(
     other_result, stats_b = _result(pred_b, truth, _run(pred_b, truth, counts, groups), groups, seed, (), fingerprint)
     result.comparison = {
         "other": {**other_result.predictions},
-        "definition": "this file minus the other, per replicate on the same patient resamples; expanded BCa interval "
-                      "over replicates where both are defined; p_greater = P(this > other) over those replicates, "
+        "definition": "this file minus the other, per replicate on the same patient resamples; interval: value +- "
+                      "t(df) SE, SE the larger of the jackknife and bootstrap standard errors, df adjusted for the "
+                      "kurtosis of the patients' influence values; withheld where either file's own interval is; "
+                      "p_value: the two-sided test of no difference the interval inverts (the leaderboard's rank "
+                      "groups, Holm-corrected); p_greater = P(this > other) over those replicates, "
                       "ties counted half",
         "metrics": _difference_stats(stats_a, stats_b, groups),
         "other_metrics": other_result.metrics,

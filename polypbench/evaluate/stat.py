@@ -31,7 +31,8 @@ class Stat:
     are the support (the polyps and patients in the metric's denominator); ``class_polyps`` the polyps behind each
     class's term of a class average (balanced accuracy, macro F1), in label order. ``p_greater`` (paired
     differences only) is the share of replicates in which this file's metric is greater than the other's, ties
-    counted half.
+    counted half; ``p_value`` (differences only) the two-sided p-value of no difference that the interval inverts,
+    the test rank groups use (:mod:`polypbench.evaluate.ranking`; None where the interval is withheld).
 
     Adding a field means adding it here, with a default: the JSON form (:meth:`to_dict`, :meth:`from_dict`) follows
     the dataclass fields, and the formatter (:mod:`polypbench.evaluate.format`) reads only what it shows.
@@ -48,6 +49,7 @@ class Stat:
     n_patients: int | None = None
     class_polyps: tuple[int, ...] | None = None
     p_greater: float | None = None
+    p_value: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: fields without a default always, the others only when they differ from their default; the

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 
 PRIMARY_COLUMN = next(name for name, (_, key, _) in COLUMNS.items() if key == PRIMARY)
 """The board column of the primary metric: what the board is ranked on when it is sorted by a text column."""
-RANKING_TEST = ("one-sided paired bootstrap test at 5% against the entry ranked just above (on the same patient "
-                "resamples): an entry shares the rank of the entry above unless fewer than 5% of the replicates "
-                "have it at least as good; tied entries share the rank; competition ranking (1, 1, 3)")
+RANKING_TEST = ("every pair of entries compared by the paired difference's two-sided test (its 95% expanded BCa "
+                "interval on the same patient resamples excludes 0: the test of Compare), Holm-corrected over all "
+                "pairs; an entry's rank is 1 + the number of entries significantly better; no interval, no "
+                "separation; two equal entries are split at most 5% of the time")
 """How rank groups are formed (:func:`polypbench.evaluate.ranking.rank_groups`), as every page and export says it."""
 
 
@@ -164,8 +165,9 @@ def rank(session: Session, track: Track, scope: str, rows: list[dict[str, Any]],
     ranked = _comparable(rows, stored)
     if not ranked:
         return Ranking([], [], None, 0)
-    points, matrix = stack([stored[int(r["id"])] for r in ranked])
-    groups = rank_groups(points, matrix, higher_is_better=higher)
+    entries = [stored[int(r["id"])] for r in ranked]
+    points, matrix = stack(entries)
+    groups = rank_groups(entries, stats=[r["metrics"].get(column) for r in ranked], higher_is_better=higher)
     stability = rank_distribution(points, matrix, higher_is_better=higher)
     for i, r in enumerate(ranked):
         r["rank"], r["p_vs_above"] = groups.rank[i], groups.p_vs_above[i]
@@ -232,7 +234,7 @@ def compare_entries(db: Database, track: Track, scope: str, a: dict[str, Any],
             diff = None
             if rep_a is not None and rep_b is not None:
                 try:
-                    diff = compare_replicates(rep_a, rep_b)
+                    diff = compare_replicates(rep_a, rep_b, sides=(lookup(ra, full), lookup(rb, full)))
                 except ValueError as exc:
                     raise PolypbenchError(f"submissions {a['id']} and {b['id']}: {exc}") from exc
                 diff = private_stat(diff) if track is Track.PRIVATE else diff

@@ -81,11 +81,6 @@ def load_backbone(
     log.info("loaded %d tensors from %s", len(state), path)
 
 
-WEIGHTS_CHOICES = ("none", "imagenet")
-"""The config key ``weights``: ``none`` (random init), ``imagenet`` (the backbone's published ImageNet weights,
-from the local cache: :class:`CachedWeights`), or anything else: the path of a local state-dict file."""
-
-
 @dataclass(frozen=True)
 class CachedWeights:
     """Where a backbone's published ImageNet weights lie once downloaded by their own library: torchvision's file

@@ -10,7 +10,14 @@ from click.testing import CliRunner
 
 from polypbench.cli import main
 
-from .helpers import frame_predictions, polyp_level
+from .helpers import PolypSpec, frame_predictions, polyp_level, write_manifest
+
+ONE_LARGE: list[PolypSpec] = [
+    (f"real-colon/P{p}_{i}", f"P{p}", size, "test", 1)
+    for p, sizes in enumerate([(12.0, 3.0), (4.0, 7.0), (2.0, 6.0), (3.0, 8.0), (4.5, 6.5), (2.5, 9.0)])
+    for i, size in enumerate(sizes)
+]
+"""Six patients; the one large polyp belongs to P0: no honest interval for metrics resting on the large class."""
 
 
 def test_evaluate_writes_table_json_and_reports(small_manifest: Path, tmp_path: Path) -> None:
@@ -46,6 +53,26 @@ def test_evaluate_compare(small_manifest: Path, tmp_path: Path) -> None:
     bias = doc["comparison"]["metrics"]["polyp/size/pooled/bias_mm"]
     assert bias["value"] == -1.0 and bias["p_greater"] == 0.0  # a's bias is lower in every replicate
     assert doc["comparison"]["other_metrics"]["polyp/size/pooled/bias_mm"]["value"] == 2.0  # b's own number
+
+
+def test_evaluate_compare_withholds_a_difference_resting_on_a_one_patient_class(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "one-large" / "real-colon", "real-colon", ONE_LARGE)
+    for name, offset in (("a", 0.4), ("b", 2.6)):
+        pd.DataFrame({"polyp_id": [p[0] for p in ONE_LARGE],
+                      "size_mm": [p[2] + offset for p in ONE_LARGE]}).to_csv(tmp_path / f"{name}.csv", index=False)
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "a.csv"), "--manifest", str(manifest),
+                                    "--compare", str(tmp_path / "b.csv"), "--bootstrap", "30",
+                                    "--json", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "c.json").read_text())
+    key = "polyp/triclass/pooled/macro_f1"
+    own = doc["metrics"][key]
+    diff = doc["comparison"]["metrics"][key]
+    assert own["ci95"] is None and own["verdict"]["ci_reason"]["kind"] == "class_patients"
+    assert diff["value"] is not None and diff["ci95"] is None and "p_value" not in diff
+    assert diff["verdict"]["ci_reason"] == own["verdict"]["ci_reason"]  # the same reason as the file's own number
+    accuracy = doc["comparison"]["metrics"]["polyp/triclass/pooled/accuracy"]  # rests on no class: given
+    assert accuracy["ci95"] is not None and "p_value" in accuracy
 
 
 def test_evaluate_refuses_with_every_problem_and_exits_non_zero(small_manifest: Path, tmp_path: Path) -> None:

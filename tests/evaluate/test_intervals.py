@@ -154,6 +154,21 @@ def test_the_rule_withholds_or_flags() -> None:
     assert judge(40, (ClassSupport("large", 9, 6),), 20, 2000).flags == ()  # 1% left out: counted, not flagged
 
 
+def test_the_rule_flags_20_patients_and_withholds_mean_size_errors_of_10() -> None:
+    """docs/scoring.md: 20 patients or fewer flag an interval; MAE and bias (and their paired differences) need 15
+    patients for one (their coverage falls short of 0.93 at 10). Before issue #22 exactly 20 patients went
+    unflagged and MAE at 10 patients was given an interval covering 0.82-0.88."""
+    assert judge(20, (), 0, 2000).flags == (Note(NoteKind.PATIENTS, patients=20),)
+    assert judge(21, (), 0, 2000).flags == ()
+    assert judge(20, (), 0, 2000, metric="mae_mm").flags == (Note(NoteKind.PATIENTS, patients=20),)
+    for metric in ("mae_mm", "bias_mm"):
+        assert judge(10, (), 0, 2000, metric=metric).ci_reason == Note(NoteKind.PATIENTS, patients=10)
+        assert judge(14, (), 0, 2000, metric=metric).ci_reason == Note(NoteKind.PATIENTS, patients=14)
+        assert judge(15, (), 0, 2000, metric=metric).ci_reason is None
+    ten = judge(10, (), 0, 2000, metric="macro_f1")  # class metrics keep a (flagged) interval at 10 patients
+    assert ten.ci_reason is None and ten.flags == (Note(NoteKind.PATIENTS, patients=10),)
+
+
 def test_the_formatter_words_every_note() -> None:
     words = {
         Note(NoteKind.PATIENTS, patients=1): "1 patient",

@@ -10,7 +10,16 @@ import pandas as pd
 import pytest
 
 import polypbench
-from polypbench.evaluate import RESULT_SCHEMA_VERSION, compare, lookup, parse_key, score, validate_predictions
+from polypbench.evaluate import (
+    RESULT_SCHEMA_VERSION,
+    Note,
+    NoteKind,
+    compare,
+    lookup,
+    parse_key,
+    score,
+    validate_predictions,
+)
 from polypbench.evaluate.aggregate import per_polyp
 from polypbench.evaluate.truth import load_truth
 
@@ -145,8 +154,11 @@ def test_paired_comparison_uses_the_same_resamples(wide_manifest: Path) -> None:
     a, b = wide_polyp_level(), wide_polyp_level(3.0)
     a["class3"] = b["class3"] = [0, 2, 0, 1, 0, 2, 1, 2, 1, 0, 1, 2, 0, 1, 2, 0]  # the same decisions
     result = compare(a, b, wide_manifest, n_bootstrap=100, name="a", other_name="b")
-    mae = lookup(result.comparison, "polyp/size/pooled/mae_mm")
-    assert mae.value == pytest.approx(-2.0) and mae.ci95 == pytest.approx((-2.0, -2.0))  # paired: no resampling noise
+    median = lookup(result.comparison, "polyp/size/pooled/median_ae_mm")
+    assert median.value == pytest.approx(-2.0) and median.ci95 == pytest.approx((-2.0, -2.0))  # paired: no noise
+    mae = lookup(result.comparison, "polyp/size/pooled/mae_mm")  # 8 patients: too few for a mean size error's CI
+    assert mae.value == pytest.approx(-2.0) and mae.ci95 is None
+    assert mae.ci_reason == Note(NoteKind.PATIENTS, patients=8)
     same = lookup(result.comparison, "polyp/triclass/pooled/macro_f1")
     assert same.value == 0.0 and same.ci95 == (0.0, 0.0) and same.p_greater == 0.5  # ties count half
     assert mae.p_greater == 0.0  # a's error is smaller in every replicate

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from polypbench.cli import main
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import Note, NoteKind, Replicates, Stat, compare, lookup
-from polypbench.evaluate.ranking import compare_replicates, p_not_better, rank_groups, stack
+from polypbench.evaluate.ranking import compare_replicates, rank_groups
 from polypbench.leaderboard import PRIMARY
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.board import RANKING_TEST, Board, build, compare_entries, row, row_json
@@ -108,15 +108,17 @@ def test_export_escapes_markdown_and_html_in_every_user_field(make_client: Calla
     assert len(cells.split(header)) == len(cells.split(row))  # nothing a team typed adds or removes a column
 
 
-def _stored(database: Database, team: str, value: float, reps: np.ndarray, resamples: str = "f" * 16) -> int:
-    """Record a submission whose primary metric (pooled) has ``value`` and ``reps``: what the scorer would store."""
+def _stored(database: Database, team: str, value: float, reps: np.ndarray, resamples: str = "f" * 16,
+            stat: Stat | None = None) -> int:
+    """Record a submission whose primary metric (pooled) has ``value`` and ``reps``: what the scorer would store
+    (its Stat ``stat``, by default an interval of +-0.05)."""
     add_team(database, team)
     with database.sessions() as session:
         team_id = session.scalar(select(Team.id).where(Team.name == team))
     assert team_id is not None
     strata = np.zeros(30, dtype=np.int64)
     jack = value + np.random.default_rng(len(team)).normal(0.0, 0.002, 30)
-    stat = Stat(value, (value - 0.05, value + 0.05), n_polyps=75, n_patients=30)
+    stat = stat or Stat(value, (value - 0.05, value + 0.05), n_polyps=75, n_patients=30)
     doc = {"metrics": {PRIMARY: stat.to_dict()}, "counts": {"pooled": {"n_polyps": 75, "n_patients": 30}}}
     rep = Replicates(PRIMARY, value, reps, jack, strata, resamples)
     sub, _ = record(database, team_id, Fields(method=team, filename="p.parquet"),
@@ -124,37 +126,43 @@ def _stored(database: Database, team: str, value: float, reps: np.ndarray, resam
     return int(sub.id)
 
 
-def test_rank_groups_on_the_board_test_each_entry_against_the_one_just_above(database: Database) -> None:
-    # A chain: B is within the noise of A, C within the noise of B, but C is significantly worse than A. Tested
-    # against the entry above (polypbench.evaluate.ranking), all three share rank 1; against the group's first
-    # entry, C would start a new group.
+def test_rank_groups_on_the_board_compare_every_pair_with_holms_correction(database: Database) -> None:
+    # A chain: B is within the noise of A and of C, but C is significantly worse than A even after Holm's
+    # correction over the three pairs. Nobody is significantly better than A or B (rank 1); A is better than C
+    # (rank 2). The old rule (each entry against the one just above) kept all three at rank 1, and sorting then
+    # testing one-sided doubled its error rate on equal entries.
     rng = np.random.default_rng(0)
     common = rng.normal(0.0, 0.05, 2000)
     points = np.array([0.80, 0.79, 0.78])
-    reps = points[:, None] + common[None, :] + rng.normal(0.0, 0.007, (3, 2000))
-    assert p_not_better(reps[0], reps[1]) > 0.05 and p_not_better(reps[1], reps[2]) > 0.05
-    assert p_not_better(reps[0], reps[2]) < 0.05
+    reps = points[:, None] + common[None, :] + rng.normal(0.0, 0.004, (3, 2000))
     ids = [_stored(database, team, v, r) for team, v, r in zip(("a", "b", "c"), points, reps, strict=True)]
     other = _stored(database, "d", 0.5, reps[2] - 0.3, resamples="0" * 16)  # other bootstrap settings: unranked
+    stored = replicates_of(database, ids)
+    p = [compare_replicates(stored[i], stored[j]).p_value for i, j in ((0, 1), (1, 2), (0, 2))]
+    assert p[0] is not None and p[0] > 0.05 and p[1] is not None and p[1] > 0.05
+    assert p[2] is not None and p[2] < 0.05 / 3
     board = build(database, Track.PUBLIC, "pooled", "macro_f1", closed=False, scopes=["pooled"])
     assert [r["id"] for r in board.rows] == [*ids, other]
-    expected = rank_groups(*stack(replicates_of(database, ids)))
-    assert [r["rank"] for r in board.rows] == [*expected.rank, None] == [1, 1, 1, None]
+    expected = rank_groups(stored, stats=[r["metrics"]["macro_f1"] for r in board.rows[:3]])
+    assert [r["rank"] for r in board.rows] == [*expected.rank, None] == [1, 1, 2, None]
     assert [r["p_vs_above"] for r in board.rows[:3]] == expected.p_vs_above
     assert board.stability_ids == ids and len(board.distribution) == 3 and board.n_replicates == 2000
     assert board.rows[0]["stability"]["rank_95"][0] == 1 and board.rows[3]["stability"] is None
     page = board_page(board, [Track.PUBLIC])
     cells = re.findall(r'<tr><td>([^<]*)</td><td class="wrap"><a href="/teams/[^"]*">([^<]*)</a></td>', page)
-    assert cells == [("1", "a"), ("1", "b"), ("1", "c"), ("-", "d")]
+    assert cells == [("1", "a"), ("1", "b"), ("2", "c"), ("-", "d")]
     assert RANKING_TEST in html.unescape(page) and "30 / 75" not in page and "75 / 30" in page
 
     entries = {e["id"]: e for e in (entry_of(database, i) for i in ids)}
     comparisons, n = compare_entries(database, Track.PUBLIC, "pooled", entries[ids[0]], entries[ids[2]])
     stored = replicates_of(database, [ids[0], ids[2]])
-    assert n == 2000 and comparisons["macro_f1"].difference == compare_replicates(*stored)
+    sides = [lookup(entries[i]["results"]["pooled"], PRIMARY) for i in (ids[0], ids[2])]
+    assert n == 2000 and comparisons["macro_f1"].difference == compare_replicates(*stored, sides=sides)
     p_a_better = comparisons["macro_f1"].p_a_better
     assert p_a_better is not None and p_a_better > 0.95
     assert p_a_better == compare_replicates(*stored).p_greater  # higher is better: P(A better) = P(A > B)
+    difference = comparisons["macro_f1"].difference
+    assert difference is not None and difference.p_value is not None and difference.p_value < 0.05 / 3
     with pytest.raises(PolypbenchError, match="same resamples"):
         compare_entries(database, Track.PUBLIC, "pooled", entries[ids[0]], entry_of(database, other))
 
@@ -222,3 +230,25 @@ def test_a_chart_draws_what_the_scorer_decided_and_names_as_written() -> None:
     assert "2 b: " + "m" * (LABEL_CHARS - 6) + "\u2026" in svg and "m" * (LABEL_CHARS - 5) not in svg
     assert "lower is better" in base64.b64decode(whisker_chart(points[:1], "MAE mm", higher_is_better=False,
                                                                unit_interval=False).split(",", 1)[1]).decode()
+
+
+def test_compare_and_rank_groups_withhold_a_paired_result_resting_on_a_one_patient_class(
+        database: Database, make_client: Callable[..., TestClient]) -> None:
+    """Entry A's macro F1 has no honest interval (its large polyps all from one patient): /compare gives the
+    difference no interval either (the same reason), and the board does not separate A from B on it, although the
+    replicates alone would (before issue #22 /compare and the rank groups ignored the class rule)."""
+    rng = np.random.default_rng(1)
+    common = rng.normal(0.0, 0.05, 500)
+    reason = Note(NoteKind.CLASS_PATIENTS, "large", polyps=1, patients=1)
+    withheld = Stat(0.90, None, ci_reason=reason, n_polyps=75, n_patients=30)
+    a = _stored(database, "a", 0.90, 0.90 + common + rng.normal(0, 0.005, 500), stat=withheld)
+    b = _stored(database, "b", 0.60, 0.60 + common + rng.normal(0, 0.005, 500))
+    bare = compare_replicates(*replicates_of(database, [a, b]))
+    assert bare.ci95 is not None and bare.p_value is not None and bare.p_value < 1e-6  # clearly apart, without the rule
+    res = make_client().get(f"/api/compare?a={a}&b={b}&scope=pooled")
+    assert res.status_code == 200, res.text
+    diff = res.json()["metrics"]["macro_f1"]["difference"]
+    assert diff["value"] == pytest.approx(0.30, abs=1e-6) and diff["ci95"] is None and "p_value" not in diff
+    assert Stat.from_dict(diff).ci_reason == reason
+    board = build(database, Track.PUBLIC, "pooled", "macro_f1", closed=False, scopes=["pooled"])
+    assert [r["rank"] for r in board.rows] == [1, 1]

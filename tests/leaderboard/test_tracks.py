@@ -66,7 +66,11 @@ def test_per_dataset_tracks_plus_pooled_with_paired_replicates(two: Any) -> None
     f1 = cmp["metrics"]["macro_f1"]
     assert cmp["replicates"] == 20 and f1["a"] == f1["b"] == a["results"]["sun"]["metrics"][f1_key]
     # paired on identical replicates: a zero difference, every replicate a tie (counted half)
-    assert f1["difference"] == {"value": 0.0, "ci95": [0.0, 0.0], "p_greater": 0.5} and f1["p_a_better"] == 0.5
+    diff = f1["difference"]
+    assert (diff["value"], diff["ci95"], diff["p_greater"], diff["p_value"]) == (0.0, [0.0, 0.0], 0.5, 1.0)
+    assert f1["p_a_better"] == 0.5
+    # the entries' own flags (a class of few polyps) and the group's size carry over to their difference
+    assert set(f1["a"]["flags"]) <= set(diff["flags"]) and "20 patients" in diff["flags"]
     page = client.get(f"/compare?a={a['id']}&b={b['id']}&scope=sun")
     assert page.status_code == 200 and "P(A better)" in page.text and "sun-only" in page.text
     assert f"<td>{html.escape(format_stat(Stat.from_dict(f1['difference']), f1_key))}</td><td>0.500</td>" in page.text
