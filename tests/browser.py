@@ -47,6 +47,10 @@ _LAYOUT = """() => ({
 """What :func:`check_layout` measures in the page; ``wide`` names a few elements that stick out (for the message)."""
 
 
+OPEN_DETAILS = "() => document.querySelectorAll('details').forEach(d => { d.open = true; })"
+"""A ``prepare`` script for :func:`check_layout`: unfold every ``<details>`` (a folded table must fit too)."""
+
+
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI=true: the browser tests must run in CI; `make install` provides it)")
@@ -90,9 +94,11 @@ class Layout:
 
 
 def check_layout(browser: Any, url: str, name: str, out: Path,
-                 viewports: dict[str, tuple[int, int]] = VIEWPORTS) -> list[Layout]:
+                 viewports: dict[str, tuple[int, int]] = VIEWPORTS, prepare: str | None = None) -> list[Layout]:
     """Load ``url`` (http(s) or file://) in ``browser`` at each viewport; assert it has no horizontal overflow and
-    every ``<img>`` loaded; save ``out/<name>-<width>x<height>.png`` (full page). Returns what was measured."""
+    every ``<img>`` loaded; save ``out/<name>-<width>x<height>.png`` (full page). ``prepare``: JavaScript run in
+    the page before it is measured (e.g. :data:`OPEN_DETAILS`, so folded content is measured too). Returns what was
+    measured."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
     found = []
     for width, height in viewports.values():
@@ -100,6 +106,8 @@ def check_layout(browser: Any, url: str, name: str, out: Path,
         try:
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(url, wait_until="load")
+            if prepare is not None:
+                page.evaluate(prepare)
             m = page.evaluate(_LAYOUT)
             shot = out / f"{safe}-{width}x{height}.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -150,6 +150,18 @@ def test_compare_prints_one_compact_table(small_manifest: Path, tmp_path: Path) 
     mae = next(ln for ln in lines if ln.startswith("MAE (mm)"))
     doc = json.loads((tmp_path / "c.json").read_text())
     assert "-2.00" in mae and f"{doc['comparison']['metrics']['polyp/size/pooled/mae_mm']['p_greater']:.3f}" in mae
+    # docs/scoring.md shows this table as it is: the same header and the same metric rows
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "scoring.md").read_text()
+    shown = docs[docs.index("$ polypbench evaluate preds.parquet --manifest prepared/sun --compare"):]
+    shown_lines = shown[:shown.index("```")].splitlines()
+
+    def rows(text: list[str]) -> tuple[list[str], list[str]]:
+        at = next(i for i, ln in enumerate(text) if ln.startswith("metric "))
+        body = [re.split(r"\s{2,}", ln)[0] for ln in text[at + 2:]
+                if ln.strip() and not ln.startswith(("  ", "wrote "))]
+        return text[at].split(), body
+
+    assert rows(shown_lines) == rows(lines)
 
 
 def test_without_a_training_split_the_report_has_no_baseline(tmp_path: Path) -> None:
