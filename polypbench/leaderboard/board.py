@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 PRIMARY_COLUMN = next(name for name, (_, key, _) in COLUMNS.items() if key == PRIMARY)
 """The board column of the primary metric: what the board is ranked on when it is sorted by a text column."""
-RANKING_TEST = ("every pair of entries compared by the paired difference's two-sided test (its 95% expanded BCa "
+RANKING_TEST = ("every pair of entries compared by the paired difference's two-sided test (its 95% Student-t "
                 "interval on the same patient resamples excludes 0: the test of Compare), Holm-corrected over all "
                 "pairs; an entry's rank is 1 + the number of entries significantly better; no interval, no "
                 "separation; two equal entries are split at most 5% of the time")
