@@ -40,8 +40,6 @@ MARKS = ("<!-- demo_spread.py: from here to its end mark, written by benchmarks/
 """The README's demo sentences sit between these two lines; :func:`write_readme` replaces what is between."""
 TEST_POLYPS = 41
 """Test polyps of the demo's pooled SUN + REAL-Colon selection (the published split: the same for every seed)."""
-LEGACY = {"model": ("model", "balanced accuracy"), "majority baseline": ("baseline", "balanced accuracy")}
-"""Column names of a table written before the demo printed macro F1 (balanced accuracy only); drop after a rerun."""
 
 
 def metric_labels() -> list[str]:
@@ -158,7 +156,6 @@ def parse_table(text: str) -> list[Run]:
         baseline: dict[str, float] = {}
         for name, value in cells.items():
             who, _, metric = name.partition(" ")
-            who, metric = LEGACY.get(name, (who, metric))
             if who in ("model", "baseline"):
                 (model if who == "model" else baseline)[metric] = float(value)
         runs.append(Run(int(cells["seed"]), int(cells["threads"]), model, baseline,

@@ -82,8 +82,5 @@ def test_the_readme_quotes_the_measured_spread() -> None:
     assert (defaults["seed"], defaults["threads"]) == (0, 1)
     readme = (ROOT / "README.md").read_text()
     assert " ".join(ds.readme_block(readme).split()) == " ".join(ds.readme_text(runs).split())
-    # The headline is the board's primary metric; a table measured before the demo printed it (balanced accuracy
-    # only) is quoted as it is until benchmarks/demo_spread.py runs again.
-    assert head == "macro F1" or list(runs[0].model) == ["balanced accuracy"]
-    if head == "macro F1":
-        assert "**macro F1 (the board's primary metric) of" in " ".join(readme.split())
+    assert head == "macro F1"  # the headline is the board's primary metric
+    assert "**macro F1 (the board's primary metric) of" in " ".join(readme.split())

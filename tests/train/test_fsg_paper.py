@@ -18,9 +18,10 @@ from tests.helpers import link_copy
 TINY = ["weights=none", "img_size=32", "epochs=1", "batch_size=32", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def midas() -> Iterator[None]:
-    """The depth networks a test built are dropped after it (train.data caches them per weights and device)."""
+    """The depth networks this module's tests built (train.data caches them per weights and device; building the
+    random MiDaS costs seconds) are dropped after the module."""
     yield
     train_data._DEPTH_NETS.clear()
 
