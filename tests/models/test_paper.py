@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from polypbench.inference.predict import frames_config
 from polypbench.load.streams import Pixels, build_streams
 from polypbench.models import create_model, gate_parameters
 from polypbench.models.gates import Gate
@@ -97,6 +98,9 @@ def test_rgb_paper_configs_take_the_seeds_crop(name: str) -> None:
         assert (spec.streams, spec.frame, spec.fov_mask, spec.augment_recipe, spec.normalize, spec.size) == (
             ("box_crop",), "full", True, "seed", "seed", 384)
     assert cfg.pixel_spec(True).noise == 0.01 and cfg.pixel_spec().noise == 0.0
+    # predict / the board run a checkpoint of it on the same pixels (the training augmentation is no part of it)
+    predicted = frames_config(cfg.inference(), ["prepared"]).pixel_spec()
+    assert predicted.replace(augment_recipe="seed") == cfg.pixel_spec()
     small = load_config(name, ["img_size=32"])
     model = create_model(small.model, 1, **small.model_kwargs).eval()
     g = torch.Generator().manual_seed(0)
