@@ -57,3 +57,7 @@ _.primary_value  # Submission.primary_value, a column of the submissions table (
 _.caption  # report.Picture.caption, gallery.Tile.caption: figure captions
 _.spread  # gallery.Entry.spread: the spread of a polyp's frame predictions
 _.children  # report.Entry.children: the contents list's sub-entries
+
+# benchmarks/demo_spread.py's reader of its own table and README block: tests/test_demo.py checks the README with them
+_.parse_table
+_.readme_block

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from polypbench.errors import ConfigError, PolypbenchError
+from polypbench.errors import ConfigError, PolypbenchError, choice_error
 
 DEFAULT_TASK = "regression"
 """The task of a config that names none (``TrainConfig.task``'s default too)."""
@@ -43,8 +43,9 @@ def _key(key: str) -> str:
 @dataclass(frozen=True)
 class InferenceConfig:
     """The config keys a model's predictions depend on: the architecture (``model``) and its keywords
-    (``model_kwargs``), the task (its outputs and how they decode), the crop (``img_size``, ``margin``) and the
-    numerics (``channels_last``, ``bf16``). Same names, types and defaults as
+    (``model_kwargs``), the task (its outputs and how they decode), the crop (``img_size``, ``margin``), the frame
+    geometry and normalisation (``frame``, ``fov_mask``, ``normalize``: a model trained on the seed's whole frames
+    is run on them) and the numerics (``channels_last``, ``bf16``). Same names, types and defaults as
     :class:`~polypbench.train.config.TrainConfig`'s fields (tested); validated when made. ``img_size`` and
     ``margin`` None: the model's own (:func:`polypbench.models.default_cfg`, resolved where the model is built).
     ``model_kwargs``: a private copy, whose ``img_size`` (where given) follows ``img_size``, as training's does."""
@@ -56,8 +57,14 @@ class InferenceConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False
     bf16: bool = False
+    frame: str = "crop"
+    fov_mask: bool = False
+    normalize: str | None = None
 
     def __post_init__(self) -> None:
+        from polypbench.load.spec import FRAMES, NORMALIZATIONS  # no torch
+
+
         for key in ("model", "task"):
             value = getattr(self, key)
             if not isinstance(value, str) or not value or len(value) > 100:
@@ -69,7 +76,11 @@ class InferenceConfig:
         if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool)
                                    or not 0 <= margin < math.inf):
             raise ConfigError(f"{_key('margin')}: {margin!r}; expected a number >= 0 (or null: the model's)")
-        for key in ("channels_last", "bf16"):
+        if self.frame not in FRAMES:
+            raise choice_error("frame", self.frame, FRAMES)
+        if self.normalize is not None and self.normalize not in NORMALIZATIONS:
+            raise choice_error("normalize", self.normalize, NORMALIZATIONS)
+        for key in ("channels_last", "bf16", "fov_mask"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{_key(key)}: {getattr(self, key)!r} is not a boolean; expected true or false")
         if not isinstance(self.model_kwargs, Mapping) or not all(isinstance(k, str) for k in self.model_kwargs):

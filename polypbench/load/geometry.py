@@ -1,14 +1,17 @@
 """The HAG/GR seed code's frame geometry on whole batches, written out from reading its ``runners/trainer.py``
 (cosmoimd/feature-selection-gates): the circular field-of-view mask, the box mask of a frame, and the expanded
-box crop its depth network sees. The streams of :mod:`polypbench.load.streams` are built from these.
+box crop its RGB models and its depth network see. The streams of :mod:`polypbench.load.streams` are built from
+these.
 
 - :func:`fov_mask`: ``create_circular_cropping_mask`` (1 where a pixel's centre on a [-1, 1] grid lies within
   ``radius`` of the centre);
 - :func:`box_coverage`: the box mask the seed draws on the full-resolution frame (1 inside the box), as the part of
   each decoded pixel the box covers (the same mask when the frame is decoded at full resolution);
-- :func:`depth_windows`, :func:`crop_resize`: ``prepare_input(..., expand_factor=0.5)``: the bounding box of the
-  mask's non-zero pixels, grown by ``int(0.5 * (max - min))`` pixels on each side, clipped to the image, cut out
-  (inclusive) and resized bilinearly with ``align_corners=True`` to the image's size;
+- :func:`box_windows`, :func:`crop_resize`: ``prepare_input(..., expand_factor=0.5)`` (runners/trainer.py:289-342,
+  called at 429 and 702): the bounding box of the mask's non-zero pixels, grown by ``int(0.5 * (max - min))``
+  pixels on each side, clipped to the image, cut out (inclusive) and resized bilinearly with ``align_corners=True``
+  to the image's size. That crop is the input of the seed's RGB models and of its depth network
+  (:meth:`polypbench.load.streams.Pixels.box_crop` computes it once for both);
 - :func:`minmax`: ``normalize_depth_maps``: each map scaled to [0, 1] by its own minimum and range (>= 1e-5).
 """
 
@@ -18,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEPTH_EXPAND = 0.5
-"""The seed's ``expand_factor``: the depth crop grows by this fraction of the box's extent on each side."""
+BOX_EXPAND = 0.5
+"""The seed's ``expand_factor``: the expanded box crop grows by this fraction of the box's extent on each side."""
 FOV_RADIUS = 1.0
 """The seed's ``crop_radius_ratio``: the field-of-view circle's radius, in half image sides."""
 
@@ -51,7 +54,7 @@ def box_coverage(box: tuple[float, float, float, float], window: tuple[float, fl
     return np.outer(ys, xs)
 
 
-def depth_windows(mask: torch.Tensor, expand: float = DEPTH_EXPAND) -> torch.Tensor:
+def box_windows(mask: torch.Tensor, expand: float = BOX_EXPAND) -> torch.Tensor:
     """(B, 4) int64 (x0, y0, x1, y1), inclusive, of each (B, 1, H, W) ``mask``'s non-zero pixels, grown by
     ``int(expand * (max - min))`` on each side and clipped to the image; (-1, -1, -1, -1) for an empty mask."""
     _, _, height, width = mask.shape
@@ -69,7 +72,7 @@ def depth_windows(mask: torch.Tensor, expand: float = DEPTH_EXPAND) -> torch.Ten
 
 
 def crop_resize(images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-    """Each image's inclusive ``window`` (:func:`depth_windows`) resized bilinearly (``align_corners=True``) to the
+    """Each image's inclusive ``window`` (:func:`box_windows`) resized bilinearly (``align_corners=True``) to the
     images' own size; zeros where the window is empty, as the seed code does."""
     _, _, height, width = images.shape
     out = torch.zeros_like(images)

@@ -145,8 +145,10 @@ class PixelSpec:
     - ``context``: shards hand out the context stored around the window as well, and the window (for the turns of
       ``augment``, which then fill the corners with real pixels); raw frames ignore it.
     - ``augment``: where the crop is resized and augmented (:data:`AUGMENTS`: ``none``, ``loader``, ``device``).
-    - ``streams``: what the model takes (:data:`~polypbench.load.streams.STREAMS` names): ``None`` is one
-      tensor of the RGB crop (single-stream models), a tuple a ``{stream: tensor}`` dict.
+    - ``streams``: what the model takes (:data:`~polypbench.load.streams.STREAMS` names): ``None`` is the
+      ``rgb`` tensor; one name that stream's tensor itself (what a single-stream model takes in place of ``rgb``,
+      e.g. ``("box_crop",)``: the seed code's RGB input); two or more a ``{stream: tensor}`` dict
+      (:func:`~polypbench.load.streams.build_streams`).
     - ``mean``, ``std``: the per-channel normalisation of the RGB streams (default ImageNet's).
     - ``frame``: what part of the frame is handed out (:data:`FRAMES`: ``crop`` around the box, or the ``full``
       frame resized to size x size).

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from polypbench.errors import ConfigError
+from polypbench.errors import ConfigError, choice_error
 from polypbench.load.common import IMAGENET_MEAN, IMAGENET_STD
-from polypbench.load.geometry import crop_resize, depth_windows, fov_mask, minmax
+from polypbench.load.geometry import box_windows, crop_resize, fov_mask, minmax
 
 DepthNet = Callable[[torch.Tensor], torch.Tensor]
 """A depth network: (B, 3, H, W) float images -> (B, H, W) relative inverse depth (MiDaS v2.1,
@@ -50,6 +50,8 @@ class Pixels:
     depth_maps: torch.Tensor | None = None
     _unit: torch.Tensor | None = field(default=None, init=False, repr=False)
     _normalized: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _windows: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _box_crop: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def unit(self) -> torch.Tensor:
         """The images as float in [0, 1], with the ``noise`` added and clamped (computed once for all streams)."""
@@ -72,6 +74,24 @@ class Pixels:
         if self._normalized is None:
             self._normalized = self.in_view(self.normalize(self.unit()))
         return self._normalized
+
+    def windows(self) -> torch.Tensor:
+        """(B, 4) the expanded box windows of ``mask`` (:func:`~polypbench.load.geometry.box_windows`: the mask's
+        bounds grown by half their extent on each side, clipped; computed once for all streams)."""
+        if self.mask is None:
+            raise ConfigError(f"the expanded box crop needs {NEEDS['mask']}; this batch has none")
+        if self._windows is None:
+            self._windows = box_windows(self.mask)
+        return self._windows
+
+    def box_crop(self) -> torch.Tensor:
+        """The seed code's expanded box crop (its ``prepare_input(inputs, mask, expand_factor=0.5)``): each
+        image's :meth:`windows` cut from :meth:`normalized` (the normalised, field-of-view masked images) and
+        resized bilinearly with ``align_corners`` to the images' size. What the ``box_crop`` stream hands the
+        model and what the ``depth`` stream's network sees: one computation for both (computed once)."""
+        if self._box_crop is None:
+            self._box_crop = crop_resize(self.normalized(), self.windows())
+        return self._box_crop
 
     def in_view(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (B, C, H, W) times the circular field-of-view mask with ``fov``; ``x`` itself without."""
@@ -135,11 +155,27 @@ def built_streams() -> list[str]:
 
 
 def build_streams(pixels: Pixels, streams: Sequence[str] | None) -> torch.Tensor | dict[str, torch.Tensor]:
-    """What a model's ``forward`` takes: ``{stream: tensor}`` for ``streams``, or the ``rgb`` tensor itself when
-    ``streams`` is None (single-stream models)."""
+    """What a model's ``forward`` takes: the ``rgb`` tensor when ``streams`` is None; the tensor of the one stream
+    itself when ``streams`` names one (what every model with one stream takes: a single-stream model such as
+    ``resnet18`` or ``vit-tiny`` takes it in place of ``rgb``); ``{stream: tensor}`` for two or more."""
     if streams is None:
         return STREAMS["rgb"](pixels)
+    if len(streams) == 1:
+        return STREAMS[streams[0]](pixels)
     return {name: STREAMS[name](pixels) for name in streams}
+
+
+def single_stream(streams: Sequence[str] | None) -> Stream:
+    """The entry of the one stream a single-stream model takes: ``rgb`` when ``streams`` is None, else the one
+    name it holds; a one-line error for an unknown name or for two or more (a multistream model's input)."""
+    names = ("rgb",) if streams is None else tuple(streams)
+    if len(names) != 1:
+        raise ConfigError(f"streams {list(names)!r} for a single-stream model; expected one stream (it takes that "
+                          "stream's tensor in place of rgb), or a multistream model (multistream, "
+                          "multistream-hag) for two or more")
+    if names[0] not in STREAMS:
+        raise choice_error("stream", names[0], STREAMS)
+    return STREAMS[names[0]]
 
 
 def needs(streams: Sequence[str] | None, what: str) -> bool:
@@ -168,16 +204,17 @@ def _masked_frame(pixels: Pixels) -> torch.Tensor:
     return pixels.normalized() * pixels.mask.to(pixels.normalized().device).clamp(0, 1)
 
 
+def _box_crop(pixels: Pixels) -> torch.Tensor:
+    return pixels.box_crop()
+
+
 def _depth(pixels: Pixels) -> torch.Tensor:
-    assert pixels.mask is not None  # Stream.__call__ checked it
-    windows = depth_windows(pixels.mask)
     if pixels.depth_maps is not None:  # stored maps, moved with the frame: cut as the network's input is
-        return minmax(pixels.in_view(crop_resize(pixels.depth_maps.float(), windows)))
+        return minmax(pixels.in_view(crop_resize(pixels.depth_maps.float(), pixels.windows())))
     assert pixels.depth_net is not None  # Stream.__call__ checked it
-    x = pixels.normalized()
-    crops = crop_resize(x, windows)
+    crops = pixels.box_crop()
     with torch.no_grad():
-        if x.device.type == "cuda":  # the seed code's autocast (fp16 on CUDA); full precision elsewhere
+        if crops.device.type == "cuda":  # the seed code's autocast (fp16 on CUDA); full precision elsewhere
             with torch.autocast("cuda", dtype=torch.float16):
                 maps = pixels.depth_net(crops)
         else:
@@ -190,6 +227,10 @@ register_stream(Stream("masked", 3, _masked, "the crop with every pixel outside 
                        "normalisation", needs=("box",)))
 register_stream(Stream("masked_frame", 3, _masked_frame, "the normalised frame times the box mask moved with it "
                        "(the seed code's LOC stream, its masked_rgb: frame 'full')", needs=("mask",)))
+register_stream(Stream("box_crop", 3, _box_crop, "the box expanded by half its width and height on each side (the "
+                       "bounds of the box mask moved with the frame), clipped, cut from the normalised, "
+                       "field-of-view masked frame and resized bilinearly with align_corners to the image size (the "
+                       "seed code's RGB input, what its depth network sees too: frame 'full')", needs=("mask",)))
 register_stream(Stream("depth", 1, _depth, "the depth network's map of the expanded box crop (the box's mask "
                        "bounds grown by half their extent on each side, clipped, resized bilinearly with "
                        "align_corners to the image size), field-of-view masked, min-max scaled per map (the seed "

@@ -7,6 +7,7 @@ gates, as in the reference code: four stage gates, one on the pooled 512-d embed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from polypbench.load.streams import single_stream
 from polypbench.models.gates import gate_or_identity
 from polypbench.models.heads import Head
 from polypbench.models.registry import register_model
@@ -71,12 +73,14 @@ class ResNetEncoder(nn.Module):
 
 
 class ResNetModel(nn.Module):
-    """Single-stream ResNet-18: encoder -> embedding gate slot -> :class:`Head`. Input (B, 3, H, W)."""
+    """Single-stream ResNet-18: encoder -> embedding gate slot -> :class:`Head`. Input: one tensor (B, C, H, W)
+    of its stream, ``rgb`` unless ``streams`` names another one (e.g. ``("box_crop",)``: the seed code's RGB input;
+    :func:`~polypbench.load.streams.single_stream`), C that stream's channels."""
 
     def __init__(self, num_outputs: int, *, gated: bool = False, weights: str | Path | None = None,
-                 head_hidden: int = 256, dropout: float = 0.35) -> None:
+                 head_hidden: int = 256, dropout: float = 0.35, streams: Sequence[str] | None = None) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(3, gated, weights)
+        self.encoder = ResNetEncoder(single_stream(streams).channels, gated, weights)
         self.embed_gate = gate_or_identity(gated, EMBED_DIM)
         self.head = Head(EMBED_DIM, num_outputs, head_hidden, dropout, gated)
 

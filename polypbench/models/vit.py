@@ -9,12 +9,15 @@ two gates per block, 24 in all. The head is the shared :class:`Head` on the pool
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from polypbench.errors import ConfigError
+from polypbench.load.streams import single_stream
 from polypbench.models.gates import Gate
 from polypbench.models.heads import Head
 from polypbench.models.registry import REFERENCE_INPUT, register_model
@@ -30,13 +33,20 @@ VIT_INPUT = REFERENCE_INPUT
 
 
 class ViTModel(nn.Module):
-    """timm ViT-Tiny/16 backbone (no classifier) -> :class:`Head`. Input (B, 3, img_size, img_size); ``img_size``
-    None: :data:`VIT_INPUT`'s size."""
+    """timm ViT-Tiny/16 backbone (no classifier) -> :class:`Head`. Input (B, 3, img_size, img_size): one
+    3-channel stream, ``rgb`` unless ``streams`` names another one (e.g. ``("box_crop",)``: the seed code's RGB
+    input; :func:`~polypbench.load.streams.single_stream`); ``img_size`` None: :data:`VIT_INPUT`'s size."""
 
     def __init__(self, num_outputs: int, *, gated: bool = False, weights: str | Path | None = None,
-                 img_size: int | None = None, head_hidden: int = 256, dropout: float = 0.35) -> None:
+                 img_size: int | None = None, head_hidden: int = 256, dropout: float = 0.35,
+                 streams: Sequence[str] | None = None) -> None:
         super().__init__()
         from timm.models.vision_transformer import checkpoint_filter_fn, vit_tiny_patch16_384
+
+        stream = single_stream(streams)
+        if stream.channels != 3:
+            raise ConfigError(f"stream {stream.name!r} has {stream.channels} channel(s); the ViT models take one "
+                              "3-channel stream (a 1-channel stream: resnet18 or multistream)")
 
         size = VIT_INPUT.size if img_size is None else img_size
         vit = vit_tiny_patch16_384(pretrained=False, num_classes=0, img_size=size)

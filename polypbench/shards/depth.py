@@ -22,7 +22,6 @@ from polypbench.load.augment import UInt8Augment
 from polypbench.load.common import resolve_raw_root
 from polypbench.load.depth_store import DEPTH_FILE, INFO_FILE, ROWS_FILE, WINDOW, depth_dir
 from polypbench.load.frames import PolypFrames
-from polypbench.load.geometry import crop_resize, depth_windows
 from polypbench.load.spec import NORMALIZATIONS
 from polypbench.load.streams import DepthNet, Pixels
 from polypbench.manifest import Manifest
@@ -47,13 +46,11 @@ def materialize_depth(prepared_dir: str | Path, depth_net: DepthNet, *, size: in
     mean, std = NORMALIZATIONS[normalize]
     windows, done = [], 0
     for batch in DataLoader(frames, batch_size=batch_size, shuffle=False):
-        pixels = Pixels(batch["image"].to(device), mean=mean, std=std, fov=fov_mask)
-        mask = batch["mask"].to(device)
-        window = depth_windows(mask)
+        pixels = Pixels(batch["image"].to(device), mean=mean, std=std, mask=batch["mask"].to(device), fov=fov_mask)
         with torch.no_grad():
-            depth = depth_net(crop_resize(pixels.normalized(), window)).float()
+            depth = depth_net(pixels.box_crop()).float()  # the crop the online stream's network sees
         maps[done:done + len(depth)] = depth.cpu().numpy().astype(np.float16)
-        windows.append(window.numpy())
+        windows.append(pixels.windows().numpy())
         done += len(depth)
         log.info("depth maps: %d of %d", done, len(rows))
     maps.flush()

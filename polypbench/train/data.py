@@ -58,7 +58,7 @@ class SampleTransform:
         sample = self.geometry(sample)
         box = sample["boxes"].as_subclass(torch.Tensor)[:1] if "masked" in self.streams else None
         built = build_streams(Pixels(sample["image"].as_subclass(torch.Tensor)[None], box), self.streams)
-        assert isinstance(built, dict)
+        built = built if isinstance(built, dict) else {"rgb": built}  # one stream: its tensor itself
         sample["image"] = tv_tensors.Image(built["rgb"][0])
         if "masked" in built:
             sample["masked"] = tv_tensors.Image(built["masked"][0])
@@ -120,8 +120,9 @@ def depth_network(weights: str | None, device: torch.device) -> torch.nn.Module:
 
 def model_input(batch: Batch, spec: PixelSpec, device: torch.device, non_blocking: bool = False,
                 augment: DeviceAugment | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
-    """What the model's ``forward`` takes: the normalized RGB tensor, or ``{stream: tensor}`` for a multistream
-    model: ``spec.streams``, each built on ``device`` from the batch's :func:`batch_pixels` by its
+    """What the model's ``forward`` takes: the normalized RGB tensor (``spec.streams`` None), the one stream's
+    tensor (one name), or ``{stream: tensor}`` (two or more; :func:`~polypbench.load.streams.build_streams`):
+    ``spec.streams``, each built on ``device`` from the batch's :func:`batch_pixels` by its
     :data:`~polypbench.load.streams.STREAMS` entry. ``augment``: the device's half of ``spec.augment``
     (:meth:`DeviceAugment.for_spec`)."""
     return build_streams(batch_pixels(batch, spec, device, non_blocking, augment), spec.streams)

@@ -34,7 +34,7 @@ from tests.helpers import Prepared
     ({"streams": ("rgb", "rgb")}, "expected distinct stream names, at least one (or None: one RGB tensor)"),
     ({"streams": ()}, "expected distinct stream names, at least one"),
     ({"streams": ("rgb", "infrared")}, "stream 'infrared' is not built by the pixel pipeline; expected streams "
-                                       "from: depth, masked, masked_frame, rgb"),
+                                       "from: box_crop, depth, masked, masked_frame, rgb"),
     ({"streams": ("depth",), "depth_weights": "random", "size": 40}, "stream 'depth' with size 40: the depth "
                                                                      "network takes sides that are multiples of 32"),
     ({"streams": ("masked_frame",), "augment": "device"}, "stream 'masked_frame' needs the box mask, which the "

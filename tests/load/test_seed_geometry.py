@@ -1,6 +1,7 @@
 """The HAG/GR seed code's frame geometry (runners/trainer.py, modules/transforms/transforms_sizing.py of
 cosmoimd/feature-selection-gates) against closed-form cases: the circular field-of-view mask, the box mask of a
-whole frame, the expanded box crop its depth network sees, and the masked_frame and depth streams built from them."""
+whole frame, the expanded box crop its RGB models and depth network see, and the masked_frame, box_crop and depth
+streams built from them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 from polypbench.load import PixelSpec, load_split
 from polypbench.load.augment import UInt8Augment
 from polypbench.load.common import SEED_MEAN, SEED_STD
-from polypbench.load.geometry import box_coverage, crop_resize, depth_windows, fov_mask, minmax
+from polypbench.load.geometry import box_coverage, box_windows, crop_resize, fov_mask, minmax
 from polypbench.load.spec import RECIPES
 from polypbench.load.streams import Pixels, build_streams
 from polypbench.manifest import Manifest
@@ -38,7 +39,7 @@ def test_depth_window_is_the_mask_bounds_grown_by_half_their_extent_and_clipped(
     mask = torch.zeros(3, 1, 32, 32)
     mask[0, 0, 10:20, 2:12] = 0.3  # rows 10..19, cols 2..11: extent 9 -> int(4.5) = 4 pixels each side
     mask[1, 0, 0:31, 25:32] = 1.0  # rows 0..30 (extent 30 -> 15), cols 25..31 (extent 6 -> 3)
-    windows = depth_windows(mask)
+    windows = box_windows(mask)
     assert windows.tolist() == [[0, 6, 15, 23],  # x0 = 2 - 4 clipped to 0
                                 [22, 0, 31, 31],  # clipped to the image on three sides
                                 [-1, -1, -1, -1]]  # an empty mask: no window
@@ -116,7 +117,7 @@ def test_masked_frame_and_depth_streams_are_the_seeds() -> None:
                                            align_corners=True)
     depth = crop[:, :1] * 2 * fov_mask(32, 32)
     assert torch.allclose(x["depth"][:1], (depth - depth.min()) / (depth.max() - depth.min()), atol=1e-5)
-    assert x["depth"].shape == (2, 1, 32, 32) and depth_windows(mask)[1].tolist() == [0, 16, 7, 31]
+    assert x["depth"].shape == (2, 1, 32, 32) and box_windows(mask)[1].tolist() == [0, 16, 7, 31]
 
 
 def test_noise_is_the_training_recipes_last_step() -> None:
@@ -127,3 +128,55 @@ def test_noise_is_the_training_recipes_last_step() -> None:
     assert PixelSpec(augment_recipe="seed").noise == 0.0  # evaluation: no noise
     assert PixelSpec(normalize="seed").mean == SEED_MEAN and PixelSpec(normalize="seed").std == SEED_STD
     assert PixelSpec(normalize="seed").replace(normalize="imagenet") == PixelSpec(normalize="imagenet")
+
+
+def test_box_crop_is_the_expanded_box_resized_with_align_corners() -> None:
+    """A known box in a known frame: the window is the box grown by int(0.5 * extent) on each side, clipped; the
+    stream (one name: the tensor itself) on a linear ramp is the closed-form bilinear align_corners resize."""
+    n = 33
+    xs = torch.arange(n, dtype=torch.float32).view(1, n).expand(n, n) / (n - 1)
+    ys = xs.t()
+    images = torch.stack([xs, ys, (xs + ys) / 2])[None].repeat(2, 1, 1, 1)  # float in [0, 1]: taken as is
+    mask = torch.zeros(2, 1, n, n)
+    mask[0, 0, 10:20, 12:22] = 1  # rows 10..19, cols 12..21: extent 9 -> 4 pixels each side
+    mask[1, 0, 27:33, 1:30] = 1  # rows 27..32 (extent 5 -> 2), cols 1..29 (extent 28 -> 14): clipped on 3 sides
+    identity = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    pixels = Pixels(images, None, *identity, mask=mask)
+    crop = build_streams(pixels, ("box_crop",))
+    assert isinstance(crop, torch.Tensor) and crop.shape == (2, 3, n, n)
+    assert pixels.windows().tolist() == [[8, 6, 25, 23], [0, 25, 32, 32]]
+    j = torch.arange(n, dtype=torch.float32)
+    for i, (x0, y0, x1, y1) in enumerate(pixels.windows().tolist()):
+        x = (x0 + j * (x1 - x0) / (n - 1)) / (n - 1)  # output column j samples x0 + j (x1 - x0) / (W - 1)
+        y = (y0 + j * (y1 - y0) / (n - 1)) / (n - 1)
+        assert torch.allclose(crop[i, 0], x.view(1, n).expand(n, n), atol=1e-6)
+        assert torch.allclose(crop[i, 1], y.view(n, 1).expand(n, n), atol=1e-6)
+        assert torch.allclose(crop[i, 2], (x.view(1, n) + y.view(n, 1)) / 2, atol=1e-6)
+    # the seed normalises and circular-masks the frame before it cuts the crop
+    seeded = Pixels(images, None, SEED_MEAN, SEED_STD, mask=mask, fov=True)
+    mean, std = torch.tensor(SEED_MEAN).view(1, 3, 1, 1), torch.tensor(SEED_STD).view(1, 3, 1, 1)
+    inputs = (images - mean) / std * fov_mask(n, n)
+    seed_crop = torch.nn.functional.interpolate(inputs[:1, :, 6:24, 8:26], size=[n, n], mode="bilinear",
+                                                align_corners=True)
+    assert torch.allclose(build_streams(seeded, ("box_crop",))[:1], seed_crop, atol=1e-6)
+
+
+def test_box_crop_is_the_crop_the_depth_network_sees() -> None:
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[0, 0, 4:12, 6:30] = 1
+    mask[1, 0, 16:31, 3:9] = 0.25
+    seen: list[torch.Tensor] = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return x.mean(1)
+
+    pixels = Pixels(images, None, SEED_MEAN, SEED_STD, mask=mask, fov=True, noise=0.01, depth_net=net)
+    x = build_streams(pixels, ("box_crop", "depth"))
+    assert isinstance(x, dict) and len(seen) == 1
+    assert seen[0] is x["box_crop"]  # one computation, the same pixels (noise included)
+    alone = Pixels(images, None, SEED_MEAN, SEED_STD, mask=mask, fov=True, depth_net=net)
+    build_streams(alone, ("depth",))
+    assert torch.equal(seen[1], build_streams(alone, ("box_crop",)))

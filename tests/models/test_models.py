@@ -113,6 +113,31 @@ def test_single_stream_takes_a_tensor() -> None:
         two(torch.randn(2, 3, 64, 64))
 
 
+@pytest.mark.parametrize("name", ["resnet18", "vit-tiny-hag"])
+def test_a_single_stream_model_takes_another_stream_in_place_of_rgb(name: str) -> None:
+    """``streams=("box_crop",)``: the same network on that stream's tensor (the pipeline hands one stream's tensor
+    itself); two streams or a ViT on a 1-channel stream are one-line errors."""
+    plain, crop = build(name).eval(), build(name, streams=("box_crop",)).eval()
+    assert plain.state_dict().keys() == crop.state_dict().keys()
+    crop.load_state_dict(plain.state_dict())
+    x = inputs(name)
+    with torch.no_grad():
+        assert torch.equal(plain(x), crop(x))
+    with pytest.raises(ConfigError, match=r"streams \['rgb', 'masked'\] for a single-stream model; expected one"):
+        build(name, streams=("rgb", "masked"))
+    with pytest.raises(ConfigError, match="stream 'loc'"):
+        build(name, streams=("loc",))
+
+
+def test_single_stream_models_take_the_streams_channels() -> None:
+    depth = build("resnet18", streams=("depth",)).eval()
+    assert depth.encoder.backbone.conv1.in_channels == 1
+    with torch.no_grad():
+        assert depth(torch.randn(2, 1, 64, 64)).shape == (2, 1)
+    with pytest.raises(ConfigError, match="stream 'depth' has 1 channel.s.; the ViT models take one 3-channel"):
+        build("vit-tiny", streams=("depth",))
+
+
 def test_unknown_stream_and_bad_input() -> None:
     with pytest.raises(ConfigError, match="stream 'loc'"):
         create_model("multistream", 1, streams=("rgb", "loc"))

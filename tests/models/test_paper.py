@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from polypbench.inference.predict import frames_config
+from polypbench.load.streams import Pixels, build_streams
 from polypbench.models import create_model, gate_parameters
 from polypbench.models.gates import Gate
 from polypbench.train import load_config
@@ -84,6 +86,32 @@ def test_paper_configs_use_the_seed_model_and_loss(name: str) -> None:
     if gated:
         assert cfg.model_kwargs["gate_init"] == "xavier"
     assert cfg.model_kwargs["head_hidden"] == (0 if cfg.model.startswith("vit") else 128)
+
+
+@pytest.mark.parametrize("name", ["resnet18-paper", "resnet18-hag-paper", "vit-tiny-paper", "vit-tiny-hag-paper"])
+def test_rgb_paper_configs_take_the_seeds_crop(name: str) -> None:
+    """The seed's released R18 / ViT-T configs: the whole frame at 384, circular FOV mask of radius 1, PairedTCombo1
+    and the dataset normalisation; the model takes the expanded box crop (stream box_crop) as its one tensor."""
+    cfg = load_config(name)
+    for augment in (True, False):
+        spec = cfg.pixel_spec(augment)
+        assert (spec.streams, spec.frame, spec.fov_mask, spec.augment_recipe, spec.normalize, spec.size) == (
+            ("box_crop",), "full", True, "seed", "seed", 384)
+    assert cfg.pixel_spec(True).noise == 0.01 and cfg.pixel_spec().noise == 0.0
+    # predict / the board run a checkpoint of it on the same pixels (the training augmentation is no part of it)
+    predicted = frames_config(cfg.inference(), ["prepared"]).pixel_spec()
+    assert predicted.replace(augment_recipe="seed") == cfg.pixel_spec()
+    small = load_config(name, ["img_size=32"])
+    model = create_model(small.model, 1, **small.model_kwargs).eval()
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 10:16] = 1
+    pixels = Pixels(torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8), None,
+                    small.pixel_spec().mean, small.pixel_spec().std, mask=mask, fov=True)
+    x = build_streams(pixels, small.pixel_spec().streams)
+    assert isinstance(x, torch.Tensor) and x.shape == (2, 3, 32, 32)
+    with torch.no_grad():
+        assert model(x).shape == (2, 1)
 
 
 def _seed_sequence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, main_opt: torch.optim.Optimizer,

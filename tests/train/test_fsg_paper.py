@@ -1,5 +1,5 @@
 """The released FSG-R18 of the seed code as a config (fsg-r18-loc-paper): masked full frame + MiDaS depth, trained
-end to end on CPU at a tiny size with random MiDaS and ResNet weights."""
+end to end on CPU at a tiny size with random MiDaS and ResNet weights; an RGB -paper config on the seed's crop."""
 
 from __future__ import annotations
 
@@ -38,6 +38,20 @@ def test_fsg_r18_loc_paper_trains_on_cpu_with_online_depth(prepared: dict, tmp_p
     assert spec.streams == ("masked_frame", "depth") and (spec.frame, spec.fov_mask, spec.augment_recipe) == (
         "full", True, "seed") and spec.normalize == "seed" and spec.noise == 0.01
     assert ("random", "cpu") in train_data._DEPTH_NETS  # the depth stream ran the network
+
+
+def test_resnet18_paper_trains_on_the_seeds_crop(prepared: dict, tmp_path: Path) -> None:
+    """An RGB -paper config (the seed's R18 baseline) end to end on CPU: the whole frame with the seed's
+    augmentation, the model on the expanded box crop (stream box_crop)."""
+    sets = [a for o in TINY for a in ("--set", o)]
+    res = CliRunner().invoke(main, ["train", "--config", "resnet18-paper", "--manifest", str(prepared["sun"].out),
+                                    "--out", str(tmp_path / "r"), *sets])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "best.pt").is_file()
+    cfg = load_config(tmp_path / "r" / "config.yaml")
+    spec = cfg.pixel_spec(cfg.augment)
+    assert (spec.streams, spec.frame, spec.fov_mask, spec.augment_recipe, spec.normalize, spec.size) == (
+        ("box_crop",), "full", True, "seed", "seed", 32)
 
 
 def test_the_depth_stream_without_weights_is_one_line(prepared: dict, tmp_path: Path) -> None:
