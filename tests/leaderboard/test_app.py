@@ -414,5 +414,6 @@ def test_the_web_process_and_the_board_renderer_never_import_torch(prepared, tmp
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["loaded"] == [] and "tiny" in found["architectures"]
     assert found["job"]["inference"] == {"model": "tiny", "task": "triclass", "img_size": 32, "margin": None,
-                                         "model_kwargs": {}, "channels_last": False, "bf16": False}
+                                         "model_kwargs": {}, "channels_last": False, "bf16": False,
+                                         "frame": "crop", "fov_mask": False, "normalize": None}
     assert (tmp_path / "board" / "README.md").is_file()
