@@ -66,6 +66,7 @@ def site(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFactory
     return out, run_browse(*(prepared[n].out for n in names), *raws, "--out", out, "--frames", "1")
 
 
+@pytest.mark.e2e
 def test_every_dataset_has_an_overview_and_a_page_per_polyp(site: tuple[Path, str], prepared) -> None:
     out, printed = site
     index = (out / "index.html").read_text()
@@ -81,6 +82,7 @@ def test_every_dataset_has_an_overview_and_a_page_per_polyp(site: tuple[Path, st
 
 
 @pytest.mark.parametrize("dataset", ["real-colon", "sun"])
+@pytest.mark.e2e
 def test_a_known_polyp_page_shows_its_size_class_split_and_fold(site: tuple[Path, str], prepared,
                                                                   dataset: str) -> None:
     out, _ = site
@@ -97,6 +99,7 @@ def test_a_known_polyp_page_shows_its_size_class_split_and_fold(site: tuple[Path
     assert f"1 of {int(polyp['n_frames'])} annotated frames" in page
 
 
+@pytest.mark.e2e
 def test_no_sun_frame_is_copied_into_the_site(site: tuple[Path, str], prepared) -> None:
     out, _ = site
     closed = [n for n in DATASETS if not registry.get(n).redistribute_frames]
@@ -117,6 +120,7 @@ def test_no_sun_frame_is_copied_into_the_site(site: tuple[Path, str], prepared) 
     assert thumbs and all(t.stat().st_size < 20_000 for t in thumbs)  # REAL-Colon's licence allows thumbnails
 
 
+@pytest.mark.e2e
 def test_every_local_link_and_image_resolves(site: tuple[Path, str]) -> None:
     out, _ = site
     pages = list(out.rglob("*.html"))
@@ -142,6 +146,7 @@ def _without_raw_root(prepared: Prepared, dst: Path) -> Path:
     return copy
 
 
+@pytest.mark.e2e
 def test_without_a_raw_dump_shards_give_real_colon_thumbnails_and_sun_pages_say_why(prepared, tmp_path: Path) -> None:
     from polypbench.shards import materialize
 
@@ -156,6 +161,7 @@ def test_without_a_raw_dump_shards_give_real_colon_thumbnails_and_sun_pages_say_
     assert "materialize" in page and '<img src="thumbs/001-001_1-' in page
 
 
+@pytest.mark.e2e
 def test_a_missing_frame_is_counted_and_named_and_an_earlier_site_replaced(prepared, tmp_path: Path) -> None:
     raw = link_copy(prepared["real-colon"].raw, tmp_path / "raw-real-colon")
     first = pq.read_table(prepared["real-colon"].out / schema.FRAMES_FILE).to_pandas().sort_values(

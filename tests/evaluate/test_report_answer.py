@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from polypbench.cli import main
@@ -93,6 +94,7 @@ def _missing_known_polyps(out: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     return path, missed
 
 
+@pytest.mark.e2e
 def test_the_gallery_puts_the_missed_polyps_first(prepared, tmp_path: Path) -> None:
     data = prepared["real-colon"]
     preds, missed = _missing_known_polyps(data.out, tmp_path)
@@ -110,6 +112,7 @@ def test_the_gallery_puts_the_missed_polyps_first(prepared, tmp_path: Path) -> N
     assert not EXTERNAL.search(page) and len(page) < 3_000_000
 
 
+@pytest.mark.e2e
 def test_the_gallery_reads_materialized_shards_without_raw(prepared, tmp_path: Path) -> None:
     from polypbench.evaluate.gallery import THUMB
     from polypbench.shards import materialize

@@ -15,6 +15,8 @@ from polypbench.train import data as train_data
 from polypbench.train import load_config
 from tests.helpers import link_copy
 
+pytestmark = pytest.mark.slow  # each trains end to end (MiDaS ResNeXt-101 at 32 px on the CPU)
+
 TINY = ["weights=none", "img_size=32", "epochs=1", "batch_size=32", "frames_per_polyp_per_epoch=1", "n_bootstrap=0"]
 
 

@@ -354,6 +354,7 @@ def test_validation_subset_scored_per_polyp() -> None:
     assert out.columns.tolist() == ["polyp_id", "size_mm"] and out["size_mm"].tolist() == [2.0, 7.0]
 
 
+@pytest.mark.slow
 def test_fit_with_the_seed_protocol_keys(prepared: dict[str, Any], tmp_path: Path,
                                          caplog: pytest.LogCaptureFixture) -> None:
     """One tiny run with the seed's keys: SUN frames keyed by image number (the synthetic SUN repeats every image
