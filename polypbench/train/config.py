@@ -142,12 +142,13 @@ class TrainConfig:
     val_frames_per_polyp: int | None = None
     weights: str = "none"
     seed_sun_frames: bool = False
-    frame: str = "crop"
-    fov_mask: bool = False
-    augment_recipe: str = "polypbench"
-    normalize: str | None = None
-    depth: str = "online"
-    depth_weights: str | None = None
+    # the pixel pipeline's options, with PixelSpec's defaults (their one owner)
+    frame: str = PixelSpec.frame
+    fov_mask: bool = PixelSpec.fov_mask
+    augment_recipe: str = PixelSpec.augment_recipe
+    normalize: str | None = PixelSpec.normalize
+    depth: str = PixelSpec.depth
+    depth_weights: str | None = PixelSpec.depth_weights
 
     @property
     def num_outputs(self) -> int:
