@@ -155,11 +155,8 @@ def split_dataset(cfg: TrainConfig, split: str, *, augment: bool,
              for d, r in zip(cfg.prepared, roots, strict=True)]
     data: ConcatDataset[dict[str, Any]] = ConcatDataset(parts)
     if cfg.seed_sun_frames:
-        text = (f"seed_sun_frames: {dropped[0]} SUN {split} frames dropped (the seed keys them by image number "
-                "and drops the repeats)")
-        log.info(text)
-        if notes is not None:
-            notes.append(text)
+        _note(f"seed_sun_frames: {dropped[0]} SUN {split} frames dropped (the seed keys them by image number and "
+              "drops the repeats)", notes)
     return data
 
 
@@ -225,12 +222,16 @@ def train_loader(cfg: TrainConfig, rank: int = 0, world_size: int = 1,
         raise ConfigError(f"config key 'frame_sampler': 'seed' skips polyps with a single frame, and all "
                           f"{sampler.skipped} training polyps have one; expected frame_sampler: replacement")
     if sampler.skipped:
-        text = (f"frame_sampler seed: {sampler.skipped} training polyps with a single frame skipped (the seed's "
-                "sampler takes none of them)")
-        log.info(text)
-        if notes is not None:
-            notes.append(text)
+        _note(f"frame_sampler seed: {sampler.skipped} training polyps with a single frame skipped (the seed's "
+              "sampler takes none of them)", notes)
     return _loader(cfg, data, sampler), sampler
+
+
+def _note(text: str, notes: list[str] | None) -> None:
+    """Log what the data rules left out, and add it to ``notes`` (what the run prints at its start)."""
+    log.info(text)
+    if notes is not None:
+        notes.append(text)
 
 
 def eval_loader(cfg: TrainConfig, split: str, batch_size: int | None = None, frames_per_polyp: int | None = None,
