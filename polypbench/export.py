@@ -34,6 +34,7 @@ from polypbench.errors import ConfigError, InputError, PolypbenchError
 from polypbench.fileio import (
     atomic_output,
     atomic_write_json,
+    check_replaceable,
     exclusive,
     file_sha256,
     publish_dir,
@@ -223,14 +224,6 @@ Report per-polyp results with the polypbench scorer (`polypbench evaluate`), whi
 """
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "a file, not a folder", "--out a new folder or an earlier export-hf output")
-    if out.is_dir() and any(out.iterdir()) and not (out / INFO_FILE).is_file():
-        raise InputError(out, "a folder with other files, which the export would replace",
-                         "--out a new or empty folder, or an earlier export-hf output")
-
-
 def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None = None, *,
               size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN, quality: int = 90, workers: int | None = None,
               hold_rights: bool = False, rows_per_file: int = ROWS_PER_FILE) -> ExportReport:
@@ -253,7 +246,7 @@ def export_hf(prepared: str | Path, out: str | Path, raw_root: str | Path | None
             f"or {HOLD_RIGHTS_FLAG} if you hold the right to redistribute them (the card then states the licence)")
     root = resolve_raw_root(manifest, raw_root)
     out = Path(os.path.abspath(out))
-    _check_out(out)
+    check_replaceable(out, INFO_FILE, "an earlier export-hf output", "export")
     from polypbench.load.hf import hf_features
 
     arrow_schema = hf_features(export_types()).arrow_schema  # carries the features for readers of the files alone

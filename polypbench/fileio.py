@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from polypbench.errors import OutputError, PolypbenchError
+from polypbench.errors import InputError, OutputError, PolypbenchError
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,17 @@ def _carry(old: Path, final: Path, keep: Sequence[str]) -> None:
         if (old / name).exists() and not (final / name).exists():
             os.replace(old / name, final / name)
     shutil.rmtree(old)
+
+
+def check_replaceable(out: Path, marker: str, earlier: str, replacer: str) -> None:
+    """Refuse an ``--out`` that :func:`publish_dir` would wrongly replace: a file, or a folder with files that is
+    not an earlier output (one holding ``marker``). ``earlier`` names such an output in the message, ``replacer``
+    what would replace the folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "a file, not a folder", f"--out a new folder or {earlier}")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise InputError(out, f"a folder with other files, which the {replacer} would replace",
+                         f"--out a new or empty folder, or {earlier}")
 
 
 def recover_dir(final: str | Path, keep: Sequence[str] = ()) -> None:

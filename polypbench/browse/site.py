@@ -33,7 +33,7 @@ from polypbench import datasets as registry
 from polypbench.browse import plots
 from polypbench.browse.frames import choose_source, pictures, safe_name
 from polypbench.errors import ConfigError, InputError
-from polypbench.fileio import atomic_write_json, publish_dir, read_json, writing
+from polypbench.fileio import atomic_write_json, check_replaceable, publish_dir, read_json, writing
 from polypbench.manifest import Manifest
 from polypbench.progress import Progress
 from polypbench.templating import render
@@ -93,14 +93,6 @@ def _mm(value: float) -> str:
 
 def _fold(value: int) -> str:
     return "-" if int(value) < 0 else str(int(value))
-
-
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "a file, not a folder", "--out a new folder or an earlier browse site")
-    if out.is_dir() and any(out.iterdir()) and not (out / INFO_FILE).is_file():
-        raise InputError(out, "a folder with other files, which the site would replace",
-                         "--out a new or empty folder, or an earlier `polypbench browse` site")
 
 
 def pick_frames(frames: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -231,7 +223,7 @@ def browse(prepared: Sequence[str | Path], out: str | Path, raw: Sequence[str | 
                              "one prepared folder per dataset")
         seen[m.dataset] = m.root
     out = Path(os.path.abspath(out))
-    _check_out(out)
+    check_replaceable(out, INFO_FILE, "an earlier `polypbench browse` site", "site")
     with writing(out.parent):
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".browse", dir=out.parent))
