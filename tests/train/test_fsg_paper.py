@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from polypbench.cli import main
+from polypbench.load.spec import PixelSpec
 from polypbench.train import data as train_data
 from polypbench.train import load_config
 from tests.helpers import link_copy
@@ -28,15 +29,21 @@ def midas() -> Iterator[None]:
     train_data._DEPTH_NETS.clear()
 
 
+def _trained_spec(config: str, manifest: Path, out: Path, *overrides: str) -> PixelSpec:
+    """Train ``config`` on ``manifest`` with :data:`TINY` and ``overrides`` through the CLI into ``out``; the pixel
+    spec of the run's saved config."""
+    sets = [a for o in [*TINY, *overrides] for a in ("--set", o)]
+    res = CliRunner().invoke(main, ["train", "--config", config, "--manifest", str(manifest), "--out", str(out),
+                                    *sets])
+    assert res.exit_code == 0, res.output
+    assert (out / "best.pt").is_file()
+    cfg = load_config(out / "config.yaml")
+    return cfg.pixel_spec(cfg.augment)
+
+
 @pytest.mark.usefixtures("midas")
 def test_fsg_r18_loc_paper_trains_on_cpu_with_online_depth(prepared: dict, tmp_path: Path) -> None:
-    sets = [a for o in [*TINY, "depth_weights=random"] for a in ("--set", o)]
-    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(prepared["sun"].out),
-                                    "--out", str(tmp_path / "r"), *sets])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "r" / "best.pt").is_file()
-    cfg = load_config(tmp_path / "r" / "config.yaml")
-    spec = cfg.pixel_spec(cfg.augment)
+    spec = _trained_spec("fsg-r18-loc-paper", prepared["sun"].out, tmp_path / "r", "depth_weights=random")
     assert spec.streams == ("masked_frame", "depth") and (spec.frame, spec.fov_mask, spec.augment_recipe) == (
         "full", True, "seed") and spec.normalize == "seed" and spec.noise == 0.01
     assert ("random", "cpu") in train_data._DEPTH_NETS  # the depth stream ran the network
@@ -45,13 +52,7 @@ def test_fsg_r18_loc_paper_trains_on_cpu_with_online_depth(prepared: dict, tmp_p
 def test_resnet18_paper_trains_on_the_seeds_crop(prepared: dict, tmp_path: Path) -> None:
     """An RGB -paper config (the seed's R18 baseline) end to end on CPU: the whole frame with the seed's
     augmentation, the model on the expanded box crop (stream box_crop)."""
-    sets = [a for o in TINY for a in ("--set", o)]
-    res = CliRunner().invoke(main, ["train", "--config", "resnet18-paper", "--manifest", str(prepared["sun"].out),
-                                    "--out", str(tmp_path / "r"), *sets])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "r" / "best.pt").is_file()
-    cfg = load_config(tmp_path / "r" / "config.yaml")
-    spec = cfg.pixel_spec(cfg.augment)
+    spec = _trained_spec("resnet18-paper", prepared["sun"].out, tmp_path / "r")
     assert (spec.streams, spec.frame, spec.fov_mask, spec.augment_recipe, spec.normalize, spec.size) == (
         ("box_crop",), "full", True, "seed", "seed", 32)
 
@@ -89,7 +90,5 @@ def test_depth_shards_are_the_online_maps_moved_with_the_frame(prepared: dict, t
     correlation = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
     assert correlation.min() > 0.9 and not torch.equal(x[0], x[1])
     train_data._DEPTH_NETS.clear()
-    res = CliRunner().invoke(main, ["train", "--config", "fsg-r18-loc-paper", "--manifest", str(out), "--out",
-                                    str(tmp_path / "r"), *[a for o in [*TINY, "depth=shards"] for a in ("--set", o)]])
-    assert res.exit_code == 0, res.output
+    _trained_spec("fsg-r18-loc-paper", out, tmp_path / "r", "depth=shards")
     assert not train_data._DEPTH_NETS  # the run read the stored maps: no network built
