@@ -16,14 +16,12 @@ the box is an element over the image, the same for both sources.
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 from PIL import Image
 
 from polypbench import datasets as registry
@@ -32,14 +30,7 @@ from polypbench.errors import InputError
 from polypbench.fileio import file_sha256
 from polypbench.load.crop import crop_window
 from polypbench.load.decode import read_crop
-from polypbench.load.shard_layout import (
-    BOX_COLUMNS,
-    MATERIALIZED_DIR,
-    WINDOW_COLUMNS,
-    open_shard,
-    read_spec,
-    shard_paths,
-)
+from polypbench.load.shard_layout import MATERIALIZED_DIR, StoredCrops, read_spec
 from polypbench.manifest import Manifest
 
 MARGIN = 1.0
@@ -178,31 +169,20 @@ def raw_thumb(row: pd.Series, root: Path, size: int, target: Path) -> FrameView:
 
 
 class ShardReader:
-    """The stored crops of one materialization, looked up by (polyp, frame)."""
+    """Thumbnails of the stored crops of one materialization (:class:`~polypbench.load.shard_layout.StoredCrops`)."""
 
     def __init__(self, root: Path) -> None:
-        info = read_spec(root)
-        if info is None:
-            raise InputError(root, "no finished materialization here", "`polypbench materialize` run to the end")
-        self.tables = [open_shard(path) for path in shard_paths(root, info)]
-        self.where = {(pid, int(frame)): (number, row) for number, table in enumerate(self.tables)
-                      for row, (pid, frame) in enumerate(zip(table.column("polyp_id").to_pylist(),
-                                                             table.column("frame_index").to_pylist(), strict=True))}
+        self.crops = StoredCrops(root)
 
     def thumb(self, row: pd.Series, size: int, target: Path) -> FrameView:
         """A thumbnail of the stored crop window of ``row`` (the training margin the crops were cut with), into
     ``target``."""
-        key = (str(row["polyp_id"]), int(row["frame_index"]))
-        if key not in self.where:
-            return FrameView(key[1], missing="not in the materialized crops")
-        number, index = self.where[key]
-        table: pa.Table = self.tables[number]
-        values = {c: table.column(c)[index].as_py() for c in (*WINDOW_COLUMNS, *BOX_COLUMNS, "jpeg")}
-        left, top, right, bottom = (int(values[c]) for c in WINDOW_COLUMNS)
-        with Image.open(io.BytesIO(values["jpeg"])) as image:
-            crop = image.convert("RGB").crop((left, top, right, bottom))
-        x0, y0, x1, y1 = (float(values[c]) for c in BOX_COLUMNS)
-        return _save(crop, (x0 - left, y0 - top, x1 - left, y1 - top), size, target, key[1], None)
+        frame = int(row["frame_index"])
+        found = self.crops.get(str(row["polyp_id"]), frame)
+        if found is None:
+            return FrameView(frame, missing="not in the materialized crops")
+        crop, box = found
+        return _save(crop, box, size, target, frame, None)
 
 
 Picture = Callable[[pd.Series], FrameView]

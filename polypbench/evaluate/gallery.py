@@ -64,40 +64,19 @@ def raw_reader(raw_root: Path) -> Reader:
 
 def shard_reader(root: Path) -> Reader:
     """Crops from the materialized shards in ``root``: each stored crop cut to its window, box moved with it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from polypbench.load.shard_layout import StoredCrops
 
-    from polypbench.load.shard_layout import read_spec, shard_name, shard_paths
-
-    info = read_spec(root)
-    if info is None:
-        raise InputError(root, "no finished materialization here", "`polypbench materialize` run to the end")
-    by_name: dict[str, list[Path]] = {}
-    for path in shard_paths(root, info):
-        by_name.setdefault(path.name, []).append(path)
+    crops = StoredCrops(root)
 
     def read(rows: pd.DataFrame) -> list[Crop]:
-        wanted = {(str(r.polyp_id), int(r.frame_index)) for r in rows.itertuples()}
-        found: dict[tuple[str, int], Crop] = {}
-        for path in by_name.get(shard_name(str(rows["video_id"].iloc[0])), []):
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_file(source).read_all()
-            table = table.filter(pc.is_in(table["polyp_id"], pa.array(sorted({p for p, _ in wanted}))))
-            for rec in table.to_pylist():
-                key = (rec["polyp_id"], int(rec["frame_index"]))
-                if key not in wanted:
-                    continue
-                with Image.open(io.BytesIO(rec["jpeg"])) as image:
-                    left, top = rec["window_left"], rec["window_top"]
-                    crop = image.convert("RGB").crop((left, top, rec["window_right"], rec["window_bottom"]))
-                found[key] = (crop, (rec["box_x0"] - left, rec["box_y0"] - top, rec["box_x1"] - left,
-                                     rec["box_y1"] - top))
-        missing = wanted - set(found)
-        if missing:
-            pid, frame = sorted(missing)[0]
-            raise InputError(root, f"polyp {pid} frame {frame} is not in the shards", "a materialization of this "
-                             "manifest (rerun `polypbench materialize`)")
-        return [found[(str(r.polyp_id), int(r.frame_index))] for r in rows.itertuples()]
+        out = []
+        for r in rows.itertuples():
+            found = crops.get(str(r.polyp_id), int(r.frame_index))
+            if found is None:
+                raise InputError(root, f"polyp {r.polyp_id} frame {r.frame_index} is not in the shards", "a "
+                                 "materialization of this manifest (rerun `polypbench materialize`)")
+            out.append(found)
+        return out
 
     return read
 

@@ -10,6 +10,7 @@ unfinished run, never read. See docs/performance.md for why Arrow IPC and not Pa
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -115,6 +116,37 @@ def open_shard(path: Path) -> pa.Table:
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(path, f"unreadable shard ({str(exc).splitlines()[0]})",
                          "an Arrow file written by `polypbench materialize` (rerun it)") from None
+
+
+class StoredCrops:
+    """The stored crops of one finished materialization in ``root``, looked up by (polyp, frame) without torch
+    (the report's gallery, the dataset browser): each crop cut to its window, its box moved with it."""
+
+    def __init__(self, root: Path) -> None:
+        info = read_spec(root)
+        if info is None:
+            raise InputError(root, "no finished materialization here", "`polypbench materialize` run to the end")
+        self.root = root
+        self.tables = [open_shard(path) for path in shard_paths(root, info)]
+        self.where = {(pid, int(frame)): (number, row) for number, table in enumerate(self.tables)
+                      for row, (pid, frame) in enumerate(zip(table.column("polyp_id").to_pylist(),
+                                                             table.column("frame_index").to_pylist(), strict=True))}
+
+    def get(self, polyp_id: str, frame_index: int) -> tuple[Any, tuple[float, float, float, float]] | None:
+        """The crop of (``polyp_id``, ``frame_index``) as an RGB PIL image and the box in its pixels; None when
+        the materialization does not hold that frame."""
+        from PIL import Image
+
+        found = self.where.get((polyp_id, frame_index))
+        if found is None:
+            return None
+        table: pa.Table = self.tables[found[0]]
+        values = {c: table.column(c)[found[1]].as_py() for c in (*WINDOW_COLUMNS, *BOX_COLUMNS, "jpeg")}
+        left, top, right, bottom = (int(values[c]) for c in WINDOW_COLUMNS)
+        with Image.open(io.BytesIO(values["jpeg"])) as image:
+            crop = image.convert("RGB").crop((left, top, right, bottom))
+        x0, y0, x1, y1 = (float(values[c]) for c in BOX_COLUMNS)
+        return crop, (x0 - left, y0 - top, x1 - left, y1 - top)
 
 
 def find_materialized(prepared_dir: str | Path, margin: float, decode_size: int | None, *,
