@@ -31,6 +31,9 @@ VERIFY_FAILED_FILE = "verify.failed.json"
 """Written by a ``polypbench verify`` run that found bad frames: the same record, never replacing a passing one."""
 HASHES_FILE = "frame_hashes.parquet"
 """Written by ``polypbench verify --hash``: the sha256 of every frame the manifest references."""
+RUN_METRICS_FILE = "metrics.jsonl"
+"""A training run folder's per-epoch history, one JSON object per line (written by :mod:`polypbench.train.rundir`,
+read by the report's training curves)."""
 MATERIALIZED_DIR = "materialized"
 """Written by ``polypbench materialize``: one ``<size>/`` folder of crop shards each
 (:mod:`polypbench.load.shard_layout`)."""

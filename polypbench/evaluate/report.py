@@ -30,6 +30,7 @@ from polypbench.evaluate.metrics import CLASS_METRICS, SIZE_METRICS
 from polypbench.evaluate.result import VIEW_TITLES, Result, lookup
 from polypbench.evaluate.surveillance import GUIDELINES, OUTCOMES
 from polypbench.fileio import atomic_write, read_text, writing
+from polypbench.schema import RUN_METRICS_FILE
 from polypbench.sizes import CLASS_SCHEMES, DIMINUTIVE_MAX_MM, LARGE_MIN_MM
 from polypbench.templating import render
 
@@ -297,20 +298,17 @@ def pictures(result: Result, history: Sequence[Mapping[str, Any]] | None = None)
     curves = plots.training_png(history) if history else None
     if curves is not None:
         out.append(Picture("training", "Training curves", curves,
-                           f"Per epoch of the run's {HISTORY_FILE} ({len(history or ())} epochs)."))
+                           f"Per epoch of the run's {RUN_METRICS_FILE} ({len(history or ())} epochs)."))
     return out
 
 
-HISTORY_FILE = "metrics.jsonl"
-"""The per-epoch history a run folder holds (written by :mod:`polypbench.train.rundir`, ``METRICS_JSONL``)."""
-
 
 def run_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch rows of a run's :data:`HISTORY_FILE` (empty when the run has none); a line that is not a JSON
+    """The per-epoch rows of a run's :data:`RUN_METRICS_FILE` (empty when the run has none); a line that is not a JSON
     object is one error naming the file and line."""
     import json
 
-    path = Path(run_dir) / HISTORY_FILE
+    path = Path(run_dir) / RUN_METRICS_FILE
     if not path.is_file():
         return []
     rows = []

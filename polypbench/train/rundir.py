@@ -23,13 +23,14 @@ from typing import Any
 
 from polypbench.errors import ConfigError
 from polypbench.fileio import atomic_write, atomic_write_json, read_json
+from polypbench.schema import RUN_METRICS_FILE
 from polypbench.train.checkpoint import BEST, LAST, load_last
 from polypbench.train.config import TrainConfig, config_key
 
 log = logging.getLogger(__name__)
 
 CONFIG = "config.yaml"
-METRICS_JSONL = "metrics.jsonl"
+METRICS_JSONL = RUN_METRICS_FILE
 METRICS_CSV = "metrics.csv"
 SUMMARY = "summary.json"
 TEST_METRICS = "test_metrics.json"
