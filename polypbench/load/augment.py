@@ -31,7 +31,8 @@ LUMA = np.array([0.299, 0.587, 0.114])
 MAPS = ("mask", "depth")
 """Float (1, H, W) maps a sample may carry over its image, resized and moved with it (nearest neighbour)."""
 NO_JITTER = (1.0, 1.0, 1.0, 0.0)
-_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+"""RGB to YIQ, whose chroma plane the hue jitter turns (the loader's and the training device's colour matrices)."""
 
 
 def color_matrix(brightness: float, contrast: float, saturation: float, hue: float, mean_gray: float
@@ -40,7 +41,7 @@ def color_matrix(brightness: float, contrast: float, saturation: float, hue: flo
     saturation (towards each pixel's luma) and a hue turn of ``hue`` of a full circle, in that order."""
     turn = -2 * math.pi * hue  # the I-Q plane turns the other way round from HSV hue
     rotate = np.array([[1, 0, 0], [0, math.cos(turn), -math.sin(turn)], [0, math.sin(turn), math.cos(turn)]])
-    hue_m = np.linalg.inv(_RGB_TO_YIQ) @ rotate @ _RGB_TO_YIQ
+    hue_m = np.linalg.inv(RGB_TO_YIQ) @ rotate @ RGB_TO_YIQ
     sat_m = saturation * np.eye(3) + (1 - saturation) * np.outer(np.ones(3), LUMA)
     matrix = contrast * brightness * hue_m @ sat_m
     offset = (1 - contrast) * brightness * mean_gray * np.ones(3)  # grey stays grey under saturation and hue

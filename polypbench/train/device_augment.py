@@ -21,11 +21,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from polypbench.load.augment import LUMA, RGB_TO_YIQ
 from polypbench.load.augment import WindowScale as WindowScale  # the loader's half (re-exported)
 from polypbench.load.spec import PixelSpec
-
-_LUMA = (0.299, 0.587, 0.114)
-_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
 def _color_matrices(factors: torch.Tensor, mean_gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,14 +31,14 @@ def _color_matrices(factors: torch.Tensor, mean_gray: torch.Tensor) -> tuple[tor
     hue turn, per sample; ``factors`` (B, 4) = (brightness, contrast, saturation, hue)."""
     dev, dtype = factors.device, factors.dtype
     b, c, s, h = factors.unbind(1)
-    to_yiq = torch.tensor(_RGB_TO_YIQ, device=dev, dtype=dtype)
+    to_yiq = torch.tensor(RGB_TO_YIQ, device=dev, dtype=dtype)
     turn = -2 * math.pi * h
     rot = torch.zeros(len(h), 3, 3, device=dev, dtype=dtype)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2] = torch.cos(turn), -torch.sin(turn)
     rot[:, 2, 1], rot[:, 2, 2] = torch.sin(turn), torch.cos(turn)
     hue = torch.linalg.inv(to_yiq) @ rot @ to_yiq
-    luma = torch.tensor(_LUMA, device=dev, dtype=dtype)
+    luma = torch.tensor(LUMA, device=dev, dtype=dtype)
     eye = torch.eye(3, device=dev, dtype=dtype)
     sat = s[:, None, None] * eye + (1 - s)[:, None, None] * torch.ones(3, 1, device=dev, dtype=dtype) * luma
     matrix = (c * b)[:, None, None] * hue @ sat
@@ -102,7 +100,7 @@ class DeviceAugment:
         theta[:, 1, 2] = 2 * cy / height - 1
         grid = F.affine_grid(theta.float().to(dev), [n, 3, self.size, self.size], align_corners=False)
         x = F.grid_sample(images.float().div_(255), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        luma = torch.tensor(_LUMA, device=dev).view(1, 3, 1, 1)
+        luma = torch.tensor(LUMA, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
         mean_gray = (x * luma).sum(1).mean((1, 2))
         matrix, offset = _color_matrices(factors.float().to(dev), mean_gray)
         x = (torch.einsum("bij,bjhw->bihw", matrix, x) + offset[:, :, None, None]).clamp_(0, 1)
