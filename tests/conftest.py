@@ -5,6 +5,7 @@ Built once per test run with the real code (synth + prepare), never mocked; pyte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -27,9 +28,15 @@ from tests.helpers import DATASETS, SYNTH, Prepared, link_copy, replace_file  # 
 T = TypeVar("T")
 
 
-LONGEST_FILES = ("tests/test_demo.py", "tests/test_readme.py", "tests/leaderboard/test_models.py",
-                 "tests/train/test_distributed.py", "tests/test_sweep.py", "tests/leaderboard/test_processes.py")
-"""The test files that take longest (``--durations``), longest first."""
+LONGEST_FILES = ("tests/test_readme.py", "tests/leaderboard/test_models.py", "tests/test_demo.py",
+                 "tests/train/test_resume.py", "tests/leaderboard/test_app.py", "tests/test_sweep.py",
+                 "tests/train/test_distributed.py", "tests/leaderboard/test_browser.py",
+                 "tests/train/test_fsg_paper.py", "tests/test_pages_in_browser.py", "tests/load/test_materialize.py",
+                 "tests/leaderboard/test_processes.py", "tests/leaderboard/test_hardening.py",
+                 "tests/train/test_harness.py")
+"""The test files that take longest (``--durations``, summed per file), longest first: a worker takes the next
+file when it runs out, so the longest go first and the short ones fill in at the end (a long file handed out last
+left one worker running it alone for 30 s)."""
 
 
 @pytest.hookimpl(trylast=True)  # after -m has deselected
@@ -76,39 +83,51 @@ def _hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
 
 
-def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
-    """``make(folder)`` once per test run. Under pytest-xdist the first worker that needs it makes it in the run's
-    common temp folder, under a file lock, and the other workers load its pickle: the files are shared (tests never
-    change them; they change a :func:`link_copy`). Without xdist: in this session's temp folder."""
+def _made_each(tmp_path_factory: pytest.TempPathFactory, kind: str, names: tuple[str, ...],
+               make: Callable[[str, Path], T]) -> dict[str, T]:
+    """``make(name, folder)`` once per test run for each of ``names``. Under pytest-xdist the first worker that
+    takes a name's file lock makes it in the run's common temp folder and the other workers load its pickle (the
+    files are shared: tests never change them; they change a :func:`link_copy`). A worker first makes the names no
+    other worker is making, then waits for the rest, so two workers that need them at once make them in parallel.
+    Without xdist: in this session's temp folder."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        return make(tmp_path_factory.mktemp(name))
-    from filelock import FileLock
+        root = tmp_path_factory.mktemp(kind)
+        return {name: make(name, root / name) for name in names}
+    from filelock import FileLock, Timeout
 
-    common = tmp_path_factory.getbasetemp().parent
-    done = common / f"{name}.pickle"
-    with FileLock(str(common / f"{name}.lock")):
-        if done.is_file():
-            value: T = pickle.loads(done.read_bytes())
-            return value
-        shutil.rmtree(common / name, ignore_errors=True)  # a worker that failed making it left a part
-        value = make(common / name)
-        done.write_bytes(pickle.dumps(value))
-        return value
+    common = tmp_path_factory.getbasetemp().parent / kind
+    common.mkdir(exist_ok=True)
+    made: dict[str, T] = {}
+
+    def take(name: str, timeout: float) -> None:
+        with FileLock(str(common / f"{name}.lock"), timeout=timeout):
+            done = common / f"{name}.pickle"
+            if done.is_file():
+                made[name] = pickle.loads(done.read_bytes())
+                return
+            shutil.rmtree(common / name, ignore_errors=True)  # a worker that failed making it left a part
+            made[name] = make(name, common / name)
+            done.write_bytes(pickle.dumps(made[name]))
+
+    for name in names:  # first the ones no other worker holds
+        with contextlib.suppress(Timeout):
+            take(name, timeout=0)
+    for name in names:
+        if name not in made:
+            take(name, timeout=-1)
+    return {name: made[name] for name in names}
 
 
 @pytest.fixture(scope="session")
 def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Synthetic raw dumps (:data:`SYNTH`: 2 frames per polyp, 1 negative per video) of every dataset, made once per
-    test run. Two synth processes in a serial run (the same bytes as one, in half the time); one under xdist, whose
-    other worker has tests of its own to run."""
+    test run. Two synth processes in a serial run (the same bytes as one, in half the time); one under
+    xdist, where the workers make different datasets at once."""
     from polypbench.synth import synthesize
 
     workers = 1 if "PYTEST_XDIST_WORKER" in os.environ else 2
-
-    def make(root: Path) -> dict[str, object]:
-        return {name: synthesize(name, root / name, **SYNTH, workers=workers) for name in DATASETS}
-
-    return _made_once(tmp_path_factory, "raw", make)
+    return _made_each(tmp_path_factory, "raw", DATASETS,
+                      lambda name, root: synthesize(name, root, **SYNTH, workers=workers))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -116,14 +135,12 @@ def prepared(dumps: dict[str, object], tmp_path_factory: pytest.TempPathFactory)
     """Each synthetic dump prepared with the real converter (one worker: deterministic and cheap), once per run."""
     from polypbench.prepare import prepare
 
-    def make(root: Path) -> dict[str, Prepared]:
-        out = {}
-        for name, summary in dumps.items():
-            raw = Path(summary.root)  # type: ignore[attr-defined]
-            out[name] = Prepared(name, raw, root / name, summary, prepare(name, raw, root / name, workers=1))
-        return out
+    def make(name: str, root: Path) -> Prepared:
+        summary = dumps[name]
+        raw = Path(summary.root)  # type: ignore[attr-defined]
+        return Prepared(name, raw, root, summary, prepare(name, raw, root, workers=1))
 
-    return _made_once(tmp_path_factory, "prepared", make)
+    return _made_each(tmp_path_factory, "prepared", DATASETS, make)
 
 
 @pytest.fixture(scope="module")

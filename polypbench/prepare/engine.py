@@ -277,26 +277,24 @@ class Engine:
         split_rows = dict.fromkeys(schema.SPLITS, 0)
         fold_rows: dict[int, int] = {}
         with writing(staging), ExitStack() as stack:
-            writers = {name: stack.enter_context(pq.ParquetWriter(path, frames_schema, compression="zstd"))
+            writers = {name: stack.enter_context(schema.RowGroupWriter(path, frames_schema))
                        for name, path in targets.items()}
-            fold_writers: dict[int, pq.ParquetWriter] = {}  # hf/fold<k>.parquet: the card's fold<k> configs
+            fold_writers: dict[int, schema.RowGroupWriter] = {}  # hf/fold<k>.parquet: the card's fold<k> configs
             seen: dict[str, list[tuple[str, np.ndarray]]] = {}
             for unit, table, info in self._parts(parts, units, frames_schema):
                 problems += [Problem(**p) for p in info["problems"]]
                 table = self._unique(unit, table, seen, problems)
                 files, negative = files + info["files"], negative + info["negative"]
-                if table.num_rows:  # no empty row groups: some readers (HF datasets) refuse them
-                    writers["frames"].write_table(table)
+                writers["frames"].write_table(table)
                 for split in schema.SPLITS:
                     part = table.filter(pc.equal(table["split"], split))
                     split_rows[split] += part.num_rows
-                    if part.num_rows:
-                        writers[split].write_table(part)
+                    writers[split].write_table(part)
                 for fold in sorted(f for f in pc.unique(table["fold"]).to_pylist() if f >= 0):
                     part = table.filter(pc.equal(table["fold"], fold))
                     if fold not in fold_writers:
                         fold_writers[fold] = stack.enter_context(
-                            pq.ParquetWriter(staging / fold_file(fold), frames_schema, compression="zstd"))
+                            schema.RowGroupWriter(staging / fold_file(fold), frames_schema))
                     fold_writers[fold].write_table(part)
                     fold_rows[fold] = fold_rows.get(fold, 0) + part.num_rows
                 for row in table.group_by("polyp_id").aggregate([("polyp_id", "count")]).to_pylist():

@@ -392,7 +392,7 @@ def test_train_errors_name_the_flags_the_user_set(prepared: dict, tmp_path: Path
     assert "Error: --manifest: none given; expected at least one prepared manifest folder" in none.output
     assert "prepared" not in none.output.replace("prepared manifest", "")
     run = tmp_path / "b"
-    first = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(run), *_sets())
+    first = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(run), *_sets("epochs=1"))
     assert first.exit_code == 0, first.output
     other = _train("--out", str(run), "--resume", "--manifest", str(prepared["real-colon"].out))
     assert other.exit_code == 1 and f"differs from the run's (--manifest: ['{prepared['sun'].out}'] -> " in other.output
