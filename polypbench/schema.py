@@ -119,20 +119,23 @@ class RowGroupWriter:
         self._count = 0
 
     def write_table(self, table: pa.Table) -> None:
-        """Add ``table``'s rows (none: nothing is written; some readers refuse empty row groups)."""
-        if table.num_rows:
-            self._pending.append(table)
-            self._count += table.num_rows
+        """Add ``table``'s rows; every full row group is written (no empty ones: some readers refuse them)."""
+        if not table.num_rows:
+            return
+        self._pending.append(table)
+        self._count += table.num_rows
         if self._count >= self._rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._count:
-            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=self._rows)
-        self._pending, self._count = [], 0
+            gathered = pa.concat_tables(self._pending)
+            full = self._count - self._count % self._rows
+            self._writer.write_table(gathered.slice(0, full), row_group_size=self._rows)
+            rest = gathered.slice(full)
+            self._pending, self._count = [rest], rest.num_rows
 
     def close(self) -> None:
-        self._flush()
+        """Write the last, partial row group and close the file."""
+        if self._count:
+            self._writer.write_table(pa.concat_tables(self._pending))
+        self._pending, self._count = [], 0
         self._writer.close()
 
     def __enter__(self) -> RowGroupWriter:

@@ -350,3 +350,24 @@ def test_a_full_disk_names_the_path_and_keeps_the_old_manifest(small: dict[str, 
     assert lines[0].startswith("Error: ") and "cannot write (File too large);" in lines[0], lines
     assert re.search(r"Error: /\S+\.(parquet|json|tmp)", lines[0]), lines  # the file being written
     assert snapshot(out) == old
+
+
+def test_units_are_gathered_into_full_row_groups(prepared: dict, tmp_path: Path) -> None:
+    """prepare writes one table per unit (a video, a case); the manifest holds them in row groups of
+    ROW_GROUP_ROWS rows, not one small group per unit (each costs every reader of the manifest)."""
+    import pyarrow as pa
+
+    from polypbench import schema
+
+    for name, done in prepared.items():
+        frames = pq.ParquetFile(done.out / schema.FRAMES_FILE)
+        assert frames.metadata.num_row_groups == 1 and frames.metadata.num_rows == len(Manifest.open(done.out).frames)
+        assert all(pq.ParquetFile(p).metadata.num_row_groups <= 1 for p in (done.out / "hf").glob("*.parquet")), name
+    path = tmp_path / "t.parquet"
+    with schema.RowGroupWriter(path, pa.schema([("x", pa.int64())]), rows=4) as writer:
+        for start in range(0, 11, 3):  # tables of 3, 3, 3, 2 rows and an empty one
+            writer.write_table(pa.table({"x": list(range(start, min(start + 3, 11)))}))
+        writer.write_table(pa.table({"x": pa.array([], pa.int64())}))
+    written = pq.ParquetFile(path)
+    assert [written.metadata.row_group(g).num_rows for g in range(written.metadata.num_row_groups)] == [4, 4, 3]
+    assert written.read()["x"].to_pylist() == list(range(11))
