@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,3 +37,20 @@ def replace_file(path: Path, data: bytes | str) -> None:
     """Replace a (possibly hard-linked) file without touching the shared original."""
     path.unlink()
     path.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def serving(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Poll ``url`` until it answers 200: True then; False once ``process`` (the server) has exited or
+    ``timeout_s`` has passed. One HTTP client for every poll (each new client builds a TLS context: 60 ms of CPU)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2) as client:
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if client.get(url).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    return False

@@ -16,16 +16,15 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.forkserver import ForkServer
+from tests.helpers import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/loading.md")
@@ -131,14 +130,8 @@ def _server(ws: Workspace) -> tuple[subprocess.Popen[bytes], str]:
     with open(log_path, "w") as log:  # the server keeps its own copy of the descriptor
         server = subprocess.Popen(["bash", "-c", f"exec {serve} --port {ws.port}"], cwd=ws.cwd, env=ws.env,
                                   stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{ws.port}/api/info", timeout=2).status_code == 200:
-                return server, token
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    if serving(f"http://127.0.0.1:{ws.port}/api/info", server, 60):
+        return server, token
     server.terminate()
     server.wait(timeout=30)
     pytest.fail(f"the docs/leaderboard.md server did not start: {log_path.read_text()[-2000:]}")

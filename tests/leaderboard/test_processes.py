@@ -24,6 +24,7 @@ from polypbench.leaderboard import client
 from polypbench.leaderboard.app import create_app
 from polypbench.leaderboard.auth import add_team
 from polypbench.leaderboard.db import Database, Submission, Team
+from tests.helpers import serving
 
 from .helpers import (
     ARCHITECTURES,
@@ -60,15 +61,7 @@ def server_process(db: str, labels: Path, store: Path, port: int, mode: str) -> 
     proc = subprocess.Popen([sys.executable, "-c", SERVE, db, str(labels), str(store), str(port), mode],
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"server exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "server did not start"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        assert serving(f"http://127.0.0.1:{port}/api/info", proc, 90), f"server did not start ({proc.poll()})"
         yield proc
     finally:
         if proc.poll() is None:
