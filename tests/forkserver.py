@@ -32,8 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRELOAD = ("torch", "torchvision", "pandas", "pyarrow.parquet", "datasets", "polypbench.cli", "polypbench.load",
-           "polypbench.train.loop", "polypbench.inference.predict", "polypbench.export", "polypbench.evaluate")
-"""What the server imports once; a command imports anything else itself."""
+           "polypbench.train.loop", "polypbench.inference.predict", "polypbench.export", "polypbench.evaluate",
+           "polypbench.leaderboard.app", "polypbench.leaderboard.worker", "polypbench.leaderboard.client")
+"""What the server imports once by default; a command imports anything else itself."""
+LEADERBOARD_PRELOAD = ("polypbench.cli", "polypbench.leaderboard.app", "polypbench.leaderboard.worker",
+                       "polypbench.leaderboard.client", "polypbench.leaderboard.board")
+"""The leaderboard's commands (serve, worker, submit, add-team, close-phase, export): no torch, as their processes
+have none (the worker's model runs are its own ``python -m polypbench.inference`` children)."""
 CLIENT = Path(__file__).with_name("forkclient.py")
 
 
@@ -112,9 +117,9 @@ def _serve_one(conn: socket.socket) -> None:
     conn.sendall(struct.pack("!i", code))
 
 
-def serve(path: str) -> None:
-    """The server process: import :data:`PRELOAD`, then fork a monitor for each connection."""
-    for name in PRELOAD:
+def serve(path: str, preload: list[str]) -> None:
+    """The server process: import ``preload``, then fork a monitor for each connection."""
+    for name in preload:
         importlib.import_module(name)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
@@ -138,11 +143,11 @@ class ForkServer:
     socket_path: Path
 
     @classmethod
-    def start(cls, env: dict[str, str], timeout_s: float = 120) -> ForkServer:
+    def start(cls, env: dict[str, str], timeout_s: float = 120, preload: tuple[str, ...] = PRELOAD) -> ForkServer:
         folder = Path(tempfile.mkdtemp(prefix="polypbench-fork-"))
         path = folder / "socket"
         root = str(Path(__file__).resolve().parents[1])
-        process = subprocess.Popen([sys.executable, "-m", "tests.forkserver", str(path)], cwd=root,
+        process = subprocess.Popen([sys.executable, "-m", "tests.forkserver", str(path), *preload], cwd=root,
                                    env={**env, "PYTHONPATH": root})
         deadline = time.monotonic() + timeout_s
         while not path.exists():
@@ -168,4 +173,4 @@ class ForkServer:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], sys.argv[2:])

@@ -24,6 +24,7 @@ from polypbench.leaderboard.store import Store
 from polypbench.leaderboard.tracks import PrivateTrack, PublicTrack
 from polypbench.leaderboard.uploads import read_config
 from polypbench.leaderboard.worker import Worker, WorkerSettings, compare_predictions
+from tests.forkserver import LEADERBOARD_PRELOAD, ForkServer
 from tests.helpers import serving
 
 from .helpers import ARCHITECTURES, TASKS, free_port, live_server
@@ -188,7 +189,8 @@ def _documented(block_with: str) -> list[str]:
 
 
 @pytest.mark.e2e  # serve, worker and submit processes, as docs/leaderboard.md runs them
-def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, run_dir: Path, tmp_path: Path) -> None:
+def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, run_dir: Path, tmp_path: Path,
+                                                                     request: pytest.FixtureRequest) -> None:
     """docs/leaderboard.md's commands as written (relative paths, from the folder they name; only the port differs):
     the worker runs a private-track model and verifies a public checkpoint, whatever its working folder."""
     import os
@@ -211,14 +213,15 @@ def test_the_documented_commands_run_a_model_and_verify_a_checkpoint(prepared, r
     client.model_files(run_dir, run)
     frames = predict(run_dir / "best.pt", [prepared["sun"].out], "test", batch_size=16)
     frames.to_parquet(site_dir / "preds.parquet")
-    bin_dir = tmp_path / "bin"
+    bin_dir = tmp_path / "bin"  # its `polypbench` is this checkout's, forked from a server that imported it once
     bin_dir.mkdir()
-    (bin_dir / "polypbench").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m polypbench "$@"\n')
-    (bin_dir / "polypbench").chmod(0o755)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    forks = ForkServer.start(env, preload=LEADERBOARD_PRELOAD)
+    request.addfinalizer(forks.stop)
+    forks.shim(bin_dir)
 
     def command(line: str) -> str:
         return line.replace("http://127.0.0.1:8000", url)
