@@ -9,8 +9,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polypbench import datasets as registry
+
+if TYPE_CHECKING:
+    import torch
 
 DATASETS = registry.synth_names()
 """Every dataset with a synthetic generator (the registry's, so a new entry is tested without editing tests)."""
@@ -54,3 +58,20 @@ def serving(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> boo
                 pass
             time.sleep(0.2)
     return False
+
+
+def seed_pass(model: torch.nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+              clip: float) -> None:
+    """One pass of the seed's gradient-routed update (runners/trainer.py ``Trainer.fit``), written out
+    independently of polypbench: scaled backward into every parameter, unscale ONE optimizer, clip the joint norm
+    of all ``model.parameters()``, NaN to zero, scaler step of that optimizer, scaler update."""
+    import torch
+
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad = torch.nan_to_num(param.grad, nan=0.0, posinf=0.0, neginf=0.0)
+    scaler.step(opt)
+    scaler.update()

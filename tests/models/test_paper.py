@@ -18,6 +18,7 @@ from polypbench.models.gates import Gate
 from polypbench.train import load_config
 from polypbench.train.routing import build_optimizers, train_step
 from polypbench.train.tasks import PAPER_SIZE_CODING, TargetStats, get_task, seed_size_loss
+from tests.helpers import seed_pass
 
 
 def _paper_resnet(seed: int = 0) -> nn.Module:
@@ -122,15 +123,7 @@ def _seed_sequence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, main_opt:
     main_opt.zero_grad()
     gate_opt.zero_grad()
     for opt in (gate_opt, main_opt):
-        loss = F.smooth_l1_loss(model(x)[:, 0], y)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        for p in model.parameters():
-            if p.grad is not None:
-                p.grad = torch.nan_to_num(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
-        scaler.step(opt)
-        scaler.update()
+        seed_pass(model, F.smooth_l1_loss(model(x)[:, 0], y), opt, scaler, clip)
 
 
 def test_paper_amp_reproduces_the_reference_scaler_sequence_and_changes_the_gate_update() -> None:

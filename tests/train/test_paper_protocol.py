@@ -27,6 +27,7 @@ from polypbench.train import load_config
 from polypbench.train.routing import build_optimizers, reference_order, train_step
 from polypbench.train.schedule import build_schedule
 from polypbench.train.tasks import PAPER_SIZE_CODING, TargetStats, get_task
+from tests.helpers import seed_pass
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 SIZES = torch.tensor([1.0, 3.0, 5.5, 6.0, 7.5, 10.0, 15.0, 20.0])  # 5.5-15 mm: where (s - 10.25) / 9.75 is 1 ulp off
@@ -125,15 +126,7 @@ def seed_iteration(model: SeedFSGNetR18, mask: torch.Tensor, depth: torch.Tensor
         targets = targets.view(-1)
         loss_fn, opt, clip = (MAIN_LOSS, optimizer, clip_grad) if grad_routing % 2 == 1 else (GR_LOSS, grofs,
                                                                                               clip_gr_grad)
-        loss = loss_fn(outputs, targets)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        for param in model.parameters():
-            if param.grad is not None:
-                param.grad = torch.nan_to_num(param.grad, nan=0.0, posinf=0.0, neginf=0.0)
-        scaler.step(opt)
-        scaler.update()
+        seed_pass(model, loss_fn(outputs, targets), opt, scaler, clip)
 
 
 def seed_optimizers(model: SeedFSGNetR18, lr: float, gate_lr: float,
