@@ -115,27 +115,26 @@ class RowGroupWriter:
     def __init__(self, path: str | Path, schema: pa.Schema, rows: int = ROW_GROUP_ROWS) -> None:
         self._writer = pq.ParquetWriter(path, schema, compression="zstd")
         self._rows = rows
-        self._pending: list[pa.Table] = []
-        self._count = 0
+        self._pending: list[pa.Table] = []  # fewer than ``rows`` rows in all, not written yet
 
     def write_table(self, table: pa.Table) -> None:
         """Add ``table``'s rows; every full row group is written (no empty ones: some readers refuse them)."""
         if not table.num_rows:
             return
         self._pending.append(table)
-        self._count += table.num_rows
-        if self._count >= self._rows:
+        pending = sum(t.num_rows for t in self._pending)
+        if pending >= self._rows:
             gathered = pa.concat_tables(self._pending)
-            full = self._count - self._count % self._rows
+            full = pending - pending % self._rows
             self._writer.write_table(gathered.slice(0, full), row_group_size=self._rows)
-            rest = gathered.slice(full)
-            self._pending, self._count = [rest], rest.num_rows
+            self._pending = [gathered.slice(full)]
 
     def close(self) -> None:
         """Write the last, partial row group and close the file."""
-        if self._count:
-            self._writer.write_table(pa.concat_tables(self._pending))
-        self._pending, self._count = [], 0
+        rest = [t for t in self._pending if t.num_rows]
+        if rest:
+            self._writer.write_table(pa.concat_tables(rest))
+        self._pending = []
         self._writer.close()
 
     def __enter__(self) -> RowGroupWriter:

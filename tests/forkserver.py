@@ -31,14 +31,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PRELOAD = ("torch", "torchvision", "pandas", "pyarrow.parquet", "datasets", "polypbench.cli", "polypbench.load",
-           "polypbench.train.loop", "polypbench.inference.predict", "polypbench.export", "polypbench.evaluate",
-           "polypbench.leaderboard.app", "polypbench.leaderboard.worker", "polypbench.leaderboard.client")
-"""What the server imports once by default; a command imports anything else itself."""
 LEADERBOARD_PRELOAD = ("polypbench.cli", "polypbench.leaderboard.app", "polypbench.leaderboard.worker",
                        "polypbench.leaderboard.client", "polypbench.leaderboard.board")
 """The leaderboard's commands (serve, worker, submit, add-team, close-phase, export): no torch, as their processes
 have none (the worker's model runs are its own ``python -m polypbench.inference`` children)."""
+PRELOAD = ("torch", "torchvision", "pandas", "pyarrow.parquet", "datasets", "polypbench.load", "polypbench.train.loop",
+           "polypbench.inference.predict", "polypbench.export", "polypbench.evaluate", *LEADERBOARD_PRELOAD)
+"""What the server imports once by default (the commands the docs run: training, loading, the leaderboard's); a
+command imports anything else itself."""
 CLIENT = Path(__file__).with_name("forkclient.py")
 
 
