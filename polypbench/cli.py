@@ -17,6 +17,7 @@ import click
 
 from polypbench import datasets, schema
 from polypbench.errors import PolypbenchError, missing_dependency
+from polypbench.fileio import quick_exit
 from polypbench.load.common import DEFAULT_MARGIN, DEFAULT_SIZE
 
 
@@ -125,6 +126,7 @@ def main(ctx: click.Context) -> None:
       polypbench splits verify prepared/real-colon
     """
     configure_logging(ctx.find_root().meta.get(_VERBOSITY_KEY, 0))
+    quick_exit()
 
 
 @main.command()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from polypbench.fileio import quick_exit
 from polypbench.inference.child import main
 
 if __name__ == "__main__":
+    quick_exit()
     sys.exit(main(sys.argv[1:]))

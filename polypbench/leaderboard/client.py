@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ def _post(url: str, token: str, data: dict[str, str], files: dict[str, Path], *,
     ``retry_for`` seconds."""
     headers = {"Authorization": f"Bearer {token}", **({"Idempotency-Key": key} if key else {})}
     deadline = time.monotonic() + retry_for
-    delay = 0.5
+    delays = backoff()
     while True:
         try:
             with ExitStack() as stack:
@@ -155,9 +155,9 @@ def _post(url: str, token: str, data: dict[str, str], files: dict[str, Path], *,
                 raise PolypbenchError(f"{url}: request failed ({type(exc).__name__}: {exc}); expected a reachable "
                                       "server") from exc
             reason = type(exc).__name__
+        delay = next(delays)
         log.warning("%s: %s; retrying in %.1f s with the same idempotency key", url, reason, delay)
         time.sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 def submit(path: str | Path, server: str, token: str, method: str, *, declaration: bool = False,
@@ -243,14 +243,23 @@ def job(server: str, token: str, job_id: int, timeout: float = 30.0) -> dict[str
         raise PolypbenchError(f"{url}: request failed ({type(exc).__name__}); expected a reachable server") from exc
 
 
-def wait_job(server: str, token: str, job_id: int, *, poll_s: float = 5.0, wait_s: float = 3600.0) -> dict[str, Any]:
-    """Poll a job until it is done or failed (or ``wait_s`` passes)."""
-    deadline = time.monotonic() + wait_s
+def backoff(first: float = 0.5, cap: float = 5.0) -> Iterator[float]:
+    """Seconds to wait before each next try: ``first``, doubling up to ``cap`` (0.5, 1, 2, 4, 5, 5, ...), so a
+    quick answer comes quickly and a long wait costs few requests."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
+
+
+def wait_job(server: str, token: str, job_id: int, *, wait_s: float = 3600.0) -> dict[str, Any]:
+    """Poll a job (at :func:`backoff`'s intervals) until it is done or failed (or ``wait_s`` passes)."""
+    deadline, delays = time.monotonic() + wait_s, backoff()
     while True:
         state = job(server, token, job_id)
         if state["status"] in ("done", "failed") or time.monotonic() > deadline:
             return state
-        time.sleep(poll_s)
+        time.sleep(next(delays))
 
 
 def describe(body: dict[str, Any], server: str) -> str:

@@ -117,3 +117,13 @@ def test_server_form_fields_become_the_flags_of_each_upload() -> None:
                                               "form field 'other': kept")
     assert in_flags(message, CHECKPOINT_FLAGS).startswith("--checkpoint (its config.yaml): too long; --checkpoint")
     assert in_flags("form field 'split_hashes': not the split", PUBLIC_FLAGS) == "--manifest: not the split"
+
+
+def test_retries_and_job_polls_back_off_from_half_a_second_to_five() -> None:
+    """`submit`'s retries and `--wait`'s polls: a quick answer is seen within half a second, a long job costs one
+    request per 5 s (12 a minute, far below the team rate limit)."""
+    from itertools import islice
+
+    from polypbench.leaderboard.client import backoff
+
+    assert list(islice(backoff(), 7)) == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
