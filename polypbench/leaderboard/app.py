@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polypbench.errors import PolypbenchError
 from polypbench.evaluate import SubmissionError
+from polypbench.fileio import quick_exit
 from polypbench.leaderboard import api, limits, site
 from polypbench.leaderboard.config import Settings, model_catalog
 from polypbench.leaderboard.db import Database
@@ -169,7 +170,9 @@ def create_app(db: str | Path | Settings, labels: Sequence[str | Path] = (), *, 
 
 
 def app_from_env() -> FastAPI:
-    """The app of one of ``serve --workers N``'s processes: settings from the environment; the parent migrated."""
+    """The app of one of ``serve --workers N``'s processes: settings from the environment; the parent migrated.
+    The process ends as a command does (:func:`~polypbench.fileio.quick_exit`)."""
+    quick_exit()
     return create_app(Settings.from_env(), migrate=False)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from polypbench.errors import PolypbenchError, choice_error
-from polypbench.fileio import atomic_write_json, read_json, run_pool
+from polypbench.fileio import atomic_write_json, quick_exit, read_json, run_pool
 from polypbench.progress import Progress
 from polypbench.sweep.grid import RunSpec
 
@@ -52,7 +52,9 @@ def is_done(spec: RunSpec) -> bool:
 
 
 def run_one(spec: RunSpec) -> Outcome:
-    """Train and predict one run (skipped if already done); never raises: a failure is an outcome."""
+    """Train and predict one run (skipped if already done); never raises: a failure is an outcome. A submitit job
+    process that runs it ends as quickly as a pool worker (:func:`~polypbench.fileio.quick_exit`)."""
+    quick_exit()
     if is_done(spec):
         return Outcome(spec.label, str(spec.run_dir), "skipped")
     start = time.perf_counter()
