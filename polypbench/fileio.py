@@ -296,10 +296,11 @@ def sigterm_exits() -> Iterator[None]:
 
 def quick_exit() -> None:
     """At interpreter exit, freeze the objects still alive (:func:`gc.freeze`), so that the garbage collections
-    Python runs while it tears its modules down skip them: with torch and torchvision imported those took 1.2-1.9 s
+    Python runs while it tears its modules down skip them: with torch and torchvision imported those took 1.1-1.9 s
     of every process's exit (5 s for a test worker), to free memory the OS takes back anyway. Exit handlers still
     run (files flush and close, pools stop, temporary folders go); only reference cycles alive at exit are left to
-    the OS. Once per process: the command line, the sandboxed model run and each pool worker call it."""
+    the OS. Once per process: the command line, the sandboxed model run, pool workers, submitit jobs and
+    ``serve --workers N``'s processes call it."""
     if not _QUICK_EXIT:
         _QUICK_EXIT.append(True)
         atexit.register(gc.freeze)
