@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import gc
 import hashlib
 import json
@@ -294,6 +295,7 @@ def sigterm_exits() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@functools.cache  # once per process
 def quick_exit() -> None:
     """At interpreter exit, freeze the objects still alive (:func:`gc.freeze`), so that the garbage collections
     Python runs while it tears its modules down skip them: with torch and torchvision imported those took 1.1-1.9 s
@@ -301,12 +303,9 @@ def quick_exit() -> None:
     run (files flush and close, pools stop, temporary folders go); only reference cycles alive at exit are left to
     the OS. Once per process: the command line, the sandboxed model run, pool workers, submitit jobs and
     ``serve --workers N``'s processes call it."""
-    if not _QUICK_EXIT:
-        _QUICK_EXIT.append(True)
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)
 
 
-_QUICK_EXIT: list[bool] = []
 _SPAWNING: dict[str, Any] = {"now": False, "signal": None}
 
 
