@@ -66,7 +66,10 @@ def _rank(rank: int, world: int, ports: list[int], prepared: str, out_dir: str) 
 
 
 def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path) -> None:
-    mp.spawn(_rank, args=(2, _free_ports(len(MODES)), str(prepared["sun"].out), str(tmp_path)), nprocs=2)
+    # forked: the ranks start with torch and polypbench already imported (spawned, each imported them again: ~5 s
+    # of CPU per rank); test_torchrun_module_entry_point starts ranks as `torchrun` does
+    mp.start_processes(_rank, args=(2, _free_ports(len(MODES)), str(prepared["sun"].out), str(tmp_path)),
+                       nprocs=2, start_method="fork")
     for gr_mode in MODES:
         r0, r1 = (torch.load(tmp_path / f"{gr_mode}-rank{r}.pt", weights_only=True) for r in (0, 1))
         assert r0["params"].keys() == r1["params"].keys()
