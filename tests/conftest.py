@@ -9,6 +9,7 @@ import contextlib
 import os
 import pickle
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -26,6 +27,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from polypbench.fileio import quick_exit
 from tests.helpers import DATASETS, SYNTH, Prepared, link_copy, replace_file  # noqa: F401
 
+# Hugging Face's caches in a folder of this process, removed at its exit, never the user's ~/.cache/huggingface: set
+# here, before any test module imports `datasets` (which reads HF_HOME once, at import); child processes inherit it.
+_HF_HOME = tempfile.TemporaryDirectory(prefix="polypbench-test-hf-")
+os.environ["HF_HOME"] = _HF_HOME.name
 quick_exit()  # each pytest-xdist worker ends its run 5 s sooner (the collections at exit skip the live objects)
 
 T = TypeVar("T")
@@ -79,11 +84,6 @@ def _logging_restored() -> Iterator[None]:
     yield
     root.setLevel(level)
     root.handlers[:] = handlers
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
 
 
 def _made_each(tmp_path_factory: pytest.TempPathFactory, kind: str, names: tuple[str, ...],

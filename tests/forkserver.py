@@ -21,6 +21,7 @@ import importlib
 import json
 import os
 import runpy
+import shutil
 import signal
 import socket
 import struct
@@ -153,6 +154,7 @@ class ForkServer:
         while not path.exists():
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
+                shutil.rmtree(folder, ignore_errors=True)
                 raise RuntimeError(f"the fork server did not start (exit {process.poll()})")
             time.sleep(0.05)
         return cls(process, path)
@@ -170,6 +172,7 @@ class ForkServer:
     def stop(self) -> None:
         self.process.kill()
         self.process.wait(timeout=30)
+        shutil.rmtree(self.socket_path.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_torchrun_module_entry_point(prepared: dict, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
            "polypbench", "train", "--config", "demo", "--manifest", str(prepared["sun"].out),
            "--out", str(tmp_path / "run"), *[a for o in [*TINY, "epochs=1"] for a in ("--set", o)]]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))  # torchrun's torchelastic_* folder too
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("trained 1 epoch in") == 1  # printed by rank 0 only
