@@ -13,7 +13,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from polypbench.fileio import quick_exit
 from polypbench.models import gate_parameters
 from polypbench.train import fit, load_config
 from polypbench.train.loop import build_model, seed_everything
@@ -48,7 +47,6 @@ def _rank(rank: int, world: int, ports: list[int], prepared: str, out_dir: str) 
     """One rank: each mode of :data:`MODES` in turn, each on its own port (one process start for both)."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1")
     torch.set_num_threads(1)
-    quick_exit()  # as `polypbench train` does
     for (gr_mode, resume_after), port in zip(MODES.items(), ports, strict=True):
         os.environ["MASTER_PORT"] = str(port)
         overrides, run_dir = _overrides(gr_mode, prepared), str(Path(out_dir) / gr_mode)
