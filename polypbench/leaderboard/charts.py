@@ -1,6 +1,10 @@
 """The board's charts: one per metric, each entry's value as a dot and its 95% interval as a whisker (matplotlib,
 server-rendered to SVG, embedded in the page as a ``data:`` image; no JavaScript).
 
+A chart costs about 70 ms of CPU and a board page draws one per metric, so charts are kept (:data:`CACHED_CHARTS`,
+least recently used first out) by what they show: a page whose entries did not change since the last view draws
+nothing.
+
 The chart draws what the scorer decided (:class:`~polypbench.evaluate.Stat`), never an interval of its own: a
 flagged interval (the dagger of :mod:`polypbench.evaluate.format`) is dashed with a hollow dot, a withheld one is
 a dot without a whisker marked "no CI", an undefined value is written "undefined". matplotlib is imported when the
@@ -15,6 +19,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from polypbench.evaluate import Stat
 
@@ -26,6 +31,8 @@ LABEL_CHARS = 34
 """Entry labels are cut to this many characters (with an ellipsis): a long method name never squeezes the plot."""
 _LOCK = threading.Lock()
 """``rc_context`` changes matplotlib's global settings while a chart is written: one chart at a time."""
+CACHED_CHARTS = 128
+"""How many drawn charts a process keeps (a board page has one per metric, the primary's twice)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,17 @@ class Point:
     stat: Stat | None
 
 
+Drawn = tuple[str, tuple[float | None, tuple[float, float] | None, bool] | None]
+"""What a chart shows of one :class:`Point`: its label and (value, interval, flagged), None for no stat."""
+
+
+def _drawn(point: Point) -> Drawn:
+    stat = point.stat
+    if stat is None:
+        return point.label, None
+    return point.label, (stat.value, None if stat.ci95 is None else (stat.ci95[0], stat.ci95[1]), bool(stat.flags))
+
+
 def _label(text: str) -> str:
     """One line, at most :data:`LABEL_CHARS` characters, ``$`` escaped (matplotlib would read mathtext)."""
     text = " ".join(text.split())
@@ -44,11 +62,11 @@ def _label(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _limits(points: Sequence[Point], unit_interval: bool) -> tuple[float, float]:
+def _limits(points: Sequence[Drawn], unit_interval: bool) -> tuple[float, float]:
     """The x range: [0, 1] for a score (wider when a value or interval leaves it, e.g. kappa below 0); from 0 to
     the largest value or interval end, with room, for an error in mm."""
-    ends = [x for p in points if p.stat is not None and p.stat.value is not None
-            for x in (p.stat.value, *(p.stat.ci95 or ())) if math.isfinite(x)]
+    ends = [x for _, shown in points if shown is not None and shown[0] is not None
+            for x in (shown[0], *(shown[1] or ())) if math.isfinite(x)]
     if unit_interval:
         return min(0.0, *ends, 0.0) - 0.02, max(1.0, *ends, 1.0) + 0.02
     top = max([*ends, 0.0]) or 1.0
@@ -62,7 +80,14 @@ WIDE_IN, NARROW_IN = 10.0, 4.6
 def whisker_chart(points: Sequence[Point], metric: str, *, higher_is_better: bool, unit_interval: bool,
                   primary: bool = False, width_in: float = NARROW_IN) -> str:
     """The chart of one metric as a ``data:image/svg+xml`` URI, ``width_in`` inches wide: entries top to bottom in
-    ``points``' order (the board's), the value as a dot and its 95% interval as a whisker."""
+    ``points``' order (the board's), the value as a dot and its 95% interval as a whisker. Drawn once per
+    distinct content (:data:`CACHED_CHARTS`)."""
+    return _chart(tuple(_drawn(p) for p in points), metric, higher_is_better, unit_interval, primary, width_in)
+
+
+@lru_cache(maxsize=CACHED_CHARTS)
+def _chart(points: tuple[Drawn, ...], metric: str, higher_is_better: bool, unit_interval: bool, primary: bool,
+           width_in: float) -> str:
     import matplotlib
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
@@ -74,25 +99,24 @@ def whisker_chart(points: Sequence[Point], metric: str, *, higher_is_better: boo
         FigureCanvasSVG(fig)
         ax = fig.add_subplot()
         lo, hi = _limits(points, unit_interval)
-        for y, p in enumerate(points):
-            stat = p.stat
-            if stat is None or stat.value is None:
-                ax.text(lo + 0.01 * (hi - lo), y, "undefined" if stat is not None else "-", va="center",
+        for y, (_, shown) in enumerate(points):
+            value = None if shown is None else shown[0]
+            if shown is None or value is None:
+                ax.text(lo + 0.01 * (hi - lo), y, "undefined" if shown is not None else "-", va="center",
                         fontsize=8, color=MUTED, style="italic")
                 continue
-            flagged = bool(stat.flags)
-            if stat.ci95 is not None:
-                ax.errorbar(stat.value, y, xerr=[[stat.value - stat.ci95[0]], [stat.ci95[1] - stat.value]],
+            _, ci95, flagged = shown
+            if ci95 is not None:
+                ax.errorbar(value, y, xerr=[[value - ci95[0]], [ci95[1] - value]],
                             fmt="none", ecolor=color, elinewidth=1.6, capsize=3.5,
                             linestyle="--" if flagged else "-", alpha=0.85)
             else:
-                ax.annotate("no CI", (stat.value, y), xytext=(6, 0), textcoords="offset points", va="center",
+                ax.annotate("no CI", (value, y), xytext=(6, 0), textcoords="offset points", va="center",
                             fontsize=7.5, color=MUTED)
-            ax.plot(stat.value, y, "o", ms=6.5, color=color, mfc="white" if flagged else color, mew=1.6,
-                    zorder=3)
+            ax.plot(value, y, "o", ms=6.5, color=color, mfc="white" if flagged else color, mew=1.6, zorder=3)
         ax.set_ylim(n - 0.5, -0.5)
         ax.set_xlim(lo, hi)
-        ax.set_yticks(range(len(points)), [_label(p.label) for p in points], fontsize=8.5)
+        ax.set_yticks(range(len(points)), [_label(label) for label, _ in points], fontsize=8.5)
         ax.tick_params(axis="y", length=0)
         ax.tick_params(axis="x", labelsize=8, colors="#334155")
         ax.grid(axis="x", color="#e2e8f0", lw=0.8)

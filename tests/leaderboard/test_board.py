@@ -232,6 +232,24 @@ def test_a_chart_draws_what_the_scorer_decided_and_names_as_written() -> None:
                                                                unit_interval=False).split(",", 1)[1]).decode()
 
 
+def test_a_chart_is_drawn_once_per_content() -> None:
+    """A board page viewed again draws no chart: equal content (labels, values, intervals, flags; the support and
+    notes the chart does not show may differ) gives the drawn chart back; a changed value or label draws anew."""
+    from polypbench.leaderboard.charts import Point, _chart, whisker_chart
+
+    def chart(*points: Point) -> str:
+        return whisker_chart(points, "macro F1 (cache test)", higher_is_better=True, unit_interval=True)
+
+    first = chart(Point("1 a: m", Stat(0.61, (0.5, 0.7), n_polyps=30)), Point("- b: n", None))
+    before = _chart.cache_info()
+    again = chart(Point("1 a: m", Stat(0.61, (0.5, 0.7), n_polyps=31)), Point("- b: n", None))
+    assert again == first and _chart.cache_info().hits == before.hits + 1
+    assert _chart.cache_info().misses == before.misses
+    moved = chart(Point("1 a: m", Stat(0.62, (0.5, 0.7))), Point("- b: n", None))
+    renamed = chart(Point("1 a: m2", Stat(0.61, (0.5, 0.7))), Point("- b: n", None))
+    assert len({first, moved, renamed}) == 3 and _chart.cache_info().misses == before.misses + 2
+
+
 def test_compare_and_rank_groups_withhold_a_paired_result_resting_on_a_one_patient_class(
         database: Database, make_client: Callable[..., TestClient]) -> None:
     """Entry A's macro F1 has no honest interval (its large polyps all from one patient): /compare gives the
