@@ -23,6 +23,20 @@ from polypbench.evaluate.format import (
 from polypbench.evaluate.policy import ClassSupport, Note, NoteKind, judge
 
 
+def test_student_t_without_scipy_stats_is_scipy_stats_bit_for_bit() -> None:
+    """The intervals' t quantile and survival function (scipy.special, so that scoring never imports scipy.stats)
+    equal scipy.stats.t's exactly, at the edges too: q of 0 and 1, infinite and NaN x, tiny, huge, infinite, zero,
+    negative and NaN degrees of freedom."""
+    df = np.array([np.nan, -1.0, 0.0, 1e-3, 0.5, 1.0, 2.0, 7.3, 19.0, 1e3, 1e12, np.finfo(float).max, np.inf])
+    x = np.array([-np.inf, -1e300, -2.5, -1e-9, 0.0, 0.3, 1.96, 1e5, np.inf, np.nan])
+    with np.errstate(all="ignore"):
+        for q in (0.0, 1e-12, 0.025, 0.5, 0.975, 1.0 - 1e-12, 1.0, -0.1, 1.1):
+            np.testing.assert_array_equal(intervals.t_ppf(q, df), stats.t.ppf(q, df))
+            assert all(np.array_equal(intervals.t_ppf(q, d), stats.t.ppf(q, d), equal_nan=True) for d in df)
+        grid_x, grid_df = np.meshgrid(x, df)
+        np.testing.assert_array_equal(intervals.t_sf(grid_x, grid_df), stats.t.sf(grid_x, grid_df))
+
+
 def test_quantiles_equal_numpy_percentile_over_the_defined_replicates() -> None:
     rng = np.random.default_rng(0)
     reps = rng.normal(size=(301, 4))
