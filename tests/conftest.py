@@ -36,15 +36,20 @@ quick_exit()  # each pytest-xdist worker ends its run 5 s sooner (the collection
 T = TypeVar("T")
 
 
-LONGEST_FILES = ("tests/test_readme.py", "tests/leaderboard/test_models.py", "tests/test_demo.py",
-                 "tests/train/test_resume.py", "tests/leaderboard/test_app.py", "tests/test_sweep.py",
-                 "tests/train/test_distributed.py", "tests/leaderboard/test_browser.py",
-                 "tests/train/test_fsg_paper.py", "tests/test_pages_in_browser.py", "tests/load/test_materialize.py",
-                 "tests/leaderboard/test_processes.py", "tests/leaderboard/test_hardening.py",
-                 "tests/train/test_harness.py")
-"""The test files that take longest (``--durations``, summed per file), longest first: a worker takes the next
+LONGEST_FILES = ("tests/leaderboard/test_models.py", "tests/test_demo.py", "tests/test_readme.py",
+                 "tests/leaderboard/test_browser.py", "tests/test_pages_in_browser.py", "tests/train/test_resume.py",
+                 "tests/leaderboard/test_app.py", "tests/train/test_fsg_paper.py", "tests/load/test_materialize.py",
+                 "tests/test_sweep.py", "tests/leaderboard/test_processes.py", "tests/train/test_distributed.py",
+                 "tests/models/test_smoke.py", "tests/models/test_models.py", "tests/train/test_paper_protocol.py",
+                 "tests/test_export.py", "tests/train/test_harness.py", "tests/test_browse.py",
+                 "tests/prepare/test_engine.py", "tests/leaderboard/test_hardening.py",
+                 "tests/evaluate/test_report_answer.py", "tests/synth/test_synth.py", "tests/leaderboard/test_board.py",
+                 "tests/train/test_routing.py", "tests/prepare/test_bad_input.py", "tests/prepare/test_faults.py",
+                 "tests/prepare/test_fuzz.py", "tests/models/test_weights.py", "tests/test_verify.py",
+                 "tests/train/test_device_augment.py")
+"""The test files that take 3.5 s or more (``--durations``, summed per file), longest first: a worker takes the next
 file when it runs out, so the longest go first and the short ones fill in at the end (a long file handed out last
-left one worker running it alone for 30 s)."""
+left one worker running it alone for 30 s; a 10 s one, 10 s)."""
 
 
 @pytest.hookimpl(trylast=True)  # after -m has deselected
