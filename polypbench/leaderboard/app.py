@@ -183,7 +183,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     import uvicorn
 
     Database(settings.db).dispose()  # create or upgrade the schema once, before any server process starts
-    if settings.architectures is None or settings.tasks is None:
+    if settings.private_labels and (settings.architectures is None or settings.tasks is None):  # only model
+        # uploads (the private track) need the catalog: a public-only board starts without the child's torch import
         names, tasks = model_catalog()
         settings.architectures = names if settings.architectures is None else settings.architectures
         settings.tasks = tasks if settings.tasks is None else settings.tasks

@@ -24,7 +24,8 @@ class Settings:
     jobs (default: ``<db file>.store`` for SQLite, ``./leaderboard-store`` otherwise). Caps are per team per UTC day;
     ``rate_limit`` is requests per minute per team, ``ip_rate_limit`` per client address (0: off).
     ``architectures``: the registered model names the private track accepts; ``tasks``: the tasks a submitted model
-    may have, each with whether its weights must carry the size offset (None: looked up at start).
+    may have, each with whether its weights must carry the size offset (None: looked up at start when there is a
+    private track, the one that takes models).
     ``frozen_time``: seconds since the epoch that the server takes as now for the rate-limit windows and the daily
     caps (tests: no run crosses a minute or a UTC midnight); None, in service: the real time (:meth:`clock`).
 
