@@ -63,17 +63,17 @@ def _rank(rank: int, world: int, ports: list[int], prepared: str, out_dir: str) 
                    Path(out_dir) / f"{gr_mode}-rank{rank}.pt")
 
 
-def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path) -> None:
+def test_two_ranks_end_with_identical_weights(materialized: dict, tmp_path: Path) -> None:
     # forked: the ranks start with torch and polypbench already imported (spawned, each imported them again: ~5 s
     # of CPU per rank); test_torchrun_module_entry_point starts ranks as `torchrun` does
-    mp.start_processes(_rank, args=(2, _free_ports(len(MODES)), str(prepared["sun"].out), str(tmp_path)),
+    mp.start_processes(_rank, args=(2, _free_ports(len(MODES)), str(materialized["sun"]), str(tmp_path)),
                        nprocs=2, start_method="fork")
     for gr_mode in MODES:
         r0, r1 = (torch.load(tmp_path / f"{gr_mode}-rank{r}.pt", weights_only=True) for r in (0, 1))
         assert r0["params"].keys() == r1["params"].keys()
         assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"]), gr_mode
         # training moved both the main weights and the gates away from the (seeded) initialisation
-        init = load_config("demo", _overrides(gr_mode, str(prepared["sun"].out)))
+        init = load_config("demo", _overrides(gr_mode, str(materialized["sun"])))
         seed_everything(init.seed)
 
         model = build_model(init)
@@ -87,9 +87,9 @@ def test_two_ranks_end_with_identical_weights(prepared: dict, tmp_path: Path) ->
         assert len(torch.load(run / "last.pt", weights_only=True)["rng"]) == 2  # one state per rank
 
 
-def test_torchrun_module_entry_point(prepared: dict, tmp_path: Path) -> None:
+def test_torchrun_module_entry_point(materialized: dict, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "polypbench", "train", "--config", "demo", "--manifest", str(prepared["sun"].out),
+           "polypbench", "train", "--config", "demo", "--manifest", str(materialized["sun"]),
            "--out", str(tmp_path / "run"), *[a for o in [*TINY, "epochs=1"] for a in ("--set", o)]]
     env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))  # torchrun's torchelastic_* folder too
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -27,8 +27,10 @@ from polypbench.train.rundir import run_status
 TINY = ["img_size=32", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0", "augment=true"]
 
 
-def _cfg(prepared: dict, *extra: str):  # type: ignore[no-untyped-def]
-    return load_config("demo", [*TINY, f"prepared=[{prepared['sun'].out}]", *extra])
+def _cfg(sun: Path, *extra: str):  # type: ignore[no-untyped-def]
+    """The demo config at :data:`TINY` on prepared folder ``sun`` (the tests of the loop take the session's
+    ``materialized`` SUN: its crops, not whole frames, are read each epoch)."""
+    return load_config("demo", [*TINY, f"prepared=[{sun}]", *extra])
 
 
 def _last(run: Path) -> dict[str, Any]:
@@ -56,18 +58,18 @@ def _without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("extra", [("gr_mode=gr",), ("model=tiny", "gr_mode=off", "device_augment=true"),
                                    ("gr_mode=paper", "paper_amp=fp16-scaler", "task=regression-paper")],
                          ids=["gr-two-optimizers", "off-device-augment", "paper-fp16-scaler"])
-def test_resume_continues_bit_exactly(prepared: dict, tmp_path: Path, extra: tuple[str, ...],
+def test_resume_continues_bit_exactly(materialized: dict, tmp_path: Path, extra: tuple[str, ...],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after epoch 0 and resumed, a run ends as the uninterrupted one does (the demo config's cosine LR
     schedule included: its total is the configured epochs, the same in both)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    fit(_cfg(prepared, "epochs=2", *extra), straight)
+    fit(_cfg(materialized["sun"], "epochs=2", *extra), straight)
     monkeypatch.setattr(loop, "note", _kill_after_epoch_0)
     with pytest.raises(Killed):
-        fit(_cfg(prepared, "epochs=2", *extra), split)
+        fit(_cfg(materialized["sun"], "epochs=2", *extra), split)
     monkeypatch.undo()
     torch.manual_seed(1234)  # whatever this process drew since: resume restores the run's own streams
-    summary = fit(_cfg(prepared, "epochs=2", *extra), split, resume=True)
+    summary = fit(_cfg(materialized["sun"], "epochs=2", *extra), split, resume=True)
     assert summary.start_epoch == 1 and len(summary.epochs) == 2
     a, b = _last(straight), _last(split)
     assert a["epoch"] == b["epoch"] == 1
@@ -85,8 +87,8 @@ def test_resume_continues_bit_exactly(prepared: dict, tmp_path: Path, extra: tup
 
 
 @pytest.mark.slow
-def test_last_pt_holds_everything_to_resume(prepared: dict, tmp_path: Path) -> None:
-    fit(_cfg(prepared, "epochs=1"), tmp_path)
+def test_last_pt_holds_everything_to_resume(materialized: dict, tmp_path: Path) -> None:
+    fit(_cfg(materialized["sun"], "epochs=1"), tmp_path)
     last = _last(tmp_path)
     for key in ("format", "epoch", "state_dict", "optimizers", "scheduler", "scaler", "rng", "generators", "sampler",
                 "history", "best", "config", "model", "task", "size_offset_mm", "class_counts"):
@@ -95,7 +97,9 @@ def test_last_pt_holds_everything_to_resume(prepared: dict, tmp_path: Path) -> N
     assert set(last["rng"][0]) == {"python", "numpy", "torch", "cuda"}
     assert last["sampler"] == {"seed": 0, "epoch": 0} and "loader_train" in last["generators"]
     assert last["scaler"] is None  # the demo config has no GradScaler, and a cosine LR schedule per optimizer
-    steps = len(build_data(_cfg(prepared, "epochs=1")).train)
+    pixels = yaml.safe_load((tmp_path / "config.yaml").read_text())["provenance"]["data"][0]["pixels"]
+    assert pixels["train"]["source"] == pixels["validation"]["source"] == "shards"  # the fixture's crops fit
+    steps = len(build_data(_cfg(materialized["sun"], "epochs=1")).train)
     assert [part["last_epoch"] for part in last["scheduler"]["parts"]] == [steps, steps]  # main and gate
 
 
@@ -155,56 +159,56 @@ def _kill_after_epoch_0(line: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_is_unfinished_and_resumes(prepared: dict, tmp_path: Path,
+def test_an_interrupted_run_is_unfinished_and_resumes(materialized: dict, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     assert run_status(tmp_path) == "new"
 
     monkeypatch.setattr(loop, "note", _kill_after_epoch_0)
     with pytest.raises(Killed):
-        fit(_cfg(prepared, "epochs=2"), tmp_path)
+        fit(_cfg(materialized["sun"], "epochs=2"), tmp_path)
     monkeypatch.undo()
     assert run_status(tmp_path) == "unfinished" and _last(tmp_path)["epoch"] == 0
-    summary = fit(_cfg(prepared, "epochs=2"), tmp_path, resume=True)
+    summary = fit(_cfg(materialized["sun"], "epochs=2"), tmp_path, resume=True)
     assert run_status(tmp_path) == "finished" and summary.start_epoch == 1
     done = json.loads((tmp_path / "summary.json").read_text())
     assert done["epochs"] == 2 and done["best_epoch"] == summary.best_epoch
-    again = fit(_cfg(prepared, "epochs=2"), tmp_path, resume=True)  # finished: nothing to train
+    again = fit(_cfg(materialized["sun"], "epochs=2"), tmp_path, resume=True)  # finished: nothing to train
     assert again.start_epoch == 2 and again.best_epoch == summary.best_epoch
     assert "nothing to train" in again.describe()
 
 
 @pytest.mark.slow
-def test_resume_refuses_another_config_and_fewer_epochs(prepared: dict, tmp_path: Path) -> None:
-    fit(_cfg(prepared, "epochs=2"), tmp_path)
+def test_resume_refuses_another_config_and_fewer_epochs(materialized: dict, tmp_path: Path) -> None:
+    fit(_cfg(materialized["sun"], "epochs=2"), tmp_path)
     with pytest.raises(ConfigError, match=r"differs from the run's \(config key 'lr': 0.003 -> 0.5\)"):
-        fit(_cfg(prepared, "epochs=3", "lr=0.5"), tmp_path, resume=True)
+        fit(_cfg(materialized["sun"], "epochs=3", "lr=0.5"), tmp_path, resume=True)
     with pytest.raises(ConfigError, match="has trained 2 epochs; expected epochs >= 2"):
-        fit(_cfg(prepared, "epochs=1"), tmp_path, resume=True)
+        fit(_cfg(materialized["sun"], "epochs=1"), tmp_path, resume=True)
 
 
 # --- refusal, overwrite, config errors ---------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_folder_holding_a_run_is_refused_unless_overwrite(prepared: dict, tmp_path: Path) -> None:
-    fit(_cfg(prepared, "epochs=1"), tmp_path)
+def test_a_folder_holding_a_run_is_refused_unless_overwrite(materialized: dict, tmp_path: Path) -> None:
+    fit(_cfg(materialized["sun"], "epochs=1"), tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
     before = (tmp_path / "best.pt").read_bytes()
     with pytest.raises(ConfigError, match="^run folder .* already holds a run .*expected --resume .* --overwrite"):
-        fit(_cfg(prepared, "epochs=1", "seed=5"), tmp_path)
+        fit(_cfg(materialized["sun"], "epochs=1", "seed=5"), tmp_path)
     assert (tmp_path / "best.pt").read_bytes() == before
     with pytest.raises(ConfigError, match="resume and overwrite exclude each other"):
-        fit(_cfg(prepared, "epochs=1"), tmp_path, resume=True, overwrite=True)
-    fit(_cfg(prepared, "epochs=1", "seed=5"), tmp_path, overwrite=True)
+        fit(_cfg(materialized["sun"], "epochs=1"), tmp_path, resume=True, overwrite=True)
+    fit(_cfg(materialized["sun"], "epochs=1", "seed=5"), tmp_path, overwrite=True)
     assert (tmp_path / "best.pt").read_bytes() != before and (tmp_path / "notes.txt").read_text() == "mine"
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["seed"] == 5
 
 
 @pytest.mark.parametrize(("extra", "match"), [(("model=tiny", "gr_mode=gr"), "needs a gated model"),
                                               (("prepared=[]",), "config key 'prepared': none given")])
-def test_config_errors_come_before_any_folder(prepared: dict, tmp_path: Path, extra: tuple[str, ...],
+def test_config_errors_come_before_any_folder(materialized: dict, tmp_path: Path, extra: tuple[str, ...],
                                               match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        fit(_cfg(prepared, "epochs=1", *extra), tmp_path / "run")
+        fit(_cfg(materialized["sun"], "epochs=1", *extra), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -212,12 +216,12 @@ def test_config_errors_come_before_any_folder(prepared: dict, tmp_path: Path, ex
 
 @pytest.mark.slow
 def test_metrics_csv_tensorboard_and_provenance(prepared: dict, tmp_path: Path) -> None:
-    fit(_cfg(prepared, "epochs=2"), tmp_path)
+    fit(_cfg(prepared["sun"].out, "epochs=2"), tmp_path)
     csv = pd.read_csv(tmp_path / "metrics.csv")
     assert list(csv["epoch"]) == [0, 1] and {"train_loss", "val_loss", "val_polyp_balanced_accuracy", "lr"} <= set(csv)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     prov = yaml.safe_load((tmp_path / "config.yaml").read_text())["provenance"]
-    assert load_config(tmp_path / "config.yaml") == _cfg(prepared, "epochs=2")  # the block is skipped on load
+    assert load_config(tmp_path / "config.yaml") == _cfg(prepared["sun"].out, "epochs=2")  # skips the block on load
     import polypbench
 
     assert prov["polypbench"] == polypbench.__version__ and "torch" in prov and "python" in prov
@@ -230,10 +234,10 @@ def test_metrics_csv_tensorboard_and_provenance(prepared: dict, tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_no_tensorboard_package_no_event_files(prepared: dict, tmp_path: Path,
+def test_no_tensorboard_package_no_event_files(materialized: dict, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard now fails
-    fit(_cfg(prepared, "epochs=1"), tmp_path)
+    fit(_cfg(materialized["sun"], "epochs=1"), tmp_path)
     assert not (tmp_path / "tensorboard").exists() and (tmp_path / "metrics.csv").is_file()
 
 
@@ -244,15 +248,15 @@ def _train(*args: str) -> Any:
 
 
 @pytest.mark.slow
-def test_cli_prints_epochs_and_resumes(prepared: dict, tmp_path: Path) -> None:
+def test_cli_prints_epochs_and_resumes(materialized: dict, tmp_path: Path) -> None:
     out = tmp_path / "run"
     sets = [a for o in [*TINY, "epochs=1"] for a in ("--set", o)]
-    res = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(out), *sets)
+    res = _train("--config", "demo", "--manifest", str(materialized["sun"]), "--out", str(out), *sets)
     assert res.exit_code == 0, res.output
     assert "trained 1 epoch in" in res.stdout
     assert "train tiny-hag (triclass, gr_mode gr) on cpu: 1 epoch of " in res.stderr
     assert "epoch 0/0: train_loss " in res.stderr and "val_loss" in res.stderr and "(best)" in res.stderr
-    refused = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(out), *sets)
+    refused = _train("--config", "demo", "--manifest", str(materialized["sun"]), "--out", str(out), *sets)
     assert refused.exit_code != 0 and refused.output.count("\n") == 1 and "already holds a run" in refused.output
     res = _train("--out", str(out), "--resume", "--set", "epochs=2")  # the run's own config.yaml
     assert res.exit_code == 0, res.output
@@ -277,22 +281,22 @@ def test_cli_config_mistakes_are_one_line(tmp_path: Path, override: str, message
 # --- the LR schedule ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow  # trains
-def test_cosine_schedule_decays_both_rates_to_zero_per_step(prepared: dict, tmp_path: Path) -> None:
+def test_cosine_schedule_decays_both_rates_to_zero_per_step(materialized: dict, tmp_path: Path) -> None:
     """``lr_schedule: cosine`` (the demo config's): main and gate rates fall per step from their configured values
     to zero at the run's last step; ``constant`` keeps them."""
-    cfg = _cfg(prepared, "epochs=2", "lr=0.004", "gate_lr=0.002")
+    cfg = _cfg(materialized["sun"], "epochs=2", "lr=0.004", "gate_lr=0.002")
     assert cfg.lr_schedule == "cosine"
     fit(cfg, tmp_path / "cos")
     lrs = list(pd.read_csv(tmp_path / "cos" / "metrics.csv")["lr"])
     assert lrs == pytest.approx([0.002, 0.0], abs=1e-12)  # halfway down the cosine after epoch 0, zero at the end
     gate = _last(tmp_path / "cos")["optimizers"]["gate"]["param_groups"][0]
     assert gate["initial_lr"] == 0.002 and gate["lr"] == pytest.approx(0.0, abs=1e-12)
-    fit(_cfg(prepared, "epochs=2", "lr_schedule=constant"), tmp_path / "flat")
+    fit(_cfg(materialized["sun"], "epochs=2", "lr_schedule=constant"), tmp_path / "flat")
     assert set(pd.read_csv(tmp_path / "flat" / "metrics.csv")["lr"]) == {0.003}
     assert _last(tmp_path / "flat")["scheduler"] is None
     with pytest.raises(ConfigError, match="unknown lr_schedule 'linear'; expected one of: constant, cosine, "
                                           "cosine_restarts"):
-        _cfg(prepared, "lr_schedule=linear")
+        _cfg(materialized["sun"], "lr_schedule=linear")
 
 
 # --- Ctrl-C, a damaged last.pt, the flags errors name ------------------------------------------------------------
@@ -317,11 +321,11 @@ def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
 @pytest.mark.slow  # trains
 @pytest.mark.parametrize(("where", "said"), [("after", "interrupted after epoch 0 of 0-1"),
                                              ("during", "interrupted before epoch 0 ended")])
-def test_ctrl_c_prints_the_exact_resume_command(prepared: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_ctrl_c_prints_the_exact_resume_command(materialized: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 where: str, said: str) -> None:
     out = tmp_path / "my run"
     _ctrl_c_at(monkeypatch, where)
-    res = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(out), *_sets("epochs=2"))
+    res = _train("--config", "demo", "--manifest", str(materialized["sun"]), "--out", str(out), *_sets("epochs=2"))
     monkeypatch.undo()
     assert res.exit_code == 130 and res.stdout == "" and said in res.stderr, res.output
     assert "Traceback" not in res.output and "Aborted" not in res.output
@@ -334,19 +338,19 @@ def test_ctrl_c_prints_the_exact_resume_command(prepared: dict, tmp_path: Path, 
 
 
 @pytest.mark.slow  # trains
-def test_ctrl_c_before_the_run_starts_says_nothing_was_written(prepared: dict, tmp_path: Path,
+def test_ctrl_c_before_the_run_starts_says_nothing_was_written(materialized: dict, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     def build_data(*_args: Any, **_kwargs: Any) -> Any:
         raise KeyboardInterrupt
     monkeypatch.setattr(loop, "build_data", build_data)
-    res = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(tmp_path / "r"), *_sets())
+    res = _train("--config", "demo", "--manifest", str(materialized["sun"]), "--out", str(tmp_path / "r"), *_sets())
     assert res.exit_code == 130 and "interrupted before the run started; nothing was written" in res.stderr
 
 
 @pytest.fixture(scope="module")
-def one_epoch(prepared: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def one_epoch(materialized: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("one-epoch") / "run"
-    fit(_cfg(prepared, "epochs=1"), run)
+    fit(_cfg(materialized["sun"], "epochs=1"), run)
     return run
 
 
@@ -386,16 +390,16 @@ def test_a_tampered_last_pt_is_not_a_readable_checkpoint(one_epoch: Path, tmp_pa
 
 
 @pytest.mark.slow  # trains
-def test_train_errors_name_the_flags_the_user_set(prepared: dict, tmp_path: Path) -> None:
+def test_train_errors_name_the_flags_the_user_set(prepared: dict, materialized: dict, tmp_path: Path) -> None:
     none = _train("--config", "demo", "--out", str(tmp_path / "a"))
     assert none.exit_code == 1 and none.output.count("\n") == 1
     assert "Error: --manifest: none given; expected at least one prepared manifest folder" in none.output
     assert "prepared" not in none.output.replace("prepared manifest", "")
     run = tmp_path / "b"
-    first = _train("--config", "demo", "--manifest", str(prepared["sun"].out), "--out", str(run), *_sets("epochs=1"))
+    first = _train("--config", "demo", "--manifest", str(materialized["sun"]), "--out", str(run), *_sets("epochs=1"))
     assert first.exit_code == 0, first.output
     other = _train("--out", str(run), "--resume", "--manifest", str(prepared["real-colon"].out))
-    assert other.exit_code == 1 and f"differs from the run's (--manifest: ['{prepared['sun'].out}'] -> " in other.output
+    assert other.exit_code == 1 and f"differs from the run's (--manifest: ['{materialized['sun']}'] -> " in other.output
     assert "config key" not in other.output
     with pytest.raises(ConfigError, match="config key 'prepared'"):  # in Python, the config key is the name
-        fit(_cfg(prepared, "epochs=1", "prepared=[]"), tmp_path / "c")
+        fit(_cfg(materialized["sun"], "epochs=1", "prepared=[]"), tmp_path / "c")
