@@ -205,10 +205,10 @@ def test_a_folder_holding_a_run_is_refused_unless_overwrite(materialized: dict, 
 
 @pytest.mark.parametrize(("extra", "match"), [(("model=tiny", "gr_mode=gr"), "needs a gated model"),
                                               (("prepared=[]",), "config key 'prepared': none given")])
-def test_config_errors_come_before_any_folder(materialized: dict, tmp_path: Path, extra: tuple[str, ...],
+def test_config_errors_come_before_any_folder(prepared: dict, tmp_path: Path, extra: tuple[str, ...],
                                               match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        fit(_cfg(materialized["sun"], "epochs=1", *extra), tmp_path / "run")
+        fit(_cfg(prepared["sun"].out, "epochs=1", *extra), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -348,9 +348,9 @@ def test_ctrl_c_before_the_run_starts_says_nothing_was_written(materialized: dic
 
 
 @pytest.fixture(scope="module")
-def one_epoch(materialized: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("one-epoch") / "run"
-    fit(_cfg(materialized["sun"], "epochs=1"), run)
+def one_epoch(prepared: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("one-epoch") / "run"  # raw frames: `make test-fast` never materializes
+    fit(_cfg(prepared["sun"].out, "epochs=1"), run)
     return run
 
 
