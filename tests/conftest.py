@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Test modules import helpers from tests/helpers.py; the names stay here too for branches written before the move.
 from polypbench.fileio import quick_exit
-from tests.helpers import DATASETS, MATERIALIZED, SYNTH, Prepared, link_copy, replace_file  # noqa: F401
+from tests.helpers import DATASETS, MATERIALIZED_SIZE, SYNTH, Prepared, link_copy, replace_file  # noqa: F401
 
 # Hugging Face's caches in a folder of this process, removed at its exit, never the user's ~/.cache/huggingface: set
 # here, before any test module imports `datasets` (which reads HF_HOME once, at import); child processes inherit it.
@@ -153,15 +153,16 @@ def prepared(dumps: dict[str, object], tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def materialized(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """SUN's prepared folder (a :func:`link_copy`) with its crops materialized as the demo config cuts them at the
-    tests' 32 px (:data:`MATERIALIZED`), once per run: a test whose point is the training loop (resume, DDP), not
+    """SUN's prepared folder (a :func:`link_copy`) with its crops materialized at the demo config's margin and the
+    tests' :data:`MATERIALIZED_SIZE`, once per run: a test whose point is the training loop (resume, DDP), not
     where pixels come from, reads small crops each epoch instead of decoding whole frames (the raw path has its
     own tests). ``source=auto`` picks them; a run folder's provenance says so."""
     from polypbench.shards import materialize
+    from polypbench.train import load_config
 
     def make(name: str, root: Path) -> Path:
         link_copy(prepared[name].out, root)
-        materialize(root, **MATERIALIZED, workers=1)
+        materialize(root, size=MATERIALIZED_SIZE, margin=load_config("demo").margin, workers=1)
         return root
 
     return _made_each(tmp_path_factory, "materialized", ("sun",), make)

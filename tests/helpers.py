@@ -20,8 +20,9 @@ DATASETS = registry.synth_names()
 """Every dataset with a synthetic generator (the registry's, so a new entry is tested without editing tests)."""
 SYNTH = {"frames_per_polyp": 2, "negatives_per_video": 1, "seed": 0}
 """The options of the session's synthetic dumps (the ``dumps`` fixture); tests of the dumps' layout read them."""
-MATERIALIZED = {"size": 32, "margin": 0.25}
-"""The crops of the session's ``materialized`` fixture: the demo config's margin at the training tests' 32 px."""
+MATERIALIZED_SIZE = 32
+"""Crop size of the session's ``materialized`` fixture: the training-loop tests' ``img_size`` (their margin is the
+demo config's, read from it)."""
 
 
 @dataclass
