@@ -168,6 +168,25 @@ def materialized(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPat
     return _made_each(tmp_path_factory, "materialized", ("sun",), make)
 
 
+@pytest.fixture(scope="session")
+def browse_site(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``polypbench browse`` of every prepared dataset with its raw dump (one frame a polyp), once per run: the
+    site's folder and what the command printed. tests/test_browse.py reads its files, tests/test_pages_in_browser.py
+    opens its pages in Chromium; neither changes it."""
+    from click.testing import CliRunner
+
+    from polypbench.cli import main
+
+    def make(_name: str, root: Path) -> tuple[Path, str]:
+        raws = [str(a) for n in DATASETS for a in ("--raw", prepared[n].raw)]
+        res = CliRunner().invoke(main, ["browse", *(str(prepared[n].out) for n in DATASETS), *raws, "--out",
+                                        str(root), "--frames", "1"])
+        assert res.exit_code == 0, res.output
+        return root, res.output
+
+    return _made_each(tmp_path_factory, "browse", ("site",), make)["site"]
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     """One headless Chromium per test module (tests/browser.py: skips without one, fails under ``CI=true``)."""

@@ -1,8 +1,9 @@
 """`polypbench browse` on the session's prepared synthetic datasets, and `polypbench configs`.
 
-The site is built once (module fixture) from every prepared dataset with --raw; the tests read its files: the pages
-exist and show a known polyp's facts, no SUN or SUN-SEG frame (or anything cut from one) is in the site, and every
-local link resolves. A second, smaller site covers the cases without frames at hand.
+The site is built once per run (the session's ``browse_site``, tests/conftest.py) from every prepared dataset with
+--raw; the tests read its files: the pages exist and show a known polyp's facts, no SUN or SUN-SEG frame (or
+anything cut from one) is in the site, and every local link resolves. A second, smaller site covers the cases
+without frames at hand.
 """
 
 from __future__ import annotations
@@ -58,12 +59,10 @@ def run_browse(*args: str | Path) -> str:
     return result.output
 
 
-@pytest.fixture(scope="module")
-def site(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("browse") / "site"
-    names = list(DATASETS)
-    raws = [a for name in names for a in ("--raw", prepared[name].raw)]
-    return out, run_browse(*(prepared[n].out for n in names), *raws, "--out", out, "--frames", "1")
+@pytest.fixture
+def site(browse_site: tuple[Path, str]) -> tuple[Path, str]:
+    """The session's site of every prepared dataset with --raw (tests/conftest.py) and what `browse` printed."""
+    return browse_site
 
 
 @pytest.mark.e2e

@@ -105,15 +105,11 @@ def test_the_report_fits_and_leads_with_the_answer(chromium: Any, report: tuple[
     assert base.split("\n")[-1].strip()[0].isdigit()  # the baseline's number, on the same polyps
 
 
-@pytest.fixture(scope="module")
-def site(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``polypbench browse`` of the REAL-Colon and SUN prepared folders with their raw dumps (one frame a polyp)."""
-    out = tmp_path_factory.mktemp("browse") / "site"
-    names = ("real-colon", "sun")
-    args = [*(str(prepared[n].out) for n in names), *(a for n in names for a in ("--raw", str(prepared[n].raw)))]
-    res = CliRunner().invoke(main, ["browse", *args, "--out", str(out), "--frames", "1"])
-    assert res.exit_code == 0, res.output
-    return out
+@pytest.fixture
+def site(browse_site: tuple[Path, str]) -> Path:
+    """The session's ``polypbench browse`` site (tests/conftest.py): every prepared dataset with its raw dump, one
+    frame a polyp (the one tests/test_browse.py reads)."""
+    return browse_site[0]
 
 
 _BROKEN_CELLS = """() => [...document.querySelectorAll('td:not(.wrap), th')]

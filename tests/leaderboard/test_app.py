@@ -160,11 +160,11 @@ def test_daily_cap_holds_under_concurrent_uploads(db: str, labels: Path, token: 
 
     app = create_app(db, [labels], **{**options, "daily_cap": 2, "n_bootstrap": 200})
     data = parquet_bytes(predictions(labels))
-    with live_server(app) as url:
-        def upload(i: int) -> int:
-            return httpx.post(f"{url}/api/submissions", headers={"Authorization": f"Bearer {token}"},
-                              data={"method": f"m{i}", "declaration": "true"}, files={"file": ("p.parquet", data)},
-                              timeout=60).status_code
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60, trust_env=False) as http:
+        def upload(i: int) -> int:  # one client, shared by the threads: a connection per concurrent request
+            return http.post("/api/submissions", headers={"Authorization": f"Bearer {token}"},
+                             data={"method": f"m{i}", "declaration": "true"},
+                             files={"file": ("p.parquet", data)}).status_code
 
         with ThreadPoolExecutor(5) as pool:
             codes = sorted(pool.map(upload, range(5)))

@@ -105,13 +105,15 @@ def test_two_worker_processes_hold_the_cap_keys_and_rate_limit_together(server_d
 
         def upload(team: str, i: int, key: str | None = None) -> Any:
             headers = {"Authorization": f"Bearer {tokens[team]}", **({"Idempotency-Key": key} if key else {})}
-            return httpx.post(f"{url}/api/submissions", headers=headers, timeout=120,
-                              data={"method": f"m{i}", "declaration": "true"}, files={"file": ("p.parquet", data)})
+            return http.post("/api/submissions", headers=headers, timeout=120,
+                             data={"method": f"m{i}", "declaration": "true"}, files={"file": ("p.parquet", data)})
 
-        with ThreadPoolExecutor(6) as pool:
+        # one client for every thread (its pool opens a connection per concurrent request; a client per request
+        # would build a TLS context each time)
+        with httpx.Client(base_url=url, timeout=60, trust_env=False) as http, ThreadPoolExecutor(6) as pool:
             capped = list(pool.map(lambda i: upload("capped", i), range(6)))
             retried = list(pool.map(lambda i: upload("retrying", i, key="same-key-for-all"), range(4)))
-            chatty = list(pool.map(lambda _: httpx.get(f"{url}/api/jobs", timeout=60, headers={
+            chatty = list(pool.map(lambda _: http.get("/api/jobs", headers={
                 "Authorization": f"Bearer {tokens['chatty']}"}).status_code, range(12)))
     assert sorted(r.status_code for r in capped) == [200, 200, 429, 429, 429, 429], [r.text for r in capped]
     assert all(r.status_code == 200 for r in retried) and len({r.json()["id"] for r in retried}) == 1
