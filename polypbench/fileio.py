@@ -366,6 +366,12 @@ def run_pool(fn: Callable[[J], R], jobs: Sequence[J], workers: int, *,
         if not finished:
             # Stop the running jobs instead of waiting for them. The executor then fails every pending future
             # itself; cancelling them here as well would race with it (Python 3.11 prints an InvalidStateError).
+            # First close this process's read end of the job queue: once the workers are gone nothing reads it, and
+            # a job still being written would block the executor's shutdown forever (CPython gh-94777, fixed in
+            # 3.11.5 and 3.12, never in 3.10: `prepare --workers N` under Debian 12's Python 3.11.2 hung here on
+            # SIGTERM, tests/prepare/test_engine.py's test_workers_end_when_the_parent_is_killed).
+            with contextlib.suppress(AttributeError, OSError):
+                pool._call_queue._reader.close()  # type: ignore[attr-defined]
             for process in list((pool._processes or {}).values()):  # no public way before Python 3.14
                 with contextlib.suppress(OSError):
                     process.terminate()
