@@ -16,10 +16,12 @@ import torch.multiprocessing as mp
 from polypbench.models import gate_parameters
 from polypbench.train import fit, load_config
 from polypbench.train.loop import build_model, seed_everything
+from tests.helpers import MATERIALIZED_SIZE
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]  # gloo process groups, torchrun
 
-TINY = ["img_size=32", "epochs=2", "batch_size=4", "frames_per_polyp_per_epoch=1", "n_bootstrap=0", "augment=true"]
+TINY = [f"img_size={MATERIALIZED_SIZE}", "epochs=2", "batch_size=4", "frames_per_polyp_per_epoch=1", "n_bootstrap=0",
+        "augment=true"]  # the session's materialized crops fit
 
 
 def _free_ports(n: int) -> list[int]:

@@ -23,8 +23,10 @@ from polypbench.train import fit, load_config, loop
 from polypbench.train.checkpoint import TrainState, rng_state, set_rng_state
 from polypbench.train.data import build_data
 from polypbench.train.rundir import run_status
+from tests.helpers import MATERIALIZED_SIZE
 
-TINY = ["img_size=32", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0", "augment=true"]
+TINY = [f"img_size={MATERIALIZED_SIZE}", "batch_size=8", "frames_per_polyp_per_epoch=1", "n_bootstrap=0",
+        "augment=true"]  # the session's materialized crops fit
 
 
 def _cfg(sun: Path, *extra: str):  # type: ignore[no-untyped-def]
