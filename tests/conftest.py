@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Test modules import helpers from tests/helpers.py; the names stay here too for branches written before the move.
 from polypbench.fileio import quick_exit
-from tests.helpers import DATASETS, MATERIALIZED_SIZE, SYNTH, Prepared, link_copy, replace_file  # noqa: F401
+from tests.helpers import DATASETS, MATERIALIZED_SIZE, SYNTH, Prepared, link_copy, replace_file, run_browse  # noqa: F401
 
 # Hugging Face's caches in a folder of this process, removed at its exit, never the user's ~/.cache/huggingface: set
 # here, before any test module imports `datasets` (which reads HF_HOME once, at import); child processes inherit it.
@@ -173,16 +173,9 @@ def browse_site(prepared: dict[str, Prepared], tmp_path_factory: pytest.TempPath
     """``polypbench browse`` of every prepared dataset with its raw dump (one frame a polyp), once per run: the
     site's folder and what the command printed. tests/test_browse.py reads its files, tests/test_pages_in_browser.py
     opens its pages in Chromium; neither changes it."""
-    from click.testing import CliRunner
-
-    from polypbench.cli import main
-
     def make(_name: str, root: Path) -> tuple[Path, str]:
-        raws = [str(a) for n in DATASETS for a in ("--raw", prepared[n].raw)]
-        res = CliRunner().invoke(main, ["browse", *(str(prepared[n].out) for n in DATASETS), *raws, "--out",
-                                        str(root), "--frames", "1"])
-        assert res.exit_code == 0, res.output
-        return root, res.output
+        raws = [a for n in DATASETS for a in ("--raw", prepared[n].raw)]
+        return root, run_browse(*(prepared[n].out for n in DATASETS), *raws, "--out", root, "--frames", "1")
 
     return _made_each(tmp_path_factory, "browse", ("site",), make)["site"]
 

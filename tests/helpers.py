@@ -46,6 +46,17 @@ def replace_file(path: Path, data: bytes | str) -> None:
     path.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+def run_browse(*args: str | Path) -> str:
+    """``polypbench browse *args`` in this process; asserts it succeeded and returns what it printed."""
+    from click.testing import CliRunner
+
+    from polypbench.cli import main
+
+    result = CliRunner().invoke(main, ["browse", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def serving(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
     """Poll ``url`` until it answers 200: True then; False once ``process`` (the server) has exited or
     ``timeout_s`` has passed. One HTTP client for every poll (each new client builds a TLS context: 60 ms of CPU)."""

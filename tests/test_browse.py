@@ -24,7 +24,7 @@ from polypbench import schema
 from polypbench.cli import main
 from polypbench.sizes import CLASS_SCHEMES
 from polypbench.train.config import packaged_configs
-from tests.helpers import DATASETS, Prepared, link_copy, replace_file
+from tests.helpers import DATASETS, Prepared, link_copy, replace_file, run_browse
 
 
 class _Links(HTMLParser):
@@ -51,12 +51,6 @@ def local_target(page: Path, url: str) -> Path | None:
     if parsed.scheme == "file":
         return Path(unquote(parsed.path))
     return (page.parent / unquote(parsed.path)).resolve()
-
-
-def run_browse(*args: str | Path) -> str:
-    result = CliRunner().invoke(main, ["browse", *map(str, args)])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture
